@@ -1,0 +1,66 @@
+"""The one settings object. Built once (``Settings()``) and passed in; never a module global."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IVR_", extra="ignore")
+
+    # Storage. SQLite file by default; PostgreSQL (postgresql+psycopg://...) in production.
+    database_url: str = "sqlite:///ivr.db"
+    # Connections kept open per process (PostgreSQL). Sized to the expected concurrency:
+    # a pool smaller than the concurrent requests churns connections.
+    db_pool_size: int = Field(default=16, ge=1, le=256)
+
+    # Menus: a folder of YAML files; the entry menu answers every new call.
+    menus_dir: Path = Path("menus")
+    entry_menu: str = "main"
+    watch_menus: bool = True
+
+    # Twilio. Signatures cover the URL Twilio called, so behind a proxy set public_url
+    # to the scheme+host Twilio uses (e.g. https://ivr.example.com); the request's own
+    # Host header is then ignored.
+    twilio_auth_token: SecretStr = SecretStr("")
+    # SharedKey signing (X-Twilio-Webhooks-Signature-Settings: key=<id>,algorithm=<alg>):
+    # JSON object {"<shared key id>": "<secret>", ...}; several ids allow rotation.
+    twilio_shared_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    public_url: str | None = None
+    # Explicitly turning the signature check off logs a warning at every start.
+    validate_signatures: bool = True
+
+    # Admin API (menu reload). Empty disables the admin API.
+    admin_token: SecretStr = SecretStr("")
+
+    # Where a caller goes when something fails inside (no menu, database down, ...).
+    safe_queue: str = "operator"
+
+    default_region: str = "IL"
+    log_level: str = "INFO"
+
+    @field_validator("twilio_shared_keys", mode="before")
+    @classmethod
+    def _parse_shared_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            parsed = json.loads(value)
+            if not isinstance(parsed, dict):
+                raise ValueError('expected a JSON object {"key id": "secret"}')
+            return parsed
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,1 @@
+"""Menus: the admins' YAML language, its loader and checker, and the pure menu engine."""

@@ -1,0 +1,134 @@
+"""A menu bundle: every menu file of a directory, checked together, with one version id.
+
+A call is pinned to the bundle version it started on. Versions are content hashes, so any
+process can rebuild a version from its stored sources (the ``menu_versions`` table) and a
+reload never breaks a call in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ivr.menu.checks import check_bundle
+from ivr.menu.loader import LoadedMenu, Problem, load_menu_file, load_menu_text, menu_files
+
+
+@dataclass(frozen=True)
+class MenuBundle:
+    version: str
+    menus: Mapping[str, LoadedMenu]
+
+    def sources(self) -> dict[str, dict[str, str]]:
+        return {name: {"file": str(lm.path), "text": lm.text} for name, lm in self.menus.items()}
+
+
+def bundle_version(menus: Mapping[str, LoadedMenu]) -> str:
+    payload = json.dumps(sorted((n, lm.text) for n, lm in menus.items()), ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass
+class LoadReport:
+    loaded: list[str] = field(default_factory=list)
+    kept_previous: list[str] = field(default_factory=list)
+    refused: dict[str, list[Problem]] = field(default_factory=dict)
+    warnings: list[Problem] = field(default_factory=list)
+    fatal: str | None = None
+
+    @property
+    def problems(self) -> list[Problem]:
+        return sorted([p for ps in self.refused.values() for p in ps] + self.warnings)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "loaded": self.loaded,
+            "kept_previous": self.kept_previous,
+            "refused": {f: [str(p) for p in ps] for f, ps in self.refused.items()},
+            "warnings": [str(p) for p in self.warnings],
+            "fatal": self.fatal,
+        }
+
+
+def assemble(
+    parsed: list[tuple[Path, LoadedMenu | None, list[Problem]]],
+    previous: MenuBundle | None,
+    entry: str,
+) -> tuple[MenuBundle | None, LoadReport]:
+    """Combine parsed files into a bundle: refused files keep their last good version."""
+    report = LoadReport()
+    candidate: dict[str, LoadedMenu] = {}
+    by_file: dict[str, str] = {}
+    for path, lm, problems in parsed:
+        errors = [p for p in problems if p.severity == "error"]
+        if lm is None or errors:
+            report.refused[str(path)] = errors or problems
+            continue
+        if lm.name in candidate:
+            report.refused[str(path)] = [Problem(
+                str(path), 1, 1, "name",
+                f"menu name {lm.name!r} is already used by {candidate[lm.name].path}")]
+            continue
+        candidate[lm.name] = lm
+        by_file[str(path)] = lm.name
+
+    def fall_back(file: str) -> None:
+        stem = Path(file).stem
+        name = by_file.get(file, stem)
+        candidate.pop(name, None)
+        if previous is not None and name in previous.menus:
+            candidate[name] = previous.menus[name]
+            if name not in report.kept_previous:
+                report.kept_previous.append(name)
+
+    for file in list(report.refused):
+        fall_back(file)
+
+    for _ in range(len(candidate) + 2):
+        problems = check_bundle(candidate)
+        errors = [p for p in problems if p.severity == "error"]
+        fresh = {p.file for p in errors} - set(report.refused)
+        stale = {p.file for p in errors} & set(report.refused)
+        if not errors:
+            report.warnings = [p for p in problems if p.severity == "warning"]
+            break
+        for file in fresh:
+            report.refused[file] = [p for p in errors if p.file == file]
+            fall_back(file)
+        if not fresh and stale:
+            # A kept previous version no longer fits with the others: drop it too.
+            for file in stale:
+                name = by_file.get(file, Path(file).stem)
+                candidate.pop(name, None)
+    report.loaded = sorted(n for n in candidate if n not in report.kept_previous)
+    if entry not in candidate:
+        report.fatal = (f"entry menu {entry!r} is not loaded (menus available: "
+                        f"{', '.join(sorted(candidate)) or 'none'})")
+        return None, report
+    return MenuBundle(bundle_version(candidate), dict(candidate)), report
+
+
+def load_directory(directory: Path, entry: str, previous: MenuBundle | None = None,
+                   ) -> tuple[MenuBundle | None, LoadReport]:
+    if not directory.is_dir():
+        report = LoadReport(fatal=f"menu directory {directory} does not exist")
+        return None, report
+    parsed = []
+    for path in menu_files(directory):
+        lm, problems = load_menu_file(path)
+        parsed.append((path, lm, problems))
+    return assemble(parsed, previous, entry)
+
+
+def bundle_from_sources(sources: Mapping[str, Mapping[str, str]]) -> MenuBundle:
+    """Rebuild a stored version exactly (it was checked when it went live)."""
+    menus: dict[str, LoadedMenu] = {}
+    for name, src in sources.items():
+        lm, problems = load_menu_text(src["text"], Path(src["file"]))
+        if lm is None:
+            raise ValueError(f"stored menu {name!r} no longer parses: {problems[0]}")
+        menus[name] = lm
+    return MenuBundle(bundle_version(menus), menus)

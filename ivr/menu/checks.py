@@ -1,0 +1,269 @@
+"""Semantic checks over loaded menus: what a schema cannot see.
+
+* references to nodes, menus and schedules that do not exist;
+* nodes no caller can reach (warning);
+* loops a caller can never leave: every chain of automatic moves (messages, branches,
+  hours, sub-menus, and the failure paths taken when a caller presses nothing or a transfer
+  or queue fails) must end at a hangup; a cycle of them traps the caller;
+* languages: a declared language without prompt text, a voice that cannot speak it;
+* values Twilio would reject (Say text length).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from ivr.menu.loader import LoadedMenu, PathT, Problem, dotted
+from ivr.menu.model import (
+    SAY_MAX_CHARS,
+    BranchNode,
+    HoursNode,
+    Menu,
+    MenuNode,
+    MessageNode,
+    Node,
+    Prompt,
+    QueueNode,
+    SubmenuNode,
+    TransferNode,
+)
+from ivr.menu.voices import voice_languages
+
+NodeRef = tuple[str, str]  # (menu name, node name)
+
+
+@dataclass(frozen=True)
+class Edge:
+    target: str
+    path: PathT  # where the reference is written
+    automatic: bool  # taken without the caller choosing (silence, failures, branches)
+
+
+def node_edges(name: str, node: Node, menu: Menu) -> Iterator[Edge]:
+    base: PathT = ("nodes", name)
+    if isinstance(node, MenuNode):
+        for key, opt in node.options.items():
+            yield Edge(opt.next, (*base, "options", key, "next"), False)
+        if node.on_failure:
+            yield Edge(node.on_failure, (*base, "on_failure"), True)
+        else:
+            yield Edge(menu.fallback, ("fallback",), True)
+    elif isinstance(node, MessageNode):
+        yield Edge(node.next, (*base, "next"), True)
+    elif isinstance(node, HoursNode):
+        for attr in ("open", "closed", "holiday", "emergency"):
+            target = getattr(node, attr)
+            if target:
+                yield Edge(target, (*base, attr), True)
+    elif isinstance(node, BranchNode):
+        for i, br in enumerate(node.branches):
+            yield Edge(br.next, (*base, "branches", i, "next"), True)
+        yield Edge(node.default, (*base, "default"), True)
+    elif isinstance(node, QueueNode | TransferNode):
+        if node.on_failure:
+            yield Edge(node.on_failure, (*base, "on_failure"), True)
+        else:
+            yield Edge(menu.fallback, ("fallback",), True)
+
+
+def _problem(lm: LoadedMenu, path: PathT, message: str, severity: str = "error",
+             *, key: bool = False) -> Problem:
+    line, col = lm.positions.of(path, key=key)
+    return Problem(str(lm.path), line, col, dotted(path), message,
+                   "warning" if severity == "warning" else "error")
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _prompts(name: str, node: Node) -> Iterator[tuple[PathT, Prompt]]:
+    base: PathT = ("nodes", name)
+    for attr in ("prompt", "no_input_prompt", "invalid_prompt"):
+        p = getattr(node, attr, None)
+        if isinstance(p, Prompt):
+            yield (*base, attr), p
+
+
+def check_menu(lm: LoadedMenu, all_menus: Mapping[str, LoadedMenu]) -> list[Problem]:
+    menu = lm.menu
+    out: list[Problem] = []
+    known = list(menu.nodes)
+    langs = set(menu.languages)
+
+    if menu.default_language not in langs:
+        out.append(_problem(lm, ("default_language",),
+                            f"{menu.default_language!r} is not one of the menu's languages "
+                            f"{menu.languages}"))
+    for ref_attr in ("start", "fallback"):
+        target = getattr(menu, ref_attr)
+        if target not in menu.nodes:
+            out.append(_problem(lm, (ref_attr,), f"unknown node {target!r}"
+                                f"{_suggest(target, known)}"))
+    for lang, voice in menu.voices.items():
+        if lang not in langs:
+            out.append(_problem(lm, ("voices", lang), f"voice for {lang!r}, which is not one of "
+                                f"the menu's languages {menu.languages}", "warning", key=True))
+            continue
+        spoken = voice_languages(voice)
+        if spoken is None:
+            out.append(_problem(lm, ("voices", lang), f"unknown voice {voice!r}: cannot check "
+                                f"that it speaks {lang}", "warning"))
+        elif lang not in spoken:
+            out.append(_problem(lm, ("voices", lang), f"voice {voice!r} cannot speak {lang} "
+                                f"(it speaks {', '.join(sorted(spoken))})"))
+
+    for name, node in menu.nodes.items():
+        for edge in node_edges(name, node, menu):
+            if edge.path != ("fallback",) and edge.target not in menu.nodes:
+                out.append(_problem(lm, edge.path, f"unknown node {edge.target!r}"
+                                    f"{_suggest(edge.target, known)}"))
+        if isinstance(node, SubmenuNode):
+            if node.menu not in all_menus:
+                out.append(_problem(lm, ("nodes", name, "menu"), f"unknown menu {node.menu!r}"
+                                    f"{_suggest(node.menu, list(all_menus))}"))
+            else:
+                missing = langs - set(all_menus[node.menu].menu.languages)
+                if missing:
+                    out.append(_problem(lm, ("nodes", name, "menu"),
+                                        f"menu {node.menu!r} does not speak "
+                                        f"{', '.join(sorted(missing))}"))
+        if isinstance(node, HoursNode) and node.schedule not in menu.schedules:
+            out.append(_problem(lm, ("nodes", name, "schedule"),
+                                f"unknown schedule {node.schedule!r}"
+                                f"{_suggest(node.schedule, list(menu.schedules))}"))
+        for ppath, prompt in _prompts(name, node):
+            out.extend(_check_prompt(lm, ppath, prompt, langs))
+        if isinstance(node, MenuNode):
+            out.extend(_check_options(lm, name, node, langs))
+    return out
+
+
+def _check_prompt(lm: LoadedMenu, ppath: PathT, prompt: Prompt, langs: set[str],
+                  ) -> Iterator[Problem]:
+    texts = prompt.say if prompt.say is not None else (
+        prompt.play if isinstance(prompt.play, dict) else None)
+    kind = "say" if prompt.say is not None else "play"
+    if texts is None:
+        return
+    for lang in sorted(langs - set(texts)):
+        yield _problem(lm, (*ppath, kind), f"no {kind} text for {lang}, one of the menu's "
+                       f"languages")
+    for lang in sorted(set(texts) - langs):
+        yield _problem(lm, (*ppath, kind, lang), f"{lang} is not one of the menu's languages "
+                       f"{sorted(langs)}", "warning", key=True)
+    if prompt.say is not None:
+        for lang, text in prompt.say.items():
+            if len(text) > SAY_MAX_CHARS:
+                yield _problem(lm, (*ppath, "say", lang), f"text is {len(text)} characters; "
+                               f"Twilio's <Say> takes at most {SAY_MAX_CHARS}")
+
+
+def _check_options(lm: LoadedMenu, name: str, node: MenuNode, langs: set[str],
+                   ) -> Iterator[Problem]:
+    base: PathT = ("nodes", name, "options")
+    seen: dict[tuple[str, str], str] = {}
+    for key, opt in node.options.items():
+        if opt.language is not None and opt.language not in langs:
+            yield _problem(lm, (*base, key, "language"), f"{opt.language!r} is not one of the "
+                           f"menu's languages {sorted(langs)}")
+        for lang, phrases in opt.speech.items():
+            for phrase in phrases:
+                norm = " ".join(phrase.casefold().split())
+                if (lang, norm) in seen:
+                    yield _problem(lm, (*base, key, "speech", lang),
+                                   f"phrase {phrase!r} is also option {seen[(lang, norm)]!r}")
+                seen[(lang, norm)] = key
+        if "speech" in node.input and not opt.speech:
+            yield _problem(lm, (*base, key), "menu takes speech but this option has no "
+                           "speech phrases; callers can only press the key", "warning", key=True)
+    lengths = {len(k) for k in node.options}
+    prefixes = [k for k in node.options for other in node.options
+                if other != k and other.startswith(k)]
+    if len(lengths) > 1 and prefixes:
+        yield _problem(lm, base, f"option {prefixes[0]!r} is a prefix of a longer option; "
+                       "callers must end the longer one with '#'", "warning", key=True)
+
+
+def check_graph(menus: Mapping[str, LoadedMenu]) -> list[Problem]:
+    """Reachability (warning) and caller traps (error) across all menus."""
+    out: list[Problem] = []
+    auto: dict[NodeRef, list[tuple[NodeRef, PathT]]] = {}
+    every: dict[NodeRef, list[NodeRef]] = {}
+    for mname, lm in menus.items():
+        for name, node in lm.menu.nodes.items():
+            ref = (mname, name)
+            auto[ref] = []
+            every[ref] = []
+            targets = [(e, (mname, e.target)) for e in node_edges(name, node, lm.menu)]
+            if isinstance(node, SubmenuNode) and node.menu in menus:
+                sub = menus[node.menu].menu
+                targets.append((Edge(sub.start, ("nodes", name, "menu"), True),
+                                (node.menu, sub.start)))
+            for edge, tref in targets:
+                if tref[1] not in menus[tref[0]].menu.nodes:
+                    continue
+                every[ref].append(tref)
+                if edge.automatic:
+                    auto[ref].append((tref, edge.path))
+
+    # Reachability from each menu's start and fallback (sub-menus are entered by reference).
+    for mname, lm in menus.items():
+        roots = [(mname, r) for r in (lm.menu.start, lm.menu.fallback) if r in lm.menu.nodes]
+        seen: set[NodeRef] = set(roots)
+        stack = list(roots)
+        while stack:
+            cur = stack.pop()
+            for nxt in every.get(cur, []):
+                if nxt not in seen and nxt[0] == mname:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        for name in lm.menu.nodes:
+            if (mname, name) not in seen:
+                out.append(_problem(lm, ("nodes", name), "no caller can reach this node",
+                                    "warning", key=True))
+
+    # Cycles of automatic moves: a caller who presses nothing would go round for ever.
+    state: dict[NodeRef, int] = {}
+    reported: set[frozenset[NodeRef]] = set()
+
+    def visit(ref: NodeRef, trail: list[NodeRef]) -> None:
+        state[ref] = 1
+        trail.append(ref)
+        for nxt, _path in auto.get(ref, []):
+            if state.get(nxt) == 1:
+                loop = [*trail[trail.index(nxt):], nxt]
+                key = frozenset(loop)
+                if key not in reported:
+                    reported.add(key)
+                    out.append(_loop_problem(menus, loop))
+            elif nxt not in state:
+                visit(nxt, trail)
+        trail.pop()
+        state[ref] = 2
+
+    for ref in sorted(auto):
+        if ref not in state:
+            visit(ref, [])
+    return out
+
+
+def _loop_problem(menus: Mapping[str, LoadedMenu], loop: list[NodeRef]) -> Problem:
+    first = loop[0]
+    lm = menus[first[0]]
+    names = " -> ".join(n if m == first[0] else f"{m}:{n}" for m, n in loop)
+    return _problem(lm, ("nodes", first[1]),
+                    f"a caller who presses nothing (or whose transfer or queue fails) loops "
+                    f"for ever: {names}; route a failure path to a hangup, queue or transfer "
+                    f"that ends elsewhere", key=True)
+
+
+def check_bundle(menus: Mapping[str, LoadedMenu]) -> list[Problem]:
+    out: list[Problem] = []
+    for lm in menus.values():
+        out.extend(check_menu(lm, menus))
+    out.extend(check_graph(menus))
+    return sorted(set(out))

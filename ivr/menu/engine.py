@@ -1,0 +1,412 @@
+"""The menu engine: a pure function (bundle, call state, event, now) -> (state, actions).
+
+No HTTP, no database: the webhook layer loads the state, calls ``step`` and renders the
+actions to TwiML. Automatic nodes (messages, hours, branches, sub-menus) are walked through
+in one step; the engine stops at the first node that needs the caller or Twilio (a menu
+gathering input, a queue, a transfer, a hangup).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from ivr.menu.bundle import MenuBundle
+from ivr.menu.hours import hours_status
+from ivr.menu.model import (
+    BranchNode,
+    Condition,
+    HangupNode,
+    HoursNode,
+    Menu,
+    MenuNode,
+    MessageNode,
+    Node,
+    Prompt,
+    QueueNode,
+    SubmenuNode,
+    TransferNode,
+)
+
+MAX_AUTOMATIC_HOPS = 32
+MAX_DIGITS = 32
+MAX_SPEECH = 512
+
+# ---------------------------------------------------------------- state and events
+
+
+@dataclass(frozen=True)
+class CallState:
+    call_sid: str
+    version: str
+    menu: str
+    node: str
+    language: str
+    no_input: int = 0
+    invalid: int = 0
+    attributes: dict[str, Any] = field(default_factory=dict)
+    path: tuple[dict[str, Any], ...] = ()
+    ended: bool = False
+
+
+@dataclass(frozen=True)
+class Start:
+    pass
+
+
+@dataclass(frozen=True)
+class Gathered:
+    digits: str | None = None
+    speech: str | None = None
+    confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class DialEnded:
+    status: str  # Twilio DialCallStatus
+
+
+@dataclass(frozen=True)
+class QueueEnded:
+    result: str  # Twilio QueueResult
+
+
+Event = Start | Gathered | DialEnded | QueueEnded
+
+# ---------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class Say:
+    text: str
+    language: str
+    voice: str | None
+
+
+@dataclass(frozen=True)
+class Play:
+    url: str
+
+
+Audio = Say | Play
+
+
+@dataclass(frozen=True)
+class Gather:
+    prompts: tuple[Audio, ...]
+    input: tuple[str, ...]
+    timeout: int
+    num_digits: int | None
+    finish_on_key: str
+    language: str
+    hints: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Enqueue:
+    queue: str
+
+
+@dataclass(frozen=True)
+class Dial:
+    kind: Literal["number", "sip", "client"]
+    target: str
+    timeout: int
+    caller_id: str | None
+
+
+@dataclass(frozen=True)
+class Hangup:
+    pass
+
+
+Action = Say | Play | Gather | Enqueue | Dial | Hangup
+
+
+@dataclass(frozen=True)
+class StepResult:
+    state: CallState
+    actions: tuple[Action, ...]
+
+
+class EngineError(Exception):
+    """The menu cannot go on (a reference that does not exist, an endless loop)."""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _now_iso(now: datetime) -> str:
+    return now.isoformat(timespec="milliseconds")
+
+
+def _menu(bundle: MenuBundle, name: str) -> Menu:
+    try:
+        return bundle.menus[name].menu
+    except KeyError:
+        raise EngineError(f"menu {name!r} is not in version {bundle.version}") from None
+
+
+def _node(menu: Menu, name: str) -> Node:
+    try:
+        return menu.nodes[name]
+    except KeyError:
+        raise EngineError(f"node {name!r} does not exist") from None
+
+
+def render_prompt(prompt: Prompt | None, menu: Menu, language: str) -> tuple[Audio, ...]:
+    if prompt is None:
+        return ()
+    if prompt.say is not None:
+        text = prompt.say.get(language) or prompt.say.get(menu.default_language)
+        if text is None:
+            language, text = next(iter(prompt.say.items()))
+        return (Say(text=text, language=language, voice=menu.voices.get(language)),)
+    play = prompt.play
+    if isinstance(play, dict):
+        url = play.get(language) or play.get(menu.default_language) or next(iter(play.values()))
+        return (Play(url),)
+    assert play is not None
+    return (Play(play),)
+
+
+def _gather(node: MenuNode, menu: Menu, language: str, lead: tuple[Audio, ...]) -> Gather:
+    keys = list(node.options)
+    longest = max(len(k) for k in keys)
+    uses_hash = any("#" in k for k in keys)
+    if longest == 1:
+        num_digits: int | None = 1
+    else:
+        num_digits = longest if all(len(k) == longest for k in keys) else None
+    hints: list[str] = []
+    if "speech" in node.input:
+        for opt in node.options.values():
+            hints.extend(opt.speech.get(language, ()))
+    return Gather(
+        prompts=(*lead, *render_prompt(node.prompt, menu, language)),
+        input=tuple(node.input),
+        timeout=node.timeout,
+        num_digits=num_digits,
+        finish_on_key="" if uses_hash else "#",
+        language=language,
+        hints=tuple(hints),
+    )
+
+
+_WORD = re.compile(r"[\w']+", re.UNICODE)
+
+
+def _normalise(text: str) -> str:
+    return " ".join(_WORD.findall(text.casefold()))
+
+
+def match_option(node: MenuNode, language: str, digits: str | None, speech: str | None,
+                 ) -> str | None:
+    if digits:
+        key = digits.strip()
+        if key in node.options:
+            return key
+        if key.endswith("#") and key[:-1] in node.options:
+            return key[:-1]
+    if speech:
+        said = f" {_normalise(speech)} "
+        for key, opt in node.options.items():
+            for phrase in opt.speech.get(language, ()):
+                if f" {_normalise(phrase)} " in said:
+                    return key
+    return None
+
+
+def condition_holds(cond: Condition, attributes: dict[str, Any]) -> bool:
+    present = cond.attribute in attributes and attributes[cond.attribute] is not None
+    value = attributes.get(cond.attribute)
+    if cond.exists is not None:
+        return present == cond.exists
+    if not present:
+        return False
+    if cond.equals is not None:
+        return bool(value == cond.equals)
+    if cond.in_ is not None:
+        return value in cond.in_
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    if cond.at_least is not None:
+        return number >= cond.at_least
+    if cond.at_most is not None:
+        return number <= cond.at_most
+    return False
+
+
+# ---------------------------------------------------------------- the step function
+
+
+class _Walk:
+    def __init__(self, bundle: MenuBundle, state: CallState, now: datetime) -> None:
+        self.bundle = bundle
+        self.state = state
+        self.now = now
+        self.actions: list[Action] = []
+        self.path: list[dict[str, Any]] = list(state.path)
+
+    def log(self, kind: str, **extra: Any) -> None:
+        entry = {"at": _now_iso(self.now), "menu": self.state.menu, "node": self.state.node,
+                 "event": kind}
+        entry.update({k: v for k, v in extra.items() if v is not None})
+        self.path.append(entry)
+
+    def result(self) -> StepResult:
+        return StepResult(replace(self.state, path=tuple(self.path)), tuple(self.actions))
+
+    def goto(self, node: str, menu: str | None = None) -> None:
+        self.state = replace(self.state, node=node, menu=menu or self.state.menu,
+                             no_input=0, invalid=0)
+        self.enter()
+
+    def failure(self, node: MenuNode | QueueNode | TransferNode, reason: str) -> None:
+        menu = _menu(self.bundle, self.state.menu)
+        self.log("failure", reason=reason)
+        self.goto(node.on_failure or menu.fallback)
+
+    def enter(self) -> None:
+        """Walk automatic nodes until one needs the caller or Twilio."""
+        for _ in range(MAX_AUTOMATIC_HOPS):
+            menu = _menu(self.bundle, self.state.menu)
+            node = _node(menu, self.state.node)
+            lang = self.state.language
+            if isinstance(node, MessageNode):
+                self.log("message")
+                self.actions.extend(render_prompt(node.prompt, menu, lang))
+                self.state = replace(self.state, node=node.next)
+            elif isinstance(node, HoursNode):
+                outcome, why = hours_status(menu.schedules[node.schedule], self.now)
+                target = {"open": node.open, "closed": node.closed,
+                          "holiday": node.holiday or node.closed,
+                          "emergency": node.emergency or node.closed}[outcome]
+                self.log("hours", outcome=outcome, reason=why)
+                self.state = replace(self.state, node=target)
+            elif isinstance(node, BranchNode):
+                target = node.default
+                for br in node.branches:
+                    if condition_holds(br.when, self.state.attributes):
+                        target = br.next
+                        break
+                self.log("branch", to=target)
+                self.state = replace(self.state, node=target)
+            elif isinstance(node, SubmenuNode):
+                sub = _menu(self.bundle, node.menu)
+                self.log("submenu", to=node.menu)
+                language = lang if lang in sub.languages else sub.default_language
+                self.state = replace(self.state, menu=node.menu, node=sub.start,
+                                     language=language)
+            elif isinstance(node, MenuNode):
+                self.log("prompt")
+                self.actions.append(_gather(node, menu, lang, ()))
+                return
+            elif isinstance(node, QueueNode):
+                self.log("queue", queue=node.queue)
+                self.actions.extend(render_prompt(node.prompt, menu, lang))
+                self.actions.append(Enqueue(node.queue))
+                return
+            elif isinstance(node, TransferNode):
+                kind: Literal["number", "sip", "client"]
+                if node.number:
+                    kind, target = "number", node.number
+                elif node.sip:
+                    kind, target = "sip", node.sip
+                else:
+                    kind, target = "client", node.client or ""
+                self.log("transfer", to=kind)
+                self.actions.extend(render_prompt(node.prompt, menu, lang))
+                self.actions.append(Dial(kind, target, node.timeout, node.caller_id))
+                return
+            elif isinstance(node, HangupNode):
+                self.log("hangup")
+                self.actions.extend(render_prompt(node.prompt, menu, lang))
+                self.actions.append(Hangup())
+                self.state = replace(self.state, ended=True)
+                return
+        raise EngineError(f"more than {MAX_AUTOMATIC_HOPS} automatic moves without input")
+
+    # -- events at the current node
+
+    def on_gathered(self, node: MenuNode, ev: Gathered) -> None:
+        menu = _menu(self.bundle, self.state.menu)
+        lang = self.state.language
+        digits = (ev.digits or "")[:MAX_DIGITS] or None
+        speech = (ev.speech or "")[:MAX_SPEECH] or None
+        if digits is None and speech is None:
+            count = self.state.no_input + 1
+            self.state = replace(self.state, no_input=count)
+            self.log("no_input", count=count)
+            if count >= node.max_no_input:
+                self.failure(node, "no_input")
+                return
+            lead = render_prompt(node.no_input_prompt, menu, lang)
+            self.actions.append(_gather(node, menu, lang, lead))
+            return
+        key = match_option(node, lang, digits, speech)
+        if key is None:
+            count = self.state.invalid + 1
+            self.state = replace(self.state, invalid=count)
+            self.log("invalid", digits=digits, speech=speech, count=count)
+            if count >= node.max_invalid:
+                self.failure(node, "invalid")
+                return
+            lead = render_prompt(node.invalid_prompt, menu, lang)
+            self.actions.append(_gather(node, menu, lang, lead))
+            return
+        option = node.options[key]
+        self.log("input", digits=digits, speech=speech, confidence=ev.confidence, option=key)
+        if option.language:
+            self.state = replace(self.state, language=option.language)
+        self.goto(option.next)
+
+
+DIAL_OK = {"completed", "answered"}
+QUEUE_DONE = {"bridged", "hangup", "redirected", "bridging-in-process"}
+
+
+def step(bundle: MenuBundle, state: CallState, event: Event, now: datetime) -> StepResult:
+    walk = _Walk(bundle, state, now)
+    if isinstance(event, Start):
+        walk.enter()
+        return walk.result()
+    menu = _menu(bundle, state.menu)
+    node = _node(menu, state.node)
+    if state.ended:
+        walk.actions.append(Hangup())
+    elif isinstance(event, Gathered) and isinstance(node, MenuNode):
+        walk.on_gathered(node, event)
+    elif isinstance(event, DialEnded) and isinstance(node, TransferNode):
+        if event.status in DIAL_OK:
+            walk.log("transfer_done", status=event.status)
+            walk.actions.append(Hangup())
+            walk.state = replace(walk.state, ended=True)
+        else:
+            walk.log("transfer_failed", status=event.status)
+            walk.failure(node, event.status or "failed")
+    elif isinstance(event, QueueEnded) and isinstance(node, QueueNode):
+        if event.result in QUEUE_DONE:
+            walk.log("queue_done", result=event.result)
+            walk.actions.append(Hangup())
+            walk.state = replace(walk.state, ended=True)
+        else:
+            walk.log("queue_failed", result=event.result)
+            walk.failure(node, event.result or "error")
+    else:
+        # An event that does not belong to this node (a stale or out-of-order request):
+        # repeat what the caller should be hearing now rather than guessing.
+        walk.log("resume", got=type(event).__name__)
+        walk.enter()
+    return walk.result()
+
+
+def start_state(bundle: MenuBundle, call_sid: str, entry: str,
+                attributes: dict[str, Any] | None = None) -> CallState:
+    menu = _menu(bundle, entry)
+    return CallState(call_sid=call_sid, version=bundle.version, menu=entry, node=menu.start,
+                     language=menu.default_language, attributes=dict(attributes or {}))
