@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="IVR_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="IVR_", env_file=".env", extra="ignore")
 
     # Storage. SQLite file by default; PostgreSQL (postgresql+psycopg://...) in production.
     database_url: str = "sqlite:///ivr.db"
@@ -40,6 +40,8 @@ class Settings(BaseSettings):
 
     # Where a caller goes when something fails inside (no menu, database down, ...).
     safe_queue: str = "operator"
+    # Optional hold music for callers waiting in a queue (else a spoken hold message).
+    hold_music_url: str | None = None
 
     default_region: str = "IL"
     log_level: str = "INFO"

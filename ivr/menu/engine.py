@@ -107,6 +107,7 @@ class Gather:
 @dataclass(frozen=True)
 class Enqueue:
     queue: str
+    language: str
 
 
 @dataclass(frozen=True)
@@ -309,7 +310,7 @@ class _Walk:
             elif isinstance(node, QueueNode):
                 self.log("queue", queue=node.queue)
                 self.actions.extend(render_prompt(node.prompt, menu, lang))
-                self.actions.append(Enqueue(node.queue))
+                self.actions.append(Enqueue(node.queue, lang))
                 return
             elif isinstance(node, TransferNode):
                 kind: Literal["number", "sip", "client"]

@@ -1,0 +1,88 @@
+"""The FastAPI application factory. Resources open in the lifespan and close with it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from ivr import admin, webhooks
+from ivr.calls.repository import DbVersionStore
+from ivr.calls.service import CallService
+from ivr.core.clock import Clock, SystemClock
+from ivr.core.db import Database
+from ivr.core.settings import Settings
+from ivr.menu.registry import MenuRegistry
+from ivr.signatures import SignatureChecker
+
+log = logging.getLogger("ivr")
+
+
+async def _watch_menus(app: FastAPI, stop: asyncio.Event) -> None:
+    import watchfiles  # noqa: PLC0415
+
+    registry: MenuRegistry = app.state.menus
+    db: Database = app.state.db
+    async for _changes in watchfiles.awatch(registry.directory, stop_event=stop,
+                                            debounce=200, step=50):
+        log.info("menu files changed; reloading")
+        try:
+            await db.run(registry.reload)
+        except Exception:
+            log.exception("menu reload failed; the previous menus stay live")
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
+    clock = clock or SystemClock()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.validate_signatures:
+            log.warning("Twilio signature validation is OFF (IVR_VALIDATE_SIGNATURES=false): "
+                        "anyone can drive calls on this server")
+        elif not settings.twilio_auth_token.get_secret_value() and not settings.twilio_shared_keys:
+            log.error("IVR_TWILIO_AUTH_TOKEN is not set: every Twilio webhook will be refused")
+        db = Database(settings)
+        registry = MenuRegistry(settings.menus_dir, settings.entry_menu,
+                                DbVersionStore(db.engine, clock.now))
+        report = await db.run(registry.reload)
+        if not registry.loaded:
+            db.close()
+            raise RuntimeError(f"no menus can be served: {report.fatal}")
+        app.state.db = db
+        app.state.menus = registry
+        app.state.calls = CallService(db.engine, registry, clock)
+        stop = asyncio.Event()
+        watcher = (asyncio.create_task(_watch_menus(app, stop))
+                   if settings.watch_menus else None)
+        try:
+            yield
+        finally:
+            stop.set()
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            db.close()
+
+    app = FastAPI(title="IVR call router", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.clock = clock
+    app.state.signatures = SignatureChecker(settings)
+    app.include_router(webhooks.router)
+    app.include_router(admin.router)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: settings from the environment."""
+    return create_app(Settings())

@@ -1,0 +1,1 @@
+"""Calls: durable per-CallSid state, webhook use cases and TwiML rendering."""

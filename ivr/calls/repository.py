@@ -1,0 +1,89 @@
+"""Queries for call state: lean SQLAlchemy Core, one round trip each (webhooks are hot)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Insert, Table, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ivr.calls.models import Call, CallStatusEvent, MenuVersion
+
+calls: Table = Call.__table__  # type: ignore[assignment]
+status_events: Table = CallStatusEvent.__table__  # type: ignore[assignment]
+menu_versions: Table = MenuVersion.__table__  # type: ignore[assignment]
+
+_STATE_COLUMNS = (
+    calls.c.call_sid, calls.c.menu_version, calls.c.menu, calls.c.node, calls.c.language,
+    calls.c.no_input_count, calls.c.invalid_count, calls.c.ended, calls.c.attributes,
+    calls.c.path, calls.c.step, calls.c.last_fingerprint, calls.c.last_response,
+    calls.c.status,
+)
+_get_state = select(*_STATE_COLUMNS).where(calls.c.call_sid == bindparam("sid"))
+
+
+def insert_ignoring_conflicts(conn: Connection, table: Table, index: list[str]) -> Insert:
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=index)
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=index)
+    return insert(table)
+
+
+def get_call(conn: Connection, call_sid: str) -> Mapping[str, Any] | None:
+    row = conn.execute(_get_state, {"sid": call_sid}).mappings().first()
+    return row
+
+
+def insert_call(conn: Connection, values: Mapping[str, Any]) -> bool:
+    """Insert a new call; False when the CallSid exists already (a retried webhook)."""
+    stmt = insert_ignoring_conflicts(conn, calls, ["call_sid"])
+    result = conn.execute(stmt, dict(values))
+    return bool(result.rowcount)
+
+
+def update_call(conn: Connection, call_sid: str, expected_step: int,
+                values: Mapping[str, Any]) -> bool:
+    """Optimistic update: only if nobody answered this step meanwhile."""
+    stmt = update(calls).where(calls.c.call_sid == call_sid, calls.c.step == expected_step)
+    return bool(conn.execute(stmt, dict(values)).rowcount)
+
+
+def record_status(conn: Connection, call_sid: str, status: str, sequence: int,
+                  payload: Mapping[str, str], now: datetime, duration: int | None,
+                  final: bool) -> bool:
+    stmt = insert_ignoring_conflicts(conn, status_events, ["call_sid", "status",
+                                                           "sequence_number"])
+    inserted = bool(conn.execute(stmt, {
+        "call_sid": call_sid, "status": status, "sequence_number": sequence,
+        "received_at": now, "payload": dict(payload)}).rowcount)
+    values: dict[str, Any] = {"status": status, "updated_at": now}
+    if final:
+        values.update(ended_at=now, ended=True)
+        if duration is not None:
+            values["duration_seconds"] = duration
+    conn.execute(update(calls).where(calls.c.call_sid == call_sid), values)
+    return inserted
+
+
+class DbVersionStore:
+    """Menu versions in the database, so every process can rebuild a pinned version."""
+
+    def __init__(self, engine: Engine, clock_now: Any) -> None:
+        self.engine = engine
+        self._now = clock_now
+
+    def save(self, version: str, sources: Mapping[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            stmt = insert_ignoring_conflicts(conn, menu_versions, ["version"])
+            conn.execute(stmt, {"version": version, "sources": dict(sources),
+                                "created_at": self._now()})
+
+    def load(self, version: str) -> Mapping[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(menu_versions.c.sources).where(
+                menu_versions.c.version == version)).first()
+        return row[0] if row else None

@@ -1,0 +1,132 @@
+"""Webhook use cases: start a call, take its next step, record its status.
+
+Each use case is one database transaction (the caller of these functions commits by
+leaving the ``engine.begin()`` block). The menu engine decides; this module loads and
+saves the state around it and makes retried webhooks harmless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from ivr.calls import repository as repo
+from ivr.calls import twiml
+from ivr.core.clock import Clock
+from ivr.menu.engine import CallState, Event, Start, StepResult, start_state, step
+from ivr.menu.registry import MenuRegistry
+
+log = logging.getLogger(__name__)
+
+FINAL_STATUSES = {"completed", "busy", "failed", "no-answer", "canceled"}
+
+
+def fingerprint(path: str, query: str, params: Mapping[str, str]) -> str:
+    h = hashlib.sha256(f"{path}?{query}".encode())
+    for key in sorted(params):
+        h.update(b"\0" + key.encode() + b"=" + params[key].encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Answer:
+    twiml: str
+    replayed: bool = False
+
+
+class UnknownCallError(LookupError):
+    pass
+
+
+class CallService:
+    def __init__(self, engine: Engine, registry: MenuRegistry, clock: Clock) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.clock = clock
+
+    # -- helpers
+
+    def _state_values(self, result: StepResult, next_step: int, fp: str, xml: str,
+                      ) -> dict[str, Any]:
+        s = result.state
+        return {
+            "menu_version": s.version, "menu": s.menu, "node": s.node, "language": s.language,
+            "no_input_count": s.no_input, "invalid_count": s.invalid, "ended": s.ended,
+            "attributes": s.attributes, "path": list(s.path), "step": next_step,
+            "last_fingerprint": fp, "last_response": xml, "updated_at": self.clock.now(),
+        }
+
+    # -- use cases
+
+    def start_call(self, params: Mapping[str, str], fp: str,
+                   attributes: Mapping[str, Any] | None = None) -> Answer:
+        sid = params["CallSid"]
+        bundle = self.registry.current
+        now = self.clock.now()
+        attrs: dict[str, Any] = {"caller": params.get("From"), "called": params.get("To"),
+                                 "caller_country": params.get("FromCountry")}
+        attrs.update(attributes or {})
+        state = start_state(bundle, sid, self.registry.entry, attrs)
+        result = step(bundle, state, Start(), now)
+        xml = twiml.render(result.actions, 1)
+        values = self._state_values(result, 1, fp, xml)
+        values.update(call_sid=sid, account_sid=params.get("AccountSid"),
+                      from_number=params.get("From"), to_number=params.get("To"),
+                      direction=params.get("Direction"),
+                      status=params.get("CallStatus") or "ringing", created_at=now)
+        with self.engine.begin() as conn:
+            if repo.insert_call(conn, values):
+                return Answer(xml)
+            row = repo.get_call(conn, sid)
+        # The CallSid exists: Twilio retried the request (or redirected to the voice URL).
+        assert row is not None
+        log.info("voice webhook repeated; answering as before call=%s", sid)
+        return Answer(row["last_response"] or xml, replayed=True)
+
+    def continue_call(self, sid: str, at_step: int, event: Event, fp: str) -> Answer:
+        with self.engine.begin() as conn:
+            row = repo.get_call(conn, sid)
+            if row is None:
+                raise UnknownCallError(sid)
+            if at_step != row["step"]:
+                if at_step == row["step"] - 1 and fp == row["last_fingerprint"]:
+                    log.info("webhook retried; answering as before call=%s step=%s",
+                             sid, at_step)
+                else:
+                    log.warning("out-of-order webhook call=%s step=%s expected=%s; repeating "
+                                "the last answer", sid, at_step, row["step"])
+                return Answer(row["last_response"] or twiml.empty(), replayed=True)
+            bundle = self.registry.get(row["menu_version"])
+            state = CallState(
+                call_sid=sid, version=row["menu_version"], menu=row["menu"], node=row["node"],
+                language=row["language"], no_input=row["no_input_count"],
+                invalid=row["invalid_count"], attributes=dict(row["attributes"] or {}),
+                path=tuple(row["path"] or ()), ended=bool(row["ended"]),
+            )
+            result = step(bundle, state, event, self.clock.now())
+            next_step = at_step + 1
+            xml = twiml.render(result.actions, next_step)
+            if repo.update_call(conn, sid, at_step, self._state_values(result, next_step, fp,
+                                                                        xml)):
+                return Answer(xml)
+        # Another process answered this very step first (a concurrent retry).
+        with self.engine.connect() as conn:
+            again = repo.get_call(conn, sid)
+        log.info("webhook answered concurrently elsewhere call=%s step=%s", sid, at_step)
+        return Answer((again or {}).get("last_response") or xml, replayed=True)
+
+    def record_status(self, params: Mapping[str, str]) -> None:
+        sid = params["CallSid"]
+        status = params.get("CallStatus", "unknown")[:32]
+        seq = params.get("SequenceNumber", "0")
+        duration = params.get("CallDuration")
+        with self.engine.begin() as conn:
+            repo.record_status(
+                conn, sid, status, int(seq) if seq.isdigit() else 0, params, self.clock.now(),
+                int(duration) if duration and duration.isdigit() else None,
+                status in FINAL_STATUSES)

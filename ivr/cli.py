@@ -1,0 +1,206 @@
+"""The ``ivr`` command.
+
+Exit codes: 0 success (warnings allowed), 1 the user's input has errors (e.g. a menu file),
+2 bad command-line usage, 3 an internal error (a bug or an unreachable service).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from ivr.core.settings import Settings
+
+EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class UserError(Exception):
+    pass
+
+
+def _menus_check(settings: Settings, target: Path | None) -> int:
+    from ivr.menu.bundle import assemble  # noqa: PLC0415
+    from ivr.menu.loader import load_menu_file, menu_files  # noqa: PLC0415
+
+    path = target or settings.menus_dir
+    if not path.exists():
+        raise UserError(f"{path}: no such file or directory")
+    files = menu_files(path) if path.is_dir() else [path]
+    directory = path if path.is_dir() else path.parent
+    # A single file is checked together with the other menus of its folder (sub-menus).
+    siblings = menu_files(directory)
+    parsed = [(f, *load_menu_file(f)) for f in siblings]
+    _bundle, report = assemble(parsed, None, settings.entry_menu)
+    wanted = {str(f) for f in files}
+    problems = [p for p in report.problems if p.file in wanted]
+    for p in problems:
+        print(p)
+    errors = sum(p.severity == "error" for p in problems)
+    warnings = len(problems) - errors
+    if report.fatal and path.is_dir():
+        print(f"{path}: error: {report.fatal}")
+        errors += 1
+    print(f"{len(files)} file(s) checked: {errors} error(s), {warnings} warning(s)")
+    return EXIT_USER if errors else EXIT_OK
+
+
+def _menus_schema(output: Path | None) -> int:
+    from ivr.menu.model import menu_json_schema  # noqa: PLC0415
+
+    text = json.dumps(menu_json_schema(), indent=2, ensure_ascii=False) + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
+    import uvicorn  # noqa: PLC0415
+
+    from ivr.core.migrate import upgrade  # noqa: PLC0415
+
+    upgrade(settings.database_url)
+    if workers > 1:
+        if settings.is_sqlite:
+            print("warning: several workers on SQLite serialise on one file; use PostgreSQL",
+                  file=sys.stderr)
+        uvicorn.run("ivr.app:app_from_env", factory=True, host=host, port=port,
+                    workers=workers, log_level=settings.log_level.lower())
+    else:
+        from ivr.app import create_app  # noqa: PLC0415
+
+        uvicorn.run(create_app(settings), host=host, port=port,
+                    log_level=settings.log_level.lower())
+    return EXIT_OK
+
+
+def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    import httpx  # noqa: PLC0415
+
+    from ivr.simulate import Heard, PhoneCall, TwimlRejected  # noqa: PLC0415
+
+    token = settings.twilio_auth_token.get_secret_value()
+    if not token:
+        raise UserError("IVR_TWILIO_AUTH_TOKEN is not set (the simulator signs with it, as "
+                        "Twilio does); use the same value as the server")
+    scripted = args.press is not None
+
+    def show(h: Heard) -> None:
+        if h.kind == "say":
+            print(f"  🔊 [{h.attrs.get('language', '')}] {h.text}")
+        elif h.kind == "play":
+            print(f"  ♪ {h.text}")
+        elif h.kind == "pause":
+            print(f"  … ({h.text}s)")
+        elif h.kind == "gather":
+            print(f"  ⌨  waiting for input ({h.attrs.get('input', 'dtmf')}, "
+                  f"{h.attrs.get('timeout', '5')}s)")
+        elif h.kind == "enqueue":
+            print(f"  ⏳ queued in '{h.text}' (answer: {args.queue_result})")
+        elif h.kind == "dial":
+            print(f"  ☎  dialling {h.text} (answer: {args.dial_status})")
+        elif h.kind in ("hangup", "end"):
+            print("  ✆  call ended")
+
+    def ask(_h: Heard) -> str | None:
+        try:
+            got = input("  keys (Enter = silence, 'say: words', 'q' = hang up) > ").strip()
+        except EOFError:
+            return "hangup"
+        if got == "q":
+            return "hangup"
+        if got.lower().startswith("say:"):
+            return "say:" + got[4:].strip()
+        return got or None
+
+    def script() -> object:
+        for item in (args.press.split(",") if args.press else []):
+            item = item.strip()
+            print(f"  > {item or '(silence)'}")
+            yield item or None
+
+    inputs = script() if scripted else ask
+    with httpx.Client(base_url=args.url, timeout=10) as client:
+        call = PhoneCall(client, args.url, token, from_number=args.from_number,
+                         to_number=args.to_number, inputs=inputs,  # type: ignore[arg-type]
+                         dial_status=args.dial_status, queue_result=args.queue_result,
+                         on_hear=show)
+        print(f"Calling {args.url} from {args.from_number} (CallSid {call.call_sid})")
+        try:
+            call.run()
+        except TwimlRejected as exc:
+            print(f"error: Twilio would reject the server's answer: {exc}", file=sys.stderr)
+            return EXIT_INTERNAL
+        except httpx.HTTPError as exc:
+            raise UserError(f"cannot reach {args.url}: {exc}") from None
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ivr", description="IVR call router for Twilio")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run migrations, then the webhook server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+
+    sub.add_parser("migrate", help="bring the database schema to the latest version")
+
+    menus = sub.add_parser("menus", help="menu files").add_subparsers(dest="menus_cmd",
+                                                                       required=True)
+    check = menus.add_parser("check", help="check menu files (exit 1 on errors)")
+    check.add_argument("path", nargs="?", type=Path)
+    schema = menus.add_parser("schema", help="print the JSON Schema of menu files")
+    schema.add_argument("-o", "--output", type=Path)
+
+    sim = sub.add_parser("simulate", help="play a phone call against a running server")
+    sim.add_argument("--url", default="http://127.0.0.1:8000")
+    sim.add_argument("--from", dest="from_number", default="+972501234567")
+    sim.add_argument("--to", dest="to_number", default="+97235550100")
+    sim.add_argument("--press", help="scripted input, e.g. '1,2' ('' = silence, "
+                     "'say:words' = speech); without it you type at the prompt")
+    sim.add_argument("--dial-status", default="no-answer",
+                     choices=["completed", "busy", "no-answer", "failed", "canceled"])
+    sim.add_argument("--queue-result", default="hangup",
+                     choices=["bridged", "hangup", "queue-full", "error", "leave"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+        logging.basicConfig(level=settings.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if args.command == "serve":
+            return _serve(settings, args.host, args.port, args.workers)
+        if args.command == "migrate":
+            from ivr.core.migrate import upgrade  # noqa: PLC0415
+
+            upgrade(settings.database_url)
+            return EXIT_OK
+        if args.command == "menus":
+            if args.menus_cmd == "check":
+                return _menus_check(settings, args.path)
+            return _menus_schema(args.output)
+        if args.command == "simulate":
+            return _simulate(settings, args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        logging.getLogger("ivr").exception("internal error")
+        print(f"internal error: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Twilio request signatures, checked with the twilio package's RequestValidator.
+
+Two schemes: the account auth token (HMAC-SHA1, ``X-Twilio-Signature``), and SharedKey
+signing, announced by ``X-Twilio-Webhooks-Signature-Settings: key=<id>,algorithm=<alg>``,
+where the secret of the named key replaces the auth token and the algorithm may be
+HMAC_SHA256. The URL checked is the one Twilio called: with ``IVR_PUBLIC_URL`` set it is
+rebuilt from that setting, never from the Host header a proxy may have rewritten.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from twilio.request_validator import (
+    SIGNATURE_HEADER,
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+    get_signature_algorithm,
+)
+
+from ivr.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def shared_key_id(settings_header: str) -> str | None:
+    for part in settings_header.split(","):
+        name, sep, value = part.partition("=")
+        if sep and name.strip() == "key" and value.strip():
+            return value.strip()
+    return None
+
+
+class SignatureChecker:
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.validate_signatures
+        token = settings.twilio_auth_token.get_secret_value()
+        self._token = RequestValidator(token) if token else None
+        self._shared = {kid: RequestValidator(secret.get_secret_value())
+                        for kid, secret in settings.twilio_shared_keys.items()}
+        self.public_url = settings.public_url
+
+    def url(self, scheme_host: str, path: str, query: str) -> str:
+        base = self.public_url or scheme_host
+        return f"{base}{path}?{query}" if query else f"{base}{path}"
+
+    def verify(self, url: str, params: dict[str, str], headers: dict[str, str]) -> bool:
+        if not self.enabled:
+            return True
+        signature = headers.get(SIGNATURE_HEADER.lower(), "")
+        if not signature:
+            return False
+        settings_header = headers.get(SIGNATURE_SETTINGS_HEADER.lower(), "")
+        if settings_header:
+            kid = shared_key_id(settings_header)
+            validator = self._shared.get(kid or "")
+            if validator is None:
+                log.warning("webhook signed with an unknown shared key %r", kid)
+                return False
+            return bool(validator.validate(url, params, signature,
+                                           get_signature_algorithm(settings_header)))
+        if self._token is None:
+            return False
+        return bool(self._token.validate(url, params, signature))

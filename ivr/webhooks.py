@@ -1,0 +1,162 @@
+"""Twilio voice webhooks: parse, verify, call the service, answer TwiML.
+
+Whatever fails inside, the caller hears valid TwiML (an apology and the safe queue),
+never an HTTP 500 that would make the phone play Twilio's "application error".
+A request with a bad or missing signature gets 403.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+
+from ivr.calls import twiml
+from ivr.calls.service import CallService, UnknownCallError, fingerprint
+from ivr.core.db import Database
+from ivr.core.settings import Settings
+from ivr.menu.engine import DialEnded, Event, Gathered, QueueEnded
+from ivr.signatures import SignatureChecker
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+TWIML = "text/xml"
+
+
+@dataclass(frozen=True)
+class TwilioRequest:
+    params: dict[str, str]
+    query: dict[str, str]
+    fingerprint: str
+
+    @property
+    def call_sid(self) -> str:
+        return self.params.get("CallSid", "")[:64]
+
+
+async def twilio_request(request: Request) -> TwilioRequest:
+    """Dependency of every Twilio route: the form, verified against the signature."""
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise HTTPException(413, "request body too large")
+    try:
+        params = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        raise HTTPException(400, "form body is not UTF-8") from None
+    checker: SignatureChecker = request.app.state.signatures
+    scope = request.scope
+    query = scope.get("query_string", b"").decode("latin-1")
+    host = request.headers.get("host", "")
+    url = checker.url(f"{scope['scheme']}://{host}", scope["path"], query)
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    if not checker.verify(url, params, headers):
+        log.warning("refused webhook with a bad or missing signature path=%s", scope["path"])
+        raise HTTPException(403, "invalid Twilio signature")
+    qs = dict(parse_qsl(query))
+    return TwilioRequest(params, qs, fingerprint(scope["path"], query, params))
+
+
+router = APIRouter(prefix="/twilio", tags=["twilio"])
+Verified = Depends(twilio_request)
+
+
+def _xml(body: str) -> Response:
+    return Response(content=body, media_type=TWIML)
+
+
+def _step(tw: TwilioRequest) -> int | None:
+    raw = tw.query.get("s", "")
+    return int(raw) if raw.isdigit() and len(raw) < 9 else None
+
+
+async def _answer(request: Request, tw: TwilioRequest, event: Event | None) -> Response:
+    settings: Settings = request.app.state.settings
+    db: Database = request.app.state.db
+    service: CallService = request.app.state.calls
+    sid = tw.call_sid
+    try:
+        if not sid:
+            log.warning("webhook without CallSid path=%s", request.url.path)
+            return _xml(twiml.safe_route(settings.safe_queue))
+        if event is None:
+            answer = await db.run(service.start_call, tw.params, tw.fingerprint)
+        else:
+            at = _step(tw)
+            if at is None:
+                log.warning("webhook without a valid step call=%s", sid)
+                return _xml(twiml.safe_route(settings.safe_queue))
+            answer = await db.run(service.continue_call, sid, at, event, tw.fingerprint)
+        return _xml(answer.twiml)
+    except UnknownCallError:
+        log.warning("webhook for an unknown call; sending to the safe queue call=%s", sid)
+    except Exception:
+        log.exception("webhook failed; sending the caller to the safe queue call=%s", sid)
+    return _xml(twiml.safe_route(settings.safe_queue))
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+@router.post("/voice")
+async def voice(request: Request, tw: TwilioRequest = Verified) -> Response:
+    """A call starts: the Voice URL of the number."""
+    return await _answer(request, tw, None)
+
+
+@router.post("/gather")
+async def gather(request: Request, tw: TwilioRequest = Verified) -> Response:
+    """The caller pressed keys, spoke, or stayed silent at a menu."""
+    p = tw.params
+    event = Gathered(digits=p.get("Digits") or None, speech=p.get("SpeechResult") or None,
+                     confidence=_float(p.get("Confidence")))
+    return await _answer(request, tw, event)
+
+
+@router.post("/dial")
+async def dial(request: Request, tw: TwilioRequest = Verified) -> Response:
+    """A transfer leg ended (answered and done, busy, no answer, failed)."""
+    return await _answer(request, tw, DialEnded(tw.params.get("DialCallStatus", "failed")))
+
+
+@router.post("/queue")
+async def queue(request: Request, tw: TwilioRequest = Verified) -> Response:
+    """The caller left a queue (bridged to an agent, hung up, queue full, error)."""
+    return await _answer(request, tw, QueueEnded(tw.params.get("QueueResult", "error")))
+
+
+@router.post("/wait")
+async def wait(request: Request, tw: TwilioRequest = Verified) -> Response:
+    """The wait experience of a queue (Twilio's waitUrl, played in a loop)."""
+    settings: Settings = request.app.state.settings
+    lang = tw.query.get("lang", "he-IL")
+    return _xml(twiml.hold(lang, tw.params.get("QueuePosition"), settings.hold_music_url))
+
+
+@router.post("/status")
+async def status(request: Request, tw: TwilioRequest = Verified) -> Response:
+    """Call status callbacks (ringing, in-progress, completed, busy, ...)."""
+    db: Database = request.app.state.db
+    service: CallService = request.app.state.calls
+    if tw.call_sid:
+        try:
+            await db.run(service.record_status, tw.params)
+        except Exception:
+            log.exception("status callback not recorded call=%s", tw.call_sid)
+            raise HTTPException(503, "status not recorded; retry") from None
+    return _xml(twiml.empty())
+
+
+@router.post("/fallback")
+async def fallback(request: Request, tw: TwilioRequest = Verified) -> Response:
+    """The number's Fallback URL: Twilio could not use the primary URL's answer."""
+    settings: Settings = request.app.state.settings
+    log.error("Twilio used the fallback URL call=%s error_code=%s error_url=%s",
+              tw.call_sid, tw.params.get("ErrorCode"), tw.params.get("ErrorUrl"))
+    return _xml(twiml.safe_route(settings.safe_queue))

@@ -1,0 +1,111 @@
+"""Shared fixtures: real databases (SQLite and PostgreSQL) built by the migrations, the app
+with an injected clock, and a Twilio-like client that signs every request.
+
+Every database test runs on both backends. ``IVR_TEST_DATABASES=sqlite`` narrows a local run;
+CI runs both, and an unreachable PostgreSQL is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from starlette.testclient import TestClient
+
+from ivr.app import create_app
+from ivr.core.clock import FrozenClock
+from ivr.core.migrate import upgrade
+from ivr.core.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_MENUS = ROOT / "menus"
+TOKEN = "test-auth-token"
+ADMIN = "test-admin-token"
+PG_ADMIN_URL = os.environ.get("IVR_TEST_POSTGRES_URL",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+BACKENDS = [b.strip() for b in os.environ.get("IVR_TEST_DATABASES",
+                                              "sqlite,postgresql").split(",") if b.strip()]
+# Monday 23 November 2026, 10:00 in Jerusalem: the demo centre is open.
+OPEN_TIME = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+TABLES = ("calls", "call_status_events", "menu_versions")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    name = f"ivr_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        pytest.fail(f"PostgreSQL is required for the database tests ({PG_ADMIN_URL}): {exc}. "
+                    "Start it, or set IVR_TEST_DATABASES=sqlite for a SQLite-only local run.")
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "ivr.db"
+        shutil.copy(template, path)
+        yield f"sqlite:///{path}"
+        return
+    url: str = request.getfixturevalue("postgres_url")
+    yield url
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
+    engine.dispose()
+
+
+@pytest.fixture
+def menus_dir(tmp_path: Path) -> Path:
+    """A private copy of the demo menus (tests may edit it)."""
+    target = tmp_path / "menus"
+    shutil.copytree(DEMO_MENUS, target, ignore=shutil.ignore_patterns("*.json"))
+    return target
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(OPEN_TIME)
+
+
+@pytest.fixture
+def settings(database_url: str, menus_dir: Path) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        menus_dir=menus_dir,
+        twilio_auth_token=TOKEN,
+        admin_token=ADMIN,
+        watch_menus=False,
+        db_pool_size=4,
+    )
+
+
+@pytest.fixture
+def client(settings: Settings, clock: FrozenClock) -> Iterator[TestClient]:
+    app = create_app(settings, clock)
+    with TestClient(app) as c:
+        yield c
