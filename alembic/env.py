@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from alembic import context
 from sqlalchemy import create_engine, pool
 
 import ivr.calls.models  # noqa: F401  (register tables)
+from alembic import context
 from ivr.core.db import Base
 from ivr.core.settings import Settings
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -16,7 +16,8 @@ bearer = HTTPBearer(auto_error=False)
 
 
 def require_admin(request: Request,
-                  creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+                  creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+                  ) -> None:
     settings: Settings = request.app.state.settings
     expected = settings.admin_token.get_secret_value()
     if not expected:

@@ -118,8 +118,8 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
         return got or None
 
     def script() -> object:
-        for item in (args.press.split(",") if args.press else []):
-            item = item.strip()
+        for raw in (args.press.split(",") if args.press else []):
+            item = raw.strip()
             print(f"  > {item or '(silence)'}")
             yield item or None
 

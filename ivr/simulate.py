@@ -16,9 +16,11 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import httpx
+import defusedxml
+import defusedxml.ElementTree as SafeET
 from twilio.request_validator import RequestValidator
 
 VERB_ATTRIBUTES: dict[str, set[str]] = {
@@ -68,7 +70,7 @@ Input = str | None  # digits, "say:<words>", None = silence; "hangup" ends the c
 
 
 class PhoneCall:
-    def __init__(self, client: httpx.Client, base_url: str, auth_token: str, *,
+    def __init__(self, client: Any, base_url: str, auth_token: str, *,
                  from_number: str = "+972501234567", to_number: str = "+97235550100",
                  inputs: Callable[[Heard], Input] | Iterator[Input] | None = None,
                  dial_status: str = "no-answer", queue_result: str = "hangup",
@@ -99,7 +101,8 @@ class PhoneCall:
             "FromCountry": "IL", "ToCountry": "IL",
         }
 
-    def post(self, url: str, params: dict[str, str]) -> httpx.Response:
+    def post(self, url: str, params: dict[str, str]) -> Any:
+        """POST like Twilio: form-encoded, signed over the full URL (an httpx-style client)."""
         if len(self.transcript.requests) >= self.max_requests:
             raise TwimlRejected(f"more than {self.max_requests} requests in one call")
         full = url if url.startswith("http") else urljoin(self.base + "/", url.lstrip("/"))
@@ -110,15 +113,15 @@ class PhoneCall:
         return self.client.post(target, data=params,
                                 headers={"X-Twilio-Signature": signature})
 
-    def _twiml(self, response: httpx.Response) -> ET.Element:
+    def _twiml(self, response: Any) -> ET.Element:
         if response.status_code != 200:
             raise TwimlRejected(f"HTTP {response.status_code}: {response.text[:200]}")
         ctype = response.headers.get("content-type", "")
         if not ctype.startswith(("text/xml", "application/xml")):
             raise TwimlRejected(f"content type {ctype!r} is not XML")
         try:
-            root = ET.fromstring(response.content)  # noqa: S314  (our own server's answer)
-        except ET.ParseError as exc:
+            root: ET.Element = SafeET.fromstring(response.content)
+        except (ET.ParseError, defusedxml.DefusedXmlException) as exc:
             raise TwimlRejected(f"not XML: {exc}") from None
         if root.tag != "Response":
             raise TwimlRejected(f"root element is <{root.tag}>, not <Response>")
@@ -212,10 +215,10 @@ class PhoneCall:
                     for w in self._twiml(wresp):
                         self._check(w)
                         self._audio(w)
-                action = el.get("action")
-                if action is None:
+                action_url = el.get("action")
+                if action_url is None:
                     return None, {}
-                return action, {**base, "QueueResult": self.queue_result,
+                return action_url, {**base, "QueueResult": self.queue_result,
                                 "QueueSid": "QU" + uuid.uuid4().hex, "QueueTime": "5"}
             elif el.tag == "Dial":
                 nouns = list(el)
@@ -226,12 +229,12 @@ class PhoneCall:
                         raise TwimlRejected(f"<{n.tag}> cannot be nested in <Dial>")
                 target = ", ".join(f"{n.tag.lower()}:{(n.text or '').strip()}" for n in nouns)
                 self.hear(Heard("dial", target or (el.text or "").strip(), dict(el.attrib)))
-                action = el.get("action")
-                if action is None:
+                action_url = el.get("action")
+                if action_url is None:
                     if self.dial_status in ("completed", "answered"):
                         return None, {}
                     continue
-                return action, {**base, "DialCallStatus": self.dial_status,
+                return action_url, {**base, "DialCallStatus": self.dial_status,
                                 "DialCallSid": "CA" + uuid.uuid4().hex, "DialCallDuration": "0"}
             elif el.tag == "Redirect":
                 self.hear(Heard("redirect", (el.text or "").strip(), dict(el.attrib)))

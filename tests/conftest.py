@@ -94,7 +94,7 @@ def clock() -> FrozenClock:
 @pytest.fixture
 def settings(database_url: str, menus_dir: Path) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         database_url=database_url,
         menus_dir=menus_dir,
         twilio_auth_token=TOKEN,

@@ -154,7 +154,7 @@ def test_garbage_digits_count_as_invalid(client: TestClient) -> None:
 
 def test_exception_inside_answers_the_safe_route(client: TestClient,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import ivr.calls.service as service
+    from ivr.calls import service
 
     def boom(*_a: object, **_k: object) -> None:
         raise RuntimeError("boom")

@@ -35,7 +35,7 @@ def insert_ignoring_conflicts(conn: Connection, table: Table, index: list[str]) 
 
 def get_call(conn: Connection, call_sid: str) -> Mapping[str, Any] | None:
     row = conn.execute(_get_state, {"sid": call_sid}).mappings().first()
-    return row
+    return dict(row) if row is not None else None
 
 
 def insert_call(conn: Connection, values: Mapping[str, Any]) -> bool:

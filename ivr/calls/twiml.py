@@ -8,6 +8,7 @@ retried request recognisable.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from twilio.twiml.voice_response import VoiceResponse
 
@@ -24,11 +25,12 @@ APOLOGY = (
 )
 
 
-def _say(target: VoiceResponse | object, action: Say) -> None:
+def _say(target: Any, action: Say) -> None:
+    """Add a <Say> to a VoiceResponse or a nested verb (Gather)."""
     kwargs = {"language": action.language}
     if action.voice:
         kwargs["voice"] = action.voice
-    target.say(action.text, **kwargs)  # type: ignore[attr-defined]
+    target.say(action.text, **kwargs)
 
 
 def render(actions: Iterable[Action], step: int) -> str:

@@ -1,14 +1,15 @@
-"""Run Alembic migrations programmatically (``ivr serve`` and the tests build the schema this way)."""
+"""Run Alembic migrations from code: ``ivr serve`` and the tests build the schema this way."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+
+from alembic import command
 
 ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
 

@@ -232,7 +232,7 @@ def condition_holds(cond: Condition, attributes: dict[str, Any]) -> bool:
     if cond.in_ is not None:
         return value in cond.in_
     try:
-        number = float(value)
+        number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return False
     if cond.at_least is not None:

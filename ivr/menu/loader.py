@@ -149,7 +149,9 @@ def _error_path(err: Any, data: Any) -> PathT:
     out: list[str | int] = []
     cur = data
     for part in err["loc"]:
-        if isinstance(cur, dict) and (part in cur or (isinstance(part, str) and _int_key(cur, part))):
+        in_map = isinstance(cur, dict) and (
+            part in cur or (isinstance(part, str) and _int_key(cur, part)))
+        if in_map:
             key = part if part in cur else int(part)
             out.append(str(part))
             cur = cur[key]
@@ -177,7 +179,8 @@ def _message(err: Any) -> str:
         return (f"unknown node type {err['ctx']['tag']!r}; expected one of: "
                 f"{err['ctx']['expected_tags']}")
     if kind == "union_tag_not_found":
-        return "a node needs a 'type' (menu, message, hours, branch, queue, transfer, hangup, submenu)"
+        return ("a node needs a 'type' (menu, message, hours, branch, queue, transfer, "
+                "hangup, submenu)")
     if kind == "literal_error":
         return f"expected one of {err['ctx']['expected']}, got {err['input']!r}"
     if kind in ("string_pattern_mismatch",):

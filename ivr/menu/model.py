@@ -95,13 +95,17 @@ class _Node(StrictModel):
     description: str | None = None
 
 
+InputKind = Literal["dtmf", "speech"]
+
+
 class MenuNode(_Node):
     """Gather a key press and/or speech and branch on it."""
 
     type: Literal["menu"]
     prompt: Prompt
     options: dict[DtmfKey, Option] = Field(min_length=1)
-    input: list[Literal["dtmf", "speech"]] = Field(default_factory=lambda: ["dtmf"], min_length=1)
+    input: list[InputKind] = Field(default_factory=lambda: list[InputKind](["dtmf"]),
+                                   min_length=1)
     timeout: int = Field(
         default=5,
         ge=GATHER_TIMEOUT_RANGE[0],
@@ -313,7 +317,8 @@ class Schedule(StrictModel):
     holidays: HolidayCalendar | None = None
     special_days: dict[date, SpecialDay] = Field(default_factory=dict)
     closures: list[Closure] = Field(
-        default_factory=list, description="Emergency closures (local time unless an offset is given)"
+        default_factory=list,
+        description="Emergency closures (local time unless an offset is given)",
     )
 
     @field_validator("weekly", mode="before")
