@@ -1,0 +1,847 @@
+"""Benchmark: one Twilio menu step (POST /twilio/gather) against the real server.
+
+Not a test. Runs, in this order:
+
+1. a bare Starlette endpoint (bench/bare_app.py) answering a fixed TwiML document: the
+   same-run baseline (same uvicorn settings, same requests, same load generator);
+2. ``ivr serve`` on a fresh SQLite file;
+3. ``ivr serve`` on a fresh PostgreSQL database (created, then dropped).
+
+Each server is one process pinned to CPU 0; ``wrk`` (1 thread, 32 connections) is pinned
+to CPU 1. The menu is a benchmark-only menu written to a temp dir: one ``menu`` node whose
+options loop back to it (directly, or through a message node), so every step is a real
+menu step whatever the time of day (no opening hours).
+
+Every timed request is a distinct, validly signed ``POST /twilio/gather?s=<step>`` for a
+call created beforehand with a signed ``POST /twilio/voice``: the signature check, the
+call-state read, the engine step, the TwiML rendering and the optimistic state write all
+run. Requests go in rounds (step 1 of every call, then step 2 of every call, ...) so a
+call's next step is only sent long after its previous one was answered. Answers are
+classified in the wrk script (2xx with ``<Gather``, other 2xx, non-2xx); afterwards the
+database is checked: the steps the calls advanced must match the answers counted (a
+replayed or out-of-order request would answer 200 without advancing).
+
+The pool is sized from a warm-up run (rate x duration x 1.6); if it still runs dry the
+timed run is repeated with a bigger pool.
+
+    python bench/webhooks.py                 # everything, ~2-3 minutes
+    python bench/webhooks.py --backends sqlite --duration 10
+    python bench/webhooks.py --profile       # + py-spy on the server in the timed runs
+
+Writes bench/results.md (section "## Webhook menu step (issue 2)"; other sections kept)
+and raw JSON to bench/out/ (gitignored). With --profile the figures are perturbed by the
+profiler, so results.md is left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import math
+import os
+import platform
+import re
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from twilio.request_validator import RequestValidator
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+OUT = HERE / "out"
+RESULTS = HERE / "results.md"
+SECTION = "## Webhook menu step (issue 2)"
+LUA = HERE / "replay.lua"
+
+TOKEN = "bench-auth-token"
+PUBLIC_URL = "https://ivr-bench.example.com"  # IVR_PUBLIC_URL: what the signatures cover
+CONNECTIONS = 32
+THREADS = 1
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PG_DB = "ivr_bench"
+PG_POOL = 32
+
+TARGETS = {  # backend: (min share of bare throughput, max p99 in ms)
+    "sqlite": (0.10, 25.0),
+    "postgresql": (0.06, 40.0),
+}
+
+MENU_YAML = """\
+# Benchmark-only menu (written by bench/webhooks.py): one menu node that every option
+# leads back to, directly or through a message. No opening hours: every step is a menu.
+description: Benchmark menu
+languages: [he-IL, en-US]
+default_language: he-IL
+voices:
+  he-IL: Google.he-IL-Standard-A
+  en-US: Polly.Joanna-Neural
+start: loop
+fallback: bye
+nodes:
+  loop:
+    type: menu
+    input: [dtmf, speech]
+    prompt:
+      say:
+        he-IL: "לבירורי חשבון הקישו 1. לתמיכה טכנית הקישו 2. לנציג הקישו 0."
+        en-US: "For billing, press 1. For technical support, press 2. For an agent, press 0."
+    options:
+      "1":
+        next: loop
+        speech: {he-IL: ["חשבון"], en-US: ["billing"]}
+      "2":
+        next: again
+        speech: {he-IL: ["תמיכה"], en-US: ["support"]}
+    no_input_prompt:
+      say:
+        he-IL: "לא שמענו בחירה."
+        en-US: "We did not hear a choice."
+    invalid_prompt:
+      say:
+        he-IL: "הבחירה אינה קיימת."
+        en-US: "That is not one of the choices."
+    on_failure: bye
+  again:
+    type: message
+    prompt:
+      say:
+        he-IL: "חוזרים לתפריט."
+        en-US: "Back to the menu."
+    next: loop
+  bye:
+    type: hangup
+    prompt:
+      say:
+        he-IL: "להתראות."
+        en-US: "Goodbye."
+"""
+
+
+class BenchError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- machine and tools
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    commit = _cmd(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = _cmd(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"])
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "ram_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "wrk": (_cmd(["wrk", "--version"]) or "").splitlines()[0:1],
+        "uvicorn": _version("uvicorn"),
+        "starlette": _version("starlette"),
+        "fastapi": _version("fastapi"),
+        "sqlalchemy": _version("sqlalchemy"),
+        "git": f"{commit}{' (dirty)' if dirty else ''}" if commit else None,
+    }
+
+
+def _cmd(argv: list[str]) -> str | None:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (out.stdout or out.stderr).strip()
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk not found; installing it (apt-get install -y wrk) ...", flush=True)
+    apt = shutil.which("apt-get")
+    if apt and os.geteuid() == 0:
+        for argv in ([apt, "install", "-y", "wrk"], [apt, "update"],
+                     [apt, "install", "-y", "wrk"]):
+            subprocess.run(argv, capture_output=True, check=False)
+            found = shutil.which("wrk")
+            if found:
+                return found
+    raise BenchError("wrk is required: install it with `apt-get install -y wrk` (Debian/Ubuntu)"
+                     " or from https://github.com/wg/wrk, then run this again")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pinned(argv: list[str], cpu: int | None) -> list[str]:
+    return ["taskset", "-c", str(cpu), *argv] if cpu is not None else argv
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float | None:
+    """CPU of every process named postgres visible here (the local PostgreSQL server)."""
+    total, seen = 0.0, False
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        if "(postgres)" in stat:
+            seen = True
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += cpu_seconds(int(proc.name))
+    return total if seen else None
+
+
+# ---------------------------------------------------------------- servers
+
+
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.port}/healthz"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"{self.name} exited with {self.proc.returncode} before it "
+                                 f"was ready:\n{self.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise BenchError(f"{self.name} not healthy after {timeout:.0f}s:\n{self.log_tail()}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)  # uvicorn: graceful shutdown, lifespan exit
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def log_warnings(self) -> collections.Counter[str]:
+        """Counts of WARNING/ERROR log lines by message (without the call id)."""
+        counts: collections.Counter[str] = collections.Counter()
+        with contextlib.suppress(OSError):
+            for line in self.log.read_text(errors="replace").splitlines():
+                m = re.search(r"\b(WARNING|ERROR|CRITICAL)\b (\S+): ([^=]*)", line)
+                if m:
+                    counts[f"{m.group(1)} {m.group(2)}: {m.group(3).strip()}"] += 1
+        return counts
+
+
+# ---------------------------------------------------------------- requests
+
+
+def call_params(sid: str, status: str) -> dict[str, str]:
+    """The form fields Twilio posts on an inbound voice call (Israeli numbers)."""
+    return {
+        "AccountSid": "AC" + "0" * 32, "ApiVersion": "2010-04-01", "CallSid": sid,
+        "CallStatus": status, "Direction": "inbound",
+        "From": "+972501234567", "Caller": "+972501234567", "FromCountry": "IL",
+        "FromCity": "", "FromState": "", "FromZip": "",
+        "To": "+97235550100", "Called": "+97235550100", "ToCountry": "IL",
+        "ToCity": "", "ToState": "", "ToZip": "",
+        "CallerCountry": "IL", "CalledCountry": "IL",
+    }
+
+
+@dataclass
+class Pool:
+    """Calls whose sids start with CA<tag>: voice requests, then gather rounds."""
+
+    tag: str
+    calls: int
+    steps: int
+    sids: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        nonce = secrets.token_hex(11)
+        self.sids = [f"CA{self.tag}{nonce}{i:08x}" for i in range(self.calls)]
+
+    @property
+    def like(self) -> str:
+        return f"CA{self.tag}%"
+
+    @property
+    def requests(self) -> int:
+        return self.calls * self.steps
+
+
+def _line(validator: RequestValidator, path: str, params: dict[str, str]) -> str:
+    signature = validator.compute_signature(PUBLIC_URL + path, params)
+    return f"{path}\t{signature}\t{urlencode(params)}\n"
+
+
+def write_voice(pool: Pool, path: Path) -> Path:
+    v = RequestValidator(TOKEN)
+    with path.open("w") as f:
+        for sid in pool.sids:
+            f.write(_line(v, "/twilio/voice", call_params(sid, "ringing")))
+    return path
+
+
+def write_gathers(pool: Pool, path: Path) -> Path:
+    """Round k (k = 1..steps) is step k of every call: ``?s=k``, digits 1 or 2 alternately."""
+    v = RequestValidator(TOKEN)
+    with path.open("w") as f:
+        for k in range(1, pool.steps + 1):
+            digits = "1" if k % 2 else "2"
+            for sid in pool.sids:
+                params = call_params(sid, "in-progress")
+                params.update(Digits=digits, FinishedOnKey="", msg="Gather End")
+                f.write(_line(v, f"/twilio/gather?s={k}", params))
+    return path
+
+
+# ---------------------------------------------------------------- load generator
+
+
+@dataclass
+class WrkResult:
+    mode: str
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    mean_ms: float
+    counts: dict[str, int]
+    socket_errors: dict[str, int]
+    wrk_cpu: float  # share of one core
+    raw: str
+
+    @property
+    def errors(self) -> int:
+        """Every answer that is not a 2xx TwiML menu step, and every socket error."""
+        c = self.counts
+        return c["non2xx"] + c["other2xx"] + sum(self.socket_errors.values())
+
+
+def run_wrk(port: int, data: Path, mode: str, duration: float, cpu: int | None) -> WrkResult:
+    argv = pinned(["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{math.ceil(duration)}s",
+                   "--latency", "--timeout", "10s", "-s", str(LUA),
+                   f"http://127.0.0.1:{port}", "--", str(data), mode, f"127.0.0.1:{port}"],
+                  cpu)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("BENCH_ONCE_DONE"):
+            proc.send_signal(signal.SIGINT)  # wrk waits for all of -d otherwise
+    proc.wait()
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    raw = "".join(lines)
+    found = [ln for ln in lines if ln.startswith("BENCH_JSON ")]
+    if proc.returncode != 0 or not found:
+        raise BenchError(f"wrk failed (exit {proc.returncode}):\n{raw}")
+    d = json.loads(found[-1].split(" ", 1)[1])
+    lat = d["latency_us"]
+    seconds = d["duration_us"] / 1e6
+    counts = d["counts"]
+    # Throughput of real answers: the pool's requests (not the /healthz fillers of "once").
+    answered = counts["gather"] + counts["other2xx"] + counts["non2xx"]
+    cpu_used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return WrkResult(
+        mode=mode, requests=answered, seconds=seconds, rps=answered / seconds,
+        p50_ms=lat["p50"] / 1e3, p90_ms=lat["p90"] / 1e3, p99_ms=lat["p99"] / 1e3,
+        p999_ms=lat["p999"] / 1e3, max_ms=lat["max"] / 1e3, mean_ms=lat["mean"] / 1e3,
+        counts=counts, socket_errors=d["errors"], wrk_cpu=cpu_used / wall, raw=raw,
+    )
+
+
+def run_once(port: int, data: Path, expected: int, cpu: int | None, what: str) -> WrkResult:
+    """Send every request of a data file once; all must be answered with a menu step."""
+    r = run_wrk(port, data, "once", 600, cpu)
+    if r.counts["gather"] != expected or r.errors:
+        raise BenchError(f"{what}: expected {expected} menu answers, got {r.counts} "
+                         f"socket errors {r.socket_errors}\n{r.raw}")
+    return r
+
+
+# ---------------------------------------------------------------- profiling
+
+
+@contextlib.contextmanager
+def profiler(pid: int, seconds: float, out: Path | None) -> Iterator[None]:
+    """py-spy record on the server for the timed window (only with --profile)."""
+    if out is None:
+        yield
+        return
+    spy = shutil.which("py-spy")
+    if spy is None:
+        raise BenchError("--profile needs py-spy: pip install py-spy")
+    argv = [spy, "record", "--pid", str(pid), "--duration", str(math.ceil(seconds)),
+            "--rate", "200", "--format", "raw", "--output", str(out), "--nonblocking"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        yield
+    finally:
+        try:
+            proc.wait(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=10)
+
+
+def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
+    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
+    self_s: collections.Counter[str] = collections.Counter()
+    incl: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [_frame(f) for f in stack.split(";")]
+        if frames:
+            self_s[frames[-1]] += n
+        for f in set(frames):
+            incl[f] += n
+    if not total:
+        return {"samples": 0}
+
+    def share(c: collections.Counter[str]) -> list[tuple[str, float]]:
+        return [(k, round(100 * v / total, 1)) for k, v in c.most_common(top)]
+
+    return {"samples": total, "self_pct": share(self_s), "inclusive_pct": share(incl)}
+
+
+def _frame(frame: str) -> str:
+    # "function (path/to/file.py:123)" -> "function (file-ish:123)", shortened
+    m = re.match(r"(.*) \((.*?):(\d+)\)$", frame)
+    if not m:
+        return frame
+    func, path, _line_no = m.groups()
+    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{func} ({path})"
+
+
+# ---------------------------------------------------------------- the runs
+
+
+@dataclass
+class Options:
+    duration: float
+    steps: int
+    warmup_calls: int
+    server_cpu: int | None
+    wrk_cpu: int | None
+    profile: bool
+    work: Path
+
+
+def bare_run(opt: Options) -> dict[str, Any]:
+    port = free_port()
+    server = Server("bare", pinned([sys.executable, str(HERE / "bare_app.py"), "--host",
+                                    "127.0.0.1", "--port", str(port)], opt.server_cpu),
+                    dict(os.environ), opt.work, port, opt.work / "bare.log")
+    pool = Pool("ff", 1000, 1)
+    data = write_gathers(pool, opt.work / "bare.txt")
+    server.start()
+    try:
+        run_wrk(port, data, "cycle", 3, opt.wrk_cpu)  # warm-up
+        t0 = cpu_seconds(server.pid)
+        r = run_wrk(port, data, "cycle", opt.duration, opt.wrk_cpu)
+        server_cpu = (cpu_seconds(server.pid) - t0) / r.seconds
+    finally:
+        server.stop()
+    return {"name": "bare Starlette", "wrk": r, "server_cpu": server_cpu}
+
+
+def create_pg_database(admin_url: str) -> str:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{PG_DB}"'))
+    except Exception as exc:
+        raise BenchError(f"PostgreSQL at {admin_url} is not usable: {exc}") from None
+    finally:
+        admin.dispose()
+    return make_url(admin_url).set(database=PG_DB).render_as_string(hide_password=False)
+
+
+def drop_pg_database(admin_url: str) -> None:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def db_progress(url: str, pool: Pool) -> tuple[int, int]:
+    """(calls of the pool in the database, steps they advanced in total)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT count(*), coalesce(sum(step - 1), 0) FROM calls "
+                                    "WHERE call_sid LIKE :p"), {"p": pool.like}).one()
+            pg_version = None
+    finally:
+        engine.dispose()
+    del pg_version
+    return int(row[0]), int(row[1])
+
+
+def ivr_run(opt: Options, backend: str, pg_admin: str) -> dict[str, Any]:
+    tag = {"sqlite": "5a", "postgresql": "9b"}[backend]
+    menus = opt.work / "menus"
+    if backend == "sqlite":
+        url = f"sqlite:///{opt.work / 'bench.db'}"
+    else:
+        url = create_pg_database(pg_admin)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
+    env.update(IVR_DATABASE_URL=url, IVR_MENUS_DIR=str(menus), IVR_TWILIO_AUTH_TOKEN=TOKEN,
+               IVR_PUBLIC_URL=PUBLIC_URL, IVR_WATCH_MENUS="false", IVR_LOG_LEVEL="warning")
+    if backend == "postgresql":
+        env["IVR_DB_POOL_SIZE"] = str(PG_POOL)
+    ivr = shutil.which("ivr") or "ivr"
+    port = free_port()
+    server = Server(f"ivr serve ({backend})",
+                    pinned([ivr, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                           opt.server_cpu),
+                    env, opt.work, port, opt.work / f"server-{backend}.log")
+    result: dict[str, Any] = {"name": f"menu step, {backend}", "backend": backend}
+    server.start()
+    try:
+        # Warm-up, which also sizes the timed pool: create calls, then step them.
+        warm = Pool(tag + "0", opt.warmup_calls, opt.steps)
+        run_once(port, write_voice(warm, opt.work / f"{backend}-warm-voice.txt"), warm.calls,
+                 opt.wrk_cpu, "warm-up call creation")
+        w = run_once(port, write_gathers(warm, opt.work / f"{backend}-warm-steps.txt"),
+                     warm.requests, opt.wrk_cpu, "warm-up steps")
+        result["warmup_rps"] = w.rps
+        rate = w.rps
+        for attempt in range(1, 4):
+            needed = math.ceil(rate * opt.duration * 1.6 * attempt) + 2000
+            timed = Pool(f"{tag}{attempt}", max(math.ceil(needed / opt.steps), 500),
+                         opt.steps)
+            c = run_once(port, write_voice(timed, opt.work / f"{backend}-voice-{attempt}.txt"),
+                         timed.calls, opt.wrk_cpu, "call creation")
+            data = write_gathers(timed, opt.work / f"{backend}-steps-{attempt}.txt")
+            prof = (OUT / f"profile-{backend}.txt") if opt.profile else None
+            t0 = cpu_seconds(server.pid)
+            pg0 = postgres_cpu_seconds() if backend == "postgresql" else None
+            with profiler(server.pid, opt.duration, prof):
+                r = run_wrk(port, data, "timed", opt.duration, opt.wrk_cpu)
+            result["server_cpu"] = (cpu_seconds(server.pid) - t0) / r.seconds
+            if pg0 is not None:
+                pg1 = postgres_cpu_seconds()
+                result["postgres_cpu"] = (pg1 - pg0) / r.seconds if pg1 is not None else None
+            if r.counts["exhausted"] == 0:
+                break
+            print(f"  pool of {timed.requests} requests ran dry; again with a bigger one",
+                  flush=True)
+            rate = max(rate, r.rps)
+        else:
+            raise BenchError("the request pool ran dry three times")
+        result.update(wrk=r, pool_calls=timed.calls, pool_requests=timed.requests,
+                      create_rps=c.rps)
+        calls, advanced = db_progress(url, timed)
+        result.update(db_calls=calls, db_steps_advanced=advanced)
+        # Steps in flight when wrk stopped are done by the server but not counted by wrk.
+        if calls != timed.calls or not 0 <= advanced - r.counts["gather"] <= CONNECTIONS:
+            result["db_check"] = (f"MISMATCH: {calls}/{timed.calls} calls, {advanced} steps "
+                                  f"advanced vs {r.counts['gather']} menu answers")
+        else:
+            result["db_check"] = (f"ok: {advanced} steps advanced in the database for "
+                                  f"{r.counts['gather']} menu answers (+{advanced - r.counts['gather']}"
+                                  f" in flight at the end)")
+        if prof is not None and prof.exists():
+            result["profile"] = summarise_profile(prof)
+    finally:
+        server.stop()
+        result["server_log"] = dict(server.log_warnings())
+        if backend == "postgresql":
+            drop_pg_database(pg_admin)
+    return result
+
+
+# ---------------------------------------------------------------- report
+
+
+def verdicts(runs: list[dict[str, Any]], bare_rps: float) -> list[dict[str, Any]]:
+    out = []
+    for run in runs:
+        r: WrkResult = run["wrk"]
+        share, p99 = TARGETS[run["backend"]]
+        ratio = r.rps / bare_rps
+        out.append({
+            "backend": run["backend"],
+            "throughput": {"target": f">= {share:.0%} of bare", "value": f"{ratio:.1%}",
+                           "pass": ratio >= share},
+            "p99": {"target": f"<= {p99:g} ms", "value": f"{r.p99_ms:.1f} ms",
+                    "pass": r.p99_ms <= p99},
+            "errors": {"target": "0", "value": str(r.errors), "pass": r.errors == 0},
+        })
+    return out
+
+
+def _pf(ok: bool) -> str:
+    return "PASS" if ok else "MISSED"
+
+
+def markdown(info: dict[str, Any], opt: Options, bare: dict[str, Any],
+             runs: list[dict[str, Any]], verdict: list[dict[str, Any]]) -> str:
+    b: WrkResult = bare["wrk"]
+    lines = [
+        SECTION,
+        "",
+        f"Run {info['date']} with `python bench/webhooks.py` "
+        f"(git {info['git']}).",
+        "",
+        f"Machine: {info['nproc']} CPU ({info['cpu']}), {info['ram_gib']} GiB RAM, "
+        f"Python {info['python']}, Linux {info['kernel']}; uvicorn {info['uvicorn']}, "
+        f"FastAPI {info['fastapi']}, Starlette {info['starlette']}, "
+        f"SQLAlchemy {info['sqlalchemy']}, {' '.join(info['wrk']) or 'wrk'}.",
+        "",
+        f"Load: wrk, {THREADS} thread, {CONNECTIONS} connections, {opt.duration:g} s timed "
+        "after a warm-up; server = one process"
+        + (f" pinned to CPU {opt.server_cpu}, wrk pinned to CPU {opt.wrk_cpu}"
+           if opt.server_cpu is not None else "")
+        + ". Menu step = a distinct signed `POST /twilio/gather?s=N` (Digits 1/2) for a call"
+        " created beforehand with a signed `POST /twilio/voice`; benchmark-only menu (one"
+        " `menu` node looping to itself directly or via a `message` node). Bare = Starlette"
+        " endpoint reading the body and answering fixed TwiML, same uvicorn settings,"
+        " same requests. Errors = non-2xx + 2xx without `<Gather` + socket errors.",
+        "",
+        "| Server | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | vs bare "
+        "| server CPU | PostgreSQL CPU | wrk CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| bare Starlette | {b.rps:,.0f} | {b.p50_ms:.2f} | {b.p90_ms:.2f} | {b.p99_ms:.2f} "
+        f"| {b.max_ms:.1f} | {b.errors} | 100% | {bare['server_cpu']:.0%} | – "
+        f"| {b.wrk_cpu:.0%} |",
+    ]
+    for run in runs:
+        r: WrkResult = run["wrk"]
+        pg = run.get("postgres_cpu")
+        lines.append(
+            f"| {run['name']} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p90_ms:.2f} "
+            f"| {r.p99_ms:.2f} | {r.max_ms:.1f} | {r.errors} | {r.rps / b.rps:.1%} "
+            f"| {run['server_cpu']:.0%} | {f'{pg:.0%}' if pg is not None else '–'} "
+            f"| {r.wrk_cpu:.0%} |")
+    lines += ["", "CPU = share of one core during the timed run.", "",
+              "| Target | value | result |", "|---|---:|---|"]
+    for v in verdict:
+        for key in ("throughput", "p99"):
+            t = v[key]
+            lines.append(f"| {v['backend']} {key} {t['target']} | {t['value']} "
+                         f"| {_pf(t['pass'])} |")
+    lines.append("")
+    for run in runs:
+        lines.append(f"- {run['backend']}: {run['db_check']}; pool {run['pool_calls']:,} calls"
+                     f" x {opt.steps} steps; warm-up {run['warmup_rps']:,.0f} req/s; call "
+                     f"creation (`/twilio/voice`) {run['create_rps']:,.0f} req/s.")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def update_results(section: str) -> None:
+    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(old):
+        new = pattern.sub(lambda _m: section + "\n", old, count=1)
+    else:
+        new = old.rstrip("\n") + "\n\n" + section + "\n"
+    RESULTS.write_text(new.rstrip("\n") + "\n")
+
+
+def print_table(bare: dict[str, Any], runs: list[dict[str, Any]],
+                verdict: list[dict[str, Any]]) -> None:
+    b: WrkResult = bare["wrk"]
+    print()
+    print(f"{'server':<26}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}"
+          f"{'vs bare':>9}{'srv CPU':>9}{'wrk CPU':>9}")
+    rows = [(bare["name"], b, bare["server_cpu"], 1.0)]
+    rows += [(run["name"], run["wrk"], run["server_cpu"], run["wrk"].rps / b.rps)
+             for run in runs]
+    for name, r, cpu, ratio in rows:
+        print(f"{name:<26}{r.rps:>9,.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.max_ms:>9.1f}"
+              f"{r.errors:>8}{ratio:>9.1%}{cpu:>9.0%}{r.wrk_cpu:>9.0%}")
+    for run in runs:
+        if run.get("postgres_cpu") is not None:
+            print(f"  postgres processes CPU during the {run['backend']} run: "
+                  f"{run['postgres_cpu']:.0%} of one core")
+        print(f"  {run['backend']} database check: {run['db_check']}")
+        if run["server_log"]:
+            print(f"  {run['backend']} server log warnings: {run['server_log']}")
+    print()
+    for v in verdict:
+        for key in ("throughput", "p99", "errors"):
+            t = v[key]
+            print(f"{_pf(t['pass']):<7} {v['backend']:<11} {key:<10} {t['value']:>10}  "
+                  f"(target {t['target']})")
+
+
+def to_json(obj: Any) -> Any:
+    if isinstance(obj, WrkResult):
+        return {k: v for k, v in obj.__dict__.items()}
+    if isinstance(obj, dict):
+        return {k: to_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_json(v) for v in obj]
+    return obj
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Benchmark the Twilio menu step webhook.")
+    parser.add_argument("--duration", type=float, default=15.0, help="timed seconds per run")
+    parser.add_argument("--steps", type=int, default=4, help="menu steps per call")
+    parser.add_argument("--warmup-calls", type=int, default=1000)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--pg-admin-url", default=os.environ.get("IVR_BENCH_PG_URL",
+                                                                 PG_ADMIN_URL),
+                        help=f"creates and drops the database {PG_DB} there")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin CPUs (taskset)")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy record the server during the timed runs")
+    args = parser.parse_args()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if unknown := set(backends) - set(TARGETS):
+        parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
+    if args.warmup_calls < 2 * CONNECTIONS:
+        parser.error(f"--warmup-calls must be at least {2 * CONNECTIONS}")
+
+    try:
+        ensure_wrk()
+        pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset")
+        OUT.mkdir(exist_ok=True)
+        info = machine_info()
+        print(f"{info['date']}: {info['nproc']} CPU {info['cpu']}, {info['ram_gib']} GiB, "
+              f"Python {info['python']}", flush=True)
+        with tempfile.TemporaryDirectory(prefix="ivr-bench-") as tmp:
+            work = Path(tmp)
+            opt = Options(args.duration, args.steps, args.warmup_calls,
+                          0 if pin else None, 1 if pin else None, args.profile, work)
+            (work / "menus").mkdir()
+            (work / "menus" / "main.yaml").write_text(MENU_YAML, encoding="utf-8")
+            check = subprocess.run([shutil.which("ivr") or "ivr", "menus", "check",
+                                    str(work / "menus")], capture_output=True, text=True,
+                                   check=False, cwd=work)
+            if check.returncode != 0:
+                raise BenchError(f"benchmark menu refused:\n{check.stdout}{check.stderr}")
+            print("bare Starlette baseline ...", flush=True)
+            bare = bare_run(opt)
+            print(f"  {bare['wrk'].rps:,.0f} req/s", flush=True)
+            runs = []
+            for backend in backends:
+                print(f"ivr serve on {backend} ...", flush=True)
+                run = ivr_run(opt, backend, args.pg_admin_url)
+                print(f"  {run['wrk'].rps:,.0f} req/s", flush=True)
+                runs.append(run)
+        verdict = verdicts(runs, bare["wrk"].rps)
+        print_table(bare, runs, verdict)
+        for run in runs:
+            prof = run.get("profile")
+            if prof and prof.get("samples"):
+                print(f"\npy-spy, {run['backend']} ({prof['samples']} samples), self time:")
+                for name, pct in prof["self_pct"][:15]:
+                    print(f"  {pct:5.1f}%  {name}")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        payload = to_json({"machine": info, "options": {
+            "duration": opt.duration, "steps": opt.steps, "warmup_calls": opt.warmup_calls,
+            "connections": CONNECTIONS, "threads": THREADS, "server_cpu": opt.server_cpu,
+            "wrk_cpu": opt.wrk_cpu, "profile": opt.profile},
+            "bare": bare, "runs": runs, "verdict": verdict})
+        for name in (f"webhooks-{stamp}.json", "webhooks-latest.json"):
+            (OUT / name).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        if opt.profile:
+            print(f"\n--profile: results.md left alone; raw JSON in {OUT}")
+        else:
+            update_results(markdown(info, opt, bare, runs, verdict))
+            print(f"\nwrote {RESULTS.relative_to(ROOT)} and {OUT.relative_to(ROOT)}/"
+                  f"webhooks-{stamp}.json")
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""The import arrows of ARCHITECTURE.md, checked on the source."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def imports_of(package: str) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for path in (ROOT / package.replace(".", "/")).rglob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+        out[str(path.relative_to(ROOT))] = names
+    return out
+
+
+@pytest.mark.parametrize(("package", "forbidden"), [
+    ("ivr.core", ("ivr.menu", "ivr.calls", "ivr.webhooks", "ivr.admin", "ivr.app", "ivr.cli",
+                  "ivr.signatures", "ivr.simulate")),
+    ("ivr.menu", ("fastapi", "starlette", "sqlalchemy", "httpx", "ivr.calls", "ivr.webhooks",
+                  "ivr.app", "ivr.core.db")),
+    ("ivr.calls", ("fastapi", "starlette", "ivr.webhooks", "ivr.admin", "ivr.app", "ivr.cli")),
+])
+def test_imports_flow_one_way(package: str, forbidden: tuple[str, ...]) -> None:
+    for file, names in imports_of(package).items():
+        bad = sorted(n for n in names for f in forbidden if n == f or n.startswith(f + "."))
+        assert not bad, f"{file} imports {bad}"
