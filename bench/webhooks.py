@@ -562,10 +562,8 @@ def db_progress(url: str, pool: Pool) -> tuple[int, int]:
         with engine.connect() as conn:
             row = conn.execute(text("SELECT count(*), coalesce(sum(step - 1), 0) FROM calls "
                                     "WHERE call_sid LIKE :p"), {"p": pool.like}).one()
-            pg_version = None
     finally:
         engine.dispose()
-    del pg_version
     return int(row[0]), int(row[1])
 
 
@@ -626,13 +624,14 @@ def ivr_run(opt: Options, backend: str, pg_admin: str) -> dict[str, Any]:
         calls, advanced = db_progress(url, timed)
         result.update(db_calls=calls, db_steps_advanced=advanced)
         # Steps in flight when wrk stopped are done by the server but not counted by wrk.
-        if calls != timed.calls or not 0 <= advanced - r.counts["gather"] <= CONNECTIONS:
+        answers = r.counts["gather"]
+        if calls != timed.calls or not 0 <= advanced - answers <= CONNECTIONS:
             result["db_check"] = (f"MISMATCH: {calls}/{timed.calls} calls, {advanced} steps "
-                                  f"advanced vs {r.counts['gather']} menu answers")
+                                  f"advanced vs {answers} menu answers")
         else:
             result["db_check"] = (f"ok: {advanced} steps advanced in the database for "
-                                  f"{r.counts['gather']} menu answers (+{advanced - r.counts['gather']}"
-                                  f" in flight at the end)")
+                                  f"{answers} menu answers (+{advanced - answers} in flight "
+                                  "at the end)")
         if prof is not None and prof.exists():
             result["profile"] = summarise_profile(prof)
     finally:
@@ -761,7 +760,7 @@ def print_table(bare: dict[str, Any], runs: list[dict[str, Any]],
 
 def to_json(obj: Any) -> Any:
     if isinstance(obj, WrkResult):
-        return {k: v for k, v in obj.__dict__.items()}
+        return dict(obj.__dict__)
     if isinstance(obj, dict):
         return {k: to_json(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings()
         logging.basicConfig(level=settings.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         if args.command == "serve":
             return _serve(settings, args.host, args.port, args.workers)
         if args.command == "migrate":

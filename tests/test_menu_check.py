@@ -396,8 +396,8 @@ schedules:
   office:
     timezone: {zone}
     weekly:
-      sun: ["08:00-18:00"]
-      mon: [{monday}]
+      sun: [{sunday}]
+      mon: ["08:00-18:00"]
 nodes:
   hours:
     type: hours
@@ -411,33 +411,63 @@ nodes:
 
 def test_schedule_is_fine(tmp_path: Path) -> None:
     _path, problems = check(tmp_path, SCHEDULED.format(zone="Asia/Jerusalem",
-                                                       monday="'08:00-24:00'"))
+                                                       sunday="'08:00-24:00'"))
     assert problems == []
 
 
 def test_time_range_that_crosses_midnight(tmp_path: Path) -> None:
     path, problems = check(tmp_path, SCHEDULED.format(zone="Asia/Jerusalem",
-                                                      monday="'18:00-08:00'"))
+                                                      sunday="'18:00-08:00'"))
     assert problems == [
         f"{path}:9:7: error: schedules.office.weekly: range '18:00-08:00' ends before it "
         f"starts; split ranges that cross midnight",
     ]
 
 
-@pytest.mark.parametrize(("monday", "message"), [
+@pytest.mark.parametrize(("sunday", "message"), [
     ("'8-18'", "expected a time range like '08:00-17:30', got '8-18'"),
     ("'08:00-24:30'", "a range can end at 24:00 at the latest"),
     ("'09:00-09:00'", "range '09:00-09:00' ends before it starts; split ranges that cross "
                       "midnight"),
 ])
-def test_bad_time_ranges(tmp_path: Path, monday: str, message: str) -> None:
-    path, problems = check(tmp_path, SCHEDULED.format(zone="Asia/Jerusalem", monday=monday))
+def test_bad_time_ranges(tmp_path: Path, sunday: str, message: str) -> None:
+    path, problems = check(tmp_path, SCHEDULED.format(zone="Asia/Jerusalem", sunday=sunday))
     assert problems == [f"{path}:9:7: error: schedules.office.weekly: {message}"]
+
+
+def test_special_day_with_a_reversed_range(tmp_path: Path) -> None:
+    path, problems = check(tmp_path, SCHEDULED.format(
+        zone="Asia/Jerusalem", sunday="'08:00-18:00'").replace("    weekly:\n", """\
+    special_days:
+      2026-09-21: ["10:00-09:00"]
+      2026-09-22: closed
+    weekly:
+"""))
+    assert problems == [
+        f"{path}:9:7: error: schedules.office.special_days: range '10:00-09:00' ends before it "
+        f"starts; split ranges that cross midnight",
+    ]
+
+
+def test_special_day_with_an_unknown_word(tmp_path: Path) -> None:
+    path, problems = check(tmp_path, SCHEDULED.format(
+        zone="Asia/Jerusalem", sunday="'08:00-18:00'").replace("    weekly:\n", """\
+    special_days:
+      2026-09-21: shut
+    weekly:
+"""))
+    # A special day is a word or a list of ranges: both readings are reported.
+    assert problems == [
+        f"{path}:9:19: error: schedules.office.special_days.2026-09-21: expected a list, "
+        f"got 'shut'",
+        f"{path}:9:19: error: schedules.office.special_days.2026-09-21: expected one of "
+        f"'closed' or 'holiday', got 'shut'",
+    ]
 
 
 def test_unknown_timezone(tmp_path: Path) -> None:
     path, problems = check(tmp_path, SCHEDULED.format(zone="Asia/Jerusalm",
-                                                      monday="'08:00-18:00'"))
+                                                      sunday="'08:00-18:00'"))
     assert problems == [
         f"{path}:7:15: error: schedules.office.timezone: unknown time zone 'Asia/Jerusalm' "
         f"(expected e.g. 'Asia/Jerusalem')",
@@ -446,7 +476,7 @@ def test_unknown_timezone(tmp_path: Path) -> None:
 
 def test_unknown_weekday_holiday_country_and_reversed_closure(tmp_path: Path) -> None:
     path, problems = check(tmp_path, SCHEDULED.format(
-        zone="Asia/Jerusalem", monday="'08:00-18:00'") .replace("    weekly:\n", """\
+        zone="Asia/Jerusalem", sunday="'08:00-18:00'").replace("    weekly:\n", """\
     holidays: {country: XX}
     closures:
       - {start: 2026-01-02T10:00:00, end: 2026-01-02T09:00:00}
@@ -464,7 +494,7 @@ def test_unknown_weekday_holiday_country_and_reversed_closure(tmp_path: Path) ->
 
 def test_unknown_schedule_with_suggestion(tmp_path: Path) -> None:
     path, problems = check(tmp_path, SCHEDULED.format(
-        zone="Asia/Jerusalem", monday="'08:00-18:00'").replace("schedule: office",
+        zone="Asia/Jerusalem", sunday="'08:00-18:00'").replace("schedule: office",
                                                                "schedule: ofice"))
     assert problems == [
         f"{path}:14:15: error: nodes.hours.schedule: unknown schedule 'ofice'; did you mean "

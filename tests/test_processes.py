@@ -72,16 +72,20 @@ def _post(url: str, call: PhoneCall, path: str, params: dict[str, str]) -> str:
     return str(r.text)
 
 
-def test_kill_between_webhooks_and_continue_elsewhere(database_url: str,
-                                                      menus_dir: Path) -> None:
-    # The demo menu checks opening hours; make it open around the clock for this test.
+def _always_open(menus_dir: Path) -> None:
+    """The demo menu keeps office hours; these tests run at any hour on the real clock."""
     main = menus_dir / "main.yaml"
     text = main.read_text(encoding="utf-8")
-    for day in ("sun", "mon", "tue", "wed", "thu", "fri"):
+    for day in ("sun", "mon", "tue", "wed", "thu"):
         text = text.replace(f'      {day}: ["08:00-20:00"]', f'      {day}: ["00:00-24:00"]')
     text = text.replace('      fri: ["08:00-13:00"]', '      fri: ["00:00-24:00"]')
     text = text.replace("    holidays: {country: IL}\n", '      sat: ["00:00-24:00"]\n')
     main.write_text(text, encoding="utf-8")
+
+
+def test_kill_between_webhooks_and_continue_elsewhere(database_url: str,
+                                                      menus_dir: Path) -> None:
+    _always_open(menus_dir)
 
     with httpx.Client() as unused:
         call = PhoneCall(unused, "http://x", TOKEN)
@@ -99,3 +103,20 @@ def test_kill_between_webhooks_and_continue_elsewhere(database_url: str,
         # Twilio retrying the step the dead server may never have answered: same answer.
         again = _post(url_b, call, "/twilio/gather?s=2", {**call.base_params(), "Digits": "1"})
         assert again == third
+
+
+def test_ivr_simulate_plays_a_call_against_a_real_server(database_url: str,
+                                                         menus_dir: Path) -> None:
+    _always_open(menus_dir)
+    with server(database_url, menus_dir) as (url, _proc):
+        env = {**os.environ, "IVR_TWILIO_AUTH_TOKEN": TOKEN}
+        out = subprocess.run(
+            [sys.executable, "-m", "ivr.cli", "simulate", "--url", url, "--press", "2,,3"],
+            env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[1] == ("  🔊 [he-IL] שלום, הגעתם לשירות הלקוחות. לעברית הקישו 1. "
+                        "For English, press 2.")
+    assert "  🔊 [en-US] We did not hear a choice." in lines
+    assert "  ⏳ queued in 'retention' (answer: hangup)" in lines
+    assert lines[-1] == "  ✆  call ended"
