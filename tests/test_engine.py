@@ -13,6 +13,7 @@ import pytest
 
 from ivr.core.clock import FrozenClock
 from ivr.menu.bundle import MenuBundle, assemble, load_directory
+from ivr.menu.checks import check_bundle
 from ivr.menu.engine import (
     DIAL_OK,
     MAX_AUTOMATIC_HOPS,
@@ -265,11 +266,11 @@ def main_gather(language: str = "en-US", lead: tuple[Action, ...] = ()) -> Gathe
     if language == "en-US":
         prompt = Say("Main menu.", "en-US", EN_VOICE)
         hints = ("billing", "pay a bill", "hours", "account", "agent", "sip", "desk",
-                 "technical support", "news", "hebrew", "english", "goodbye")
+                 "technical support", "news", "hebrew", "עברית", "english", "goodbye")
     else:
         prompt = Say("תפריט ראשי.", "he-IL", HE_VOICE)
         hints = ("חשבון", "תשלום", "שעות", "חשבונית", "נציג", "סיפ", "דלפק", "תמיכה טכנית",
-                 "חדשות", "עברית", "אנגלית", "להתראות")
+                 "חדשות", "עברית", "אנגלית", "english", "להתראות")
     return Gather(prompts=(*lead, prompt), input=("dtmf", "speech"), timeout=7, num_digits=1,
                   finish_on_key="#", language=language, hints=hints)
 
@@ -379,15 +380,25 @@ def test_hebrew_speech_to_billing(bundle: MenuBundle, frozen: FrozenClock) -> No
                                                   Enqueue("billing", "he-IL"))
 
 
-def test_speech_in_the_other_language_does_not_match(bundle: MenuBundle,
-                                                     frozen: FrozenClock) -> None:
+def test_speech_in_the_other_language_matches_when_nothing_else_does(
+        bundle: MenuBundle, frozen: FrozenClock) -> None:
+    # Callers mix languages ("billing" in a Hebrew call); the call's own language is tried
+    # first, then every other language's phrases.
     call = Call(bundle, frozen)
     call.send(Start())
     call.send(Gathered(digits="9"))  # Hebrew from now on
+    actions = call.send(Gathered(speech="billing"))
+    assert actions[-1] == Enqueue("billing", "he-IL")
+    assert call.state.language == "he-IL"
+
+
+def test_unknown_speech_in_any_language_is_invalid(bundle: MenuBundle,
+                                                   frozen: FrozenClock) -> None:
+    call = Call(bundle, frozen)
+    call.send(Start())
+    call.send(Gathered(digits="9"))
     he_invalid = Say("אין בחירה כזו.", "he-IL", HE_VOICE)
-    assert call.send(Gathered(speech="billing")) == (main_gather("he-IL", (he_invalid,)),)
-    assert call.state.invalid == 1
-    assert call.state.path[-1]["event"] == "invalid"
+    assert call.send(Gathered(speech="banana")) == (main_gather("he-IL", (he_invalid,)),)
 
 
 def test_language_switch_by_option(bundle: MenuBundle, frozen: FrozenClock) -> None:
@@ -435,7 +446,8 @@ def test_match_option_directly() -> None:
     assert match_option(node, "en-US", None, "supporting technical") is None
     assert match_option(node, "en-US", "", "news") == "8"
     assert match_option(node, "en-US", "99", "news") == "8"  # bad keys, good words
-    assert match_option(node, "he-IL", None, "news") is None
+    assert match_option(node, "he-IL", None, "news") == "8"  # other languages as a fallback
+    assert match_option(node, "he-IL", None, "חדשות") == "8"
     assert match_option(node, "en-US", None, None) is None
 
 
@@ -1086,7 +1098,13 @@ def test_longest_chain_of_automatic_moves(frozen: FrozenClock) -> None:
     actions = Call(ok, frozen).send(Start())
     assert len(actions) == MAX_AUTOMATIC_HOPS
     assert actions[-1] == Hangup()
-    too_long = build(("main", _message_chain(MAX_AUTOMATIC_HOPS)))
+    # The checker refuses such a chain; should one get past it, the engine stops.
+    lm, _ = load_menu_text(_message_chain(MAX_AUTOMATIC_HOPS), Path("main.yaml"))
+    assert lm is not None
+    assert [str(p) for p in check_bundle({"main": lm})] == [
+        "main.yaml:6:3: error: nodes.m0: 32 messages, hours, branches and sub-menus in a row "
+        "from here; at most 31 can be played without the caller"]
+    too_long = unchecked(_message_chain(MAX_AUTOMATIC_HOPS))
     with pytest.raises(EngineError, match="automatic moves"):
         Call(too_long, frozen).send(Start())
 

@@ -419,7 +419,7 @@ def test_time_range_that_crosses_midnight(tmp_path: Path) -> None:
     path, problems = check(tmp_path, SCHEDULED.format(zone="Asia/Jerusalem",
                                                       sunday="'18:00-08:00'"))
     assert problems == [
-        f"{path}:9:7: error: schedules.office.weekly: range '18:00-08:00' ends before it "
+        f"{path}:9:13: error: schedules.office.weekly.sun.0: range '18:00-08:00' ends before it "
         f"starts; split ranges that cross midnight",
     ]
 
@@ -432,7 +432,7 @@ def test_time_range_that_crosses_midnight(tmp_path: Path) -> None:
 ])
 def test_bad_time_ranges(tmp_path: Path, sunday: str, message: str) -> None:
     path, problems = check(tmp_path, SCHEDULED.format(zone="Asia/Jerusalem", sunday=sunday))
-    assert problems == [f"{path}:9:7: error: schedules.office.weekly: {message}"]
+    assert problems == [f"{path}:9:13: error: schedules.office.weekly.sun.0: {message}"]
 
 
 def test_special_day_with_a_reversed_range(tmp_path: Path) -> None:
@@ -444,7 +444,8 @@ def test_special_day_with_a_reversed_range(tmp_path: Path) -> None:
     weekly:
 """))
     assert problems == [
-        f"{path}:9:7: error: schedules.office.special_days: range '10:00-09:00' ends before it "
+        f"{path}:9:20: error: schedules.office.special_days.2026-09-21.0: range '10:00-09:00' "
+        f"ends before it "
         f"starts; split ranges that cross midnight",
     ]
 
@@ -456,12 +457,19 @@ def test_special_day_with_an_unknown_word(tmp_path: Path) -> None:
       2026-09-21: shut
     weekly:
 """))
-    # A special day is a word or a list of ranges: both readings are reported.
     assert problems == [
-        f"{path}:9:19: error: schedules.office.special_days.2026-09-21: expected a list, "
-        f"got 'shut'",
-        f"{path}:9:19: error: schedules.office.special_days.2026-09-21: expected one of "
-        f"'closed' or 'holiday', got 'shut'",
+        f"{path}:9:19: error: schedules.office.special_days.2026-09-21: expected 'closed', "
+        f"'holiday' or a list of time ranges, got 'shut'",
+    ]
+
+
+def test_bad_range_on_a_later_day_points_at_its_line(tmp_path: Path) -> None:
+    path, problems = check(tmp_path, SCHEDULED.format(
+        zone="Asia/Jerusalem", sunday="'08:00-18:00'").replace(
+            "    weekly:\n", "    weekly:\n      sat: ['08:00-12:00', '14:00-13:00']\n"))
+    assert problems == [
+        f"{path}:9:28: error: schedules.office.weekly.sat.1: range '14:00-13:00' ends before "
+        f"it starts; split ranges that cross midnight",
     ]
 
 
@@ -1185,3 +1193,81 @@ def test_entry_menu_missing(tmp_path: Path) -> None:
     bundle, report = load_directory(tmp_path, "main")
     assert bundle is None
     assert report.fatal == "entry menu 'main' is not loaded (menus available: menu)"
+
+
+# ---------------------------------------------------------------- regressions
+
+
+QUEUE_NODE = """\
+languages: [en-US]
+default_language: en-US
+start: q
+fallback: bye
+nodes:
+  q:
+    type: queue
+    queue: sales
+    timout: 5
+  bye:
+    type: hangup
+"""
+
+
+def test_error_inside_a_queue_node_points_at_its_own_key(tmp_path: Path) -> None:
+    # The node type "queue" is also a key of the queue node: the path must not follow it.
+    path, problems = check(tmp_path, QUEUE_NODE)
+    assert problems == [f"{path}:9:5: error: nodes.q.timout: unknown key 'timout'; expected "
+                        "one of: description, on_failure, prompt, queue, type"]
+    path, problems = check(tmp_path, QUEUE_NODE.replace("timout: 5", "on_failure: 5"))
+    assert problems == [f"{path}:9:17: error: nodes.q.on_failure: expected text, got 5"]
+
+
+def test_option_1_and_quoted_1_are_one_key(tmp_path: Path) -> None:
+    path, problems = check(tmp_path, GOOD.replace(
+        '      "1": {next: bye}\n', '      1: {next: bye}\n      "1": {next: main}\n'))
+    assert problems == [f'{path}:12:7: error: duplicate key \'1\': 1 and "1" are the same key; '
+                        "each key may appear only once in a mapping"]
+
+
+def test_leading_zero_option_keys_keep_what_the_admin_typed(tmp_path: Path) -> None:
+    path = write(tmp_path, "menu.yaml", GOOD.replace(
+        '      "1": {next: bye}\n', '      01: {next: bye}\n      010: {next: main}\n'))
+    bundle, report = load_directory(tmp_path, "menu")
+    assert bundle is not None, report.problems
+    node = bundle.menus["menu"].menu.nodes["main"]
+    assert isinstance(node, MenuNode)
+    assert sorted(node.options) == ["01", "010"]
+    assert path.exists()
+
+
+def test_broken_file_named_differently_keeps_its_previous_version(tmp_path: Path) -> None:
+    write(tmp_path, "main.yaml", MAIN_WITH_SUBMENU.replace("menu: support", "menu: tech"))
+    write(tmp_path, "support.yaml", "name: tech\n" + SUPPORT)
+    first, report = load_directory(tmp_path, "main")
+    assert first is not None, report.problems
+    write(tmp_path, "support.yaml", "name: tech\nlanguages: [\n")
+    second, report = load_directory(tmp_path, "main", previous=first)
+    assert second is not None, report.fatal
+    assert report.kept_previous == ["tech"]
+    assert second.menus["tech"] is first.menus["tech"]
+    assert list(report.refused) == [str(tmp_path / "support.yaml")]
+
+
+def test_a_chain_of_submenus_that_loses_its_end_changes_nothing(tmp_path: Path) -> None:
+    def link(target: str) -> str:
+        return ("languages: [en-US]\ndefault_language: en-US\nstart: go\nfallback: go\n"
+                f"nodes:\n  go: {{type: submenu, menu: {target}}}\n")
+
+    for name, target in (("main", "a"), ("a", "b"), ("b", "c"), ("c", "gone")):
+        write(tmp_path, f"{name}.yaml", link(target))
+    write(tmp_path, "gone.yaml", GOOD)
+    first, report = load_directory(tmp_path, "main")
+    assert first is not None, report.problems
+    (tmp_path / "gone.yaml").unlink()
+    second, report = load_directory(tmp_path, "main", previous=first)
+    # Nothing consistent can be served without `gone`: the live bundle stays as it was.
+    assert second is None
+    assert report.fatal == "entry menu 'main' is not loaded (menus available: none)"
+    assert report.kept_previous == []
+    assert sorted(report.refused) == [str(tmp_path / f"{n}.yaml") for n in "abc"] + [
+        str(tmp_path / "main.yaml")]

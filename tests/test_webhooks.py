@@ -208,3 +208,16 @@ def test_transfer_that_fails_goes_to_its_fallback(client: TestClient, menus_dir)
     dial = next(h for h in t.heard if h.kind == "dial")
     assert dial.text == "number:+97235551234"
     assert next(h for h in t.heard if h.kind == "enqueue").text == "operator"
+
+
+def test_saying_english_at_the_hebrew_prompt_switches_language(client: TestClient) -> None:
+    t = play(client, ["say:English please", "0"])
+    assert t.says()[1].startswith("For billing and payments, press 1.")
+    assert next(h for h in t.heard if h.kind == "enqueue").text == "operator"
+
+
+def test_longest_phrase_wins_go_back_to_the_main_menu(client: TestClient) -> None:
+    # Option 1 of the support menu listens for "is back"; "main menu" is longer and wins.
+    t = play(client, ["2", "2", "say:go back to the main menu please", "3"])
+    assert t.says()[3].startswith("For billing and payments, press 1.")
+    assert next(h for h in t.heard if h.kind == "enqueue").text == "retention"

@@ -75,34 +75,50 @@ def assemble(
         candidate[lm.name] = lm
         by_file[str(path)] = lm.name
 
+    def name_of(file: str) -> str:
+        if file in by_file:
+            return by_file[file]
+        # A file that did not parse: find the menu it held last time by its path.
+        if previous is not None:
+            for name, lm in previous.menus.items():
+                if str(lm.path) == file:
+                    return name
+        return Path(file).stem
+
     def fall_back(file: str) -> None:
-        stem = Path(file).stem
-        name = by_file.get(file, stem)
+        name = name_of(file)
         candidate.pop(name, None)
         if previous is not None and name in previous.menus:
             candidate[name] = previous.menus[name]
             if name not in report.kept_previous:
                 report.kept_previous.append(name)
 
+    def drop(file: str) -> None:
+        name = name_of(file)
+        candidate.pop(name, None)
+        if name in report.kept_previous:
+            report.kept_previous.remove(name)
+
     for file in list(report.refused):
         fall_back(file)
 
-    for _ in range(len(candidate) + 2):
+    # Each round refuses a file (falling back to its previous version) or drops a previous
+    # version that no longer fits; a file goes through each at most once.
+    for _ in range(2 * len(parsed) + 2):
         problems = check_bundle(candidate)
         errors = [p for p in problems if p.severity == "error"]
-        fresh = {p.file for p in errors} - set(report.refused)
-        stale = {p.file for p in errors} & set(report.refused)
         if not errors:
             report.warnings = [p for p in problems if p.severity == "warning"]
             break
-        for file in fresh:
-            report.refused[file] = [p for p in errors if p.file == file]
-            fall_back(file)
-        if not fresh and stale:
-            # A kept previous version no longer fits with the others: drop it too.
-            for file in stale:
-                name = by_file.get(file, Path(file).stem)
-                candidate.pop(name, None)
+        for file in sorted({p.file for p in errors}):
+            if file not in report.refused:
+                report.refused[file] = [p for p in errors if p.file == file]
+                fall_back(file)
+            else:
+                drop(file)
+    else:  # pragma: no cover - the bound above is a proof, not a case
+        report.fatal = "menus could not be made consistent"
+        return None, report
     report.loaded = sorted(n for n in candidate if n not in report.kept_previous)
     if entry not in candidate:
         report.fatal = (f"entry menu {entry!r} is not loaded (menus available: "

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ivr.menu.loader import LoadedMenu, PathT, Problem, dotted
 from ivr.menu.model import (
+    MAX_AUTOMATIC_HOPS,
     SAY_MAX_CHARS,
     BranchNode,
     HoursNode,
@@ -248,6 +249,38 @@ def check_graph(menus: Mapping[str, LoadedMenu]) -> list[Problem]:
     for ref in sorted(auto):
         if ref not in state:
             visit(ref, [])
+    if not reported:
+        out.extend(_long_chains(menus, auto))
+    return out
+
+
+PASS_THROUGH = (MessageNode, HoursNode, BranchNode, SubmenuNode)
+
+
+def _long_chains(menus: Mapping[str, LoadedMenu],
+                 auto: Mapping[NodeRef, list[tuple[NodeRef, PathT]]]) -> list[Problem]:
+    """The engine walks messages, hours, branches and sub-menus in one go, at most
+    MAX_AUTOMATIC_HOPS of them; a longer chain would fail at run time."""
+    depth: dict[NodeRef, int] = {}
+
+    def chain(ref: NodeRef) -> int:
+        if ref not in depth:
+            node = menus[ref[0]].menu.nodes[ref[1]]
+            if isinstance(node, PASS_THROUGH):
+                depth[ref] = 1 + max((chain(n) for n, _ in auto.get(ref, [])), default=0)
+            else:
+                depth[ref] = 1
+        return depth[ref]
+
+    out = []
+    for ref in sorted(auto):
+        if chain(ref) > MAX_AUTOMATIC_HOPS and not any(
+                chain(prev) > chain(ref) for prev, targets in auto.items()
+                for n, _ in targets if n == ref):
+            out.append(_problem(menus[ref[0]], ("nodes", ref[1]),
+                                f"{chain(ref) - 1} messages, hours, branches and sub-menus in "
+                                f"a row from here; at most {MAX_AUTOMATIC_HOPS - 1} can be "
+                                "played without the caller", key=True))
     return out
 
 

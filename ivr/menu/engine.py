@@ -16,6 +16,7 @@ from typing import Any, Literal
 from ivr.menu.bundle import MenuBundle
 from ivr.menu.hours import hours_status
 from ivr.menu.model import (
+    MAX_AUTOMATIC_HOPS,
     BranchNode,
     Condition,
     HangupNode,
@@ -30,7 +31,6 @@ from ivr.menu.model import (
     TransferNode,
 )
 
-MAX_AUTOMATIC_HOPS = 32
 MAX_DIGITS = 32
 MAX_SPEECH = 512
 
@@ -161,12 +161,14 @@ def render_prompt(prompt: Prompt | None, menu: Menu, language: str) -> tuple[Aud
     if prompt is None:
         return ()
     if prompt.say is not None:
-        text = prompt.say.get(language) or prompt.say.get(menu.default_language)
-        if text is None:
-            language, text = next(iter(prompt.say.items()))
-        return (Say(text=text, language=language, voice=menu.voices.get(language)),)
+        # The checker insists on text for every language; should one be missing anyway,
+        # speak another language's text in that language's own voice.
+        for lang in (language, menu.default_language, *prompt.say):
+            if lang in prompt.say:
+                return (Say(text=prompt.say[lang], language=lang,
+                            voice=menu.voices.get(lang)),)
     play = prompt.play
-    if isinstance(play, dict):
+    if isinstance(play, dict):  # per-language recordings
         url = play.get(language) or play.get(menu.default_language) or next(iter(play.values()))
         return (Play(url),)
     assert play is not None
@@ -185,6 +187,8 @@ def _gather(node: MenuNode, menu: Menu, language: str, lead: tuple[Audio, ...]) 
     if "speech" in node.input:
         for opt in node.options.values():
             hints.extend(opt.speech.get(language, ()))
+            if opt.language and opt.language != language:  # "English" at a Hebrew prompt
+                hints.extend(opt.speech.get(opt.language, ()))
     return Gather(
         prompts=(*lead, *render_prompt(node.prompt, menu, language)),
         input=tuple(node.input),
@@ -212,11 +216,23 @@ def match_option(node: MenuNode, language: str, digits: str | None, speech: str 
         if key.endswith("#") and key[:-1] in node.options:
             return key[:-1]
     if speech:
+        # The longest phrase heard wins ("go back to the main menu" is the main-menu option,
+        # not the "back" one); phrases of the call's language first, then of any language
+        # (a caller may answer "English" to a Hebrew language-choice prompt).
         said = f" {_normalise(speech)} "
-        for key, opt in node.options.items():
-            for phrase in opt.speech.get(language, ()):
-                if f" {_normalise(phrase)} " in said:
-                    return key
+        for languages in ((language,), None):
+            best: tuple[int, str] | None = None
+            for key, opt in node.options.items():
+                for lang, phrases in opt.speech.items():
+                    if languages is not None and lang not in languages:
+                        continue
+                    for phrase in phrases:
+                        norm = _normalise(phrase)
+                        if norm and f" {norm} " in said and (best is None or
+                                                              len(norm) > best[0]):
+                            best = (len(norm), key)
+            if best is not None:
+                return best[1]
     return None
 
 

@@ -64,11 +64,18 @@ def _plain(node: Any, path: PathT, pos: Positions) -> Any:
         pos.values.setdefault(path, (node.lc.line + 1, node.lc.col + 1))
         out: dict[Any, Any] = {}
         for key, value in node.items():
-            k = key if isinstance(key, str | int | bool | float) or key is None else str(key)
-            if isinstance(k, int | float) and not isinstance(k, bool):
-                k = int(k) if isinstance(k, int) else k
-            child = (*path, str(k))
             kl, kc = node.lc.key(key)
+            k: Any = key
+            if isinstance(key, int) and not isinstance(key, bool):
+                # Keys are what a caller presses: keep `01:` as "01", as the admin typed it.
+                k = str(int(key)).zfill(getattr(key, "_width", None) or 0)
+                if k in out:
+                    raise _DuplicateKeyError(k, kl + 1, kc + 1)
+            else:
+                k = str(key)  # text, or a date such as a special day's
+                if k in out:
+                    raise _DuplicateKeyError(k, kl + 1, kc + 1)
+            child = (*path, str(k))
             pos.keys[child] = (kl + 1, kc + 1)
             vl, vc = node.lc.value(key)
             pos.values[child] = (vl + 1, vc + 1)
@@ -94,6 +101,12 @@ def _plain(node: Any, path: PathT, pos: Positions) -> Any:
     return node
 
 
+class _DuplicateKeyError(Exception):
+    def __init__(self, key: str, line: int, column: int) -> None:
+        super().__init__(key)
+        self.key, self.line, self.column = key, line, column
+
+
 def parse_yaml(text: str, filename: str) -> tuple[Any, Positions, list[Problem]]:
     yaml = YAML(typ="rt")  # round-trip loader: safe (no arbitrary objects) and keeps positions
     yaml.allow_duplicate_keys = False
@@ -114,7 +127,12 @@ def parse_yaml(text: str, filename: str) -> tuple[Any, Positions, list[Problem]]
         return None, pos, [Problem(filename, line, col, "", f"invalid YAML: {what}")]
     except YAMLError as exc:
         return None, pos, [Problem(filename, 1, 1, "", f"invalid YAML: {exc}")]
-    return _plain(doc, (), pos), pos, []
+    try:
+        return _plain(doc, (), pos), pos, []
+    except _DuplicateKeyError as exc:
+        return None, pos, [Problem(filename, exc.line, exc.column, "",
+                                   f"duplicate key {exc.key!r}: 1 and \"1\" are the same key; "
+                                   "each key may appear only once in a mapping")]
 
 
 def _duplicate_key_name(exc: DuplicateKeyError) -> str:
@@ -148,13 +166,20 @@ def _error_path(err: Any, data: Any) -> PathT:
     that are not keys in the document; walk the data and keep only real keys."""
     out: list[str | int] = []
     cur = data
+    pending_tag: object = None  # a node's type: pydantic puts it in the location after the name
     for part in err["loc"]:
+        if pending_tag is not None and part == pending_tag:
+            pending_tag = None
+            continue
+        pending_tag = None
         in_map = isinstance(cur, dict) and (
             part in cur or (isinstance(part, str) and _int_key(cur, part)))
         if in_map:
             key = part if part in cur else int(part)
             out.append(str(part))
             cur = cur[key]
+            if isinstance(cur, dict) and len(out) == 2 and out[0] == "nodes":
+                pending_tag = cur.get("type")
         elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
             out.append(part)
             cur = cur[part]

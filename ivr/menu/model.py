@@ -13,10 +13,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
+    Discriminator,
     ConfigDict,
     Field,
     StringConstraints,
+    Tag,
     field_validator,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -24,6 +28,7 @@ from pydantic_core import PydanticCustomError
 # Twilio's documented limits (values it would reject or truncate).
 SAY_MAX_CHARS = 4096  # <Say> text
 QUEUE_NAME_MAX = 64  # <Enqueue> queue friendly name
+MAX_AUTOMATIC_HOPS = 32  # messages, hours, branches, sub-menus in a row without input
 GATHER_TIMEOUT_RANGE = (1, 60)  # <Gather timeout>: positive integer seconds; we cap at a minute
 DIAL_TIMEOUT_RANGE = (5, 600)  # <Dial timeout>
 
@@ -273,8 +278,11 @@ def _parse_range(value: Any) -> Any:
     return {"start": start, "end": end}
 
 
-Range = Annotated[TimeRange, Field(json_schema_extra={"type": "string",
-                                                      "pattern": _TIME_RANGE.pattern})]
+Range = Annotated[
+    TimeRange,
+    BeforeValidator(_parse_range),
+    WithJsonSchema({"type": "string", "pattern": _TIME_RANGE.pattern}),
+]
 Weekday = Literal["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 
 
@@ -306,7 +314,20 @@ class Closure(StrictModel):
         return self
 
 
-SpecialDay = Literal["closed", "holiday"] | list[Range]
+def _special_day(value: Any) -> Any:
+    if isinstance(value, str) and value not in ("closed", "holiday"):
+        raise PydanticCustomError(
+            "special_day", "expected 'closed', 'holiday' or a list of time ranges, got '{value}'",
+            {"value": value},
+        )
+    return value
+
+
+SpecialDay = Annotated[
+    Annotated[Literal["closed", "holiday"], BeforeValidator(_special_day), Tag("word")]
+    | Annotated[list[Range], Tag("hours")],
+    Discriminator(lambda v: "word" if isinstance(v, str) else "hours"),
+]
 
 
 class Schedule(StrictModel):
@@ -320,22 +341,6 @@ class Schedule(StrictModel):
         default_factory=list,
         description="Emergency closures (local time unless an offset is given)",
     )
-
-    @field_validator("weekly", mode="before")
-    @classmethod
-    def _parse_weekly(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: [_parse_range(r) for r in v] if isinstance(v, list) else v
-                    for k, v in value.items()}
-        return value
-
-    @field_validator("special_days", mode="before")
-    @classmethod
-    def _parse_special(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: [_parse_range(r) for r in v] if isinstance(v, list) else v
-                    for k, v in value.items()}
-        return value
 
     @field_validator("timezone")
     @classmethod
