@@ -16,7 +16,6 @@ from ivr.menu.bundle import MenuBundle, assemble, load_directory
 from ivr.menu.checks import check_bundle
 from ivr.menu.engine import (
     DIAL_OK,
-    MAX_AUTOMATIC_HOPS,
     MAX_DIGITS,
     MAX_SPEECH,
     QUEUE_DONE,
@@ -42,7 +41,7 @@ from ivr.menu.engine import (
     step,
 )
 from ivr.menu.loader import LoadedMenu, load_menu_text
-from ivr.menu.model import Condition, HangupNode, MenuNode
+from ivr.menu.model import MAX_AUTOMATIC_HOPS, Condition, HangupNode, MenuNode
 
 DEMO_MENUS = Path(__file__).resolve().parent.parent / "menus"
 
@@ -262,7 +261,7 @@ class Call:
         return [entry["event"] for entry in self.state.path]
 
 
-def main_gather(language: str = "en-US", lead: tuple[Action, ...] = ()) -> Gather:
+def main_gather(language: str = "en-US", lead: tuple[Say | Play, ...] = ()) -> Gather:
     if language == "en-US":
         prompt = Say("Main menu.", "en-US", EN_VOICE)
         hints = ("billing", "pay a bill", "hours", "account", "agent", "sip", "desk",

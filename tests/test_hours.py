@@ -30,8 +30,10 @@ def schedule(**fields: Any) -> Schedule:
     return Schedule.model_validate(fields)
 
 
-def local(*args: int) -> datetime:
-    return datetime(*args, tzinfo=JERUSALEM)  # type: ignore[misc]
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
+          second: int = 0, microsecond: int = 0, fold: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=JERUSALEM,
+                    fold=fold)
 
 
 def yom_kippur_2026() -> date:

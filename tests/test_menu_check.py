@@ -1271,3 +1271,12 @@ def test_a_chain_of_submenus_that_loses_its_end_changes_nothing(tmp_path: Path) 
     assert report.kept_previous == []
     assert sorted(report.refused) == [str(tmp_path / f"{n}.yaml") for n in "abc"] + [
         str(tmp_path / "main.yaml")]
+
+
+def test_submenu_entering_at_a_node_that_does_not_exist(tmp_path: Path) -> None:
+    write(tmp_path, "support.yaml", SUPPORT)
+    path = write(tmp_path, "main.yaml", MAIN_WITH_SUBMENU.replace(
+        "menu: support", "menu: support\n    node: nowhere"))
+    _bundle, report = load_directory(tmp_path, "main")
+    assert [str(p) for p in report.problems] == [
+        f"{path}:14:11: error: nodes.support.node: menu 'support' has no node 'nowhere'"]

@@ -126,6 +126,10 @@ def check_menu(lm: LoadedMenu, all_menus: Mapping[str, LoadedMenu]) -> list[Prob
             if node.menu not in all_menus:
                 out.append(_problem(lm, ("nodes", name, "menu"), f"unknown menu {node.menu!r}"
                                     f"{_suggest(node.menu, list(all_menus))}"))
+            elif node.node is not None and node.node not in all_menus[node.menu].menu.nodes:
+                others = list(all_menus[node.menu].menu.nodes)
+                out.append(_problem(lm, ("nodes", name, "node"), f"menu {node.menu!r} has no "
+                                    f"node {node.node!r}{_suggest(node.node, others)}"))
             else:
                 missing = langs - set(all_menus[node.menu].menu.languages)
                 if missing:
@@ -201,9 +205,9 @@ def check_graph(menus: Mapping[str, LoadedMenu]) -> list[Problem]:
             every[ref] = []
             targets = [(e, (mname, e.target)) for e in node_edges(name, node, lm.menu)]
             if isinstance(node, SubmenuNode) and node.menu in menus:
-                sub = menus[node.menu].menu
-                targets.append((Edge(sub.start, ("nodes", name, "menu"), True),
-                                (node.menu, sub.start)))
+                entry = node.node or menus[node.menu].menu.start
+                targets.append((Edge(entry, ("nodes", name, "menu"), True),
+                                (node.menu, entry)))
             for edge, tref in targets:
                 if tref[1] not in menus[tref[0]].menu.nodes:
                     continue

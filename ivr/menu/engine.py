@@ -317,7 +317,7 @@ class _Walk:
                 sub = _menu(self.bundle, node.menu)
                 self.log("submenu", to=node.menu)
                 language = lang if lang in sub.languages else sub.default_language
-                self.state = replace(self.state, menu=node.menu, node=sub.start,
+                self.state = replace(self.state, menu=node.menu, node=node.node or sub.start,
                                      language=language)
             elif isinstance(node, MenuNode):
                 self.log("prompt")

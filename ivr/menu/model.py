@@ -14,13 +14,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    Discriminator,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
     Tag,
-    field_validator,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -233,10 +233,11 @@ class HangupNode(_Node):
 
 
 class SubmenuNode(_Node):
-    """Continue in another menu file, at its start node."""
+    """Continue in another menu file, at its start node (or at ``node``)."""
 
     type: Literal["submenu"]
     menu: MenuName
+    node: NodeName | None = Field(default=None, description="Default: the menu's start")
 
 
 Node = Annotated[
