@@ -7,6 +7,7 @@ retried request recognisable.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,7 +34,19 @@ def _say(target: Any, action: Say) -> None:
     target.say(action.text, **kwargs)
 
 
+# Rendering is cached per action list with a placeholder for the step number, which is
+# the only part that changes from call to call (ElementTree serialisation is the costliest
+# part of a menu step otherwise). U+E000 is a private-use character no prompt contains.
+_STEP = "\ue000"
+
+
 def render(actions: Iterable[Action], step: int) -> str:
+    return _template(tuple(actions)).replace(_STEP, str(step))
+
+
+@functools.lru_cache(maxsize=4096)
+def _template(actions: tuple[Action, ...]) -> str:
+    step = _STEP
     r = VoiceResponse()
     for action in actions:
         if isinstance(action, Say):
