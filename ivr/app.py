@@ -73,7 +73,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.clock = clock
     app.state.signatures = SignatureChecker(settings)
-    app.include_router(webhooks.router)
+    app.router.routes.extend(webhooks.ROUTES)
     app.include_router(admin.router)
 
     @app.get("/healthz", tags=["ops"])
@@ -81,6 +81,21 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         return JSONResponse({"status": "ok"})
 
     return app
+
+
+def route_paths(app: FastAPI) -> list[tuple[str, set[str]]]:
+    """Every (path, methods) the app serves, including routes of included routers."""
+    out: list[tuple[str, set[str]]] = []
+    stack = list(app.routes)
+    while stack:
+        route = stack.pop(0)
+        path = getattr(route, "path", None)
+        if path is not None:
+            out.append((path, set(getattr(route, "methods", None) or ())))
+        inner = getattr(route, "original_router", None)  # FastAPI's included routers
+        if inner is not None:
+            stack.extend(inner.routes)
+    return out
 
 
 def app_from_env() -> FastAPI:

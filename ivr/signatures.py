@@ -67,10 +67,19 @@ class SignatureChecker:
         return _valid(self._token, url, params, signature, None)
 
 
+class _Form(dict[str, str]):
+    """Form fields as RequestValidator reads them: it asks for ``getall`` first, and a plain
+    dict makes it raise and catch two exceptions per field."""
+
+    def getall(self, name: str) -> list[str]:
+        return [self[name]]
+
+
 def _valid(validator: RequestValidator, url: str, params: dict[str, str], signature: str,
            algorithm: str | None) -> bool:
     """The URL exactly as given first (one HMAC); then RequestValidator.validate, which also
     tries the URL with and without the default port, as Twilio's signing varies there."""
+    params = _Form(params)
     expected = validator.compute_signature(url, params, algorithm)
     if hmac.compare_digest(expected.encode(), signature.encode()):
         return True

@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
-from ivr.app import create_app
+from ivr.app import create_app, route_paths
 from ivr.core.clock import FrozenClock
 from ivr.core.settings import Settings
 from tests.twilio import call_params, new_sid, signed_post
@@ -78,7 +78,7 @@ def test_turning_checks_off_warns_at_every_start(settings: Settings, clock: Froz
 def test_every_twilio_route_refuses_unsigned_requests(settings: Settings,
                                                      clock: FrozenClock) -> None:
     app = create_app(settings, clock)
-    routes = [p for p in app.openapi()["paths"] if p.startswith("/twilio/")]
+    routes = [p for p, _methods in route_paths(app) if p.startswith("/twilio/")]
     assert len(routes) >= 7
     with TestClient(app) as client:
         for path in routes:

@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     # Connections kept open per process (PostgreSQL). Sized to the expected concurrency:
     # a pool smaller than the concurrent requests churns connections.
     db_pool_size: int = Field(default=16, ge=1, le=256)
+    # How long a SQLite write waits for another process's lock before giving up.
+    sqlite_busy_timeout_ms: int = Field(default=2000, ge=0)
 
     # Menus: a folder of YAML files; the entry menu answers every new call.
     menus_dir: Path = Path("menus")
