@@ -22,6 +22,7 @@ local i = 0
 local mode = "timed"
 local filler, sentinel
 local finished = false
+local primed = false
 
 -- globals: read from done() through thread:get()
 gather = 0
@@ -57,6 +58,12 @@ function init(args)
 end
 
 function request()
+  if not primed then
+    -- wrk calls request() once right after init() to check for pipelining and throws
+    -- the result away: give it a filler, not a pool request.
+    primed = true
+    return filler
+  end
   i = i + 1
   if i <= n then
     return reqs[i]

@@ -22,15 +22,23 @@ database is checked: the steps the calls advanced must match the answers counted
 replayed or out-of-order request would answer 200 without advancing).
 
 The pool is sized from a warm-up run (rate x duration x 1.6); if it still runs dry the
-timed run is repeated with a bigger pool.
+timed run is repeated with a bigger pool. The bare baseline runs before and after the
+IVR runs (the ratio uses their mean, leaving out a run disturbed by other work on the
+machine); the CPU used by everything else on the machine is
+reported per run ("other CPU"): a busy machine makes the figures worthless, and two runs
+of this script at once are refused (a lock in bench/out/).
 
-    python bench/webhooks.py                 # everything, ~2-3 minutes
+    python bench/webhooks.py                 # everything, about 2 minutes
     python bench/webhooks.py --backends sqlite --duration 10
-    python bench/webhooks.py --profile       # + py-spy on the server in the timed runs
+    python bench/webhooks.py --profile       # + py-spy --gil on the server, timed runs only
+
+Needs wrk (installed with apt-get if missing and running as root), taskset, a local
+PostgreSQL for the second run (--pg-admin-url; a database ivr_bench_<pid> is created and
+dropped), and py-spy for --profile (pip install py-spy).
 
 Writes bench/results.md (section "## Webhook menu step (issue 2)"; other sections kept)
-and raw JSON to bench/out/ (gitignored). With --profile the figures are perturbed by the
-profiler, so results.md is left alone.
+and raw JSON plus server logs to bench/out/ (gitignored). With --profile the figures are
+perturbed by the profiler, so results.md is left alone.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -51,6 +60,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -76,7 +86,9 @@ PUBLIC_URL = "https://ivr-bench.example.com"  # IVR_PUBLIC_URL: what the signatu
 CONNECTIONS = 32
 THREADS = 1
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-PG_DB = "ivr_bench"
+# One database per run (created, then dropped): two runs at once must not drop each
+# other's database (and their figures would be worthless anyway: see "other CPU").
+PG_DB = f"ivr_bench_{os.getpid()}"
 PG_POOL = 32
 
 TARGETS = {  # backend: (min share of bare throughput, max p99 in ms)
@@ -155,7 +167,9 @@ def machine_info() -> dict[str, Any]:
             if line.startswith("MemTotal:"):
                 mem_kb = int(line.split()[1])
     commit = _cmd(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
-    dirty = _cmd(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"])
+    # Local changes to the code under test (the benchmark's own files do not count).
+    dirty = _cmd(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no",
+                  "--", ".", ":(exclude)bench"])
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": os.cpu_count(),
@@ -163,7 +177,7 @@ def machine_info() -> dict[str, Any]:
         "ram_gib": round(mem_kb / 1024 / 1024, 1),
         "python": platform.python_version(),
         "kernel": platform.release(),
-        "wrk": (_cmd(["wrk", "--version"]) or "").splitlines()[0:1],
+        "wrk": " ".join((_cmd(["wrk", "--version"]) or "wrk ?").split()[:2]),
         "uvicorn": _version("uvicorn"),
         "starlette": _version("starlette"),
         "fastapi": _version("fastapi"),
@@ -216,10 +230,16 @@ def pinned(argv: list[str], cpu: int | None) -> list[str]:
     return ["taskset", "-c", str(cpu), *argv] if cpu is not None else argv
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process (all its threads), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_split(pid))
 
 
 def postgres_cpu_seconds() -> float | None:
@@ -237,6 +257,13 @@ def postgres_cpu_seconds() -> float | None:
             with contextlib.suppress(OSError, ValueError, IndexError):
                 total += cpu_seconds(int(proc.name))
     return total if seen else None
+
+
+def machine_busy_seconds() -> float:
+    """CPU time spent by everything on the machine (all cores), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------- servers
@@ -328,7 +355,8 @@ class Pool:
     sids: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        nonce = secrets.token_hex(11)
+        # 34 characters like a real CallSid: CA + tag + random + index, all hex.
+        nonce = secrets.token_hex(16)[: 24 - len(self.tag)]
         self.sids = [f"CA{self.tag}{nonce}{i:08x}" for i in range(self.calls)]
 
     @property
@@ -393,7 +421,9 @@ class WrkResult:
         return c["non2xx"] + c["other2xx"] + sum(self.socket_errors.values())
 
 
-def run_wrk(port: int, data: Path, mode: str, duration: float, cpu: int | None) -> WrkResult:
+def run_wrk(server: Server, data: Path, mode: str, duration: float,
+            cpu: int | None) -> WrkResult:
+    port = server.port
     argv = pinned(["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{math.ceil(duration)}s",
                    "--latency", "--timeout", "10s", "-s", str(LUA),
                    f"http://127.0.0.1:{port}", "--", str(data), mode, f"127.0.0.1:{port}"],
@@ -402,12 +432,30 @@ def run_wrk(port: int, data: Path, mode: str, duration: float, cpu: int | None) 
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
+    done = threading.Event()
+
+    def watchdog() -> None:  # a dead server would leave wrk reconnecting until -d ends
+        while not done.wait(0.5):
+            if server.proc is not None and server.proc.poll() is not None:
+                proc.send_signal(signal.SIGINT)
+                return
+
+    threading.Thread(target=watchdog, daemon=True).start()
     lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("BENCH_ONCE_DONE"):
-            proc.send_signal(signal.SIGINT)  # wrk waits for all of -d otherwise
-    proc.wait()
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("BENCH_ONCE_DONE"):
+                proc.send_signal(signal.SIGINT)  # wrk waits for all of -d otherwise
+        proc.wait()
+    finally:
+        done.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if server.proc is not None and server.proc.poll() is not None:
+        raise BenchError(f"{server.name} died during the run (exit {server.proc.returncode}):"
+                         f"\n{server.log_tail()}")
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     raw = "".join(lines)
@@ -429,9 +477,10 @@ def run_wrk(port: int, data: Path, mode: str, duration: float, cpu: int | None) 
     )
 
 
-def run_once(port: int, data: Path, expected: int, cpu: int | None, what: str) -> WrkResult:
+def run_once(server: Server, data: Path, expected: int, cpu: int | None,
+             what: str) -> WrkResult:
     """Send every request of a data file once; all must be answered with a menu step."""
-    r = run_wrk(port, data, "once", 600, cpu)
+    r = run_wrk(server, data, "once", 600, cpu)
     if r.counts["gather"] != expected or r.errors:
         raise BenchError(f"{what}: expected {expected} menu answers, got {r.counts} "
                          f"socket errors {r.socket_errors}\n{r.raw}")
@@ -451,7 +500,8 @@ def profiler(pid: int, seconds: float, out: Path | None) -> Iterator[None]:
     if spy is None:
         raise BenchError("--profile needs py-spy: pip install py-spy")
     argv = [spy, "record", "--pid", str(pid), "--duration", str(math.ceil(seconds)),
-            "--rate", "200", "--format", "raw", "--output", str(out), "--nonblocking"]
+            "--rate", str(PROFILE_RATE), "--gil", "--nonblocking", "--format", "raw",
+            "--output", str(out)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         yield
@@ -463,10 +513,52 @@ def profiler(pid: int, seconds: float, out: Path | None) -> Iterator[None]:
             proc.wait(timeout=10)
 
 
-def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
-    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
+# Where a sample goes: the first rule whose pattern is anywhere in the stack, else the
+# first leaf-most frame that matches a generic rule (py-spy sometimes truncates stacks).
+STACK_RULES = [
+    ("signature check (twilio RequestValidator)", ["request_validator.py"]),
+    ("TwiML render (twilio VoiceResponse, ElementTree)", ["ivr/calls/twiml.py",
+                                                          "twilio/twiml/"]),
+    ("menu engine step", ["ivr/menu/engine.py"]),
+    ("SQL SELECT call state (repository.get_call)", ["get_call (ivr/calls/repository.py"]),
+    ("SQL UPDATE call state (repository.update_call)",
+     ["update_call (ivr/calls/repository.py"]),
+    ("transaction begin / commit / pool", ["Engine.begin", "_GeneratorContextManager.__exit__"]),
+    ("request fingerprint", ["fingerprint (ivr/calls/service.py"]),
+    ("form parsing (parse_qsl)", ["parse_qsl"]),
+    ("body and header handling (twilio_request)", ["Request.body", "Headers.",
+                                                   "twilio_request (ivr/webhooks.py"]),
+    ("call service, other", ["CallService."]),
+]
+LEAF_RULES = [
+    ("event loop / thread hand-off (asyncio, futures)", ["concurrent/futures", "asyncio/",
+                                                    "threading.py", "ivr/core/db.py"]),
+    ("SQLAlchemy / driver (stack truncated)", ["sqlalchemy/", "psycopg/", "json/"]),
+    ("FastAPI / Starlette / OpenTelemetry checks", ["fastapi/", "starlette/", "pydantic",
+                                                    "anyio/", "opentelemetry", "<frozen os>"]),
+    ("uvicorn / httptools", ["uvicorn/", "httptools"]),
+]
+PROFILE_RATE = 200
+
+
+def categorise(frames: list[str]) -> str:
+    joined = ";".join(frames)
+    for name, patterns in STACK_RULES:
+        if any(p in joined for p in patterns):
+            return name
+    for frame in reversed(frames):
+        for name, patterns in LEAF_RULES:
+            if any(p in frame for p in patterns):
+                return name
+    return "other"
+
+
+def summarise_profile(raw: Path, seconds: float, top: int = 25) -> dict[str, Any]:
+    """From py-spy --gil collapsed stacks: the share of time the GIL was held, and the
+    shares of the GIL-holding time by category, by function (self) and inclusive."""
     self_s: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
+    cats: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
@@ -474,7 +566,9 @@ def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
             continue
         n = int(count)
         total += n
-        frames = [_frame(f) for f in stack.split(";")]
+        raw_frames = stack.split(";")
+        cats[categorise(raw_frames)] += n
+        frames = [_frame(f) for f in raw_frames]
         if frames:
             self_s[frames[-1]] += n
         for f in set(frames):
@@ -482,10 +576,12 @@ def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
     if not total:
         return {"samples": 0}
 
-    def share(c: collections.Counter[str]) -> list[tuple[str, float]]:
-        return [(k, round(100 * v / total, 1)) for k, v in c.most_common(top)]
+    def share(c: collections.Counter[str], k: int | None = top) -> list[tuple[str, float]]:
+        return [(name, round(100 * v / total, 1)) for name, v in c.most_common(k)]
 
-    return {"samples": total, "self_pct": share(self_s), "inclusive_pct": share(incl)}
+    return {"samples": total, "gil_share": total / (PROFILE_RATE * seconds),
+            "categories_pct": share(cats, None), "self_pct": share(self_s),
+            "inclusive_pct": share(incl)}
 
 
 def _frame(frame: str) -> str:
@@ -515,22 +611,44 @@ class Options:
     work: Path
 
 
-def bare_run(opt: Options) -> dict[str, Any]:
+def measured(server: Server, data: Path, mode: str, opt: Options, *, postgres: bool = False,
+             profile: Path | None = None) -> dict[str, Any]:
+    """One timed wrk run, with the CPU each party used (share of one core): the server,
+    wrk, PostgreSQL, and everything else on the machine (noise from other work)."""
+    busy0 = machine_busy_seconds()
+    user0, sys0 = cpu_split(server.pid)
+    pg0 = postgres_cpu_seconds() if postgres else None
+    with profiler(server.pid, opt.duration, profile):
+        r = run_wrk(server, data, mode, opt.duration, opt.wrk_cpu)
+    busy = machine_busy_seconds() - busy0
+    user1, sys1 = cpu_split(server.pid)
+    srv = (user1 - user0) + (sys1 - sys0)
+    pg1 = postgres_cpu_seconds() if postgres else None
+    pg = (pg1 - pg0) if pg0 is not None and pg1 is not None else None
+    other = busy - srv - r.wrk_cpu * r.seconds - (pg or 0.0)
+    return {"wrk": r, "server_cpu": srv / r.seconds,
+            "server_kernel_share": (sys1 - sys0) / srv if srv else None,
+            "server_cpu_us_per_request": 1e6 * srv / r.requests if r.requests else None,
+            "postgres_cpu": pg / r.seconds if pg is not None else None,
+            "other_cpu": max(other, 0.0) / r.seconds}
+
+
+def bare_run(opt: Options, label: str) -> dict[str, Any]:
     port = free_port()
     server = Server("bare", pinned([sys.executable, str(HERE / "bare_app.py"), "--host",
                                     "127.0.0.1", "--port", str(port)], opt.server_cpu),
-                    dict(os.environ), opt.work, port, opt.work / "bare.log")
+                    dict(os.environ), opt.work, port, opt.work / f"bare-{label}.log")
     pool = Pool("ff", 1000, 1)
     data = write_gathers(pool, opt.work / "bare.txt")
     server.start()
     try:
-        run_wrk(port, data, "cycle", 3, opt.wrk_cpu)  # warm-up
-        t0 = cpu_seconds(server.pid)
-        r = run_wrk(port, data, "cycle", opt.duration, opt.wrk_cpu)
-        server_cpu = (cpu_seconds(server.pid) - t0) / r.seconds
+        run_wrk(server, data, "cycle", 3, opt.wrk_cpu)  # warm-up
+        m = measured(server, data, "cycle", opt)
     finally:
         server.stop()
-    return {"name": "bare Starlette", "wrk": r, "server_cpu": server_cpu}
+        with contextlib.suppress(OSError):
+            shutil.copy(server.log, OUT / f"server-bare-{label}.log")
+    return {"name": f"bare Starlette ({label})", **m}
 
 
 def create_pg_database(admin_url: str) -> str:
@@ -586,13 +704,13 @@ def ivr_run(opt: Options, backend: str, pg_admin: str) -> dict[str, Any]:
                            opt.server_cpu),
                     env, opt.work, port, opt.work / f"server-{backend}.log")
     result: dict[str, Any] = {"name": f"menu step, {backend}", "backend": backend}
-    server.start()
     try:
+        server.start()
         # Warm-up, which also sizes the timed pool: create calls, then step them.
         warm = Pool(tag + "0", opt.warmup_calls, opt.steps)
-        run_once(port, write_voice(warm, opt.work / f"{backend}-warm-voice.txt"), warm.calls,
+        run_once(server, write_voice(warm, opt.work / f"{backend}-warm-voice.txt"), warm.calls,
                  opt.wrk_cpu, "warm-up call creation")
-        w = run_once(port, write_gathers(warm, opt.work / f"{backend}-warm-steps.txt"),
+        w = run_once(server, write_gathers(warm, opt.work / f"{backend}-warm-steps.txt"),
                      warm.requests, opt.wrk_cpu, "warm-up steps")
         result["warmup_rps"] = w.rps
         rate = w.rps
@@ -600,18 +718,14 @@ def ivr_run(opt: Options, backend: str, pg_admin: str) -> dict[str, Any]:
             needed = math.ceil(rate * opt.duration * 1.6 * attempt) + 2000
             timed = Pool(f"{tag}{attempt}", max(math.ceil(needed / opt.steps), 500),
                          opt.steps)
-            c = run_once(port, write_voice(timed, opt.work / f"{backend}-voice-{attempt}.txt"),
+            c = run_once(server, write_voice(timed, opt.work / f"{backend}-voice-{attempt}.txt"),
                          timed.calls, opt.wrk_cpu, "call creation")
             data = write_gathers(timed, opt.work / f"{backend}-steps-{attempt}.txt")
             prof = (OUT / f"profile-{backend}.txt") if opt.profile else None
-            t0 = cpu_seconds(server.pid)
-            pg0 = postgres_cpu_seconds() if backend == "postgresql" else None
-            with profiler(server.pid, opt.duration, prof):
-                r = run_wrk(port, data, "timed", opt.duration, opt.wrk_cpu)
-            result["server_cpu"] = (cpu_seconds(server.pid) - t0) / r.seconds
-            if pg0 is not None:
-                pg1 = postgres_cpu_seconds()
-                result["postgres_cpu"] = (pg1 - pg0) / r.seconds if pg1 is not None else None
+            m = measured(server, data, "timed", opt, postgres=backend == "postgresql",
+                         profile=prof)
+            result.update(m)
+            r = m["wrk"]
             if r.counts["exhausted"] == 0:
                 break
             print(f"  pool of {timed.requests} requests ran dry; again with a bigger one",
@@ -619,7 +733,7 @@ def ivr_run(opt: Options, backend: str, pg_admin: str) -> dict[str, Any]:
             rate = max(rate, r.rps)
         else:
             raise BenchError("the request pool ran dry three times")
-        result.update(wrk=r, pool_calls=timed.calls, pool_requests=timed.requests,
+        result.update(pool_calls=timed.calls, pool_requests=timed.requests,
                       create_rps=c.rps)
         calls, advanced = db_progress(url, timed)
         result.update(db_calls=calls, db_steps_advanced=advanced)
@@ -633,16 +747,27 @@ def ivr_run(opt: Options, backend: str, pg_admin: str) -> dict[str, Any]:
                                   f"{answers} menu answers (+{advanced - answers} in flight "
                                   "at the end)")
         if prof is not None and prof.exists():
-            result["profile"] = summarise_profile(prof)
+            result["profile"] = summarise_profile(prof, opt.duration)
     finally:
         server.stop()
         result["server_log"] = dict(server.log_warnings())
+        with contextlib.suppress(OSError):
+            shutil.copy(server.log, OUT / f"server-{backend}.log")
         if backend == "postgresql":
             drop_pg_database(pg_admin)
     return result
 
 
 # ---------------------------------------------------------------- report
+
+NOISY = 0.15  # other work on the machine above this share of a core makes a run suspect
+
+
+def baseline(bares: list[dict[str, Any]]) -> float:
+    """The bare throughput the ratios use: the mean of the bare runs the rest of the
+    machine left alone; if it disturbed them all, the best of them (the ratio errs low)."""
+    quiet = [m["wrk"].rps for m in bares if m["other_cpu"] <= NOISY]
+    return sum(quiet) / len(quiet) if quiet else max(m["wrk"].rps for m in bares)
 
 
 def verdicts(runs: list[dict[str, Any]], bare_rps: float) -> list[dict[str, Any]]:
@@ -666,57 +791,82 @@ def _pf(ok: bool) -> str:
     return "PASS" if ok else "MISSED"
 
 
-def markdown(info: dict[str, Any], opt: Options, bare: dict[str, Any],
+def _pct(x: float | None) -> str:
+    return f"{x:.0%}" if x is not None else "–"
+
+
+def rows(bares: list[dict[str, Any]],
+         runs: list[dict[str, Any]]) -> list[tuple[str, WrkResult, dict[str, Any]]]:
+    return [(m["name"], m["wrk"], m) for m in (*bares, *runs)]
+
+
+def noise_notes(bares: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[str]:
+    notes = []
+    b0, b1 = (m["wrk"].rps for m in bares)
+    drift = abs(b1 - b0) / max(b0, b1)
+    if drift > 0.10:
+        notes.append(f"the two bare runs differ by {drift:.0%}: the machine was not steady")
+    for m in (*bares, *runs):
+        if m["other_cpu"] > NOISY:
+            notes.append(f"other work on the machine used {m['other_cpu']:.0%} of a core "
+                         f"during '{m['name']}': that run is suspect")
+    return notes
+
+
+def markdown(info: dict[str, Any], opt: Options, bares: list[dict[str, Any]],
              runs: list[dict[str, Any]], verdict: list[dict[str, Any]]) -> str:
-    b: WrkResult = bare["wrk"]
+    bare_rps = baseline(bares)
     lines = [
         SECTION,
         "",
-        f"Run {info['date']} with `python bench/webhooks.py` "
-        f"(git {info['git']}).",
+        f"Run {info['date']} with `python bench/webhooks.py` (git {info['git']}).",
         "",
         f"Machine: {info['nproc']} CPU ({info['cpu']}), {info['ram_gib']} GiB RAM, "
         f"Python {info['python']}, Linux {info['kernel']}; uvicorn {info['uvicorn']}, "
         f"FastAPI {info['fastapi']}, Starlette {info['starlette']}, "
-        f"SQLAlchemy {info['sqlalchemy']}, {' '.join(info['wrk']) or 'wrk'}.",
+        f"SQLAlchemy {info['sqlalchemy']}, {info['wrk']}.",
         "",
         f"Load: wrk, {THREADS} thread, {CONNECTIONS} connections, {opt.duration:g} s timed "
-        "after a warm-up; server = one process"
+        "after a warm-up; each server is one process"
         + (f" pinned to CPU {opt.server_cpu}, wrk pinned to CPU {opt.wrk_cpu}"
            if opt.server_cpu is not None else "")
-        + ". Menu step = a distinct signed `POST /twilio/gather?s=N` (Digits 1/2) for a call"
-        " created beforehand with a signed `POST /twilio/voice`; benchmark-only menu (one"
-        " `menu` node looping to itself directly or via a `message` node). Bare = Starlette"
-        " endpoint reading the body and answering fixed TwiML, same uvicorn settings,"
-        " same requests. Errors = non-2xx + 2xx without `<Gather` + socket errors.",
+        + " (PostgreSQL not pinned). Menu step = a distinct signed"
+        " `POST /twilio/gather?s=N` (Digits 1 or 2) for a call created beforehand with a"
+        " signed `POST /twilio/voice`, on a benchmark-only menu (one `menu` node looping to"
+        " itself directly or through a `message` node); SQLite file in a temp dir,"
+        f" PostgreSQL database `ivr_bench_<pid>` created and dropped, `IVR_DB_POOL_SIZE={PG_POOL}`."
+        " Bare = Starlette endpoint reading the body and answering a fixed TwiML document,"
+        " same uvicorn settings, same requests; run before and after, the ratio uses their"
+        " mean (a run disturbed by other work on the machine left out). Errors = non-2xx"
+        " + 2xx without `<Gather` + socket errors.",
         "",
         "| Server | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | vs bare "
-        "| server CPU | PostgreSQL CPU | wrk CPU |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| bare Starlette | {b.rps:,.0f} | {b.p50_ms:.2f} | {b.p90_ms:.2f} | {b.p99_ms:.2f} "
-        f"| {b.max_ms:.1f} | {b.errors} | 100% | {bare['server_cpu']:.0%} | – "
-        f"| {b.wrk_cpu:.0%} |",
+        "| server CPU | server µs/req (kernel) | PostgreSQL CPU | wrk CPU | other CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for run in runs:
-        r: WrkResult = run["wrk"]
-        pg = run.get("postgres_cpu")
+    for name, r, m in rows(bares, runs):
         lines.append(
-            f"| {run['name']} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p90_ms:.2f} "
-            f"| {r.p99_ms:.2f} | {r.max_ms:.1f} | {r.errors} | {r.rps / b.rps:.1%} "
-            f"| {run['server_cpu']:.0%} | {f'{pg:.0%}' if pg is not None else '–'} "
-            f"| {r.wrk_cpu:.0%} |")
-    lines += ["", "CPU = share of one core during the timed run.", "",
+            f"| {name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p90_ms:.2f} | {r.p99_ms:.2f} "
+            f"| {r.max_ms:.1f} | {r.errors} | {r.rps / bare_rps:.1%} | {_pct(m['server_cpu'])}"
+            f" | {m['server_cpu_us_per_request']:.0f} ({_pct(m['server_kernel_share'])})"
+            f" | {_pct(m['postgres_cpu'])} | {_pct(r.wrk_cpu)} | {_pct(m['other_cpu'])} |")
+    lines += ["", "CPU columns: share of one core during the timed run; \"other\" is the rest"
+              " of the machine (noise from unrelated work). Server µs/req = server CPU time per"
+              " answered request, with the share spent in the kernel.", "",
               "| Target | value | result |", "|---|---:|---|"]
     for v in verdict:
-        for key in ("throughput", "p99"):
+        for key in ("throughput", "p99", "errors"):
             t = v[key]
             lines.append(f"| {v['backend']} {key} {t['target']} | {t['value']} "
                          f"| {_pf(t['pass'])} |")
     lines.append("")
     for run in runs:
-        lines.append(f"- {run['backend']}: {run['db_check']}; pool {run['pool_calls']:,} calls"
-                     f" x {opt.steps} steps; warm-up {run['warmup_rps']:,.0f} req/s; call "
-                     f"creation (`/twilio/voice`) {run['create_rps']:,.0f} req/s.")
+        lines.append(f"- {run['backend']}: database check {run['db_check']}; pool "
+                     f"{run['pool_calls']:,} calls x {opt.steps} steps; warm-up "
+                     f"{run['warmup_rps']:,.0f} req/s; call creation (`/twilio/voice`) "
+                     f"{run['create_rps']:,.0f} req/s.")
+    for note in noise_notes(bares, runs):
+        lines.append(f"- **Noise:** {note}.")
     lines.append("")
     return "\n".join(lines)
 
@@ -731,31 +881,44 @@ def update_results(section: str) -> None:
     RESULTS.write_text(new.rstrip("\n") + "\n")
 
 
-def print_table(bare: dict[str, Any], runs: list[dict[str, Any]],
+def print_table(bares: list[dict[str, Any]], runs: list[dict[str, Any]],
                 verdict: list[dict[str, Any]]) -> None:
-    b: WrkResult = bare["wrk"]
+    bare_rps = baseline(bares)
     print()
-    print(f"{'server':<26}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}"
-          f"{'vs bare':>9}{'srv CPU':>9}{'wrk CPU':>9}")
-    rows = [(bare["name"], b, bare["server_cpu"], 1.0)]
-    rows += [(run["name"], run["wrk"], run["server_cpu"], run["wrk"].rps / b.rps)
-             for run in runs]
-    for name, r, cpu, ratio in rows:
-        print(f"{name:<26}{r.rps:>9,.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.max_ms:>9.1f}"
-              f"{r.errors:>8}{ratio:>9.1%}{cpu:>9.0%}{r.wrk_cpu:>9.0%}")
+    print(f"{'server':<25}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'errors':>7}"
+          f"{'vs bare':>8}{'server':>8}{'µs/req':>8}{'pg':>6}{'wrk':>6}{'other':>6}"
+          "  (CPU: 1 core = 100%)")
+    for name, r, m in rows(bares, runs):
+        print(f"{name:<25}{r.rps:>8,.0f}{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}{r.max_ms:>8.1f}"
+              f"{r.errors:>7}{r.rps / bare_rps:>8.1%}{_pct(m['server_cpu']):>8}"
+              f"{m['server_cpu_us_per_request']:>8.0f}"
+              f"{_pct(m['postgres_cpu']):>6}{_pct(r.wrk_cpu):>6}{_pct(m['other_cpu']):>6}")
     for run in runs:
-        if run.get("postgres_cpu") is not None:
-            print(f"  postgres processes CPU during the {run['backend']} run: "
-                  f"{run['postgres_cpu']:.0%} of one core")
         print(f"  {run['backend']} database check: {run['db_check']}")
         if run["server_log"]:
             print(f"  {run['backend']} server log warnings: {run['server_log']}")
+    for note in noise_notes(bares, runs):
+        print(f"  WARNING: {note}")
     print()
     for v in verdict:
         for key in ("throughput", "p99", "errors"):
             t = v[key]
             print(f"{_pf(t['pass']):<7} {v['backend']:<11} {key:<10} {t['value']:>10}  "
                   f"(target {t['target']})")
+
+
+def print_profile(run: dict[str, Any]) -> None:
+    prof = run.get("profile")
+    if not prof or not prof.get("samples"):
+        print(f"\npy-spy, {run['backend']}: no samples")
+        return
+    print(f"\npy-spy --gil, {run['backend']}: the GIL was held {prof['gil_share']:.0%} of the"
+          f" time; where the GIL-holding time goes ({prof['samples']} samples):")
+    for name, pct in prof["categories_pct"]:
+        print(f"  {pct:5.1f}%  {name}")
+    print("  top functions by self time:")
+    for name, pct in prof["self_pct"][:12]:
+        print(f"  {pct:5.1f}%  {name}")
 
 
 def to_json(obj: Any) -> Any:
@@ -776,10 +939,11 @@ def main() -> int:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--pg-admin-url", default=os.environ.get("IVR_BENCH_PG_URL",
                                                                  PG_ADMIN_URL),
-                        help=f"creates and drops the database {PG_DB} there")
+                        help="creates and drops the database ivr_bench_<pid> there")
     parser.add_argument("--no-pin", action="store_true", help="do not pin CPUs (taskset)")
     parser.add_argument("--profile", action="store_true",
-                        help="py-spy record the server during the timed runs")
+                        help="py-spy record --gil the server during the timed runs "
+                             "(perturbs the figures; results.md is then left alone)")
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if unknown := set(backends) - set(TARGETS):
@@ -787,10 +951,17 @@ def main() -> int:
     if args.warmup_calls < 2 * CONNECTIONS:
         parser.error(f"--warmup-calls must be at least {2 * CONNECTIONS}")
 
+    OUT.mkdir(exist_ok=True)
+    lock = (OUT / "webhooks.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print("error: another run of bench/webhooks.py is in progress; two at once would "
+              "measure each other", file=sys.stderr)
+        return 2
     try:
         ensure_wrk()
         pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset")
-        OUT.mkdir(exist_ok=True)
         info = machine_info()
         print(f"{info['date']}: {info['nproc']} CPU {info['cpu']}, {info['ram_gib']} GiB, "
               f"Python {info['python']}", flush=True)
@@ -805,35 +976,38 @@ def main() -> int:
                                    check=False, cwd=work)
             if check.returncode != 0:
                 raise BenchError(f"benchmark menu refused:\n{check.stdout}{check.stderr}")
+            bares = []
             print("bare Starlette baseline ...", flush=True)
-            bare = bare_run(opt)
-            print(f"  {bare['wrk'].rps:,.0f} req/s", flush=True)
+            bares.append(bare_run(opt, "before"))
+            print(f"  {bares[0]['wrk'].rps:,.0f} req/s", flush=True)
             runs = []
             for backend in backends:
                 print(f"ivr serve on {backend} ...", flush=True)
                 run = ivr_run(opt, backend, args.pg_admin_url)
                 print(f"  {run['wrk'].rps:,.0f} req/s", flush=True)
                 runs.append(run)
-        verdict = verdicts(runs, bare["wrk"].rps)
-        print_table(bare, runs, verdict)
-        for run in runs:
-            prof = run.get("profile")
-            if prof and prof.get("samples"):
-                print(f"\npy-spy, {run['backend']} ({prof['samples']} samples), self time:")
-                for name, pct in prof["self_pct"][:15]:
-                    print(f"  {pct:5.1f}%  {name}")
+            print("bare Starlette baseline again ...", flush=True)
+            bares.append(bare_run(opt, "after"))
+            print(f"  {bares[1]['wrk'].rps:,.0f} req/s", flush=True)
+        bare_rps = baseline(bares)
+        verdict = verdicts(runs, bare_rps)
+        print_table(bares, runs, verdict)
+        if opt.profile:
+            for run in runs:
+                print_profile(run)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         payload = to_json({"machine": info, "options": {
             "duration": opt.duration, "steps": opt.steps, "warmup_calls": opt.warmup_calls,
             "connections": CONNECTIONS, "threads": THREADS, "server_cpu": opt.server_cpu,
             "wrk_cpu": opt.wrk_cpu, "profile": opt.profile},
-            "bare": bare, "runs": runs, "verdict": verdict})
+            "bare": bares, "bare_rps": bare_rps, "runs": runs, "verdict": verdict,
+            "noise": noise_notes(bares, runs)})
         for name in (f"webhooks-{stamp}.json", "webhooks-latest.json"):
             (OUT / name).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         if opt.profile:
-            print(f"\n--profile: results.md left alone; raw JSON in {OUT}")
+            print(f"\n--profile: results.md left alone; raw JSON and py-spy output in {OUT}")
         else:
-            update_results(markdown(info, opt, bare, runs, verdict))
+            update_results(markdown(info, opt, bares, runs, verdict))
             print(f"\nwrote {RESULTS.relative_to(ROOT)} and {OUT.relative_to(ROOT)}/"
                   f"webhooks-{stamp}.json")
     except BenchError as exc:
