@@ -766,8 +766,8 @@ NOISY = 0.15  # other work on the machine above this share of a core makes a run
 def baseline(bares: list[dict[str, Any]]) -> float:
     """The bare throughput the ratios use: the mean of the bare runs the rest of the
     machine left alone; if it disturbed them all, the best of them (the ratio errs low)."""
-    quiet = [m["wrk"].rps for m in bares if m["other_cpu"] <= NOISY]
-    return sum(quiet) / len(quiet) if quiet else max(m["wrk"].rps for m in bares)
+    quiet: list[float] = [m["wrk"].rps for m in bares if m["other_cpu"] <= NOISY]
+    return sum(quiet) / len(quiet) if quiet else float(max(m["wrk"].rps for m in bares))
 
 
 def verdicts(runs: list[dict[str, Any]], bare_rps: float) -> list[dict[str, Any]]:

@@ -1,9 +1,16 @@
-"""Queries for call state: lean SQLAlchemy Core, one round trip each (webhooks are hot)."""
+"""Queries for call state.
+
+Most are lean SQLAlchemy Core. The two that every menu step runs (read a call's state,
+write the next one) go straight to the driver with SQL written once per dialect: through
+SQLAlchemy they cost 220 µs of CPU against 48 µs for the same statements on the driver
+(measured on SQLite), and a menu step's CPU time is its latency under load.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Insert, Table, bindparam, insert, select, update
@@ -92,3 +99,69 @@ class DbVersionStore:
             row = conn.execute(select(menu_versions.c.sources).where(
                 menu_versions.c.version == version)).first()
         return row[0] if row else None
+
+
+# ---------------------------------------------------------------- the menu-step hot path
+
+_HOT_COLUMNS = ("menu_version", "menu", "node", "language", "no_input_count", "invalid_count",
+                "ended", "attributes", "path", "step", "last_fingerprint", "last_response",
+                "status")
+_SET_COLUMNS = ("menu_version", "menu", "node", "language", "no_input_count", "invalid_count",
+                "ended", "attributes", "path", "step", "last_fingerprint", "last_response",
+                "updated_at")
+_JSON = {"attributes", "path"}
+
+
+class StepStore:
+    """Read and write one call's state on a raw DBAPI connection (sqlite3 or psycopg)."""
+
+    def __init__(self, dialect: str) -> None:
+        if dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {dialect!r}")
+        self.sqlite = dialect == "sqlite"
+        # Column names are the constants above; every value is a bound parameter.
+        cols = ", ".join(_HOT_COLUMNS)
+        if self.sqlite:
+            sets = ", ".join(f"{c} = :{c}" for c in _SET_COLUMNS)
+            self._select = f"SELECT {cols} FROM calls WHERE call_sid = :sid"  # noqa: S608
+            self._update = (f"UPDATE calls SET {sets} "  # noqa: S608
+                            "WHERE call_sid = :sid AND step = :expected")
+        else:
+            sets = ", ".join(f"{c} = %({c})s::json" if c in _JSON else f"{c} = %({c})s"
+                             for c in _SET_COLUMNS)
+            self._select = f"SELECT {cols} FROM calls WHERE call_sid = %(sid)s"  # noqa: S608
+            self._update = (f"UPDATE calls SET {sets} "  # noqa: S608
+                            "WHERE call_sid = %(sid)s AND step = %(expected)s")
+
+    def load(self, raw: Any, call_sid: str) -> dict[str, Any] | None:
+        cur = raw.cursor()
+        try:
+            cur.execute(self._select, {"sid": call_sid})
+            row = cur.fetchone()
+        finally:
+            cur.close()
+        if row is None:
+            return None
+        out = dict(zip(_HOT_COLUMNS, row, strict=True))
+        if self.sqlite:
+            out["attributes"] = json.loads(out["attributes"]) if out["attributes"] else {}
+            out["path"] = json.loads(out["path"]) if out["path"] else []
+            out["ended"] = bool(out["ended"])
+        return out
+
+    def save(self, raw: Any, call_sid: str, expected_step: int,
+             values: Mapping[str, Any]) -> bool:
+        params = {c: values[c] for c in _SET_COLUMNS}
+        params["attributes"] = json.dumps(params["attributes"], ensure_ascii=False)
+        params["path"] = json.dumps(params["path"], ensure_ascii=False)
+        if self.sqlite:  # as SQLAlchemy's DateTime stores it on SQLite (UTC, no offset)
+            params["updated_at"] = params["updated_at"].astimezone(UTC).strftime(
+                "%Y-%m-%d %H:%M:%S.%f")
+        params["sid"] = call_sid
+        params["expected"] = expected_step
+        cur = raw.cursor()
+        try:
+            cur.execute(self._update, params)
+            return bool(cur.rowcount == 1)
+        finally:
+            cur.close()

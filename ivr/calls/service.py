@@ -48,6 +48,7 @@ class CallService:
         self.engine = engine
         self.registry = registry
         self.clock = clock
+        self.steps = repo.StepStore(engine.dialect.name)
 
     # -- helpers
 
@@ -89,36 +90,50 @@ class CallService:
         return Answer(row["last_response"] or xml, replayed=True)
 
     def continue_call(self, sid: str, at_step: int, event: Event, fp: str) -> Answer:
-        with self.engine.begin() as conn:
-            row = repo.get_call(conn, sid)
-            if row is None:
-                raise UnknownCallError(sid)
-            if at_step != row["step"]:
-                if at_step == row["step"] - 1 and fp == row["last_fingerprint"]:
-                    log.info("webhook retried; answering as before call=%s step=%s",
-                             sid, at_step)
-                else:
-                    log.warning("out-of-order webhook call=%s step=%s expected=%s; repeating "
-                                "the last answer", sid, at_step, row["step"])
-                return Answer(row["last_response"] or twiml.empty(), replayed=True)
-            bundle = self.registry.get(row["menu_version"])
-            state = CallState(
-                call_sid=sid, version=row["menu_version"], menu=row["menu"], node=row["node"],
-                language=row["language"], no_input=row["no_input_count"],
-                invalid=row["invalid_count"], attributes=dict(row["attributes"] or {}),
-                path=tuple(row["path"] or ()), ended=bool(row["ended"]),
-            )
-            result = step(bundle, state, event, self.clock.now())
-            next_step = at_step + 1
-            xml = twiml.render(result.actions, next_step)
-            if repo.update_call(conn, sid, at_step, self._state_values(result, next_step, fp,
-                                                                        xml)):
-                return Answer(xml)
+        raw = self.engine.raw_connection()
+        try:
+            answer = self._continue(raw, sid, at_step, event, fp)
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+        if answer is not None:
+            return answer
         # Another process answered this very step first (a concurrent retry).
         with self.engine.connect() as conn:
             again = repo.get_call(conn, sid)
         log.info("webhook answered concurrently elsewhere call=%s step=%s", sid, at_step)
-        return Answer((again or {}).get("last_response") or xml, replayed=True)
+        return Answer((again or {}).get("last_response") or twiml.empty(), replayed=True)
+
+    def _continue(self, raw: Any, sid: str, at_step: int, event: Event, fp: str,
+                  ) -> Answer | None:
+        row = self.steps.load(raw, sid)
+        if row is None:
+            raise UnknownCallError(sid)
+        if at_step != row["step"]:
+            if at_step == row["step"] - 1 and fp == row["last_fingerprint"]:
+                log.info("webhook retried; answering as before call=%s step=%s",
+                         sid, at_step)
+            else:
+                log.warning("out-of-order webhook call=%s step=%s expected=%s; repeating "
+                            "the last answer", sid, at_step, row["step"])
+            return Answer(row["last_response"] or twiml.empty(), replayed=True)
+        bundle = self.registry.get(row["menu_version"])
+        state = CallState(
+            call_sid=sid, version=row["menu_version"], menu=row["menu"], node=row["node"],
+            language=row["language"], no_input=row["no_input_count"],
+            invalid=row["invalid_count"], attributes=dict(row["attributes"] or {}),
+            path=tuple(row["path"] or ()), ended=bool(row["ended"]),
+        )
+        result = step(bundle, state, event, self.clock.now())
+        next_step = at_step + 1
+        xml = twiml.render(result.actions, next_step)
+        if self.steps.save(raw, sid, at_step,
+                           self._state_values(result, next_step, fp, xml)):
+            return Answer(xml)
+        return None
 
     def record_status(self, params: Mapping[str, str]) -> None:
         sid = params["CallSid"]

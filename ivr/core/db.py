@@ -67,7 +67,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def make_engine(url: str, pool_size: int = 16, busy_timeout_ms: int = 30000) -> Engine:
+def make_engine(url: str, pool_size: int = 16, busy_timeout_ms: int = 30000,
+                *, sqlite_autocheckpoint: bool = True) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -84,14 +85,18 @@ def make_engine(url: str, pool_size: int = 16, busy_timeout_ms: int = 30000) -> 
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            if not sqlite_autocheckpoint:
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
 
         return engine
+    # No pre-ping: it is a round trip on every checkout. A connection the server dropped
+    # fails its statement, SQLAlchemy invalidates the pool on a disconnect error, and that
+    # one webhook answers the safe route; the next gets a fresh connection.
     return create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size // 2,
-        pool_pre_ping=True,
         pool_recycle=1800,
     )
 
@@ -102,8 +107,10 @@ T = TypeVar("T")
 class Database:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.database_url
+        # SQLite work runs on the event loop; the WAL checkpoint (a few ms every few hundred
+        # writes) is moved off it, to ``checkpoint`` run from a background thread.
         self.engine = make_engine(settings.database_url, settings.db_pool_size,
-                                  settings.sqlite_busy_timeout_ms)
+                                  settings.sqlite_busy_timeout_ms, sqlite_autocheckpoint=False)
         self._executor = (None if settings.is_sqlite else
                           ThreadPoolExecutor(max_workers=settings.db_pool_size,
                                              thread_name_prefix="db"))
@@ -121,6 +128,13 @@ class Database:
         return await loop.run_in_executor(
             self._executor, functools.partial(ctx.run, fn, *args)
         )
+
+    def checkpoint(self) -> None:
+        """Fold the SQLite write-ahead log back into the database (PASSIVE: never blocks
+        writers). A no-op on PostgreSQL."""
+        if self.is_sqlite:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
         if self._executor is not None:
