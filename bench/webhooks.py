@@ -89,7 +89,7 @@ PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 # One database per run (created, then dropped): two runs at once must not drop each
 # other's database (and their figures would be worthless anyway: see "other CPU").
 PG_DB = f"ivr_bench_{os.getpid()}"
-PG_POOL = 32
+PG_POOL = int(os.environ.get("BENCH_PG_POOL", "32"))
 
 TARGETS = {  # backend: (min share of bare throughput, max p99 in ms)
     "sqlite": (0.10, 25.0),

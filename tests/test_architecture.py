@@ -29,6 +29,8 @@ def imports_of(package: str) -> dict[str, set[str]]:
     ("ivr.menu", ("fastapi", "starlette", "sqlalchemy", "httpx", "ivr.calls", "ivr.webhooks",
                   "ivr.app", "ivr.core.db")),
     ("ivr.calls", ("fastapi", "starlette", "ivr.webhooks", "ivr.admin", "ivr.app", "ivr.cli")),
+    ("crm_sync", ("fastapi", "starlette", "ivr.webhooks", "ivr.admin", "ivr.app", "ivr.cli",
+                  "ivr.calls", "ivr.menu", "callbacks")),
 ])
 def test_imports_flow_one_way(package: str, forbidden: tuple[str, ...]) -> None:
     for file, names in imports_of(package).items():
