@@ -16,4 +16,4 @@ echo "== mypy"
 echo "== ivr menus check"
 .venv/bin/ivr menus check menus
 echo "== pytest (databases: ${IVR_TEST_DATABASES:-sqlite,postgresql})"
-.venv/bin/python -m pytest --cov=ivr --cov=crm_sync --cov-report=term:skip-covered --cov-fail-under=85 "$@"
+.venv/bin/python -m pytest --cov=ivr --cov=crm_sync --cov-report=term:skip-covered --cov-fail-under=90 "$@"
