@@ -65,6 +65,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             db.close()
             raise RuntimeError(f"no menus can be served: {report.fatal}")
         app.state.db = db
+        app.state.step_pool = await db.open_async_pool()
         app.state.menus = registry
         app.state.calls = CallService(db.engine, registry, clock)
         # Everything loaded so far lives as long as the process. Freezing it keeps the
@@ -89,6 +90,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if app.state.step_pool is not None:
+                await app.state.step_pool.close()
             db.close()
             gc.unfreeze()
             gc.set_threshold(*previous_thresholds)

@@ -116,7 +116,12 @@ async def _answer(request: Request, tw: TwilioRequest, event: Event | None) -> R
             if at is None:
                 log.warning("webhook without a valid step call=%s", sid)
                 return _xml(twiml.safe_route(settings.safe_queue))
-            answer = await db.run(service.continue_call, sid, at, event, tw.fingerprint)
+            pool = request.app.state.step_pool
+            if pool is not None:
+                answer = await service.continue_call_async(pool, sid, at, event,
+                                                           tw.fingerprint)
+            else:
+                answer = await db.run(service.continue_call, sid, at, event, tw.fingerprint)
         return _xml(answer.twiml)
     except UnknownCallError:
         log.warning("webhook for an unknown call; sending to the safe queue call=%s", sid)

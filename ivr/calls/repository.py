@@ -140,6 +140,9 @@ class StepStore:
             row = cur.fetchone()
         finally:
             cur.close()
+        return self._row(row)
+
+    def _row(self, row: Any) -> dict[str, Any] | None:
         if row is None:
             return None
         out = dict(zip(_HOT_COLUMNS, row, strict=True))
@@ -149,8 +152,28 @@ class StepStore:
             out["ended"] = bool(out["ended"])
         return out
 
+    async def aload(self, aconn: Any, call_sid: str) -> dict[str, Any] | None:
+        """``load`` on psycopg's async connection (PostgreSQL on the event loop)."""
+        cur = await aconn.execute(self._select, {"sid": call_sid})
+        return self._row(await cur.fetchone())
+
+    async def asave(self, aconn: Any, call_sid: str, expected_step: int,
+                    values: Mapping[str, Any]) -> bool:
+        cur = await aconn.execute(self._update, self._params(call_sid, expected_step, values))
+        return bool(cur.rowcount == 1)
+
     def save(self, raw: Any, call_sid: str, expected_step: int,
              values: Mapping[str, Any]) -> bool:
+        params = self._params(call_sid, expected_step, values)
+        cur = raw.cursor()
+        try:
+            cur.execute(self._update, params)
+            return bool(cur.rowcount == 1)
+        finally:
+            cur.close()
+
+    def _params(self, call_sid: str, expected_step: int,
+                values: Mapping[str, Any]) -> dict[str, Any]:
         params = {c: values[c] for c in _SET_COLUMNS}
         params["attributes"] = json.dumps(params["attributes"], ensure_ascii=False)
         params["path"] = json.dumps(params["path"], ensure_ascii=False)
@@ -159,9 +182,4 @@ class StepStore:
                 "%Y-%m-%d %H:%M:%S.%f")
         params["sid"] = call_sid
         params["expected"] = expected_step
-        cur = raw.cursor()
-        try:
-            cur.execute(self._update, params)
-            return bool(cur.rowcount == 1)
-        finally:
-            cur.close()
+        return params

@@ -90,26 +90,34 @@ class CallService:
         return Answer(row["last_response"] or xml, replayed=True)
 
     def continue_call(self, sid: str, at_step: int, event: Event, fp: str) -> Answer:
+        """A call's next step on a pooled DBAPI connection (SQLite, or PostgreSQL in a
+        thread)."""
         raw = self.engine.raw_connection()
         try:
-            answer = self._continue(raw, sid, at_step, event, fp)
+            row = self.steps.load(raw, sid)
+            answer, values = self._plan(row, sid, at_step, event, fp)
+            saved = values is None or self.steps.save(raw, sid, at_step, values)
             raw.commit()
         except BaseException:
             raw.rollback()
             raise
         finally:
             raw.close()
-        if answer is not None:
-            return answer
-        # Another process answered this very step first (a concurrent retry).
-        with self.engine.connect() as conn:
-            again = repo.get_call(conn, sid)
-        log.info("webhook answered concurrently elsewhere call=%s step=%s", sid, at_step)
-        return Answer((again or {}).get("last_response") or twiml.empty(), replayed=True)
+        return answer if saved else self._lost_race(sid, at_step)
 
-    def _continue(self, raw: Any, sid: str, at_step: int, event: Event, fp: str,
-                  ) -> Answer | None:
-        row = self.steps.load(raw, sid)
+    async def continue_call_async(self, pool: Any, sid: str, at_step: int, event: Event,
+                                  fp: str) -> Answer:
+        """The same on psycopg's async pool: PostgreSQL round trips on the event loop, no
+        threads (thread hand-offs were the p99 of a step on PostgreSQL)."""
+        async with pool.connection() as aconn:  # commits on leaving, rolls back on error
+            row = await self.steps.aload(aconn, sid)
+            answer, values = self._plan(row, sid, at_step, event, fp)
+            saved = values is None or await self.steps.asave(aconn, sid, at_step, values)
+        return answer if saved else self._lost_race(sid, at_step)
+
+    def _plan(self, row: dict[str, Any] | None, sid: str, at_step: int, event: Event,
+              fp: str) -> tuple[Answer, dict[str, Any] | None]:
+        """What to answer, and the state to write (None: nothing to write)."""
         if row is None:
             raise UnknownCallError(sid)
         if at_step != row["step"]:
@@ -119,7 +127,7 @@ class CallService:
             else:
                 log.warning("out-of-order webhook call=%s step=%s expected=%s; repeating "
                             "the last answer", sid, at_step, row["step"])
-            return Answer(row["last_response"] or twiml.empty(), replayed=True)
+            return Answer(row["last_response"] or twiml.empty(), replayed=True), None
         bundle = self.registry.get(row["menu_version"])
         state = CallState(
             call_sid=sid, version=row["menu_version"], menu=row["menu"], node=row["node"],
@@ -130,10 +138,14 @@ class CallService:
         result = step(bundle, state, event, self.clock.now())
         next_step = at_step + 1
         xml = twiml.render(result.actions, next_step)
-        if self.steps.save(raw, sid, at_step,
-                           self._state_values(result, next_step, fp, xml)):
-            return Answer(xml)
-        return None
+        return Answer(xml), self._state_values(result, next_step, fp, xml)
+
+    def _lost_race(self, sid: str, at_step: int) -> Answer:
+        """Another process answered this very step first (a concurrent retry)."""
+        with self.engine.connect() as conn:
+            again = repo.get_call(conn, sid)
+        log.info("webhook answered concurrently elsewhere call=%s step=%s", sid, at_step)
+        return Answer((again or {}).get("last_response") or twiml.empty(), replayed=True)
 
     def record_status(self, params: Mapping[str, str]) -> None:
         sid = params["CallSid"]

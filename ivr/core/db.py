@@ -111,6 +111,7 @@ class Database:
         # writes) is moved off it, to ``checkpoint`` run from a background thread.
         self.engine = make_engine(settings.database_url, settings.db_pool_size,
                                   settings.sqlite_busy_timeout_ms, sqlite_autocheckpoint=False)
+        self.async_pool_size = settings.db_pool_size
         self._executor = (None if settings.is_sqlite else
                           ThreadPoolExecutor(max_workers=settings.db_pool_size,
                                              thread_name_prefix="db"))
@@ -128,6 +129,19 @@ class Database:
         return await loop.run_in_executor(
             self._executor, functools.partial(ctx.run, fn, *args)
         )
+
+    async def open_async_pool(self) -> Any:
+        """psycopg's async pool for the menu-step hot path (PostgreSQL only)."""
+        if self.is_sqlite:
+            return None
+        from psycopg_pool import AsyncConnectionPool  # noqa: PLC0415
+
+        conninfo = self.engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False)
+        pool = AsyncConnectionPool(conninfo, min_size=self.async_pool_size,
+                                   max_size=self.async_pool_size, open=False)
+        await pool.open(wait=True, timeout=30)
+        return pool
 
     def checkpoint(self) -> None:
         """Fold the SQLite write-ahead log back into the database (PASSIVE: never blocks
