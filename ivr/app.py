@@ -101,6 +101,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.state.clock = clock
     app.state.signatures = SignatureChecker(settings)
     app.router.routes.extend(webhooks.ROUTES)
+    app.add_middleware(webhooks.TwilioFastPath)
     app.include_router(admin.router)
 
     @app.get("/healthz", tags=["ops"])

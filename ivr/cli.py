@@ -64,17 +64,21 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
     from ivr.core.migrate import upgrade  # noqa: PLC0415
 
     upgrade(settings.database_url)
+    # uvicorn formats every access-log line before the logger drops it; skip the work when
+    # the level would drop it anyway.
+    access_log = settings.log_level.upper() in ("DEBUG", "INFO")
     if workers > 1:
         if settings.is_sqlite:
             print("warning: several workers on SQLite serialise on one file; use PostgreSQL",
                   file=sys.stderr)
         uvicorn.run("ivr.app:app_from_env", factory=True, host=host, port=port,
-                    workers=workers, log_level=settings.log_level.lower())
+                    workers=workers, log_level=settings.log_level.lower(),
+                    access_log=access_log)
     else:
         from ivr.app import create_app  # noqa: PLC0415
 
         uvicorn.run(create_app(settings), host=host, port=port,
-                    log_level=settings.log_level.lower())
+                    log_level=settings.log_level.lower(), access_log=access_log)
     return EXIT_OK
 
 

@@ -19,7 +19,8 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ivr.calls import twiml
 from ivr.calls.service import CallService, UnknownCallError, fingerprint
@@ -192,3 +193,19 @@ ROUTES = [
     Route(f"/twilio/{handler.__name__}", twilio_endpoint(handler), methods=["POST"])
     for handler in (voice, gather, dial, queue, wait, status, fallback)
 ]
+
+
+class TwilioFastPath:
+    """ASGI middleware that sends ``/twilio/*`` straight to the Twilio routes, past FastAPI's
+    exception and exit-stack layers (the handlers answer TwiML for every failure themselves).
+    The routes stay registered on the app too, so route listings are complete."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.router = Router(routes=ROUTES)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/twilio/"):
+            await self.router(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
