@@ -23,7 +23,7 @@ from ivr.signatures import SignatureChecker
 log = logging.getLogger("ivr")
 
 
-async def _checkpoint_sqlite(db: Database, stop: asyncio.Event, every: float = 1.0) -> None:
+async def _checkpoint_sqlite(db: Database, stop: asyncio.Event, every: float = 0.25) -> None:
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
