@@ -350,6 +350,18 @@ class _Walk:
 
     # -- events at the current node
 
+    def leg_ended(self, node: QueueNode | TransferNode, kind: str, field: str, outcome: str,
+                  done: bool) -> None:
+        """A queue or transfer is over: the call ends if it reached someone, otherwise the
+        caller goes to the node's failure path (never a dead line)."""
+        if done:
+            self.log(f"{kind}_done", **{field: outcome})
+            self.actions.append(Hangup())
+            self.state = replace(self.state, ended=True)
+        else:
+            self.log(f"{kind}_failed", **{field: outcome})
+            self.failure(node, outcome or ("failed" if kind == "transfer" else "error"))
+
     def on_gathered(self, node: MenuNode, ev: Gathered) -> None:
         menu = _menu(self.bundle, self.state.menu)
         lang = self.state.language
@@ -399,21 +411,9 @@ def step(bundle: MenuBundle, state: CallState, event: Event, now: datetime) -> S
     elif isinstance(event, Gathered) and isinstance(node, MenuNode):
         walk.on_gathered(node, event)
     elif isinstance(event, DialEnded) and isinstance(node, TransferNode):
-        if event.status in DIAL_OK:
-            walk.log("transfer_done", status=event.status)
-            walk.actions.append(Hangup())
-            walk.state = replace(walk.state, ended=True)
-        else:
-            walk.log("transfer_failed", status=event.status)
-            walk.failure(node, event.status or "failed")
+        walk.leg_ended(node, "transfer", "status", event.status, event.status in DIAL_OK)
     elif isinstance(event, QueueEnded) and isinstance(node, QueueNode):
-        if event.result in QUEUE_DONE:
-            walk.log("queue_done", result=event.result)
-            walk.actions.append(Hangup())
-            walk.state = replace(walk.state, ended=True)
-        else:
-            walk.log("queue_failed", result=event.result)
-            walk.failure(node, event.result or "error")
+        walk.leg_ended(node, "queue", "result", event.result, event.result in QUEUE_DONE)
     else:
         # An event that does not belong to this node (a stale or out-of-order request):
         # repeat what the caller should be hearing now rather than guessing.
