@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import create_engine, pool
 
-import ivr.calls.models  # noqa: F401  (register tables)
+import crm_sync.models  # noqa: F401  (register tables)
+import ivr.calls.models  # noqa: F401
 from alembic import context
 from ivr.core.db import Base
 from ivr.core.settings import Settings
