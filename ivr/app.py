@@ -67,7 +67,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         app.state.db = db
         app.state.step_pool = await db.open_async_pool()
         app.state.menus = registry
-        app.state.calls = CallService(db.engine, registry, clock)
+        app.state.calls = CallService(db.engine, registry, clock, settings.default_region)
         # Everything loaded so far lives as long as the process. Freezing it keeps the
         # collector from re-scanning it: full collections over it took up to 90 ms and were
         # most of the webhook's p99 latency (measured with gc.callbacks under load).

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from crm_sync.lookup import identify_caller
 from ivr.calls import repository as repo
 from ivr.calls import twiml
 from ivr.core.clock import Clock
@@ -44,8 +45,10 @@ class UnknownCallError(LookupError):
 
 
 class CallService:
-    def __init__(self, engine: Engine, registry: MenuRegistry, clock: Clock) -> None:
+    def __init__(self, engine: Engine, registry: MenuRegistry, clock: Clock,
+                 region: str = "IL") -> None:
         self.engine = engine
+        self.region = region
         self.registry = registry
         self.clock = clock
         self.steps = repo.StepStore(engine.dialect.name)
@@ -64,23 +67,25 @@ class CallService:
 
     # -- use cases
 
-    def start_call(self, params: Mapping[str, str], fp: str,
-                   attributes: Mapping[str, Any] | None = None) -> Answer:
+    def start_call(self, params: Mapping[str, str], fp: str) -> Answer:
         sid = params["CallSid"]
         bundle = self.registry.current
         now = self.clock.now()
-        attrs: dict[str, Any] = {"caller": params.get("From"), "called": params.get("To"),
-                                 "caller_country": params.get("FromCountry")}
-        attrs.update(attributes or {})
-        state = start_state(bundle, sid, self.registry.entry, attrs)
-        result = step(bundle, state, Start(), now)
-        xml = twiml.render(result.actions, 1)
-        values = self._state_values(result, 1, fp, xml)
-        values.update(call_sid=sid, account_sid=params.get("AccountSid"),
-                      from_number=params.get("From"), to_number=params.get("To"),
-                      direction=params.get("Direction"),
-                      status=params.get("CallStatus") or "ringing", created_at=now)
         with self.engine.begin() as conn:
+            # Who is calling, from the shared customer store: the menu can branch on it and
+            # the agent will see it.
+            match = identify_caller(conn, params.get("From"), self.region, now)
+            attrs: dict[str, Any] = {"caller": params.get("From"), "called": params.get("To"),
+                                     "caller_country": params.get("FromCountry"),
+                                     **match.attributes}
+            state = start_state(bundle, sid, self.registry.entry, attrs)
+            result = step(bundle, state, Start(), now)
+            xml = twiml.render(result.actions, 1)
+            values = self._state_values(result, 1, fp, xml)
+            values.update(call_sid=sid, account_sid=params.get("AccountSid"),
+                          from_number=params.get("From"), to_number=params.get("To"),
+                          direction=params.get("Direction"),
+                          status=params.get("CallStatus") or "ringing", created_at=now)
             if repo.insert_call(conn, values):
                 return Answer(xml)
             row = repo.get_call(conn, sid)

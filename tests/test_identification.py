@@ -1,0 +1,137 @@
+"""Callers recognised from the shared customer store when the call starts, and menus that
+branch on who is calling."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, insert, text
+from starlette.testclient import TestClient
+
+from crm_sync.models import Customer, CustomerPhone, Incident, Interaction
+from ivr.app import create_app
+from ivr.core.clock import FrozenClock
+from ivr.core.settings import Settings
+from tests.twilio import call_params, new_sid, signed_post
+
+ROUTING_MENU = """\
+languages: [en-US]
+default_language: en-US
+start: route
+fallback: general
+nodes:
+  route:
+    type: branch
+    branches:
+      - when: {attribute: has_open_incident, equals: true}
+        next: fault
+      - when: {attribute: tier, in: [premium]}
+        next: vip
+    default: general
+  fault: {type: queue, queue: support-repeat}
+  vip: {type: queue, queue: vip}
+  general: {type: queue, queue: general, on_failure: bye}
+  bye: {type: hangup}
+"""
+
+
+@pytest.fixture
+def store(database_url: str, clock: FrozenClock) -> Iterator[Any]:
+    engine = create_engine(database_url)
+    now = clock.now()
+
+    def add(customer_id: int, phone: str, tier: str = "standard", *,
+            open_incident: bool = False, called_hours_ago: float | None = None) -> None:
+        with engine.begin() as conn:
+            conn.execute(insert(Customer), {
+                "id": customer_id, "account_number": f"A{customer_id}", "name": "x",
+                "tier": tier, "status": "active", "preferred_language": "he-IL",
+                "lineage": {}, "created_at": now, "updated_at": now})
+            conn.execute(insert(CustomerPhone),
+                         {"customer_id": customer_id, "e164": phone})
+            if open_incident:
+                conn.execute(insert(Incident), {
+                    "customer_id": customer_id, "source": "branch-haifa",
+                    "external_id": f"I{customer_id}", "status": "open", "category": "fault",
+                    "opened_at": now - timedelta(hours=1),
+                    "last_update_at": now - timedelta(hours=1)})
+            if called_hours_ago is not None:
+                conn.execute(insert(Interaction), {
+                    "customer_id": customer_id, "channel": "call", "direction": "in",
+                    "started_at": now - timedelta(hours=called_hours_ago)})
+
+    yield add
+    engine.dispose()
+
+
+def _attributes(database_url: str, sid: str) -> dict[str, Any]:
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        raw = conn.execute(text("SELECT attributes FROM calls WHERE call_sid = :s"),
+                           {"s": sid}).scalar()
+    engine.dispose()
+    assert raw is not None
+    return raw if isinstance(raw, dict) else dict(json.loads(raw))
+
+
+def test_known_caller_with_an_open_incident(client: TestClient, store: Any,
+                                            database_url: str) -> None:
+    store(1, "+972501234567", "premium", open_incident=True, called_hours_ago=1)
+    sid = new_sid()
+    signed_post(client, "/twilio/voice", call_params(sid, "ringing"))
+    attrs = _attributes(database_url, sid)
+    assert {k: attrs[k] for k in ("identified", "caller_outcome", "customer_id", "tier",
+                                  "has_open_incident", "open_incidents",
+                                  "hours_since_last_call", "preferred_language")} == {
+        "identified": True, "caller_outcome": "known", "customer_id": 1, "tier": "premium",
+        "has_open_incident": True, "open_incidents": 1, "hours_since_last_call": 1.0,
+        "preferred_language": "he-IL"}
+
+
+@pytest.mark.parametrize(("caller", "outcome"), [
+    ("anonymous", "withheld"),
+    ("+266696687", "withheld"),
+    ("+972509999999", "unknown"),
+    ("+97235551234", "ambiguous"),  # a family landline shared by two customers
+])
+def test_withheld_unknown_and_shared_numbers(client: TestClient, store: Any,
+                                             database_url: str, caller: str,
+                                             outcome: str) -> None:
+    store(2, "+97235551234")
+    store(3, "+97235551234")
+    sid = new_sid()
+    r = signed_post(client, "/twilio/voice", call_params(sid, "ringing", From=caller))
+    assert r.status_code == 200
+    attrs = _attributes(database_url, sid)
+    assert (attrs["identified"], attrs["caller_outcome"]) == (False, outcome)
+
+
+@pytest.fixture
+def routing_client(settings: Settings, clock: FrozenClock,
+                   tmp_path: Path) -> Iterator[TestClient]:
+    menus = tmp_path / "routing"
+    menus.mkdir()
+    (menus / "main.yaml").write_text(ROUTING_MENU, encoding="utf-8")
+    with TestClient(create_app(settings.model_copy(update={"menus_dir": menus}), clock)) as c:
+        yield c
+
+
+@pytest.mark.parametrize(("caller", "queue"), [
+    ("+972501111111", "support-repeat"),  # open incident from another branch, an hour ago
+    ("+972502222222", "vip"),             # premium tier
+    ("+972503333333", "general"),         # standard tier
+    ("+972509999999", "general"),         # unknown caller
+])
+def test_menu_branches_on_who_is_calling(routing_client: TestClient, store: Any,
+                                         caller: str, queue: str) -> None:
+    store(11, "+972501111111", open_incident=True)
+    store(12, "+972502222222", "premium")
+    store(13, "+972503333333")
+    r = signed_post(routing_client, "/twilio/voice", call_params(new_sid(), "ringing",
+                                                                 From=caller))
+    assert f">{queue}</Enqueue>" in r.text
