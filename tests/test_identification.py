@@ -135,3 +135,21 @@ def test_menu_branches_on_who_is_calling(routing_client: TestClient, store: Any,
     r = signed_post(routing_client, "/twilio/voice", call_params(new_sid(), "ringing",
                                                                  From=caller))
     assert f">{queue}</Enqueue>" in r.text
+
+
+def test_known_caller_hears_their_language_without_being_asked(client: TestClient,
+                                                               store: Any,
+                                                               database_url: str) -> None:
+    store(21, "+972504444444")  # preferred language he-IL
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE customers SET preferred_language = 'en-US' WHERE id = 21"))
+    engine.dispose()
+    r = signed_post(client, "/twilio/voice", call_params(new_sid(), "ringing",
+                                                         From="+972504444444"))
+    assert "For billing and payments, press 1." in r.text
+    assert "לעברית הקישו 1" not in r.text
+    # An unknown caller is asked.
+    r = signed_post(client, "/twilio/voice", call_params(new_sid(), "ringing",
+                                                         From="+972509999999"))
+    assert "לעברית הקישו 1" in r.text

@@ -424,6 +424,11 @@ def step(bundle: MenuBundle, state: CallState, event: Event, now: datetime) -> S
 
 def start_state(bundle: MenuBundle, call_sid: str, entry: str,
                 attributes: dict[str, Any] | None = None) -> CallState:
+    """A new call at the entry menu's start, speaking the caller's preferred language when
+    the customer store knows it and the menu speaks it (nobody asks a known caller)."""
     menu = _menu(bundle, entry)
+    attrs = dict(attributes or {})
+    preferred = attrs.get("preferred_language")
+    language = preferred if preferred in menu.languages else menu.default_language
     return CallState(call_sid=call_sid, version=bundle.version, menu=entry, node=menu.start,
-                     language=menu.default_language, attributes=dict(attributes or {}))
+                     language=language, attributes=attrs)
