@@ -90,3 +90,15 @@ def identify_caller(conn: Connection, caller_id: str | None, region: str,
     attrs = attributes_of(conn, ids[0], now)
     attrs["caller_outcome"] = "known"
     return CallerMatch("known", (ids[0],), attrs)
+
+
+def identify_by_account(conn: Connection, account_number: str,
+                        now: datetime) -> dict[str, Any] | None:
+    """The attributes of the customer with this account number, or None."""
+    customer_id = conn.execute(select(customers.c.id).where(
+        customers.c.account_number == account_number.strip())).scalar()
+    if customer_id is None:
+        return None
+    attrs = attributes_of(conn, int(customer_id), now)
+    attrs["caller_outcome"] = "account"
+    return attrs

@@ -153,3 +153,81 @@ def test_known_caller_hears_their_language_without_being_asked(client: TestClien
     r = signed_post(client, "/twilio/voice", call_params(new_sid(), "ringing",
                                                          From="+972509999999"))
     assert "לעברית הקישו 1" in r.text
+
+
+IDENTIFY_MENU = """\
+languages: [en-US]
+default_language: en-US
+start: who
+fallback: general
+nodes:
+  who:
+    type: identify
+    prompt: {say: {en-US: "Please type your account number, then the hash key."}}
+    invalid_prompt: {say: {en-US: "We could not find that account."}}
+    max_attempts: 2
+    identified: route
+    failed: general
+  route:
+    type: branch
+    branches:
+      - when: {attribute: tier, equals: premium}
+        next: vip
+    default: general
+  vip: {type: queue, queue: vip}
+  general: {type: queue, queue: general, on_failure: bye}
+  bye: {type: hangup}
+"""
+
+
+@pytest.fixture
+def identify_client(settings: Settings, clock: FrozenClock,
+                    tmp_path: Path) -> Iterator[TestClient]:
+    menus = tmp_path / "identify"
+    menus.mkdir()
+    (menus / "main.yaml").write_text(IDENTIFY_MENU, encoding="utf-8")
+    with TestClient(create_app(settings.model_copy(update={"menus_dir": menus}), clock)) as c:
+        yield c
+
+
+def test_shared_line_caller_types_a_wrong_then_the_right_account_number(
+        identify_client: TestClient, store: Any, database_url: str) -> None:
+    store(31, "+97235551234", "premium")   # account A31
+    store(32, "+97235551234")              # same family landline
+    sid = new_sid()
+    r = signed_post(identify_client, "/twilio/voice",
+                    call_params(sid, "ringing", From="+97235551234"))
+    assert "Please type your account number" in r.text
+    assert 'finishOnKey' not in r.text  # '#' ends the number (Twilio's default)
+    r = signed_post(identify_client, "/twilio/gather?s=1",
+                    call_params(sid, Digits="99999"))
+    assert "We could not find that account." in r.text
+    # Account numbers in the test store are "A<id>": typed on a keypad, digits only.
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE customers SET account_number = '310031' WHERE id = 31"))
+    engine.dispose()
+    r = signed_post(identify_client, "/twilio/gather?s=2", call_params(sid, Digits="310031#"))
+    assert ">vip</Enqueue>" in r.text
+    attrs = _attributes(database_url, sid)
+    assert (attrs["identified"], attrs["caller_outcome"], attrs["customer_id"]) == (
+        True, "account", 31)
+
+
+def test_identify_gives_up_after_max_attempts(identify_client: TestClient,
+                                              store: Any) -> None:
+    sid = new_sid()
+    signed_post(identify_client, "/twilio/voice",
+                call_params(sid, "ringing", From="anonymous"))
+    signed_post(identify_client, "/twilio/gather?s=1", call_params(sid, Digits="1234"))
+    r = signed_post(identify_client, "/twilio/gather?s=2", call_params(sid))  # silence
+    assert ">general</Enqueue>" in r.text
+
+
+def test_a_caller_known_by_number_is_not_asked(identify_client: TestClient,
+                                               store: Any) -> None:
+    store(41, "+972505555555", "premium")
+    r = signed_post(identify_client, "/twilio/voice",
+                    call_params(new_sid(), "ringing", From="+972505555555"))
+    assert "account number" not in r.text
+    assert ">vip</Enqueue>" in r.text

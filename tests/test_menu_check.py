@@ -21,7 +21,8 @@ MENU_NODE_KEYS = (
     "description, input, invalid_prompt, max_invalid, max_no_input, no_input_prompt, "
     "on_failure, options, prompt, timeout, type"
 )
-NODE_TYPES = "'menu', 'message', 'hours', 'branch', 'queue', 'transfer', 'hangup', 'submenu'"
+NODE_TYPES = ("'menu', 'message', 'hours', 'branch', 'queue', 'transfer', 'hangup', 'submenu', "
+              "'identify'")
 LOOP = (
     "a caller who presses nothing (or whose transfer or queue fails) loops for ever: {}; "
     "route a failure path to a hangup, queue or transfer that ends elsewhere"
@@ -282,7 +283,7 @@ def test_node_without_type(tmp_path: Path) -> None:
     path, problems = check(tmp_path, GOOD.replace("type: hangup", "typ: hangup"))
     assert problems == [
         f"{path}:13:5: error: nodes.bye: a node needs a 'type' (menu, message, hours, branch, "
-        f"queue, transfer, hangup, submenu)",
+        f"queue, transfer, hangup, submenu, identify)",
     ]
 
 

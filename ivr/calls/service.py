@@ -7,6 +7,7 @@ saves the state around it and makes retried webhooks harmless.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -15,11 +16,22 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from crm_sync.lookup import identify_caller
+from crm_sync.lookup import identify_by_account, identify_caller
 from ivr.calls import repository as repo
 from ivr.calls import twiml
 from ivr.core.clock import Clock
-from ivr.menu.engine import CallState, Event, Start, StepResult, start_state, step
+from ivr.menu.engine import (
+    AccountEntered,
+    CallState,
+    Event,
+    Gathered,
+    Start,
+    StepResult,
+    account_digits,
+    start_state,
+    step,
+)
+from ivr.menu.model import IdentifyNode
 from ivr.menu.registry import MenuRegistry
 
 log = logging.getLogger(__name__)
@@ -100,6 +112,9 @@ class CallService:
         raw = self.engine.raw_connection()
         try:
             row = self.steps.load(raw, sid)
+            digits = self._account_typed(row, at_step, event)
+            if digits is not None:
+                event = AccountEntered(digits, self._look_up_account(digits))
             answer, values = self._plan(row, sid, at_step, event, fp)
             saved = values is None or self.steps.save(raw, sid, at_step, values)
             raw.commit()
@@ -116,9 +131,27 @@ class CallService:
         threads (thread hand-offs were the p99 of a step on PostgreSQL)."""
         async with pool.connection() as aconn:  # commits on leaving, rolls back on error
             row = await self.steps.aload(aconn, sid)
+            digits = self._account_typed(row, at_step, event)
+            if digits is not None:  # rare: a caller typing an account number
+                match = await asyncio.to_thread(self._look_up_account, digits)
+                event = AccountEntered(digits, match)
             answer, values = self._plan(row, sid, at_step, event, fp)
             saved = values is None or await self.steps.asave(aconn, sid, at_step, values)
         return answer if saved else self._lost_race(sid, at_step)
+
+    def _account_typed(self, row: dict[str, Any] | None, at_step: int,
+                       event: Event) -> str | None:
+        """The account number typed at an identify node, to look up before the engine
+        runs (the engine does no I/O)."""
+        if row is None or at_step != row["step"] or not isinstance(event, Gathered):
+            return None
+        menu = self.registry.get(row["menu_version"]).menus.get(row["menu"])
+        node = menu.menu.nodes.get(row["node"]) if menu else None
+        return account_digits(node, event.digits) if isinstance(node, IdentifyNode) else None
+
+    def _look_up_account(self, digits: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            return identify_by_account(conn, digits, self.clock.now())
 
     def _plan(self, row: dict[str, Any] | None, sid: str, at_step: int, event: Event,
               fp: str) -> tuple[Answer, dict[str, Any] | None]:

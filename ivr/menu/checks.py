@@ -21,6 +21,7 @@ from ivr.menu.model import (
     SAY_MAX_CHARS,
     BranchNode,
     HoursNode,
+    IdentifyNode,
     Menu,
     MenuNode,
     MessageNode,
@@ -62,6 +63,13 @@ def node_edges(name: str, node: Node, menu: Menu) -> Iterator[Edge]:
         for i, br in enumerate(node.branches):
             yield Edge(br.next, (*base, "branches", i, "next"), True)
         yield Edge(node.default, (*base, "default"), True)
+    elif isinstance(node, IdentifyNode):
+        # Both automatic: an identified caller skips the question.
+        yield Edge(node.identified, (*base, "identified"), True)
+        if node.failed:
+            yield Edge(node.failed, (*base, "failed"), True)
+        else:
+            yield Edge(menu.fallback, ("fallback",), True)
     elif isinstance(node, QueueNode | TransferNode):
         if node.on_failure:
             yield Edge(node.on_failure, (*base, "on_failure"), True)
@@ -83,7 +91,7 @@ def _suggest(name: str, known: list[str]) -> str:
 
 def _prompts(name: str, node: Node) -> Iterator[tuple[PathT, Prompt]]:
     base: PathT = ("nodes", name)
-    for attr in ("prompt", "no_input_prompt", "invalid_prompt"):
+    for attr in ("prompt", "no_input_prompt", "invalid_prompt"):  # every node kind's prompts
         p = getattr(node, attr, None)
         if isinstance(p, Prompt):
             yield (*base, attr), p

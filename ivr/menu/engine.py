@@ -21,6 +21,7 @@ from ivr.menu.model import (
     Condition,
     HangupNode,
     HoursNode,
+    IdentifyNode,
     Menu,
     MenuNode,
     MessageNode,
@@ -73,7 +74,16 @@ class QueueEnded:
     result: str  # Twilio QueueResult
 
 
-Event = Start | Gathered | DialEnded | QueueEnded
+@dataclass(frozen=True)
+class AccountEntered:
+    """Digits typed at an identify node, already looked up by the caller of ``step``
+    (the engine does no I/O): the customer's attributes, or None when not found."""
+
+    digits: str
+    match: dict[str, Any] | None
+
+
+Event = Start | Gathered | DialEnded | QueueEnded | AccountEntered
 
 # ---------------------------------------------------------------- actions
 
@@ -200,6 +210,21 @@ def _gather(node: MenuNode, menu: Menu, language: str, lead: tuple[Audio, ...]) 
     )
 
 
+def _account_gather(node: IdentifyNode, menu: Menu, language: str,
+                    lead: tuple[Audio, ...]) -> Gather:
+    return Gather(prompts=(*lead, *render_prompt(node.prompt, menu, language)),
+                  input=("dtmf",), timeout=node.timeout, num_digits=None, finish_on_key="#",
+                  language=language, hints=())
+
+
+def account_digits(node: IdentifyNode, digits: str | None) -> str | None:
+    """The account number a caller typed, if it has a plausible length."""
+    typed = (digits or "").strip().rstrip("#")
+    if typed.isdigit() and node.min_digits <= len(typed) <= node.max_digits:
+        return typed
+    return None
+
+
 _WORD = re.compile(r"[\w']+", re.UNICODE)
 
 
@@ -319,6 +344,14 @@ class _Walk:
                 language = lang if lang in sub.languages else sub.default_language
                 self.state = replace(self.state, menu=node.menu, node=node.node or sub.start,
                                      language=language)
+            elif isinstance(node, IdentifyNode):
+                if node.skip_if_identified and self.state.attributes.get("identified"):
+                    self.log("identify", outcome="already")
+                    self.state = replace(self.state, node=node.identified)
+                    continue
+                self.log("prompt")
+                self.actions.append(_account_gather(node, menu, lang, ()))
+                return
             elif isinstance(node, MenuNode):
                 self.log("prompt")
                 self.actions.append(_gather(node, menu, lang, ()))
@@ -349,6 +382,25 @@ class _Walk:
         raise EngineError(f"more than {MAX_AUTOMATIC_HOPS} automatic moves without input")
 
     # -- events at the current node
+
+    def on_account(self, node: IdentifyNode, digits: str | None,
+                   match: dict[str, Any] | None) -> None:
+        if match is not None:
+            self.log("identify", outcome="account", digits=f"***{(digits or '')[-2:]}")
+            self.state = replace(self.state, attributes={**self.state.attributes, **match})
+            self.goto(node.identified)
+            return
+        count = self.state.invalid + 1
+        self.state = replace(self.state, invalid=count)
+        self.log("identify", outcome="not_found", count=count)
+        if count >= node.max_attempts:
+            menu = _menu(self.bundle, self.state.menu)
+            self.log("failure", reason="not_identified")
+            self.goto(node.failed or menu.fallback)
+            return
+        menu = _menu(self.bundle, self.state.menu)
+        lead = render_prompt(node.invalid_prompt, menu, self.state.language)
+        self.actions.append(_account_gather(node, menu, self.state.language, lead))
 
     def leg_ended(self, node: QueueNode | TransferNode, kind: str, field: str, outcome: str,
                   done: bool) -> None:
@@ -410,6 +462,10 @@ def step(bundle: MenuBundle, state: CallState, event: Event, now: datetime) -> S
         walk.actions.append(Hangup())
     elif isinstance(event, Gathered) and isinstance(node, MenuNode):
         walk.on_gathered(node, event)
+    elif isinstance(event, AccountEntered) and isinstance(node, IdentifyNode):
+        walk.on_account(node, event.digits, event.match)
+    elif isinstance(event, Gathered) and isinstance(node, IdentifyNode):
+        walk.on_account(node, event.digits, None)  # nothing plausible typed: not found
     elif isinstance(event, DialEnded) and isinstance(node, TransferNode):
         walk.leg_ended(node, "transfer", "status", event.status, event.status in DIAL_OK)
     elif isinstance(event, QueueEnded) and isinstance(node, QueueNode):

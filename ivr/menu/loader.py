@@ -205,7 +205,7 @@ def _message(err: Any) -> str:
                 f"{err['ctx']['expected_tags']}")
     if kind == "union_tag_not_found":
         return ("a node needs a 'type' (menu, message, hours, branch, queue, transfer, "
-                "hangup, submenu)")
+                "hangup, submenu, identify)")
     if kind == "literal_error":
         return f"expected one of {err['ctx']['expected']}, got {err['input']!r}"
     if kind in ("string_pattern_mismatch",):

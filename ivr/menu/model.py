@@ -240,13 +240,39 @@ class SubmenuNode(_Node):
     node: NodeName | None = Field(default=None, description="Default: the menu's start")
 
 
+class IdentifyNode(_Node):
+    """Ask for the account number on the keypad (for callers whose number is unknown,
+    withheld or shared) and look it up in the customer store."""
+
+    type: Literal["identify"]
+    prompt: Prompt
+    invalid_prompt: Prompt | None = Field(
+        default=None, description="Said when the number is not known, before asking again")
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    min_digits: int = Field(default=4, ge=1, le=32)
+    max_digits: int = Field(default=16, ge=1, le=32)
+    timeout: int = Field(default=8, ge=GATHER_TIMEOUT_RANGE[0], le=GATHER_TIMEOUT_RANGE[1])
+    identified: NodeName = Field(description="Where an identified caller goes")
+    failed: NodeName | None = Field(
+        default=None, description="After max_attempts without a match (default: fallback)")
+    skip_if_identified: bool = Field(
+        default=True, description="A caller recognised by their number is not asked")
+
+    @model_validator(mode="after")
+    def _digit_range(self) -> IdentifyNode:
+        if self.min_digits > self.max_digits:
+            raise PydanticCustomError("digit_range", "min_digits is larger than max_digits")
+        return self
+
+
 Node = Annotated[
     MenuNode | MessageNode | HoursNode | BranchNode | QueueNode | TransferNode | HangupNode
-    | SubmenuNode,
+    | SubmenuNode | IdentifyNode,
     Field(discriminator="type"),
 ]
 
-NODE_TYPES = ("menu", "message", "hours", "branch", "queue", "transfer", "hangup", "submenu")
+NODE_TYPES = ("menu", "message", "hours", "branch", "queue", "transfer", "hangup", "submenu",
+              "identify")
 
 _TIME_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 
