@@ -111,14 +111,19 @@ def test_withheld_unknown_and_shared_numbers(client: TestClient, store: Any,
     assert (attrs["identified"], attrs["caller_outcome"]) == (False, outcome)
 
 
+def _serving(menu: str, settings: Settings, clock: FrozenClock,
+             folder: Path) -> Iterator[TestClient]:
+    """The app with one menu file as its entry menu."""
+    folder.mkdir()
+    (folder / "main.yaml").write_text(menu, encoding="utf-8")
+    with TestClient(create_app(settings.model_copy(update={"menus_dir": folder}), clock)) as c:
+        yield c
+
+
 @pytest.fixture
 def routing_client(settings: Settings, clock: FrozenClock,
                    tmp_path: Path) -> Iterator[TestClient]:
-    menus = tmp_path / "routing"
-    menus.mkdir()
-    (menus / "main.yaml").write_text(ROUTING_MENU, encoding="utf-8")
-    with TestClient(create_app(settings.model_copy(update={"menus_dir": menus}), clock)) as c:
-        yield c
+    yield from _serving(ROUTING_MENU, settings, clock, tmp_path / "routing")
 
 
 @pytest.mark.parametrize(("caller", "queue"), [
@@ -183,11 +188,7 @@ nodes:
 @pytest.fixture
 def identify_client(settings: Settings, clock: FrozenClock,
                     tmp_path: Path) -> Iterator[TestClient]:
-    menus = tmp_path / "identify"
-    menus.mkdir()
-    (menus / "main.yaml").write_text(IDENTIFY_MENU, encoding="utf-8")
-    with TestClient(create_app(settings.model_copy(update={"menus_dir": menus}), clock)) as c:
-        yield c
+    yield from _serving(IDENTIFY_MENU, settings, clock, tmp_path / "identify")
 
 
 def test_shared_line_caller_types_a_wrong_then_the_right_account_number(
