@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Mapping
 
 from twilio.request_validator import (
     SIGNATURE_HEADER,
@@ -45,7 +46,8 @@ class SignatureChecker:
         base = self.public_url or scheme_host
         return f"{base}{path}?{query}" if query else f"{base}{path}"
 
-    def verify(self, url: str, params: dict[str, str], headers: dict[str, str]) -> bool:
+    def verify(self, url: str, params: dict[str, str], headers: Mapping[str, str]) -> bool:
+        """``headers`` with lower-case keys (Starlette's Headers look up case-insensitively)."""
         if not self.enabled:
             return True
         signature = headers.get(SIGNATURE_HEADER.lower(), "")

@@ -66,8 +66,7 @@ async def twilio_request(request: Request) -> TwilioRequest:
     query = scope.get("query_string", b"").decode("latin-1")
     host = request.headers.get("host", "")
     url = checker.url(f"{scope['scheme']}://{host}", scope["path"], query)
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-    if not checker.verify(url, params, headers):
+    if not checker.verify(url, params, request.headers):
         log.warning("refused webhook with a bad or missing signature path=%s", scope["path"])
         raise Refused(403, "invalid Twilio signature")
     qs = dict(parse_qsl(query))

@@ -52,18 +52,6 @@ def insert_call(conn: Connection, values: Mapping[str, Any]) -> bool:
     return bool(result.rowcount)
 
 
-# Built once: constructing expressions per request costs more than running them.
-_update_step = update(calls).where(calls.c.call_sid == bindparam("b_sid"),
-                                   calls.c.step == bindparam("b_step"))
-
-
-def update_call(conn: Connection, call_sid: str, expected_step: int,
-                values: Mapping[str, Any]) -> bool:
-    """Optimistic update: only if nobody answered this step meanwhile."""
-    params = {**values, "b_sid": call_sid, "b_step": expected_step}
-    return bool(conn.execute(_update_step, params).rowcount)
-
-
 def record_status(conn: Connection, call_sid: str, status: str, sequence: int,
                   payload: Mapping[str, str], now: datetime, duration: int | None,
                   final: bool) -> bool:
