@@ -98,6 +98,9 @@ class Incident(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    # The customer's source record the row referred to: an unmerge moves it with that record.
+    source_record_id: Mapped[int | None] = mapped_column(
+        ForeignKey("source_records.id", ondelete="SET NULL"), index=True)
     source: Mapped[str] = mapped_column(String(64))
     external_id: Mapped[str] = mapped_column(String(128))
     category: Mapped[str | None] = mapped_column(String(64))
@@ -121,6 +124,8 @@ class Interaction(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    source_record_id: Mapped[int | None] = mapped_column(
+        ForeignKey("source_records.id", ondelete="SET NULL"), index=True)
     source: Mapped[str | None] = mapped_column(String(64))
     external_id: Mapped[str | None] = mapped_column(String(128))
     channel: Mapped[str] = mapped_column(String(16))  # call / callback / ticket / email / sms
@@ -157,3 +162,39 @@ class MergeEvent(Base):
     actor: Mapped[str | None] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ImportRun(Base):
+    """One import of a file (or one pushed batch): progress committed with each batch, so an
+    interrupted run resumes after its last committed record."""
+
+    __tablename__ = "import_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # customers / incidents / interactions
+    origin: Mapped[str] = mapped_column(Text)  # file path, or "http"
+    fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)  # file sha256
+    status: Mapped[str] = mapped_column(String(16))  # running / interrupted / done / failed
+    records_done: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    merged: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    customers_merged: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ImportRejection(Base):
+    """A record an import could not take, with where it was and why (never silently dropped)."""
+
+    __tablename__ = "import_rejections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("import_runs.id", ondelete="CASCADE"),
+                                        index=True)
+    line: Mapped[int | None] = mapped_column(Integer)  # file line, or index in a pushed batch
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from ivr import admin, webhooks
+from ivr import admin, crm_api, webhooks
 from ivr.calls.repository import DbVersionStore
 from ivr.calls.service import CallService
 from ivr.core.clock import Clock, SystemClock
@@ -103,6 +103,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.router.routes.extend(webhooks.ROUTES)
     app.add_middleware(webhooks.TwilioFastPath)
     app.include_router(admin.router)
+    app.include_router(crm_api.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
                      choices=["completed", "busy", "no-answer", "failed", "canceled"])
     sim.add_argument("--queue-result", default="hangup",
                      choices=["bridged", "hangup", "queue-full", "error", "leave"])
+    from ivr import crm_cli  # noqa: PLC0415
+
+    crm_cli.add_parser(sub)
     return parser
 
 
@@ -195,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
             return _menus_schema(args.output)
         if args.command == "simulate":
             return _simulate(settings, args)
+        if args.command == "crm":
+            from ivr import crm_cli  # noqa: PLC0415
+
+            return crm_cli.run(settings, args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     # Optional hold music for callers waiting in a queue (else a spoken hold message).
     hold_music_url: str | None = None
 
+    # Customer store: crm/rules.yaml (identity rules) and crm/mappings/*.yaml (per-source
+    # field mappings for pushed records). The integration token lets a CRM push records
+    # (POST /crm/sources/{source}/records) and nothing else; the admin token may too.
+    crm_dir: Path = Path("crm")
+    crm_token: SecretStr = SecretStr("")
+
     default_region: str = "IL"
     log_level: str = "INFO"
 

@@ -1,0 +1,315 @@
+"""``ivr crm ...``: import, show, merge, unmerge, demo-data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from crm_sync.config import Mappings, load_rules
+from crm_sync.identity import Rules
+from crm_sync.importer import BATCH, Interrupted, Report, UnreadableFile, estimate_records
+from crm_sync.importer import import_file as run_import
+from crm_sync.mapping import Mapping, MappingError, default_mapping, load_mapping
+from crm_sync.store import StoreError
+from ivr.core.clock import Clock, SystemClock
+from ivr.core.settings import Settings
+
+EXIT_OK, EXIT_USER = 0, 1
+SHOWN_REJECTIONS = 50
+
+
+class CrmUserError(Exception):
+    pass
+
+
+def add_parser(sub: Any) -> None:
+    crm = sub.add_parser("crm", help="the shared customer store").add_subparsers(
+        dest="crm_cmd", required=True)
+    imp = crm.add_parser("import", help="import customers, incidents or interactions "
+                         "from a CSV or JSON Lines file")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--source", required=True, help="source system name, e.g. branch-tlv")
+    imp.add_argument("--mapping", type=Path, help="the source's field mapping (YAML); "
+                     "default: crm/mappings/ for this source, else our own column names")
+    imp.add_argument("--kind", choices=["customers", "incidents", "interactions"],
+                     default=None, help="what the file holds when no mapping says so")
+    imp.add_argument("--batch-size", type=int, default=BATCH)
+    imp.add_argument("--restart", action="store_true",
+                     help="do not resume an interrupted run of this file; start over")
+    imp.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    show = crm.add_parser("show", help="a customer by phone (any format), account number "
+                          "or #id: golden record, sources, recent history")
+    show.add_argument("ref")
+    show.add_argument("--json", action="store_true")
+
+    merge = crm.add_parser("merge", help="fold customer OTHER into customer INTO")
+    merge.add_argument("into", type=int)
+    merge.add_argument("other", type=int)
+    merge.add_argument("--reason")
+
+    unmerge = crm.add_parser("unmerge", help="split source records off a customer (default: "
+                             "undo its latest merge); the two are never merged again "
+                             "automatically")
+    unmerge.add_argument("customer", type=int)
+    unmerge.add_argument("--record", action="append", default=[], metavar="SOURCE:ID",
+                         help="a source record to split off (repeatable)")
+    unmerge.add_argument("--reason")
+
+    demo = crm.add_parser("demo-data", help="generate and import synthetic customers "
+                          "(several overlapping sources, incidents, interactions)")
+    demo.add_argument("--customers", type=int, default=200)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--out", type=Path, help="also keep the generated files here")
+
+
+def _engine(settings: Settings) -> Engine:
+    from ivr.core.db import make_engine  # noqa: PLC0415
+    from ivr.core.migrate import upgrade  # noqa: PLC0415
+
+    upgrade(settings.database_url)
+    return make_engine(settings.database_url, 2, settings.sqlite_busy_timeout_ms)
+
+
+def _rules(settings: Settings) -> Rules:
+    try:
+        return load_rules(settings.crm_dir / "rules.yaml")
+    except MappingError as exc:
+        raise CrmUserError(str(exc)) from None
+
+
+def _mapping(settings: Settings, args: argparse.Namespace) -> Mapping:
+    try:
+        if args.mapping:
+            mapping = load_mapping(args.mapping)
+            if mapping.source != args.source:
+                raise CrmUserError(f"{args.mapping}: maps source {mapping.source!r}, "
+                                   f"not {args.source!r}")
+            if args.kind and mapping.kind != args.kind:
+                raise CrmUserError(f"{args.mapping}: is a {mapping.kind} mapping, "
+                                   f"not {args.kind}")
+            return mapping
+        kind = args.kind or "customers"
+        configured = Mappings(settings.crm_dir / "mappings")
+        return configured.get(args.source, kind)
+    except MappingError as exc:
+        raise CrmUserError(str(exc)) from None
+
+
+def print_report(report: Report, path: Path | str, out: Any = sys.stdout) -> None:
+    c = report.counts
+    resumed = (f" (resumed after {report.resumed_after} records committed earlier)"
+               if report.resumed_after else "")
+    print(f"{path}: {report.kind} from {report.source}: {report.status}{resumed}", file=out)
+    print(f"  created {c.created}, updated {c.updated}, merged {c.merged}, "
+          f"unchanged {c.unchanged}, rejected {c.rejected}"
+          + (f"; {c.customers_merged} customer(s) folded into others"
+             if c.customers_merged else ""), file=out)
+    for r in report.rejected[:SHOWN_REJECTIONS]:
+        print(f"  rejected {path}:{r.line}: " + (f"id {r.external_id}: " if r.external_id
+                                                  else "") + r.reason, file=out)
+    if len(report.rejected) > SHOWN_REJECTIONS:
+        print(f"  … and {len(report.rejected) - SHOWN_REJECTIONS} more rejection(s); "
+              f"all are in import_rejections (run {report.run_id}) and in --json", file=out)
+
+
+def _import_with_progress(engine: Engine, path: Path, mapping: Mapping, rules: Rules,
+                          settings: Settings, clock: Clock, batch_size: int,
+                          resume: bool) -> Report:
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    total = estimate_records(path)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                  TimeRemainingColumn(), transient=False, disable=not sys.stderr.isatty(),
+                  console=None) as progress:
+        task = progress.add_task(f"{mapping.source} {mapping.kind}", total=total, rate="")
+        started = clock.now()
+
+        def advance(done: int) -> None:
+            elapsed = (clock.now() - started).total_seconds()
+            rate = f"{done / elapsed:,.0f} rec/s" if elapsed > 0 else ""
+            progress.update(task, completed=min(done, total), rate=rate)
+
+        return run_import(engine, path, mapping, rules, settings.default_region, clock.now,
+                          batch_size=batch_size, on_progress=advance, resume=resume)
+
+
+def _show(engine: Engine, settings: Settings, ref: str, as_json: bool) -> int:
+    from crm_sync.profile import customer_document, find, merged_into  # noqa: PLC0415
+
+    with engine.connect() as conn:
+        found = find(conn, ref, settings.default_region)
+        if not found and ref.lstrip("#").isdigit():
+            moved = merged_into(conn, int(ref.lstrip("#")))
+            if moved is not None:
+                found = find(conn, f"#{moved}")
+        if not found:
+            raise CrmUserError(f"no customer with phone, account number or id {ref!r}")
+        docs = [customer_document(conn, int(c["id"])) for c in found]
+    if as_json:
+        print(json.dumps(docs, ensure_ascii=False, indent=2, default=str))
+        return EXIT_OK
+    if len(docs) > 1:
+        print(f"{len(docs)} customers share {ref} (a shared line: the IVR asks for the "
+              "account number)")
+    for doc in docs:
+        if doc is not None:
+            _print_customer(doc)
+    return EXIT_OK
+
+
+def _print_customer(doc: dict[str, Any]) -> None:
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    console = Console(highlight=False)
+    console.rule(f"customer #{doc['id']}: {doc['name'] or '(no name)'}")
+    console.print(f"account {doc['account_number'] or '-'}   tier {doc['tier'] or '-'}   "
+                  f"segment {doc['segment'] or '-'}   status {doc['status']}   "
+                  f"language {doc['preferred_language'] or '-'}   born "
+                  f"{doc['date_of_birth'] or '-'}")
+    console.print(f"phones {', '.join(doc['phones']) or '-'}   e-mails "
+                  f"{', '.join(doc['emails']) or '-'}")
+    conflicts = {k: v for k, v in doc["lineage"].items()
+                 if len({json.dumps(c['value']) for c in v}) > 1}
+    for name, candidates in conflicts.items():
+        values = "; ".join(f"{c['value']} ({c['source']}/{c['external_id']}"
+                           f"{', chosen' if c['chosen'] else ''})" for c in candidates)
+        console.print(f"  {name}: {values}")
+    sources = Table("source", "id", "first seen", "last seen", title="source records")
+    for s in doc["sources"]:
+        sources.add_row(s["source"], s["external_id"], s["first_seen_at"][:16],
+                        s["last_seen_at"][:16])
+    console.print(sources)
+    if doc["incidents"]:
+        table = Table("status", "category", "source/branch", "opened", "last update",
+                      title=f"incidents ({doc['open_incidents']} open)")
+        for i in doc["incidents"]:
+            table.add_row(i["status"], i["category"] or "-",
+                          f"{i['source']}/{i['branch'] or '-'}", i["opened_at"][:16],
+                          i["last_update_at"][:16])
+        console.print(table)
+    if doc["interactions"]:
+        table = Table("when", "channel", "dir", "queue", "agent", "topic", "outcome",
+                      "resolved", title="recent interactions")
+        for i in doc["interactions"]:
+            table.add_row(i["started_at"][:16], i["channel"], i["direction"],
+                          i["queue"] or "-", i["agent"] or "-", i["topic"] or "-",
+                          i["outcome"] or "-", {True: "yes", False: "no"}.get(
+                              i["resolved"], "-"))
+        console.print(table)
+    for m in doc["merges"]:
+        console.print(f"  {m['at'][:16]} {m['kind']} #{m['customer_id']} ← "
+                      f"#{m['other_customer_id']} by {m['actor'] or '-'}"
+                      f"{': ' + m['reason'] if m['reason'] else ''}")
+
+
+def _demo_data(engine: Engine, settings: Settings, rules: Rules, clock: Clock,
+               args: argparse.Namespace) -> int:
+    from crm_sync import demo  # noqa: PLC0415
+
+    data = demo.generate(args.customers, seed=args.seed, now=clock.now())
+
+    def write_all(folder: Path) -> int:
+        for kind, per_source, columns in (
+                ("customers", data.customers, demo.CUSTOMER_COLUMNS),
+                ("incidents", data.incidents, demo.INCIDENT_COLUMNS),
+                ("interactions", data.interactions, demo.INTERACTION_COLUMNS)):
+            for source, rows in per_source.items():
+                if rows:
+                    path = folder / f"{source}.{kind}.csv"
+                    demo.write_csv(path, rows, columns)
+                    mapping = default_mapping(source, kind)
+                    report = _import_with_progress(engine, path, mapping, rules, settings,
+                                                   clock, BATCH, resume=False)
+                    c = report.counts
+                    print(f"{source} {kind}: created {c.created}, updated {c.updated}, "
+                          f"merged {c.merged}, unchanged {c.unchanged}, rejected "
+                          f"{c.rejected}")
+        return EXIT_OK
+
+    print(f"demo data: {data.people} people across {len(data.customers)} sources")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        return write_all(args.out)
+    with tempfile.TemporaryDirectory() as tmp:
+        return write_all(Path(tmp))
+
+
+def run(settings: Settings, args: argparse.Namespace,
+        clock: Clock | None = None) -> int:
+    clock = clock or SystemClock()
+    try:
+        engine = _engine(settings)
+        try:
+            return _dispatch(engine, settings, args, clock)
+        finally:
+            engine.dispose()
+    except (CrmUserError, UnreadableFile, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER
+
+
+def _dispatch(engine: Engine, settings: Settings, args: argparse.Namespace,
+              clock: Clock) -> int:
+    rules = _rules(settings)
+    cmd = args.crm_cmd
+    if cmd == "import":
+        if not args.file.exists():
+            raise CrmUserError(f"{args.file}: no such file")
+        mapping = _mapping(settings, args)
+        try:
+            report = _import_with_progress(engine, args.file, mapping, rules, settings, clock,
+                                           args.batch_size, resume=not args.restart)
+        except Interrupted as stop:
+            print_report(stop.report, args.file, sys.stderr)
+            print(f"interrupted: run the same command again to resume after record "
+                  f"{stop.report.resumed_after + stop.report.records}", file=sys.stderr)
+            return 130
+        if args.json:
+            print(json.dumps({"file": str(args.file), **report.as_dict()},
+                             ensure_ascii=False, indent=2))
+        else:
+            print_report(report, args.file)
+        return EXIT_OK
+    if cmd == "show":
+        return _show(engine, settings, args.ref, args.json)
+    if cmd in ("merge", "unmerge"):
+        return _correct(engine, rules, clock, args)
+    return _demo_data(engine, settings, rules, clock, args)
+
+
+def _correct(engine: Engine, rules: Rules, clock: Clock, args: argparse.Namespace) -> int:
+    from crm_sync.store import Store  # noqa: PLC0415
+
+    keys: list[tuple[str, str]] = []
+    for item in getattr(args, "record", []):
+        source, sep, external_id = item.partition(":")
+        if not sep or not source or not external_id:
+            raise CrmUserError(f"--record {item!r}: expected SOURCE:ID, e.g. branch-tlv:T-17")
+        keys.append((source, external_id))
+    with engine.begin() as conn:
+        store = Store(conn, rules, clock.now(), actor="operator")
+        if args.crm_cmd == "merge":
+            store.merge(args.into, args.other, args.reason)
+            print(f"merged customer #{args.other} into #{args.into}")
+        else:
+            new_id = store.unmerge(args.customer, keys, args.reason)
+            print(f"split customer #{new_id} off #{args.customer}; the two will not be "
+                  "merged again automatically")
+    return EXIT_OK
+
