@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -125,6 +126,8 @@ def _position(node: Any, loc: tuple[int | str, ...]) -> tuple[int, int] | None:
         lc = getattr(node, "lc", None)
         if lc is None:
             break
+        if isinstance(key, str) and isinstance(node, dict) and key not in node:
+            continue  # a union member's name (FieldSpec, str), not a key of the file
         try:
             if isinstance(key, int):
                 line, col = lc.item(key)
@@ -135,6 +138,24 @@ def _position(node: Any, loc: tuple[int | str, ...]) -> tuple[int, int] | None:
         except (KeyError, IndexError, TypeError):
             break
     return found
+
+
+_UNION_TAGS = frozenset({"str", "list[str]", "FieldSpec"})
+
+
+def _relevant(data: Any, loc: tuple[int | str, ...]) -> bool:
+    """Of a union's errors, keep those of the member the value's shape asked for: a mapping
+    is a FieldSpec, a string or list is a column name (or names)."""
+    node = data
+    for key in loc:
+        if key in _UNION_TAGS:
+            wants_mapping = key == "FieldSpec"
+            return isinstance(node, dict) == wants_mapping
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return True
+    return True
 
 
 def load_mapping(path: Path) -> Mapping:
@@ -158,9 +179,11 @@ def load_mapping(path: Path) -> Mapping:
         lines = []
         for err in exc.errors():
             loc = tuple(err["loc"])
+            if not _relevant(data, loc):
+                continue
             pos = _position(data, loc)
             where = f"{path}:{pos[0]}:{pos[1]}" if pos else f"{path}:1:1"
-            dotted = ".".join(str(p) for p in loc) or "(top)"
+            dotted = ".".join(str(p) for p in loc if p not in _UNION_TAGS) or "(top)"
             lines.append(f"{where}: {dotted}: {err['msg']}")
         raise MappingError("\n".join(lines)) from None
 
@@ -179,12 +202,22 @@ class HistoryRow:
 
 
 def _spec(spec: Spec) -> FieldSpec:
-    return spec if isinstance(spec, FieldSpec) else FieldSpec(field=spec)
+    if isinstance(spec, FieldSpec):
+        return spec
+    return _plain_spec(spec if isinstance(spec, str) else tuple(spec))
+
+
+@lru_cache(maxsize=1024)
+def _plain_spec(columns: str | tuple[str, ...]) -> FieldSpec:
+    return FieldSpec(field=columns if isinstance(columns, str) else list(columns))
 
 
 def _text(raw: dict[str, Any], spec: Spec | None) -> str | None:
     if spec is None:
         return None
+    if isinstance(spec, str):  # one column, as is: the common case, kept cheap
+        found = raw.get(spec)
+        return None if found is None else (str(found).strip() or None)
     fs = _spec(spec)
     columns = fs.field if isinstance(fs.field, list) else [fs.field]
     parts = [str(raw[c]).strip() for c in columns if raw.get(c) not in (None, "")]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, insert, or_, select, text, update
 
 from crm_sync.identity import Golden, Rules, SourceRecord, cluster, golden
 from crm_sync.models import (
@@ -118,10 +118,54 @@ def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield values[start:start + CHUNK]
 
 
+def _allocate_ids(conn: Connection, n: int) -> list[int]:
+    """``n`` fresh customer ids. PostgreSQL: from the column's sequence (never reused).
+    SQLite: after the highest id; the importer holds the write lock (``importer._lock``)."""
+    if conn.dialect.name == "postgresql":
+        return list(conn.execute(text(
+            "SELECT nextval(pg_get_serial_sequence('customers', 'id')) "
+            "FROM generate_series(1, :n)"), {"n": n}).scalars())
+    top = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM customers").scalar_one()
+    return list(range(int(top) + 1, int(top) + 1 + n))
+
+
+def _copy_value(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return value
+
+
+def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows with the same keys the fastest way each driver has: PostgreSQL's
+    COPY, SQLite's executemany of plain tuples (values through the columns' own bind
+    processors, so they read back exactly as ORM-written ones)."""
+    if not rows:
+        return
+    names = list(rows[0])
+    # Only the table's own column names reach the SQL text (KeyError for anything else).
+    columns = [table.c[n] for n in names]
+    if conn.dialect.name == "postgresql":
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cur, cur.copy(
+                f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([_copy_value(row[n]) for n in names])
+        return
+    processors = [c.type.bind_processor(conn.dialect) for c in columns]
+    conn.exec_driver_sql(
+        f"INSERT INTO {table.name} ({', '.join(names)}) "  # noqa: S608
+        f"VALUES ({', '.join('?' for _ in names)})",
+        [tuple(p(row[n]) if p else row[n] for n, p in zip(names, processors, strict=True))
+         for row in rows])
+
+
 def _lineage(g: Golden) -> dict[str, Any]:
+    """Every candidate value of each field that more than one source record gave (a field
+    only one record gives is traced by that record alone, in ``source_records``)."""
     out: dict[str, Any] = {}
     for name, candidates in g.lineage.items():
-        if candidates:
+        if len(candidates) > 1:
             out[name] = [{"value": c.value.isoformat() if isinstance(c.value, date) else c.value,
                           "source": c.source, "external_id": c.external_id,
                           "seen_at": c.seen_at.isoformat(), "chosen": c.chosen}
@@ -209,24 +253,36 @@ class Store:
 
     # --- the batch ------------------------------------------------------------------------
 
-    def resolve_batch(self, source: str, batch: Sequence[Incoming]) -> Counts:
-        """Upsert one source's records and settle who is who. All in the caller's transaction."""
-        counts = Counts()
-        conn, now = self.conn, self.now
-        by_id = {item.record.external_id: item for item in batch}  # callers dedupe; last wins
+    def known(self, source: str, external_ids: Iterable[str]) -> dict[str, Any]:
+        """The stored (id, external_id, content_hash, customer_id) of these records."""
         existing: dict[str, Any] = {}
-        for chunk in _chunks(sorted(by_id)):
-            for row in conn.execute(
+        for chunk in _chunks(sorted(set(external_ids))):
+            for row in self.conn.execute(
                     select(records.c.id, records.c.external_id, records.c.content_hash,
                            records.c.customer_id)
                     .where(records.c.source == source, records.c.external_id.in_(chunk))):
                 existing[row.external_id] = row
+        return existing
+
+    def touch(self, record_ids: Sequence[int]) -> None:
+        """Records sent again unchanged: only ``last_seen_at`` moves."""
+        for chunk in _chunks(record_ids):
+            self.conn.execute(update(records).where(records.c.id.in_(chunk))
+                              .values(last_seen_at=self.now))
+
+    def resolve_batch(self, source: str, batch: Sequence[Incoming],
+                      existing: dict[str, Any] | None = None) -> Counts:
+        """Upsert one source's records and settle who is who. All in the caller's transaction.
+
+        ``existing`` is ``known(source, ids)`` when the caller already looked it up."""
+        counts = Counts()
+        by_id = {item.record.external_id: item for item in batch}  # callers dedupe; last wins
+        if existing is None:
+            existing = self.known(source, by_id)
         same = [existing[x].id for x, item in by_id.items()
                 if x in existing and existing[x].content_hash == item.content_hash]
         counts.unchanged = len(same)
-        for chunk in _chunks(same):
-            conn.execute(update(records).where(records.c.id.in_(chunk))
-                         .values(last_seen_at=now))
+        self.touch(same)
         todo = [item for x, item in by_id.items()
                 if x not in existing or existing[x].content_hash != item.content_hash]
         if not todo:
@@ -316,10 +372,10 @@ class Store:
         # New customers, then who owns what.
         owner: dict[tuple[str, str], int] = {}
         if plan.new_customers:
-            rows = [{**_customer_values(g, now), "created_at": now} for g, _ in plan.new_customers]
-            ids = list(conn.execute(
-                insert(customers).returning(customers.c.id, sort_by_parameter_order=True),
-                rows).scalars())
+            ids = _allocate_ids(conn, len(plan.new_customers))
+            bulk_insert(conn, customers, [
+                {"id": cid, **_customer_values(g, now), "created_at": now}
+                for cid, (g, _m) in zip(ids, plan.new_customers, strict=True)])
             for cid, (_g, members) in zip(ids, plan.new_customers, strict=True):
                 for r in members:
                     owner[r.key] = cid
@@ -364,8 +420,7 @@ class Store:
                      "mapped": to_json(item.record), "content_hash": item.content_hash,
                      "first_seen_at": now, "last_seen_at": now}
                     for item in todo if item.record.external_id not in existing]
-        if new_rows:
-            conn.execute(insert(records), new_rows)
+        bulk_insert(conn, records, new_rows)
         changed_rows = [{"rid": existing[item.record.external_id].id,
                          "customer_id": owner.get(item.record.key,
                                                   existing[item.record.external_id].customer_id),
@@ -384,10 +439,8 @@ class Store:
                       for p in g.fields["phones"]]
         mail_rows = [{"customer_id": cid, "email": e} for cid, g in golden_of
                      for e in g.fields["emails"]]
-        if phone_rows:
-            self.conn.execute(insert(phones), phone_rows)
-        if mail_rows:
-            self.conn.execute(insert(emails), mail_rows)
+        bulk_insert(self.conn, phones, phone_rows)
+        bulk_insert(self.conn, emails, mail_rows)
 
     # --- operator corrections -------------------------------------------------------------
 
