@@ -193,7 +193,7 @@ def apply_rows(conn: Connection, rows: Sequence[Row], mapping: Mapping, rules: R
                                  existing)
     counts.unchanged += len(unchanged)
     counts.rejected = len(bad)
-    return counts, bad
+    return counts, sorted(bad, key=_by_line)
 
 
 def _apply_history(conn: Connection, rows: Sequence[Row], mapping: HistoryMapping,
@@ -259,7 +259,11 @@ def _apply_history(conn: Connection, rows: Sequence[Row], mapping: HistoryMappin
             conn.execute(update(table).where(table.c.id == bindparam("row_id"))
                          .values({k: bindparam(k) for k in keys if k != "row_id"}), group)
     counts.rejected = len(bad)
-    return counts, bad
+    return counts, sorted(bad, key=_by_line)
+
+
+def _by_line(r: Rejected) -> int:
+    return -1 if r.line is None else r.line
 
 
 def _same(stored: Any, new: Any) -> bool:

@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
         logging.basicConfig(level=settings.log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                            force=True)
         logging.getLogger("httpx").setLevel(logging.WARNING)
         if args.command == "serve":
             return _serve(settings, args.host, args.port, args.workers)

@@ -102,7 +102,8 @@ def _mapping(settings: Settings, args: argparse.Namespace) -> Mapping:
         raise CrmUserError(str(exc)) from None
 
 
-def print_report(report: Report, path: Path | str, out: Any = sys.stdout) -> None:
+def print_report(report: Report, path: Path | str, out: Any = None) -> None:
+    out = out or sys.stdout
     c = report.counts
     resumed = (f" (resumed after {report.resumed_after} records committed earlier)"
                if report.resumed_after else "")

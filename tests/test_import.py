@@ -353,8 +353,8 @@ def test_history_rows_for_unknown_customers_are_rejected(engine: Engine,
     ], demo.INTERACTION_COLUMNS)
     report = load(engine, path, "branch-tlv", "interactions")
     assert report.counts.created == 1
-    assert [(r.line, r.external_id) for r in report.rejected] == [(4, "C3"), (3, "C2")]
-    assert "no customer 'NOPE'" in report.rejected[1].reason
+    assert [(r.line, r.external_id) for r in report.rejected] == [(3, "C2"), (4, "C3")]
+    assert "no customer 'NOPE'" in report.rejected[0].reason
     again = load(engine, path, "branch-tlv", "interactions")
     assert again.counts.unchanged == 1
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crm_sync.phones import is_withheld, mask, normalize
+from crm_sync.phones import _normalize_fast, _normalize_slow, is_withheld, mask, normalize
 
 
 @pytest.mark.parametrize("raw", [
@@ -81,3 +82,121 @@ def test_any_text_gives_a_number_or_a_reason(raw: str) -> None:
     assert (result.e164 is None) != (result.reason is None)
     if result.e164 is not None:
         assert result.e164.startswith("+") and result.e164[1:].isdigit()
+
+
+# The fast path (no phonenumbers.parse) must give exactly what the general path gives.
+
+SEPARATORS = ["", "", "", " ", "-", ".", "(", ")"]
+
+
+@st.composite
+def written(draw: st.DrawFn, prefix: str, nsn: str) -> str:
+    """prefix + nsn with a random separator (or none) after each character, and maybe before."""
+    chars = prefix + nsn
+    seps = draw(st.lists(st.sampled_from(SEPARATORS), min_size=len(chars) + 1,
+                         max_size=len(chars) + 1))
+    return seps[0] + "".join(c + sep for c, sep in zip(chars, seps[1:], strict=True))
+
+
+def digits(n: int) -> st.SearchStrategy[str]:
+    return st.integers(0, 10**n - 1).map(lambda i: f"{i:0{n}d}")
+
+
+# National significant numbers: Israeli mobiles 05X, landlines 02/03/04/08/09, VoIP 07X;
+# American, British and German ones.
+NSNS = {
+    "IL": st.one_of(
+        st.tuples(st.sampled_from("0123456789"), digits(7)).map(lambda t: f"5{t[0]}{t[1]}"),
+        st.tuples(st.sampled_from("23489"), digits(7)).map("".join),
+        st.tuples(st.sampled_from("0123456789"), digits(7)).map(lambda t: f"7{t[0]}{t[1]}"),
+    ),
+    "US": st.tuples(st.integers(200, 999), st.integers(200, 999), digits(4)).map(
+        lambda t: f"{t[0]}{t[1]}{t[2]}"),
+    "GB": st.one_of(st.just("20").flatmap(lambda p: digits(8).map(p.__add__)),
+                    st.sampled_from(["7", "1"]).flatmap(lambda p: digits(9).map(p.__add__))),
+    "DE": st.one_of(st.integers(6, 8).flatmap(lambda n: digits(n).map("30".__add__)),
+                    digits(8).map("151".__add__), digits(7).map("89".__add__)),
+}
+# How sources prefix them: national, +cc, international prefix + cc, bare cc, nothing.
+PREFIXES = {
+    "IL": ["0", "+972", "00972", "972", "", "012972", "+9720"],
+    "US": ["1", "+1", "0111", "", "+", "011972"],
+    "GB": ["0", "+44", "0044", "44", "", "+440"],
+    "DE": ["0", "+49", "0049", "49", "", "00972"],
+}
+
+
+@st.composite
+def regional_numbers(draw: st.DrawFn) -> tuple[str, str]:
+    region = draw(st.sampled_from(sorted(NSNS)))
+    prefix = draw(st.sampled_from(PREFIXES[region]))
+    return draw(written(prefix, draw(NSNS[region]))), region
+
+
+random_digits = st.tuples(
+    st.sampled_from(["", "+", "00", "0", "+0", "972", "+972"]),
+    st.text("0123456789", min_size=1, max_size=18),
+).flatmap(lambda t: written(*t))
+
+
+def assert_same_as_slow_path(raw: str, region: str) -> None:
+    assert normalize.__wrapped__(raw, region) == _normalize_slow(raw, region)
+
+
+@settings(max_examples=600)
+@given(regional_numbers())
+def test_fast_path_agrees_with_parse_for_the_usual_formats(case: tuple[str, str]) -> None:
+    assert_same_as_slow_path(*case)
+
+
+@settings(max_examples=400)
+@given(random_digits, st.sampled_from(["IL", "US", "GB", "DE"]))
+def test_fast_path_agrees_with_parse_for_any_digits(raw: str, region: str) -> None:
+    assert_same_as_slow_path(raw, region)
+
+
+@settings(max_examples=200)
+@given(st.sampled_from(["0", "+972", "00972", "972"]).flatmap(
+    lambda prefix: NSNS["IL"].flatmap(lambda nsn: written(prefix, nsn))))
+def test_israeli_numbers_written_the_usual_ways_take_the_fast_path(raw: str) -> None:
+    assert _normalize_fast(raw.strip(), "IL") is not None
+    assert_same_as_slow_path(raw, "IL")
+
+
+@pytest.mark.parametrize(("raw", "region", "e164"), [
+    ("050-123-4567", "IL", "+972501234567"),
+    ("+972 50 123 4567", "IL", "+972501234567"),
+    ("00972501234567", "IL", "+972501234567"),
+    ("972501234567", "IL", "+972501234567"),
+    ("0501234567", "IL", "+972501234567"),
+    ("(050) 123 4567", "IL", "+972501234567"),
+    ("03-555-1234", "IL", "+97235551234"),
+    ("+1 415 555 2671", "IL", "+14155552671"),
+    ("(415) 555-2671", "US", "+14155552671"),
+    ("020 7946 0958", "GB", "+442079460958"),
+    ("030 1234567", "DE", "+49301234567"),
+])
+def test_common_formats_do_not_need_phonenumbers_parse(
+        raw: str, region: str, e164: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_parse(*args: object, **kwargs: object) -> phonenumbers.PhoneNumber:
+        raise AssertionError("phonenumbers.parse called")
+
+    monkeypatch.setattr(phonenumbers, "parse", no_parse)
+    normalize.cache_clear()
+    assert normalize(raw, region) == normalize.__wrapped__(raw, region)
+    assert normalize(raw, region).e164 == e164
+
+
+def test_odd_input_still_takes_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    parse = phonenumbers.parse
+
+    def counting_parse(number: str, region: str | None = None) -> phonenumbers.PhoneNumber:
+        calls.append(number)
+        return parse(number, region)
+
+    monkeypatch.setattr(phonenumbers, "parse", counting_parse)
+    normalize.cache_clear()
+    assert normalize("tel: 050-123-4567").e164 == "+972501234567"
+    assert normalize("12345").reason == "too short for a phone number: '12345'"
+    assert calls
