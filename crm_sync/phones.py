@@ -21,7 +21,10 @@ WITHHELD = frozenset({
 
 # Keep phonenumbers' compiled metadata patterns (a bounded set) instead of looking each one up
 # in re's cache on every use: a quarter off is_valid_number, which every number goes through.
-phonenumbers.enable_pattern_cache()
+# (Newer phonenumbers releases have it; pyproject allows older ones.)
+_enable_pattern_cache = getattr(phonenumbers, "enable_pattern_cache", None)
+if _enable_pattern_cache is not None:
+    _enable_pattern_cache()
 
 _NON_DIGITS = re.compile(r"[^\d+]")
 _PERSONAL = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE)
@@ -109,33 +112,65 @@ def _parse(raw: str, text: str, region: str) -> Phone:
     return Phone(None, f"{detail}: {raw!r}")
 
 
-# The fast path. phonenumbers.parse + is_valid_number cost ~25 µs a number; a bulk import
-# sees millions. Numbers written the common ways (separators " -.()", an optional leading
-# "+", digits) are read here by the same rules parse applies, and is_valid_number decides.
-# Whenever a rule of parse could make it read the digits differently (a national prefix it
-# might strip, a leading zero, an unknown country code, ...) or the number is not valid, the
-# fast path answers None and _parse decides, so the result is always the one _parse gives.
-_SEPARATORS = str.maketrans("", "", " -.()")
-_PLUS_DIGITS = re.compile(r"\+?[0-9]+")
-_DIGIT_ALTERNATIVES = re.compile(r"[0-9]+(?:\|[0-9]+)*")
+# The fast path. phonenumbers.parse + is_valid_number cost ~25 µs a number and a bulk import
+# sees millions. Numbers written the common ways (digits, an optional leading "+", the
+# separators " -.()") are read here by the rules parse applies, then judged by the same
+# is_valid_number / is_possible_number_for_type calls as in _parse. Whenever a rule of parse
+# could read the digits differently (a national prefix it may strip, leading zeros, an unknown
+# country code, ...) or no reading is acceptable, the fast path answers None and _parse
+# decides, so normalize gives exactly what _parse gives (tests/test_phones.py checks this).
 _MAX_PARSE_INPUT = 250  # phonenumbers.parse rejects longer strings
-_MIN_NSN, _MAX_NSN = 2, 17  # phonenumbers' bounds on the national significant number
-_COUNTRY_CODES = {str(cc): cc for cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
+_MIN_NSN, _MAX_NSN = 2, 17  # its bounds on a national significant number
+_DIGIT_ALTERNATIVES = re.compile(r"[0-9]+(?:\|[0-9]+)*")
+
+
+def _country_code_by_head() -> dict[str, tuple[int, int]]:
+    """First three digits -> (country code, its length), the code parse extracts: the
+    shortest prefix that is a known country code."""
+    codes = {str(cc): cc for cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
+    table = {}
+    for head in map(str, range(100, 1000)):
+        for size in (1, 2, 3):
+            if head[:size] in codes:
+                table[head] = (codes[head[:size]], size)
+                break
+    return table
+
+
+_COUNTRY_CODE_BY_HEAD = _country_code_by_head()
+_NationalPrefix = tuple[tuple[str, ...], re.Pattern[str] | None]
+
+
+def _national_prefix(meta: phonenumbers.PhoneMetadata | None) -> _NationalPrefix:
+    """national_prefix_for_parsing as plain digit strings ("0", "0|180020") when it is that and
+    has no transform rule, else as a pattern."""
+    prefix = meta.national_prefix_for_parsing if meta is not None else None
+    if not prefix or meta is None:
+        return (), None
+    if _DIGIT_ALTERNATIVES.fullmatch(prefix) and not meta.national_prefix_transform_rule:
+        return tuple(prefix.split("|")), None
+    return (), re.compile(prefix)
+
+
+@cache
+def _national_prefix_after(country_code: int) -> _NationalPrefix:
+    """The national prefix parse may strip after this country code (its main region's)."""
+    return _national_prefix(phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+        country_code, phonenumbers.region_code_for_country_code(country_code)))
 
 
 @dataclass(frozen=True)
 class _Region:
-    """What parse needs of the default region to read a number without "+"."""
+    """What parse uses of the default region to read digits written without "+"."""
 
     country_code: int
     country_digits: str
+    main: bool  # the main region of its country code (parse then keeps using its metadata)
     international_prefix: re.Pattern[str] | None
-    # national_prefix_for_parsing when it is plain digits ("0", "0|180020") with no transform
-    # rule; otherwise the compiled pattern, and a number it matches goes the slow way.
-    national_prefixes: tuple[str, ...]
-    national_prefix_pattern: re.Pattern[str] | None
+    national_prefix: _NationalPrefix
     general_pattern: re.Pattern[str] | None
-    possible_lengths: frozenset[int]
+    too_long: frozenset[int]  # lengths _test_number_length calls TOO_LONG
+    prefix_strip: frozenset[int]  # lengths at which parse keeps a number stripped of the prefix
 
 
 @lru_cache(maxsize=64)
@@ -143,115 +178,148 @@ def _region(region: str) -> _Region | None:
     if region not in phonenumbers.SUPPORTED_REGIONS:
         return None  # parse refuses numbers without "+" for it
     meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
-    if meta is None or meta.country_code is None:
+    if meta is None or meta.country_code is None or meta.general_desc is None:
         return None
-    prefix = meta.national_prefix_for_parsing or ""
-    plain = bool(_DIGIT_ALTERNATIVES.fullmatch(prefix)) and not meta.national_prefix_transform_rule
     general = meta.general_desc
-    pattern = general.national_number_pattern if general is not None else None
-    lengths = frozenset(general.possible_length) if general is not None else frozenset()
-    local = frozenset(general.possible_length_local_only) if general is not None else frozenset()
+    lengths, local = general.possible_length, general.possible_length_local_only
+    if not lengths:
+        return None
+    # _test_number_length(n, meta) for the general description, by len(n):
+    too_long = frozenset(n for n in range(_MAX_PARSE_INPUT + 1)
+                         if n not in local and n > lengths[-1])
+    possible = frozenset(n for n in range(_MAX_PARSE_INPUT + 1)
+                         if n not in local and (n == lengths[0] or n in lengths[1:]))
     return _Region(
         country_code=meta.country_code,
         country_digits=str(meta.country_code),
+        main=phonenumbers.region_code_for_country_code(meta.country_code) == region,
         international_prefix=re.compile(meta.international_prefix)
         if meta.international_prefix else None,
-        national_prefixes=tuple(prefix.split("|")) if prefix and plain else (),
-        national_prefix_pattern=re.compile(prefix) if prefix and not plain else None,
-        general_pattern=re.compile(pattern) if pattern else None,
-        possible_lengths=lengths - local - {-1},
+        national_prefix=_national_prefix(meta),
+        general_pattern=re.compile(general.national_number_pattern)
+        if general.national_number_pattern else None,
+        too_long=too_long,
+        # parse strips unless the result is TOO_SHORT, IS_POSSIBLE_LOCAL_ONLY or INVALID_LENGTH
+        prefix_strip=too_long | possible,
     )
 
 
-@cache
-def _national_prefix_of(country_code: int) -> re.Pattern[str] | None:
-    """national_prefix_for_parsing of the metadata parse uses for numbers with this code."""
-    meta = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
-        country_code, phonenumbers.region_code_for_country_code(country_code))
-    prefix = meta.national_prefix_for_parsing if meta is not None else None
-    return re.compile(prefix) if prefix else None
-
-
 def _international(digits: str) -> phonenumbers.PhoneNumber | None:
-    """The number parse makes of "+" + digits (or of digits after an international prefix),
-    or None when parse might make something else of it (or fail)."""
-    if len(digits) <= _MIN_NSN or digits[0] == "0":
+    """What parse makes of "+" + digits (or of the digits after an international prefix),
+    or None when it may make something else of them or fail."""
+    if len(digits) <= _MIN_NSN:
         return None
-    for size in (1, 2, 3):  # parse takes the shortest known country code
-        country_code = _COUNTRY_CODES.get(digits[:size])
-        if country_code is not None:
-            break
-    else:
+    found = _COUNTRY_CODE_BY_HEAD.get(digits[:3])  # no entry: starts with 0 or no known code
+    if found is None:
         return None
+    country_code, size = found
     nsn = digits[size:]
     if not _MIN_NSN <= len(nsn) <= _MAX_NSN or nsn[0] == "0":
-        return None  # too short/long, or leading zeros (italian_leading_zero)
-    prefix = _national_prefix_of(country_code)
-    if prefix is not None and prefix.match(nsn):
-        return None  # parse may strip a national prefix after the country code
+        return None  # too short or long, or leading zeros (italian_leading_zero)
+    plain, pattern = _national_prefix_after(country_code)
+    if nsn.startswith(plain) or (pattern is not None and pattern.match(nsn)):
+        return None  # parse may strip it as a national prefix
     return phonenumbers.PhoneNumber(country_code=country_code, national_number=int(nsn))
 
 
+def _viable(digits: str, region: _Region) -> bool:
+    """_match_national_number(digits, general_desc, False)."""
+    pattern = region.general_pattern
+    return pattern is not None and pattern.fullmatch(digits) is not None
+
+
+def _strip_national_prefix(digits: str, region: _Region) -> str | None:
+    """The digits _maybe_strip_national_prefix_carrier_code leaves, None when unsure."""
+    plain, pattern = region.national_prefix
+    if pattern is not None:
+        return None if digits and pattern.match(digits) else digits
+    for prefix in plain:  # the first alternative that matches, as re would take it
+        if digits.startswith(prefix):
+            rest = digits[len(prefix):]
+            # kept only if the digits were viable with the prefix and are not without it
+            return rest if _viable(rest, region) or not _viable(digits, region) else digits
+    return digits
+
+
 def _national(digits: str, region: _Region) -> phonenumbers.PhoneNumber | None:
-    """The number parse makes of digits without "+" in the default region, or None when
-    parse might make something else of it."""
+    """What parse makes of digits written without "+" in the default region, or None when it
+    may make something else of them or fail."""
     idd = region.international_prefix.match(digits) if region.international_prefix else None
     if idd is not None:  # 00972..., or 012/013/... in Israel
         return _international(digits[idd.end():])
-    if digits.startswith(region.country_digits):
-        return None  # parse may take these digits as the country code
     nsn = digits
-    if region.national_prefix_pattern is not None and region.national_prefix_pattern.match(digits):
+    if digits.startswith(region.country_digits):
+        # 97250...: parse takes 972 for the country code if the rest looks like a number and
+        # the whole does not, or the whole is too long.
+        rest = _strip_national_prefix(digits[len(region.country_digits):], region)
+        if rest is None:
+            return None
+        if ((not _viable(digits, region) and _viable(rest, region))
+                or len(digits) in region.too_long):
+            if not region.main:
+                return None  # parse goes on with the main region's metadata
+            nsn = rest
+    if len(nsn) < _MIN_NSN:
         return None
-    for prefix in region.national_prefixes:
-        if digits.startswith(prefix):
-            nsn = digits[len(prefix):]
-            # parse strips the prefix when the rest is a viable number of a possible length;
-            # otherwise it keeps it, and that is for the slow path.
-            if (region.general_pattern is None or not region.general_pattern.fullmatch(nsn)
-                    or len(nsn) not in region.possible_lengths):
-                return None
-            break
+    stripped = _strip_national_prefix(nsn, region)
+    if stripped is None:
+        return None
+    if len(stripped) in region.prefix_strip:
+        nsn = stripped
     if not _MIN_NSN <= len(nsn) <= _MAX_NSN or nsn[0] == "0":
-        return None
+        return None  # parse fails, or leading zeros (italian_leading_zero)
     return phonenumbers.PhoneNumber(country_code=region.country_code, national_number=int(nsn))
+
+
+def _possible(number: phonenumbers.PhoneNumber) -> bool:
+    return any(phonenumbers.is_possible_number_for_type(number, t) for t in _PERSONAL)
 
 
 def _e164(number: phonenumbers.PhoneNumber) -> Phone:
     # format_number(number, E164) is "+" + country code + national significant number, and
-    # with no leading zeros (the fast path never builds one) that is str(national_number).
+    # without leading zeros (the fast path builds none) that is str(national_number).
     return Phone(f"+{number.country_code}{number.national_number}")
 
 
 def _normalize_fast(text: str, region: str) -> Phone | None:
-    """What _parse gives for a number written a common way; None to ask _parse."""
+    """What _parse gives for a number written a common way, or None: ask _parse."""
     if len(text) > _MAX_PARSE_INPUT:
         return None
-    digits = text.translate(_SEPARATORS)
-    if not _PLUS_DIGITS.fullmatch(digits):
+    digits = (text.replace(" ", "").replace("-", "").replace(".", "")
+              .replace("(", "").replace(")", ""))
+    plus = digits.startswith("+")
+    if plus:
+        digits = digits[1:]
+    if not (digits.isascii() and digits.isdigit()):
         return None
-    if digits[0] == "+":
-        candidates = [_international(digits[1:])]
+    if plus:
+        number = _international(digits)
     else:
         default = _region(region)
         if default is None:
             return None
-        candidates = [_national(digits, default)]
         if digits[0] != "0":
-            # 972501234567: _parse reads it as "+" + digits first, then in the default region.
-            candidates.insert(0, _international(digits))
-    # The same choice as _parse makes, over the same numbers: the first valid one, else the
-    # first possible personal one. A number the fast path cannot vouch for (None) could be
-    # parse's choice or change it, unless an earlier one is valid.
-    for number in candidates:
-        if number is None:
+            # 972501234567: _parse reads "+" + digits first, then the digits in the default
+            # region, and takes the first valid reading, else the first possible one.
+            first = _international(digits)
+            if first is None:
+                return None
+            if phonenumbers.is_valid_number(first):
+                return _e164(first)
+            second = _national(digits, default)
+            if second is None:
+                return None
+            if phonenumbers.is_valid_number(second):
+                return _e164(second)
+            for number in (first, second):
+                if _possible(number):
+                    return _e164(number)
             return None
-        if phonenumbers.is_valid_number(number):
-            return _e164(number)
-    for number in candidates:
-        if number is not None and any(
-                phonenumbers.is_possible_number_for_type(number, t) for t in _PERSONAL):
-            return _e164(number)
+        number = _national(digits, default)
+    if number is None:
+        return None
+    if phonenumbers.is_valid_number(number) or _possible(number):
+        return _e164(number)
     return None  # _parse words the reason
 
 

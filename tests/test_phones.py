@@ -163,6 +163,19 @@ def test_israeli_numbers_written_the_usual_ways_take_the_fast_path(raw: str) -> 
     assert_same_as_slow_path(raw, "IL")
 
 
+@pytest.mark.parametrize(("raw", "region"), [
+    ("+378899556", "SM"),  # national prefix after the country code: parse rewrites it
+    ("00378808913", "SM"),
+    ("+67216443", "NF"),
+    ("+2618759700", "MG"),
+    ("6196729175", "CX"),  # country code of the default region written without "+"
+    ("44595189", "JE"),
+    ("59998304", "BQ"),
+])
+def test_fast_path_agrees_with_parse_where_parse_rewrites_the_digits(raw: str, region: str) -> None:
+    assert_same_as_slow_path(raw, region)
+
+
 @pytest.mark.parametrize(("raw", "region", "e164"), [
     ("050-123-4567", "IL", "+972501234567"),
     ("+972 50 123 4567", "IL", "+972501234567"),
