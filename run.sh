@@ -14,4 +14,7 @@ if [ ! -f .env ]; then
   printf 'IVR_TWILIO_AUTH_TOKEN=%s\nIVR_ADMIN_TOKEN=%s\n' "$token" "$admin" > .env
   echo "wrote .env with demo tokens (IVR_TWILIO_AUTH_TOKEN, IVR_ADMIN_TOKEN)"
 fi
+# A small synthetic customer store, so the demo recognises callers (once; see
+# `ivr crm demo-data --help`).
+.venv/bin/ivr crm demo-data --customers 200 --if-empty
 exec .venv/bin/ivr serve "$@"

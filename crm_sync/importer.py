@@ -30,7 +30,7 @@ from crm_sync.mapping import (
 )
 from crm_sync.models import ImportRejection, ImportRun, Incident, Interaction
 from crm_sync.models import SourceRecord as SourceRecordRow
-from crm_sync.store import CHUNK, Counts, Incoming, Store, content_hash
+from crm_sync.store import Counts, Incoming, Store, content_hash, where_in
 
 runs: Table = ImportRun.__table__  # type: ignore[assignment]
 rejections: Table = ImportRejection.__table__  # type: ignore[assignment]
@@ -216,21 +216,19 @@ def _apply_history(conn: Connection, rows: Sequence[Row], mapping: HistoryMappin
 
     owners: dict[str, tuple[int, int | None]] = {}  # customer's external id -> (record, owner)
     wanted = sorted({h.customer_external_id for _l, h in good.values()})
-    for start in range(0, len(wanted), CHUNK):
+    for clause in where_in(conn, records.c.external_id, wanted):
         for rid, ext, cid in conn.execute(
                 select(records.c.id, records.c.external_id, records.c.customer_id)
-                .where(records.c.source == mapping.customers_from,
-                       records.c.external_id.in_(wanted[start:start + CHUNK]))):
+                .where(records.c.source == mapping.customers_from, clause)):
             owners[ext] = (rid, cid)
     existing: dict[str, Any] = {}
     ids = sorted(good)
     columns = [table.c[name] for name in sorted({k for _l, h in good.values() for k in h.values})]
-    for start in range(0, len(ids), CHUNK):
+    for clause in where_in(conn, table.c.external_id, ids):
         for found in conn.execute(
                 select(table.c.id, table.c.external_id, table.c.customer_id,
                        table.c.source_record_id, *columns)
-                .where(table.c.source == mapping.source,
-                       table.c.external_id.in_(ids[start:start + CHUNK]))):
+                .where(table.c.source == mapping.source, clause)):
             existing[found.external_id] = found
     counts = Counts()
     inserts: list[dict[str, Any]] = []

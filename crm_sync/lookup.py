@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Select, Table, func, select
 
 from crm_sync.models import Customer, CustomerPhone, Incident, Interaction
 from crm_sync.phones import is_withheld, normalize
@@ -27,27 +27,23 @@ class CallerMatch:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
-def _customers_with_phone(conn: Connection, e164: str) -> list[int]:
-    rows = conn.execute(
-        select(phones.c.customer_id).where(phones.c.e164 == e164)
-        .order_by(phones.c.customer_id).limit(10))
-    return [r[0] for r in rows]
+def _with_attributes(query: Select[Any]) -> Select[Any]:
+    """Add what menus branch on to a query over ``customers``: one round trip."""
+    open_incidents = (select(func.count()).select_from(incidents)
+                      .where(incidents.c.customer_id == customers.c.id,
+                             incidents.c.status == "open").scalar_subquery())
+    last_call = (select(func.max(interactions.c.started_at))
+                 .where(interactions.c.customer_id == customers.c.id,
+                        interactions.c.channel == "call", interactions.c.direction == "in")
+                 .scalar_subquery())
+    return query.add_columns(customers.c.id, customers.c.tier, customers.c.segment,
+                             customers.c.status, customers.c.preferred_language,
+                             open_incidents.label("open_incidents"),
+                             last_call.label("last_call"))
 
 
-def attributes_of(conn: Connection, customer_id: int, now: datetime) -> dict[str, Any]:
-    """What menus branch on: tier, language, status, open incidents, last call."""
-    row = conn.execute(select(customers.c.tier, customers.c.segment, customers.c.status,
-                              customers.c.preferred_language)
-                       .where(customers.c.id == customer_id)).one_or_none()
-    if row is None:
-        return {"identified": False}
-    open_incidents = conn.execute(
-        select(func.count()).select_from(incidents)
-        .where(incidents.c.customer_id == customer_id, incidents.c.status == "open")).scalar()
-    last_call = conn.execute(
-        select(func.max(interactions.c.started_at))
-        .where(interactions.c.customer_id == customer_id, interactions.c.channel == "call",
-               interactions.c.direction == "in")).scalar()
+def _attributes(row: Any, now: datetime) -> dict[str, Any]:
+    last_call = row.last_call
     hours = None
     if last_call is not None:
         if isinstance(last_call, str):  # SQLite returns max() of a timestamp as text
@@ -57,15 +53,22 @@ def attributes_of(conn: Connection, customer_id: int, now: datetime) -> dict[str
         hours = round((now - last_call).total_seconds() / 3600, 2)
     return {
         "identified": True,
-        "customer_id": customer_id,
+        "customer_id": row.id,
         "tier": row.tier,
         "segment": row.segment,
         "status": row.status,
         "preferred_language": row.preferred_language,
-        "open_incidents": int(open_incidents or 0),
-        "has_open_incident": bool(open_incidents),
+        "open_incidents": int(row.open_incidents or 0),
+        "has_open_incident": bool(row.open_incidents),
         "hours_since_last_call": hours,
     }
+
+
+def attributes_of(conn: Connection, customer_id: int, now: datetime) -> dict[str, Any]:
+    """What menus branch on: tier, language, status, open incidents, last call."""
+    row = conn.execute(_with_attributes(select().select_from(customers))
+                       .where(customers.c.id == customer_id)).one_or_none()
+    return {"identified": False} if row is None else _attributes(row, now)
 
 
 def identify_caller(conn: Connection, caller_id: str | None, region: str,
@@ -79,26 +82,33 @@ def identify_caller(conn: Connection, caller_id: str | None, region: str,
     if phone.e164 is None:
         return CallerMatch("unknown", attributes={"identified": False,
                                                   "caller_outcome": "unknown"})
-    ids = _customers_with_phone(conn, phone.e164)
-    if not ids:
+    # The number's customers with their attributes, in one statement (the common case of
+    # one customer needs nothing else).
+    rows = conn.execute(
+        _with_attributes(select().select_from(
+            phones.join(customers, customers.c.id == phones.c.customer_id)))
+        .where(phones.c.e164 == phone.e164).order_by(customers.c.id).limit(10)).all()
+    if not rows:
         return CallerMatch("unknown", attributes={"identified": False,
                                                   "caller_outcome": "unknown"})
-    if len(ids) > 1:  # a shared family line: ask for the account number
-        return CallerMatch("ambiguous", tuple(ids), {"identified": False,
-                                                     "caller_outcome": "ambiguous",
-                                                     "candidates": len(ids)})
-    attrs = attributes_of(conn, ids[0], now)
+    if len(rows) > 1:  # a shared family line: ask for the account number
+        ids = tuple(r.id for r in rows)
+        return CallerMatch("ambiguous", ids, {"identified": False,
+                                              "caller_outcome": "ambiguous",
+                                              "candidates": len(ids)})
+    attrs = _attributes(rows[0], now)
     attrs["caller_outcome"] = "known"
-    return CallerMatch("known", (ids[0],), attrs)
+    return CallerMatch("known", (rows[0].id,), attrs)
 
 
 def identify_by_account(conn: Connection, account_number: str,
                         now: datetime) -> dict[str, Any] | None:
     """The attributes of the customer with this account number, or None."""
-    customer_id = conn.execute(select(customers.c.id).where(
-        customers.c.account_number == account_number.strip())).scalar()
-    if customer_id is None:
+    key = account_number.strip().replace(" ", "").replace("-", "")
+    row = conn.execute(_with_attributes(select().select_from(customers))
+                       .where(customers.c.account_number == key)).one_or_none()
+    if row is None:
         return None
-    attrs = attributes_of(conn, int(customer_id), now)
+    attrs = _attributes(row, now)
     attrs["caller_outcome"] = "account"
     return attrs

@@ -20,12 +20,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    any_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.elements import ColumnElement
 
 from crm_sync.identity import Golden, Rules, SourceRecord, cluster, golden
 from crm_sync.models import (
@@ -116,6 +129,19 @@ def from_json(source: str, external_id: str, data: dict[str, Any]) -> SourceReco
 def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(values), CHUNK):
         yield values[start:start + CHUNK]
+
+
+def where_in(conn: Connection, column: ColumnElement[Any],
+             values: Sequence[Any]) -> Iterator[ColumnElement[bool]]:
+    """``column IN values`` as few statements as the driver allows: one ``= ANY(array)`` on
+    PostgreSQL (one parameter, however many values), chunks of ``IN (...)`` on SQLite."""
+    if not values:
+        return
+    if conn.dialect.name == "postgresql":
+        yield column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+        return
+    for chunk in _chunks(values):
+        yield column.in_(chunk)
 
 
 def _allocate_ids(conn: Connection, n: int) -> list[int]:
@@ -215,24 +241,20 @@ class Store:
         accounts = sorted({r.account_number for r in batch if r.account_number})
         mails = sorted({e for r in batch for e in r.emails})
         numbers = sorted({p for r in batch for p in r.phones})
-        for chunk in _chunks(accounts):
-            found.update(conn.execute(select(customers.c.id).where(
-                customers.c.account_number.in_(chunk))).scalars())
-        for chunk in _chunks(mails):
-            found.update(conn.execute(select(emails.c.customer_id).where(
-                emails.c.email.in_(chunk))).scalars())
-        for chunk in _chunks(numbers):
-            found.update(conn.execute(select(phones.c.customer_id).where(
-                phones.c.e164.in_(chunk))).scalars())
+        for clause in where_in(conn, customers.c.account_number, accounts):
+            found.update(conn.execute(select(customers.c.id).where(clause)).scalars())
+        for clause in where_in(conn, emails.c.email, mails):
+            found.update(conn.execute(select(emails.c.customer_id).where(clause)).scalars())
+        for clause in where_in(conn, phones.c.e164, numbers):
+            found.update(conn.execute(select(phones.c.customer_id).where(clause)).scalars())
         return found
 
     def _records_of(self, customer_ids: Iterable[int]) -> list[_Stored]:
         out: list[_Stored] = []
-        for chunk in _chunks(sorted(set(customer_ids))):
+        for clause in where_in(self.conn, records.c.customer_id, sorted(set(customer_ids))):
             rows = self.conn.execute(
                 select(records.c.id, records.c.customer_id, records.c.source,
-                       records.c.external_id, records.c.mapped)
-                .where(records.c.customer_id.in_(chunk)))
+                       records.c.external_id, records.c.mapped).where(clause))
             out.extend(_Stored(r.id, r.customer_id, from_json(r.source, r.external_id, r.mapped))
                        for r in rows)
         return out
@@ -256,19 +278,18 @@ class Store:
     def known(self, source: str, external_ids: Iterable[str]) -> dict[str, Any]:
         """The stored (id, external_id, content_hash, customer_id) of these records."""
         existing: dict[str, Any] = {}
-        for chunk in _chunks(sorted(set(external_ids))):
+        for clause in where_in(self.conn, records.c.external_id, sorted(set(external_ids))):
             for row in self.conn.execute(
                     select(records.c.id, records.c.external_id, records.c.content_hash,
                            records.c.customer_id)
-                    .where(records.c.source == source, records.c.external_id.in_(chunk))):
+                    .where(records.c.source == source, clause)):
                 existing[row.external_id] = row
         return existing
 
     def touch(self, record_ids: Sequence[int]) -> None:
         """Records sent again unchanged: only ``last_seen_at`` moves."""
-        for chunk in _chunks(record_ids):
-            self.conn.execute(update(records).where(records.c.id.in_(chunk))
-                              .values(last_seen_at=self.now))
+        for clause in where_in(self.conn, records.c.id, record_ids):
+            self.conn.execute(update(records).where(clause).values(last_seen_at=self.now))
 
     def resolve_batch(self, source: str, batch: Sequence[Incoming],
                       existing: dict[str, Any] | None = None) -> Counts:
@@ -409,9 +430,10 @@ class Store:
                 [{**_customer_values(g, now), "cid": cid}
                  for cid, (g, _m) in plan.changed_customers.items()])
             changed_ids = sorted(plan.changed_customers)
-            for chunk in _chunks(changed_ids):
-                conn.execute(delete(phones).where(phones.c.customer_id.in_(chunk)))
-                conn.execute(delete(emails).where(emails.c.customer_id.in_(chunk)))
+            for clause in where_in(conn, phones.c.customer_id, changed_ids):
+                conn.execute(delete(phones).where(clause))
+            for clause in where_in(conn, emails.c.customer_id, changed_ids):
+                conn.execute(delete(emails).where(clause))
             self._add_keys([(cid, g) for cid, (g, _m) in plan.changed_customers.items()])
 
         # The source records themselves.

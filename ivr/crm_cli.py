@@ -67,6 +67,8 @@ def add_parser(sub: Any) -> None:
     demo.add_argument("--customers", type=int, default=200)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--out", type=Path, help="also keep the generated files here")
+    demo.add_argument("--if-empty", action="store_true",
+                      help="do nothing when the store already has customers (./run.sh)")
 
 
 def _engine(settings: Settings) -> Engine:
@@ -221,8 +223,15 @@ def _print_customer(doc: dict[str, Any]) -> None:
 
 def _demo_data(engine: Engine, settings: Settings, rules: Rules, clock: Clock,
                args: argparse.Namespace) -> int:
-    from crm_sync import demo  # noqa: PLC0415
+    from sqlalchemy import func, select  # noqa: PLC0415
 
+    from crm_sync import demo  # noqa: PLC0415
+    from crm_sync.models import Customer  # noqa: PLC0415
+
+    if args.if_empty:
+        with engine.connect() as conn:
+            if conn.execute(select(func.count()).select_from(Customer)).scalar_one():
+                return EXIT_OK
     data = demo.generate(args.customers, seed=args.seed, now=clock.now())
 
     def write_all(folder: Path) -> int:
@@ -241,6 +250,7 @@ def _demo_data(engine: Engine, settings: Settings, rules: Rules, clock: Clock,
                     print(f"{source} {kind}: created {c.created}, updated {c.updated}, "
                           f"merged {c.merged}, unchanged {c.unchanged}, rejected "
                           f"{c.rejected}")
+        _callers_to_try(engine)
         return EXIT_OK
 
     print(f"demo data: {data.people} people across {len(data.customers)} sources")
@@ -249,6 +259,35 @@ def _demo_data(engine: Engine, settings: Settings, rules: Rules, clock: Clock,
         return write_all(args.out)
     with tempfile.TemporaryDirectory() as tmp:
         return write_all(Path(tmp))
+
+
+def _callers_to_try(engine: Engine) -> None:
+    """A few numbers that show identification in ``ivr simulate --from``."""
+    from sqlalchemy import func, select  # noqa: PLC0415
+
+    from crm_sync.models import Customer, CustomerPhone, Incident  # noqa: PLC0415
+
+    with engine.connect() as conn:
+        shared = conn.execute(
+            select(CustomerPhone.e164).group_by(CustomerPhone.e164)
+            .having(func.count() > 1).order_by(CustomerPhone.e164).limit(1)).scalar()
+        repeat = conn.execute(
+            select(CustomerPhone.e164, Customer.name)
+            .join(Customer, Customer.id == CustomerPhone.customer_id)
+            .join(Incident, Incident.customer_id == Customer.id)
+            .where(Incident.status == "open").order_by(Incident.opened_at.desc())
+            .limit(1)).first()
+        premium = conn.execute(
+            select(CustomerPhone.e164, Customer.name)
+            .join(Customer, Customer.id == CustomerPhone.customer_id)
+            .where(Customer.tier == "premium").order_by(Customer.id).limit(1)).first()
+    print("callers to try with `ivr simulate --from NUMBER`:")
+    if repeat:
+        print(f"  {repeat[0]}  {repeat[1]}: has an open incident")
+    if premium:
+        print(f"  {premium[0]}  {premium[1]}: premium tier")
+    if shared:
+        print(f"  {shared}  a shared family line: asked for the account number")
 
 
 def run(settings: Settings, args: argparse.Namespace,

@@ -232,3 +232,58 @@ def test_a_caller_known_by_number_is_not_asked(identify_client: TestClient,
                     call_params(new_sid(), "ringing", From="+972505555555"))
     assert "account number" not in r.text
     assert ">vip</Enqueue>" in r.text
+
+
+def _import_people(database_url: str, tmp_path: Path, now: Any) -> None:
+    from crm_sync import demo  # noqa: PLC0415
+    from crm_sync.identity import Rules  # noqa: PLC0415
+    from crm_sync.importer import import_file  # noqa: PLC0415
+    from crm_sync.mapping import default_mapping  # noqa: PLC0415
+    from ivr.core.db import make_engine  # noqa: PLC0415
+
+    blank = dict.fromkeys(demo.CUSTOMER_COLUMNS, "")
+    people = tmp_path / "branch.csv"
+    demo.write_csv(people, [
+        {**blank, "id": "H1", "name": "Yossi Mizrahi", "phone": "04-822-3344",
+         "account_number": "300001", "language": "he-IL"},
+        {**blank, "id": "H2", "name": "Rivka Mizrahi", "phone": "048223344",
+         "account_number": "300002", "language": "en-US"},
+        {**blank, "id": "H3", "name": "Dana Cohen", "mobile": "050-123-4567",
+         "language": "en-US"}], demo.CUSTOMER_COLUMNS)
+    faults = tmp_path / "incidents.csv"
+    demo.write_csv(faults, [{**dict.fromkeys(demo.INCIDENT_COLUMNS, ""), "id": "I1",
+                             "customer_id": "H3", "category": "internet-down",
+                             "status": "open", "opened_at": "2026-11-23T07:00:00+00:00"}],
+                   demo.INCIDENT_COLUMNS)
+    engine = make_engine(database_url, 2)
+    for path, kind in ((people, "customers"), (faults, "incidents")):
+        import_file(engine, path, default_mapping("branch-haifa", kind), Rules(), "IL",
+                    lambda: now)
+    engine.dispose()
+
+
+def test_demo_menu_sends_a_repeat_caller_to_the_team_with_the_fault(
+        client: TestClient, database_url: str, tmp_path: Path, clock: FrozenClock) -> None:
+    from tests.twilio import play  # noqa: PLC0415
+
+    _import_people(database_url, tmp_path, clock.now())
+    # Written 050-123-4567 in the branch's file; Twilio sends E.164.
+    t = play(client, ["2"], from_number="+972501234567")
+    assert t.says()[0].startswith("For billing and payments")  # English, without asking
+    assert "We can see you have an open fault report" in " ".join(t.says())
+    assert [h.text for h in t.heard if h.kind == "enqueue"] == ["support-open-incidents"]
+
+
+def test_demo_menu_asks_a_shared_line_for_the_account_number(
+        client: TestClient, database_url: str, tmp_path: Path, clock: FrozenClock) -> None:
+    from tests.twilio import play  # noqa: PLC0415
+
+    _import_people(database_url, tmp_path, clock.now())
+    t = play(client, ["999999", "300002", "0"], from_number="+97248223344")
+    says = t.says()
+    assert "enter your account number" in says[0]
+    assert "לא מצאנו את החשבון. נסו שוב." in says  # in the line's default language
+    # Rivka's account: her language (English) from then on, then the agent queue.
+    assert says[3].startswith("For billing and payments")  # prompt, not found, prompt
+    assert "Connecting you to an agent." in says
+    assert _attributes(database_url, t.call_sid)["caller_outcome"] == "account"

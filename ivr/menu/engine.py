@@ -387,7 +387,12 @@ class _Walk:
                    match: dict[str, Any] | None) -> None:
         if match is not None:
             self.log("identify", outcome="account", digits=f"***{(digits or '')[-2:]}")
-            self.state = replace(self.state, attributes={**self.state.attributes, **match})
+            # Now we know who it is: speak their language, as for a caller known by number.
+            preferred = match.get("preferred_language")
+            language = (preferred if preferred in _menu(self.bundle, self.state.menu).languages
+                        else self.state.language)
+            self.state = replace(self.state, attributes={**self.state.attributes, **match},
+                                 language=language)
             self.goto(node.identified)
             return
         count = self.state.invalid + 1
