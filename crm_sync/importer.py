@@ -151,8 +151,13 @@ def estimate_records(path: Path) -> int:
 # --- one batch ----------------------------------------------------------------------------------
 
 def _lock(conn: Connection) -> None:
+    """One batch resolves identities at a time, whichever process runs it."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK})")
+    else:
+        # A write statement (that changes nothing) takes SQLite's write lock now, before
+        # the batch reads: no other writer can slip in between its reads and its writes.
+        conn.exec_driver_sql("UPDATE import_runs SET id = id WHERE 0")
 
 
 def apply_rows(conn: Connection, rows: Sequence[Row], mapping: Mapping, rules: Rules,

@@ -100,6 +100,9 @@ def test_demo_data_loads_overlapping_sources(crm_env: Path, tmp_path: Path,
         "billing.customers.csv", "billing.interactions.csv"]
     # Loading it again (dates move with the clock) makes nobody new.
     assert main(["crm", "demo-data", "--customers", "40"]) == 0
-    again = capsys.readouterr().out.splitlines()[1:]
+    out = capsys.readouterr().out
+    again = [line for line in out.splitlines() if ", rejected " in line]
     assert len(again) == 11  # customers of 4 sources, incidents of 3, interactions of 4
     assert all(": created 0, " in line for line in again)
+    assert "callers to try with `ivr simulate --from NUMBER`:" in out
+    assert "has an open incident" in out

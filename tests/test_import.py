@@ -432,3 +432,24 @@ def test_demo_data_is_recognised_by_phone_in_another_format(engine: Engine,
         assert match.outcome == "ambiguous"
         assert incident in match.customer_ids
 
+
+
+def test_readme_examples_load(tmp_path: Path) -> None:
+    """The mapping and rules files README.md shows are valid as written."""
+    from crm_sync.config import load_rules  # noqa: PLC0415
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in readme.split("```yaml\n")[1:]]
+    examples = {b.splitlines()[0].removeprefix("# "): b for b in blocks
+                if b.startswith("# crm/")}
+    assert set(examples) == {"crm/mappings/branch-tlv.yaml",
+                             "crm/mappings/tickets-incidents.yaml"}
+    for name, body in examples.items():
+        path = tmp_path / Path(name).name
+        path.write_text(body, encoding="utf-8")
+        assert load_mapping(path).source in ("branch-tlv", "tickets")
+    rules_block = next(b for b in blocks if b.startswith("match_on:"))
+    (tmp_path / "rules.yaml").write_text(rules_block, encoding="utf-8")
+    rules = load_rules(tmp_path / "rules.yaml")
+    assert rules.field_policy["tier"] == "source_priority"
+    assert rules.source_priority == ("billing", "branch-tlv", "branch-haifa")
