@@ -31,6 +31,23 @@ of this script at once are refused (a lock in bench/out/).
     python bench/webhooks.py                 # everything, about 2 minutes
     python bench/webhooks.py --backends sqlite --duration 10
     python bench/webhooks.py --profile       # + py-spy --gil on the server, timed runs only
+    python bench/webhooks.py --customers 1000000   # issue 3: caller identification on
+
+With ``--customers N`` (issue 3) every fresh database is migrated and loaded, before its
+server starts, with N synthetic customers (``crm_sync.demo.iter_customer_rows``, one CSV
+written once per run) through the real importer (``crm_sync.importer.import_file``, batches
+of 20,000; the load time is recorded, it is not a target; PostgreSQL then gets a
+``VACUUM (ANALYZE)``, the state autovacuum would reach soon after an import anyway). Every
+``POST /twilio/voice`` of the run then comes from a caller drawn at random: 80% a loaded
+customer's mobile (E.164, as Twilio sends it), 20% an unknown +97259 number, so the call
+start runs the caller identification (phone index lookup + the customer's attributes) for
+real. A second timed run per backend measures the call start itself: distinct signed
+``POST /twilio/voice`` requests (a new CallSid each), sent at most once, in file order,
+pool sized like the menu step's. Afterwards every call it created is checked in the
+database: its ``attributes.caller_outcome`` must be "known" exactly when its caller is a
+loaded customer's number, "unknown" otherwise; the known share is reported (about 80%).
+The results go to their own section, "## Webhook with caller identification, N customers
+(issue 3)"; the issue-2 section is left alone.
 
 Needs wrk (installed with apt-get if missing and running as root), taskset, a local
 PostgreSQL for the second run (--pg-admin-url; a database ivr_bench_<pid> is created and
@@ -51,6 +68,7 @@ import json
 import math
 import os
 import platform
+import random
 import re
 import resource
 import secrets
@@ -62,7 +80,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,11 +92,20 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from twilio.request_validator import RequestValidator
 
+from crm_sync.demo import CUSTOMER_COLUMNS, MAX_STREAM_ROWS, iter_customer_rows, write_csv
+from crm_sync.identity import Rules
+from crm_sync.importer import import_file
+from crm_sync.mapping import default_mapping
+from crm_sync.phones import normalize
+from ivr.core.db import make_engine
+from ivr.core.migrate import upgrade
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = HERE / "out"
 RESULTS = HERE / "results.md"
 SECTION = "## Webhook menu step (issue 2)"
+CRM_SECTION = "## Webhook with caller identification, {customers} customers (issue 3)"
 LUA = HERE / "replay.lua"
 
 TOKEN = "bench-auth-token"
@@ -95,6 +122,12 @@ TARGETS = {  # backend: (min share of bare throughput, max p99 in ms)
     "sqlite": (0.10, 25.0),
     "postgresql": (0.06, 40.0),
 }
+CRM_P99_MS = 25.0  # issue 3: call start and menu step, each backend, N customers loaded
+CRM_REGION = "IL"
+CRM_SOURCE = "billing"
+CRM_BATCH = 20_000
+KNOWN_SHARE = 0.8  # callers that are loaded customers; the rest are unknown numbers
+DEFAULT_CALLER = "+972501234567"
 
 MENU_YAML = """\
 # Benchmark-only menu (written by bench/webhooks.py): one menu node that every option
@@ -220,6 +253,12 @@ def ensure_wrk() -> str:
                      " or from https://github.com/wg/wrk, then run this again")
 
 
+def ivr_command() -> str:
+    """The ``ivr`` CLI: next to this Python (a virtualenv not activated), else on PATH."""
+    beside = Path(sys.executable).with_name("ivr")
+    return str(beside) if beside.exists() else shutil.which("ivr") or "ivr"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -332,12 +371,12 @@ class Server:
 # ---------------------------------------------------------------- requests
 
 
-def call_params(sid: str, status: str) -> dict[str, str]:
+def call_params(sid: str, status: str, caller: str = DEFAULT_CALLER) -> dict[str, str]:
     """The form fields Twilio posts on an inbound voice call (Israeli numbers)."""
     return {
         "AccountSid": "AC" + "0" * 32, "ApiVersion": "2010-04-01", "CallSid": sid,
         "CallStatus": status, "Direction": "inbound",
-        "From": "+972501234567", "Caller": "+972501234567", "FromCountry": "IL",
+        "From": caller, "Caller": caller, "FromCountry": "IL",
         "FromCity": "", "FromState": "", "FromZip": "",
         "To": "+97235550100", "Called": "+97235550100", "ToCountry": "IL",
         "ToCity": "", "ToState": "", "ToZip": "",
@@ -373,25 +412,147 @@ def _line(validator: RequestValidator, path: str, params: dict[str, str]) -> str
     return f"{path}\t{signature}\t{urlencode(params)}\n"
 
 
-def write_voice(pool: Pool, path: Path) -> Path:
+def write_voice(pool: Pool, path: Path, callers: Sequence[str] | None = None) -> Path:
+    """One call start per call of the pool; ``callers[i]`` is call i's From (else one
+    fixed number)."""
+    if callers is not None and len(callers) != pool.calls:
+        raise ValueError(f"{len(callers)} callers for {pool.calls} calls")
     v = RequestValidator(TOKEN)
     with path.open("w") as f:
-        for sid in pool.sids:
-            f.write(_line(v, "/twilio/voice", call_params(sid, "ringing")))
+        for i, sid in enumerate(pool.sids):
+            caller = callers[i] if callers is not None else DEFAULT_CALLER
+            f.write(_line(v, "/twilio/voice", call_params(sid, "ringing", caller)))
     return path
 
 
-def write_gathers(pool: Pool, path: Path) -> Path:
+def write_gathers(pool: Pool, path: Path, callers: Sequence[str] | None = None) -> Path:
     """Round k (k = 1..steps) is step k of every call: ``?s=k``, digits 1 or 2 alternately."""
     v = RequestValidator(TOKEN)
     with path.open("w") as f:
         for k in range(1, pool.steps + 1):
             digits = "1" if k % 2 else "2"
-            for sid in pool.sids:
-                params = call_params(sid, "in-progress")
+            for i, sid in enumerate(pool.sids):
+                caller = callers[i] if callers is not None else DEFAULT_CALLER
+                params = call_params(sid, "in-progress", caller)
                 params.update(Digits=digits, FinishedOnKey="", msg="Gather End")
                 f.write(_line(v, f"/twilio/gather?s={k}", params))
     return path
+
+
+# ---------------------------------------------------------------- customer store (issue 3)
+
+
+@dataclass
+class Customers:
+    """The synthetic customers of a --customers run: one CSV, loaded into every backend."""
+
+    count: int
+    csv: Path
+    phones: list[str]  # the loaded customers' mobiles, E.164
+    known: frozenset[str]
+    write_seconds: float
+
+    def callers(self, rng: random.Random, n: int) -> list[str]:
+        """``n`` caller ids: KNOWN_SHARE loaded customers' mobiles (random, repeats
+        possible), the rest unknown numbers (+97259 and 7 random digits, never loaded)."""
+        out = []
+        for _ in range(n):
+            if rng.random() < KNOWN_SHARE:
+                out.append(rng.choice(self.phones))
+                continue
+            while True:
+                unknown = f"+97259{rng.randrange(10_000_000):07d}"
+                if unknown not in self.known:
+                    break
+            out.append(unknown)
+        return out
+
+
+def write_customers(n: int, work: Path) -> Customers:
+    """N billing customer rows to a CSV; collects their mobiles in E.164 on the way."""
+    now = datetime.now(UTC)
+    phones: list[str] = []
+
+    def rows() -> Iterator[dict[str, str]]:
+        for row in iter_customer_rows(n, now=now, source=CRM_SOURCE):
+            e164 = normalize(row["mobile"], CRM_REGION).e164
+            if e164 is not None:
+                phones.append(e164)
+            yield row
+
+    path = work / f"customers-{n}.csv"
+    started = time.monotonic()
+    written = write_csv(path, rows(), CUSTOMER_COLUMNS)
+    seconds = time.monotonic() - started
+    if written != n or not phones:
+        raise BenchError(f"customer CSV: {written} rows written, {len(phones)} mobiles "
+                         f"usable, {n} asked for")
+    return Customers(n, path, phones, frozenset(phones), seconds)
+
+
+def load_customers(url: str, customers: Customers) -> dict[str, Any]:
+    """Migrate a fresh database and import the customers through the real importer."""
+    upgrade(url)
+    engine = make_engine(url, 2)
+    step = max(customers.count // 10, CRM_BATCH)
+    shown = [0]
+    started = time.monotonic()
+
+    def progress(done: int) -> None:
+        if done - shown[0] >= step:
+            shown[0] = done
+            print(f"    {done:,} records ({time.monotonic() - started:.0f} s)", flush=True)
+
+    try:
+        report = import_file(engine, customers.csv, default_mapping(CRM_SOURCE), Rules(),
+                             CRM_REGION, lambda: datetime.now(UTC), batch_size=CRM_BATCH,
+                             on_progress=progress)
+        seconds = time.monotonic() - started
+        with engine.connect() as conn:
+            stored = int(conn.execute(text("SELECT count(*) FROM customers")).scalar_one())
+            numbers = int(conn.execute(text("SELECT count(*) FROM customer_phones"))
+                          .scalar_one())
+        vacuum_seconds = None
+        if engine.dialect.name == "postgresql":
+            vacuum_started = time.monotonic()
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM (ANALYZE)"))
+            vacuum_seconds = time.monotonic() - vacuum_started
+    finally:
+        engine.dispose()
+    if report.status != "done" or stored == 0:
+        raise BenchError(f"customer import: status {report.status}, {stored} customers "
+                         f"stored, counts {report.counts.as_dict()}")
+    return {"records": report.records, "seconds": seconds,
+            "rows_per_s": report.records / seconds if seconds else None,
+            "counts": report.counts.as_dict(), "rejected": len(report.rejected),
+            "customers_stored": stored, "phones_stored": numbers,
+            "vacuum_analyze_seconds": vacuum_seconds,
+            "csv_write_seconds": customers.write_seconds}
+
+
+def db_outcomes(url: str, pool: Pool, expected_known: dict[str, bool]) -> dict[str, Any]:
+    """The calls of a call-start pool in the database, by ``attributes.caller_outcome``,
+    and how many disagree with their caller (known exactly when a loaded customer's)."""
+    engine = create_engine(url)
+    outcome = ("attributes->>'caller_outcome'" if engine.dialect.name == "postgresql"
+               else "json_extract(attributes, '$.caller_outcome')")
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(text(f"SELECT call_sid, {outcome} FROM calls "  # noqa: S608
+                                      "WHERE call_sid LIKE :p"), {"p": pool.like}).all()
+    finally:
+        engine.dispose()
+    by: collections.Counter[str] = collections.Counter()
+    wrong = 0
+    for sid, got in found:
+        by[str(got)] += 1
+        want = "known" if expected_known.get(sid) else "unknown"
+        wrong += got != want
+    calls = len(found)
+    return {"calls": calls, "outcomes": dict(by), "known": by["known"],
+            "unknown": by["unknown"], "wrong": wrong,
+            "known_share": by["known"] / calls if calls else None}
 
 
 # ---------------------------------------------------------------- load generator
@@ -609,6 +770,7 @@ class Options:
     wrk_cpu: int | None
     profile: bool
     work: Path
+    customers: Customers | None = None  # issue 3: loaded into every fresh database
 
 
 def measured(server: Server, data: Path, mode: str, opt: Options, *, postgres: bool = False,
@@ -685,6 +847,67 @@ def db_progress(url: str, pool: Pool) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def known_share_ok(share: float, calls: int) -> bool:
+    """The known share is a binomial draw: about KNOWN_SHARE, within 4 standard errors."""
+    tolerance = max(0.02, 4 * math.sqrt(KNOWN_SHARE * (1 - KNOWN_SHARE) / max(calls, 1)))
+    return abs(share - KNOWN_SHARE) <= tolerance
+
+
+def call_start_run(server: Server, opt: Options, backend: str, tag: str, rate: float,
+                   url: str, rng: random.Random) -> dict[str, Any]:
+    """Timed call starts: distinct signed POST /twilio/voice (a new CallSid each, callers
+    80% loaded customers, 20% unknown), then the identification checked in the database."""
+    customers = opt.customers
+    assert customers is not None
+    result: dict[str, Any] = {"name": f"call start, {backend}", "backend": backend,
+                              "kind": "call start"}
+    for attempt in range(1, 4):
+        needed = math.ceil(rate * opt.duration * 1.6 * attempt) + 1000
+        pool = Pool(f"{tag}c{attempt}", needed, 1)
+        callers = customers.callers(rng, pool.calls)
+        data = write_voice(pool, opt.work / f"{backend}-call-start-{attempt}.txt", callers)
+        prof = (OUT / f"profile-{backend}-call-start.txt") if opt.profile else None
+        m = measured(server, data, "timed", opt, postgres=backend == "postgresql",
+                     profile=prof)
+        result.update(m)
+        r = m["wrk"]
+        if r.counts["exhausted"] == 0:
+            break
+        print(f"  pool of {pool.calls} call starts ran dry; again with a bigger one",
+              flush=True)
+        rate = max(rate, r.rps)
+    else:
+        raise BenchError("the call-start pool ran dry three times")
+    known = {sid: caller in customers.known
+             for sid, caller in zip(pool.sids, callers, strict=True)}
+    ids = db_outcomes(url, pool, known)
+    answers = r.counts["gather"]
+    calls = ids["calls"]
+    share = ids["known_share"]
+    result.update(pool_calls=pool.calls, identification=ids)
+    problems = []
+    if not 0 <= calls - answers <= CONNECTIONS:
+        problems.append(f"{calls} calls in the database for {answers} answers")
+    if ids["wrong"]:
+        problems.append(f"{ids['wrong']} calls whose caller_outcome disagrees with their "
+                        f"caller (outcomes {ids['outcomes']})")
+    result["db_check"] = (
+        ("MISMATCH: " + "; ".join(problems) + "; " if problems else "ok: ")
+        + f"{calls:,} calls created for {answers:,} answers"
+        + (f" (+{calls - answers} in flight at the end)" if not problems else "")
+        + f"; caller_outcome known {ids['known']:,}"
+        + (f" ({share:.1%})" if share is not None else "")
+        + f", unknown {ids['unknown']:,}"
+        + (", each as its caller" if not ids["wrong"] else ""))
+    if share is None or not known_share_ok(share, calls):
+        result["identification_flag"] = (
+            f"{backend} call start: known callers {_pct1(share)} of {calls:,} calls, "
+            f"expected about {KNOWN_SHARE:.0%}")
+    if prof is not None and prof.exists():
+        result["profile"] = summarise_profile(prof, opt.duration)
+    return result
+
+
 def ivr_run(opt: Options, backend: str, pg_admin: str) -> dict[str, Any]:
     tag = {"sqlite": "5a", "postgresql": "9b"}[backend]
     menus = opt.work / "menus"
@@ -697,30 +920,53 @@ def ivr_run(opt: Options, backend: str, pg_admin: str) -> dict[str, Any]:
                IVR_PUBLIC_URL=PUBLIC_URL, IVR_WATCH_MENUS="false", IVR_LOG_LEVEL="warning")
     if backend == "postgresql":
         env["IVR_DB_POOL_SIZE"] = str(PG_POOL)
-    ivr = shutil.which("ivr") or "ivr"
+    ivr = ivr_command()
     port = free_port()
     server = Server(f"ivr serve ({backend})",
                     pinned([ivr, "serve", "--host", "127.0.0.1", "--port", str(port)],
                            opt.server_cpu),
                     env, opt.work, port, opt.work / f"server-{backend}.log")
     result: dict[str, Any] = {"name": f"menu step, {backend}", "backend": backend}
+    customers = opt.customers
+    rng = random.Random(f"ivr-bench-callers-{backend}")
+
+    def callers(pool: Pool) -> list[str] | None:
+        return customers.callers(rng, pool.calls) if customers is not None else None
+
     try:
+        if customers is not None:
+            print(f"  loading {customers.count:,} customers (importer) ...", flush=True)
+            result["load"] = load_customers(url, customers)
+            load = result["load"]
+            print(f"  loaded {load['records']:,} records in {load['seconds']:.1f} s "
+                  f"({load['rows_per_s']:,.0f} rows/s)", flush=True)
         server.start()
         # Warm-up, which also sizes the timed pool: create calls, then step them.
         warm = Pool(tag + "0", opt.warmup_calls, opt.steps)
-        run_once(server, write_voice(warm, opt.work / f"{backend}-warm-voice.txt"), warm.calls,
-                 opt.wrk_cpu, "warm-up call creation")
-        w = run_once(server, write_gathers(warm, opt.work / f"{backend}-warm-steps.txt"),
+        warm_callers = callers(warm)
+        wc = run_once(server, write_voice(warm, opt.work / f"{backend}-warm-voice.txt",
+                                          warm_callers),
+                      warm.calls, opt.wrk_cpu, "warm-up call creation")
+        w = run_once(server, write_gathers(warm, opt.work / f"{backend}-warm-steps.txt",
+                                           warm_callers),
                      warm.requests, opt.wrk_cpu, "warm-up steps")
         result["warmup_rps"] = w.rps
+        if customers is not None:
+            result["warmup_create_rps"] = wc.rps
+            print("  call start ...", flush=True)
+            result["call_start"] = call_start_run(server, opt, backend, tag, wc.rps, url, rng)
+            print(f"  {result['call_start']['wrk'].rps:,.0f} req/s; menu step ...", flush=True)
         rate = w.rps
         for attempt in range(1, 4):
             needed = math.ceil(rate * opt.duration * 1.6 * attempt) + 2000
             timed = Pool(f"{tag}{attempt}", max(math.ceil(needed / opt.steps), 500),
                          opt.steps)
-            c = run_once(server, write_voice(timed, opt.work / f"{backend}-voice-{attempt}.txt"),
+            timed_callers = callers(timed)
+            c = run_once(server, write_voice(timed, opt.work / f"{backend}-voice-{attempt}.txt",
+                                             timed_callers),
                          timed.calls, opt.wrk_cpu, "call creation")
-            data = write_gathers(timed, opt.work / f"{backend}-steps-{attempt}.txt")
+            data = write_gathers(timed, opt.work / f"{backend}-steps-{attempt}.txt",
+                                 timed_callers)
             prof = (OUT / f"profile-{backend}.txt") if opt.profile else None
             m = measured(server, data, "timed", opt, postgres=backend == "postgresql",
                          profile=prof)
@@ -770,10 +1016,22 @@ def baseline(bares: list[dict[str, Any]]) -> float:
     return sum(quiet) / len(quiet) if quiet else float(max(m["wrk"].rps for m in bares))
 
 
-def verdicts(runs: list[dict[str, Any]], bare_rps: float) -> list[dict[str, Any]]:
-    out = []
+def verdicts(runs: list[dict[str, Any]], bare_rps: float,
+             crm: bool = False) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     for run in runs:
-        r: WrkResult = run["wrk"]
+        if crm:  # issue 3: p99 and errors of the call start and the menu step
+            for part in (run["call_start"], run):
+                r: WrkResult = part["wrk"]
+                out.append({
+                    "backend": run["backend"],
+                    "label": f"{run['backend']} {part.get('kind', 'menu step')}",
+                    "p99": {"target": f"<= {CRM_P99_MS:g} ms", "value": f"{r.p99_ms:.1f} ms",
+                            "pass": r.p99_ms <= CRM_P99_MS},
+                    "errors": {"target": "0", "value": str(r.errors), "pass": r.errors == 0},
+                })
+            continue
+        r = run["wrk"]
         share, p99 = TARGETS[run["backend"]]
         ratio = r.rps / bare_rps
         out.append({
@@ -787,6 +1045,14 @@ def verdicts(runs: list[dict[str, Any]], bare_rps: float) -> list[dict[str, Any]
     return out
 
 
+def verdict_lines(verdict: list[dict[str, Any]]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(what, check, its target/value/pass) for every check of every verdict."""
+    for v in verdict:
+        for key in ("throughput", "p99", "errors"):
+            if key in v:
+                yield v.get("label", v["backend"]), key, v[key]
+
+
 def _pf(ok: bool) -> str:
     return "PASS" if ok else "MISSED"
 
@@ -795,9 +1061,19 @@ def _pct(x: float | None) -> str:
     return f"{x:.0%}" if x is not None else "–"
 
 
+def _pct1(x: float | None) -> str:
+    return f"{x:.1%}" if x is not None else "–"
+
+
 def rows(bares: list[dict[str, Any]],
          runs: list[dict[str, Any]]) -> list[tuple[str, WrkResult, dict[str, Any]]]:
-    return [(m["name"], m["wrk"], m) for m in (*bares, *runs)]
+    """Table rows: the bare runs, then per backend its call start (issue 3) and menu step."""
+    parts = [*bares]
+    for run in runs:
+        if "call_start" in run:
+            parts.append(run["call_start"])
+        parts.append(run)
+    return [(m["name"], m["wrk"], m) for m in parts]
 
 
 def noise_notes(bares: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[str]:
@@ -806,39 +1082,115 @@ def noise_notes(bares: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list
     drift = abs(b1 - b0) / max(b0, b1)
     if drift > 0.10:
         notes.append(f"the two bare runs differ by {drift:.0%}: the machine was not steady")
-    for m in (*bares, *runs):
+    for _name, _r, m in rows(bares, runs):
         if m["other_cpu"] > NOISY:
             notes.append(f"other work on the machine used {m['other_cpu']:.0%} of a core "
                          f"during '{m['name']}': that run is suspect")
     return notes
 
 
+def identification_flags(runs: list[dict[str, Any]]) -> list[str]:
+    """Call starts whose identification went wrong or whose known share is off."""
+    flags = []
+    for run in runs:
+        cs = run.get("call_start")
+        if cs is None:
+            continue
+        if cs["db_check"].startswith("MISMATCH"):
+            flags.append(f"{run['backend']} call start: {cs['db_check']}")
+        if "identification_flag" in cs:
+            flags.append(cs["identification_flag"])
+    return flags
+
+
+def crm_section(customers: int) -> str:
+    return CRM_SECTION.format(customers=f"{customers:,}")
+
+
 def markdown(info: dict[str, Any], opt: Options, bares: list[dict[str, Any]],
              runs: list[dict[str, Any]], verdict: list[dict[str, Any]]) -> str:
     bare_rps = baseline(bares)
-    lines = [
-        SECTION,
-        "",
-        f"Run {info['date']} with `python bench/webhooks.py` (git {info['git']}).",
+    crm = opt.customers
+    load = (
+        f"wrk, {THREADS} thread, {CONNECTIONS} connections, {opt.duration:g} s timed "
+        "after a warm-up; each server is one process"
+        + (f" pinned to CPU {opt.server_cpu}, wrk pinned to CPU {opt.wrk_cpu}"
+           if opt.server_cpu is not None else "")
+        + " (PostgreSQL not pinned).")
+    if crm is None:
+        lines = [
+            SECTION,
+            "",
+            f"Run {info['date']} with `python bench/webhooks.py` (git {info['git']}).",
+        ]
+    else:
+        lines = [
+            crm_section(crm.count),
+            "",
+            f"Run {info['date']} with `python bench/webhooks.py --customers {crm.count}` "
+            f"(git {info['git']}).",
+        ]
+    lines += [
         "",
         f"Machine: {info['nproc']} CPU ({info['cpu']}), {info['ram_gib']} GiB RAM, "
         f"Python {info['python']}, Linux {info['kernel']}; uvicorn {info['uvicorn']}, "
         f"FastAPI {info['fastapi']}, Starlette {info['starlette']}, "
         f"SQLAlchemy {info['sqlalchemy']}, {info['wrk']}.",
         "",
-        f"Load: wrk, {THREADS} thread, {CONNECTIONS} connections, {opt.duration:g} s timed "
-        "after a warm-up; each server is one process"
-        + (f" pinned to CPU {opt.server_cpu}, wrk pinned to CPU {opt.wrk_cpu}"
-           if opt.server_cpu is not None else "")
-        + " (PostgreSQL not pinned). Menu step = a distinct signed"
-        " `POST /twilio/gather?s=N` (Digits 1 or 2) for a call created beforehand with a"
-        " signed `POST /twilio/voice`, on a benchmark-only menu (one `menu` node looping to"
-        " itself directly or through a `message` node); SQLite file in a temp dir,"
-        f" PostgreSQL database `ivr_bench_<pid>` created and dropped, `IVR_DB_POOL_SIZE={PG_POOL}`."
-        " Bare = Starlette endpoint reading the body and answering a fixed TwiML document,"
-        " same uvicorn settings, same requests; run before and after, the ratio uses their"
-        " mean (a run disturbed by other work on the machine left out). Errors = non-2xx"
-        " + 2xx without `<Gather` + socket errors.",
+    ]
+    if crm is None:
+        lines += [
+            "Load: " + load + " Menu step = a distinct signed"
+            " `POST /twilio/gather?s=N` (Digits 1 or 2) for a call created beforehand with a"
+            " signed `POST /twilio/voice`, on a benchmark-only menu (one `menu` node looping to"
+            " itself directly or through a `message` node); SQLite file in a temp dir,"
+            " PostgreSQL database `ivr_bench_<pid>` created and dropped,"
+            f" `IVR_DB_POOL_SIZE={PG_POOL}`."
+            " Bare = Starlette endpoint reading the body and answering a fixed TwiML document,"
+            " same uvicorn settings, same requests; run before and after, the ratio uses their"
+            " mean (a run disturbed by other work on the machine left out). Errors = non-2xx"
+            " + 2xx without `<Gather` + socket errors.",
+        ]
+    else:
+        lines += [
+            f"Customer store: {crm.count:,} synthetic `{CRM_SOURCE}` customers"
+            " (`crm_sync.demo.iter_customer_rows`, one CSV for the run) loaded into each fresh,"
+            " migrated database before its server starts, through the real importer"
+            f" (`crm_sync.importer.import_file`, default mapping and identity rules, region"
+            f" {CRM_REGION}, batches of {CRM_BATCH:,}); PostgreSQL then gets a"
+            " `VACUUM (ANALYZE)` (what autovacuum does soon after an import). Load time, for"
+            " information (not a target):",
+            "",
+            "| Backend | records | import s | rows/s | customers | phones | rejected "
+            "| VACUUM (ANALYZE) s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for run in runs:
+            ld = run["load"]
+            vac = ld["vacuum_analyze_seconds"]
+            lines.append(
+                f"| {run['backend']} | {ld['records']:,} | {ld['seconds']:.1f} "
+                f"| {ld['rows_per_s']:,.0f} | {ld['customers_stored']:,} "
+                f"| {ld['phones_stored']:,} | {ld['rejected']:,} "
+                f"| {f'{vac:.1f}' if vac is not None else '–'} |")
+        lines += [
+            "",
+            "Load: " + load + " Call start = a distinct signed `POST /twilio/voice`"
+            " (a new CallSid each, sent once) whose caller (`From`, E.164 as Twilio sends it)"
+            f" is {KNOWN_SHARE:.0%} a loaded customer's mobile drawn at random and"
+            f" {1 - KNOWN_SHARE:.0%} an unknown +97259 number: the server identifies the caller"
+            " (`crm_sync.lookup.identify_caller`: phone index lookup + the customer's"
+            " attributes), starts the call on the menu's start node and stores it. Menu step ="
+            " a distinct signed `POST /twilio/gather?s=N` (Digits 1 or 2) for a call created"
+            " beforehand the same way, on a benchmark-only menu (one `menu` node looping to"
+            " itself directly or through a `message` node), as in issue 2. SQLite file in a"
+            " temp dir, PostgreSQL database `ivr_bench_<pid>` created and dropped,"
+            f" `IVR_DB_POOL_SIZE={PG_POOL}`. Bare = Starlette endpoint reading the body and"
+            " answering a fixed TwiML document, same uvicorn settings; run before and after,"
+            " the ratio uses their mean. Errors = non-2xx + 2xx without `<Gather` + socket"
+            " errors.",
+        ]
+    lines += [
         "",
         "| Server | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | vs bare "
         "| server CPU | server µs/req (kernel) | PostgreSQL CPU | wrk CPU | other CPU |",
@@ -854,17 +1206,22 @@ def markdown(info: dict[str, Any], opt: Options, bares: list[dict[str, Any]],
               " of the machine (noise from unrelated work). Server µs/req = server CPU time per"
               " answered request, with the share spent in the kernel.", "",
               "| Target | value | result |", "|---|---:|---|"]
-    for v in verdict:
-        for key in ("throughput", "p99", "errors"):
-            t = v[key]
-            lines.append(f"| {v['backend']} {key} {t['target']} | {t['value']} "
-                         f"| {_pf(t['pass'])} |")
+    for what, key, t in verdict_lines(verdict):
+        lines.append(f"| {what} {key} {t['target']} | {t['value']} | {_pf(t['pass'])} |")
     lines.append("")
     for run in runs:
-        lines.append(f"- {run['backend']}: database check {run['db_check']}; pool "
+        if "call_start" in run:
+            cs = run["call_start"]
+            lines.append(f"- {run['backend']} call start: database check {cs['db_check']};"
+                         f" pool {cs['pool_calls']:,} calls; warm-up"
+                         f" {run['warmup_create_rps']:,.0f} call starts/s.")
+        lines.append(f"- {run['backend']}{' menu step' if crm else ''}: database check "
+                     f"{run['db_check']}; pool "
                      f"{run['pool_calls']:,} calls x {opt.steps} steps; warm-up "
                      f"{run['warmup_rps']:,.0f} req/s; call creation (`/twilio/voice`) "
                      f"{run['create_rps']:,.0f} req/s.")
+    for flag in identification_flags(runs):
+        lines.append(f"- **Identification:** {flag}.")
     for note in noise_notes(bares, runs):
         lines.append(f"- **Noise:** {note}.")
     lines.append("")
@@ -872,8 +1229,10 @@ def markdown(info: dict[str, Any], opt: Options, bares: list[dict[str, Any]],
 
 
 def update_results(section: str) -> None:
+    """Replace the section whose header is the first line of ``section`` (else append)."""
+    header = section.split("\n", 1)[0]
     old = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(header)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(old):
         new = pattern.sub(lambda _m: section + "\n", old, count=1)
     else:
@@ -894,25 +1253,35 @@ def print_table(bares: list[dict[str, Any]], runs: list[dict[str, Any]],
               f"{m['server_cpu_us_per_request']:>8.0f}"
               f"{_pct(m['postgres_cpu']):>6}{_pct(r.wrk_cpu):>6}{_pct(m['other_cpu']):>6}")
     for run in runs:
+        if "load" in run:
+            ld = run["load"]
+            print(f"  {run['backend']} customer load: {ld['records']:,} records in "
+                  f"{ld['seconds']:.1f} s ({ld['rows_per_s']:,.0f} rows/s), "
+                  f"{ld['customers_stored']:,} customers, {ld['rejected']} rejected")
+        if "call_start" in run:
+            print(f"  {run['backend']} call start database check: "
+                  f"{run['call_start']['db_check']}")
         print(f"  {run['backend']} database check: {run['db_check']}")
         if run["server_log"]:
             print(f"  {run['backend']} server log warnings: {run['server_log']}")
+    for flag in identification_flags(runs):
+        print(f"  WARNING: {flag}")
     for note in noise_notes(bares, runs):
         print(f"  WARNING: {note}")
     print()
-    for v in verdict:
-        for key in ("throughput", "p99", "errors"):
-            t = v[key]
-            print(f"{_pf(t['pass']):<7} {v['backend']:<11} {key:<10} {t['value']:>10}  "
-                  f"(target {t['target']})")
+    width = max([11, *(len(what) for what, _k, _t in verdict_lines(verdict))])
+    for what, key, t in verdict_lines(verdict):
+        print(f"{_pf(t['pass']):<7} {what:<{width}} {key:<10} {t['value']:>10}  "
+              f"(target {t['target']})")
 
 
 def print_profile(run: dict[str, Any]) -> None:
     prof = run.get("profile")
+    what = run["name"] if "kind" in run else run["backend"]
     if not prof or not prof.get("samples"):
-        print(f"\npy-spy, {run['backend']}: no samples")
+        print(f"\npy-spy, {what}: no samples")
         return
-    print(f"\npy-spy --gil, {run['backend']}: the GIL was held {prof['gil_share']:.0%} of the"
+    print(f"\npy-spy --gil, {what}: the GIL was held {prof['gil_share']:.0%} of the"
           f" time; where the GIL-holding time goes ({prof['samples']} samples):")
     for name, pct in prof["categories_pct"]:
         print(f"  {pct:5.1f}%  {name}")
@@ -937,6 +1306,10 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=4, help="menu steps per call")
     parser.add_argument("--warmup-calls", type=int, default=1000)
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--customers", type=int, default=0, metavar="N",
+                        help="issue 3: load N customers into each database (importer) and "
+                             "time the call start (caller identification) too; results go "
+                             "to their own section")
     parser.add_argument("--pg-admin-url", default=os.environ.get("IVR_BENCH_PG_URL",
                                                                  PG_ADMIN_URL),
                         help="creates and drops the database ivr_bench_<pid> there")
@@ -950,6 +1323,8 @@ def main() -> int:
         parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
     if args.warmup_calls < 2 * CONNECTIONS:
         parser.error(f"--warmup-calls must be at least {2 * CONNECTIONS}")
+    if not 0 <= args.customers <= MAX_STREAM_ROWS:
+        parser.error(f"--customers must be within 0..{MAX_STREAM_ROWS:,}")
 
     OUT.mkdir(exist_ok=True)
     lock = (OUT / "webhooks.lock").open("w")
@@ -971,11 +1346,15 @@ def main() -> int:
                           0 if pin else None, 1 if pin else None, args.profile, work)
             (work / "menus").mkdir()
             (work / "menus" / "main.yaml").write_text(MENU_YAML, encoding="utf-8")
-            check = subprocess.run([shutil.which("ivr") or "ivr", "menus", "check",
+            check = subprocess.run([ivr_command(), "menus", "check",
                                     str(work / "menus")], capture_output=True, text=True,
                                    check=False, cwd=work)
             if check.returncode != 0:
                 raise BenchError(f"benchmark menu refused:\n{check.stdout}{check.stderr}")
+            if args.customers:
+                print(f"writing {args.customers:,} customers to a CSV ...", flush=True)
+                opt.customers = write_customers(args.customers, work)
+                print(f"  {opt.customers.write_seconds:.1f} s", flush=True)
             bares = []
             print("bare Starlette baseline ...", flush=True)
             bares.append(bare_run(opt, "before"))
@@ -984,24 +1363,27 @@ def main() -> int:
             for backend in backends:
                 print(f"ivr serve on {backend} ...", flush=True)
                 run = ivr_run(opt, backend, args.pg_admin_url)
-                print(f"  {run['wrk'].rps:,.0f} req/s", flush=True)
+                print(f"  {run['wrk'].rps:,.0f} req/s"
+                      + (" (menu step)" if opt.customers else ""), flush=True)
                 runs.append(run)
             print("bare Starlette baseline again ...", flush=True)
             bares.append(bare_run(opt, "after"))
             print(f"  {bares[1]['wrk'].rps:,.0f} req/s", flush=True)
         bare_rps = baseline(bares)
-        verdict = verdicts(runs, bare_rps)
+        verdict = verdicts(runs, bare_rps, crm=opt.customers is not None)
         print_table(bares, runs, verdict)
         if opt.profile:
             for run in runs:
+                if "call_start" in run:
+                    print_profile(run["call_start"])
                 print_profile(run)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         payload = to_json({"machine": info, "options": {
             "duration": opt.duration, "steps": opt.steps, "warmup_calls": opt.warmup_calls,
             "connections": CONNECTIONS, "threads": THREADS, "server_cpu": opt.server_cpu,
-            "wrk_cpu": opt.wrk_cpu, "profile": opt.profile},
+            "wrk_cpu": opt.wrk_cpu, "profile": opt.profile, "customers": args.customers},
             "bare": bares, "bare_rps": bare_rps, "runs": runs, "verdict": verdict,
-            "noise": noise_notes(bares, runs)})
+            "noise": noise_notes(bares, runs), "identification": identification_flags(runs)})
         for name in (f"webhooks-{stamp}.json", "webhooks-latest.json"):
             (OUT / name).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         if opt.profile:

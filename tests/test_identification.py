@@ -235,11 +235,11 @@ def test_a_caller_known_by_number_is_not_asked(identify_client: TestClient,
 
 
 def _import_people(database_url: str, tmp_path: Path, now: Any) -> None:
-    from crm_sync import demo  # noqa: PLC0415
-    from crm_sync.identity import Rules  # noqa: PLC0415
-    from crm_sync.importer import import_file  # noqa: PLC0415
-    from crm_sync.mapping import default_mapping  # noqa: PLC0415
-    from ivr.core.db import make_engine  # noqa: PLC0415
+    from crm_sync import demo
+    from crm_sync.identity import Rules
+    from crm_sync.importer import import_file
+    from crm_sync.mapping import default_mapping
+    from ivr.core.db import make_engine
 
     blank = dict.fromkeys(demo.CUSTOMER_COLUMNS, "")
     people = tmp_path / "branch.csv"
@@ -264,7 +264,7 @@ def _import_people(database_url: str, tmp_path: Path, now: Any) -> None:
 
 def test_demo_menu_sends_a_repeat_caller_to_the_team_with_the_fault(
         client: TestClient, database_url: str, tmp_path: Path, clock: FrozenClock) -> None:
-    from tests.twilio import play  # noqa: PLC0415
+    from tests.twilio import play
 
     _import_people(database_url, tmp_path, clock.now())
     # Written 050-123-4567 in the branch's file; Twilio sends E.164.
@@ -276,7 +276,7 @@ def test_demo_menu_sends_a_repeat_caller_to_the_team_with_the_fault(
 
 def test_demo_menu_asks_a_shared_line_for_the_account_number(
         client: TestClient, database_url: str, tmp_path: Path, clock: FrozenClock) -> None:
-    from tests.twilio import play  # noqa: PLC0415
+    from tests.twilio import play
 
     _import_people(database_url, tmp_path, clock.now())
     t = play(client, ["999999", "300002", "0"], from_number="+97248223344")
