@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Select, Table, func, select
+from sqlalchemy import Connection, Select, Table, bindparam, func, select
 
 from crm_sync.models import Customer, CustomerPhone, Incident, Interaction
 from crm_sync.phones import is_withheld, normalize
@@ -64,10 +64,19 @@ def _attributes(row: Any, now: datetime) -> dict[str, Any]:
     }
 
 
+# Built once: every call start runs one of these (SQLAlchemy caches their compiled form).
+_BY_ID = _with_attributes(select().select_from(customers)).where(
+    customers.c.id == bindparam("customer_id"))
+_BY_ACCOUNT = _with_attributes(select().select_from(customers)).where(
+    customers.c.account_number == bindparam("account"))
+_BY_PHONE = (_with_attributes(select().select_from(
+    phones.join(customers, customers.c.id == phones.c.customer_id)))
+    .where(phones.c.e164 == bindparam("e164")).order_by(customers.c.id).limit(10))
+
+
 def attributes_of(conn: Connection, customer_id: int, now: datetime) -> dict[str, Any]:
     """What menus branch on: tier, language, status, open incidents, last call."""
-    row = conn.execute(_with_attributes(select().select_from(customers))
-                       .where(customers.c.id == customer_id)).one_or_none()
+    row = conn.execute(_BY_ID, {"customer_id": customer_id}).one_or_none()
     return {"identified": False} if row is None else _attributes(row, now)
 
 
@@ -84,10 +93,7 @@ def identify_caller(conn: Connection, caller_id: str | None, region: str,
                                                   "caller_outcome": "unknown"})
     # The number's customers with their attributes, in one statement (the common case of
     # one customer needs nothing else).
-    rows = conn.execute(
-        _with_attributes(select().select_from(
-            phones.join(customers, customers.c.id == phones.c.customer_id)))
-        .where(phones.c.e164 == phone.e164).order_by(customers.c.id).limit(10)).all()
+    rows = conn.execute(_BY_PHONE, {"e164": phone.e164}).all()
     if not rows:
         return CallerMatch("unknown", attributes={"identified": False,
                                                   "caller_outcome": "unknown"})
@@ -105,8 +111,7 @@ def identify_by_account(conn: Connection, account_number: str,
                         now: datetime) -> dict[str, Any] | None:
     """The attributes of the customer with this account number, or None."""
     key = account_number.strip().replace(" ", "").replace("-", "")
-    row = conn.execute(_with_attributes(select().select_from(customers))
-                       .where(customers.c.account_number == key)).one_or_none()
+    row = conn.execute(_BY_ACCOUNT, {"account": key}).one_or_none()
     if row is None:
         return None
     attrs = _attributes(row, now)
