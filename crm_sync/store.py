@@ -151,7 +151,11 @@ def _allocate_ids(conn: Connection, n: int) -> list[int]:
         return list(conn.execute(text(
             "SELECT nextval(pg_get_serial_sequence('customers', 'id')) "
             "FROM generate_series(1, :n)"), {"n": n}).scalars())
-    top = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM customers").scalar_one()
+    # Never an id a merge folded away (merge_events and redirects still name it): SQLite
+    # would otherwise reuse the highest id once that customer is gone.
+    top = conn.exec_driver_sql(
+        "SELECT max(coalesce((SELECT max(id) FROM customers), 0), "
+        "coalesce((SELECT max(other_customer_id) FROM merge_events), 0))").scalar_one()
     return list(range(int(top) + 1, int(top) + 1 + n))
 
 
@@ -563,9 +567,9 @@ class Store:
         # The staying customer lets go of the account number first (unique constraint).
         conn.execute(update(customers).where(customers.c.id == customer_id)
                      .values(account_number=None))
-        new_id = conn.execute(insert(customers).values(
-            {**_customer_values(split, self.now), "created_at": self.now})
-            .returning(customers.c.id)).scalar_one()
+        new_id = _allocate_ids(conn, 1)[0]
+        conn.execute(insert(customers).values(
+            {**_customer_values(split, self.now), "id": new_id, "created_at": self.now}))
         for chunk in _chunks(moving):
             conn.execute(update(records).where(records.c.id.in_(chunk))
                          .values(customer_id=new_id))

@@ -186,6 +186,21 @@ def test_a_record_linking_two_customers_merges_them(engine: Engine, tmp_path: Pa
     assert tuple(event) == ("merge", "import:tickets")
 
 
+def test_an_id_merged_away_is_never_given_to_someone_else(engine: Engine,
+                                                           tmp_path: Path) -> None:
+    load(engine, write(tmp_path / "a.csv", [row("A1", "Noa Peretz", "050-111-2222"),
+                                            row("A2", "Noa Peretz", email="noa@example.com")]),
+         "branch-tlv")
+    gone = customer_of(engine, "branch-tlv", "A2")
+    load(engine, write(tmp_path / "b.csv", [row("K1", "Noa Peretz", "0501112222",
+                                                email="noa@example.com")]), "tickets")
+    assert customer_of(engine, "branch-tlv", "A2") != gone
+    load(engine, write(tmp_path / "c.csv", [row("N1", "Ron Shapira", "052-000-1111")]),
+         "billing")
+    newcomer = customer_of(engine, "billing", "N1")
+    assert gone is not None and newcomer is not None and newcomer > gone
+
+
 def _two_people(engine: Engine, tmp_path: Path) -> tuple[int, int]:
     load(engine, write(tmp_path / "a.csv", [
         row("P1", "Dana Cohen", "050-123-4567", account="100100"),
