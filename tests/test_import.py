@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -468,3 +469,31 @@ def test_readme_examples_load(tmp_path: Path) -> None:
     rules = load_rules(tmp_path / "rules.yaml")
     assert rules.field_policy["tier"] == "source_priority"
     assert rules.source_priority == ("billing", "branch-tlv", "branch-haifa")
+
+
+@pytest.mark.parametrize(("text_", "expected"), [
+    ("match_on: [phone]\nnmae_similarity: 0.9\n", "unknown key(s) ['nmae_similarity']"),
+    ("match_on: [fax]\n", "unknown match keys ['fax']"),
+    ("field_policy: {tier: loudest}\n", "unknown policy 'loudest' for 'tier'"),
+    ("name_similarity: 2\n", "name_similarity must be within [0, 1]"),
+    ("- a\n", "expected a mapping"),
+    ("match_on: [phone\n", "not valid YAML"),
+])
+def test_rules_mistakes_are_refused(tmp_path: Path, text_: str, expected: str) -> None:
+    from crm_sync.config import load_rules
+
+    path = tmp_path / "rules.yaml"
+    path.write_text(text_, encoding="utf-8")
+    with pytest.raises(MappingError, match=re.escape(expected)):
+        load_rules(path)
+    assert load_rules(tmp_path / "absent.yaml") == Rules()
+
+
+def test_two_mapping_files_for_one_source_are_refused(tmp_path: Path) -> None:
+    from crm_sync.config import Mappings
+
+    for name in ("a.yaml", "b.yaml"):
+        (tmp_path / name).write_text("source: billing\nid: id\n", encoding="utf-8")
+    with pytest.raises(MappingError, match=r"b\.yaml: source 'billing' \(customers\) is "
+                                           r"already mapped by .*a\.yaml"):
+        Mappings(tmp_path)
