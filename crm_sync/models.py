@@ -53,7 +53,10 @@ class CustomerPhone(Base):
 
     __table_args__ = (
         UniqueConstraint("customer_id", "e164", name="uq_customer_phones_customer_e164"),
-        Index("ix_customer_phones_e164", "e164"),
+        # (e164, customer_id): the caller look-up's filter *and* order, whatever the planner's
+        # statistics say (with e164 alone, PostgreSQL walked the unique index in customer
+        # order after a bulk load: 55 ms instead of 0.05).
+        Index("ix_customer_phones_e164_customer", "e164", "customer_id"),
     )
 
 

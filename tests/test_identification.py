@@ -287,3 +287,44 @@ def test_demo_menu_asks_a_shared_line_for_the_account_number(
     assert says[3].startswith("For billing and payments")  # prompt, not found, prompt
     assert "Connecting you to an agent." in says
     assert _attributes(database_url, t.call_sid)["caller_outcome"] == "account"
+
+
+def test_a_call_through_the_ivr_is_in_the_next_calls_history(
+        client: TestClient, database_url: str, tmp_path: Path, clock: FrozenClock) -> None:
+    from tests.twilio import play
+
+    _import_people(database_url, tmp_path, clock.now())
+    first = play(client, ["2"], from_number="+972501234567")
+    signed_post(client, "/twilio/status", call_params(first.call_sid, "completed",
+                                                      CallDuration="95"))
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT channel, direction, call_sid, ended_at, ivr_path, queue FROM interactions "
+            "WHERE source = 'ivr'")).one()
+    engine.dispose()
+    assert (row.channel, row.direction, row.call_sid) == ("call", "in", first.call_sid)
+    assert row.ended_at is not None
+    assert row.queue == "support-open-incidents"
+    path = row.ivr_path if isinstance(row.ivr_path, list) else json.loads(row.ivr_path)
+    assert any(p.get("node") == "main_menu" for p in path)
+
+    clock.advance(minutes=55)
+    second = new_sid()
+    signed_post(client, "/twilio/voice", call_params(second, From="+972501234567"))
+    assert _attributes(database_url, second)["hours_since_last_call"] == 0.92
+
+
+def test_a_caller_identified_by_account_gets_the_call_in_their_history(
+        client: TestClient, database_url: str, tmp_path: Path, clock: FrozenClock) -> None:
+    from tests.twilio import play
+
+    _import_people(database_url, tmp_path, clock.now())
+    t = play(client, ["300002", "0"], from_number="+97248223344")
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        owner = conn.execute(text(
+            "SELECT c.name FROM interactions i JOIN customers c ON c.id = i.customer_id "
+            "WHERE i.call_sid = :s"), {"s": t.call_sid}).scalar_one()
+    engine.dispose()
+    assert owner == "Rivka Mizrahi"

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from crm_sync.history import close_inbound_call, record_inbound_call
 from crm_sync.lookup import identify_by_account, identify_caller
 from ivr.calls import repository as repo
 from ivr.calls import twiml
@@ -99,6 +100,8 @@ class CallService:
                           direction=params.get("Direction"),
                           status=params.get("CallStatus") or "ringing", created_at=now)
             if repo.insert_call(conn, values):
+                if match.outcome == "known":  # the customer's history shows this call
+                    record_inbound_call(conn, match.customer_ids[0], sid, params.get("To"), now)
                 return Answer(xml)
             row = repo.get_call(conn, sid)
         # The CallSid exists: Twilio retried the request (or redirected to the voice URL).
@@ -114,7 +117,7 @@ class CallService:
             row = self.steps.load(raw, sid)
             digits = self._account_typed(row, at_step, event)
             if digits is not None:
-                event = AccountEntered(digits, self._look_up_account(digits))
+                event = AccountEntered(digits, self._look_up_account(sid, digits))
             answer, values = self._plan(row, sid, at_step, event, fp)
             saved = values is None or self.steps.save(raw, sid, at_step, values)
             raw.commit()
@@ -133,7 +136,7 @@ class CallService:
             row = await self.steps.aload(aconn, sid)
             digits = self._account_typed(row, at_step, event)
             if digits is not None:  # rare: a caller typing an account number
-                match = await asyncio.to_thread(self._look_up_account, digits)
+                match = await asyncio.to_thread(self._look_up_account, sid, digits)
                 event = AccountEntered(digits, match)
             answer, values = self._plan(row, sid, at_step, event, fp)
             saved = values is None or await self.steps.asave(aconn, sid, at_step, values)
@@ -149,9 +152,13 @@ class CallService:
         node = menu.menu.nodes.get(row["node"]) if menu else None
         return account_digits(node, event.digits) if isinstance(node, IdentifyNode) else None
 
-    def _look_up_account(self, digits: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
-            return identify_by_account(conn, digits, self.clock.now())
+    def _look_up_account(self, sid: str, digits: str) -> dict[str, Any] | None:
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            match = identify_by_account(conn, digits, now)
+            if match is not None:
+                record_inbound_call(conn, match["customer_id"], sid, None, now)
+            return match
 
     def _plan(self, row: dict[str, Any] | None, sid: str, at_step: int, event: Event,
               fp: str) -> tuple[Answer, dict[str, Any] | None]:
@@ -195,3 +202,7 @@ class CallService:
                 conn, sid, status, int(seq) if seq.isdigit() else 0, params, self.clock.now(),
                 int(duration) if duration and duration.isdigit() else None,
                 status in FINAL_STATUSES)
+            if status in FINAL_STATUSES:
+                row = repo.get_call(conn, sid)
+                close_inbound_call(conn, sid, self.clock.now(),
+                                   list(row["path"] or ()) if row else None)

@@ -1,0 +1,44 @@
+"""The IVR's own calls in the customer's history: an identified caller's call becomes an
+interaction (source ``ivr``, external id = CallSid), so the next call — from any branch's
+number, through any process — knows "called 55 minutes ago" and the path taken."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Insert, Table, insert, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from crm_sync.models import Interaction
+
+interactions: Table = Interaction.__table__  # type: ignore[assignment]
+SOURCE = "ivr"
+
+
+def _insert_once(conn: Connection) -> Insert:
+    index = ["source", "external_id"]
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(interactions).on_conflict_do_nothing(index_elements=index)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(interactions).on_conflict_do_nothing(index_elements=index)
+    return insert(interactions)  # pragma: no cover (SQLite and PostgreSQL only)
+
+
+def record_inbound_call(conn: Connection, customer_id: int, call_sid: str, called: str | None,
+                        started_at: datetime) -> None:
+    """Once per call (a retried webhook or a second identification changes nothing)."""
+    conn.execute(_insert_once(conn), {
+        "customer_id": customer_id, "source": SOURCE, "external_id": call_sid,
+        "channel": "call", "direction": "in", "queue": None, "started_at": started_at,
+        "call_sid": call_sid, "notes": f"to {called}" if called else None})
+
+
+def close_inbound_call(conn: Connection, call_sid: str, ended_at: datetime,
+                       path: list[dict[str, Any]] | None) -> None:
+    """The call ended: when, and the IVR path it took (nodes, keys, timings)."""
+    queues = [p.get("queue") for p in path or () if p.get("queue")]
+    conn.execute(update(interactions)
+                 .where(interactions.c.source == SOURCE, interactions.c.external_id == call_sid)
+                 .values(ended_at=ended_at, ivr_path=path,
+                         **({"queue": str(queues[-1])[:64]} if queues else {})))
