@@ -30,7 +30,7 @@ from crm_sync.mapping import (
 )
 from crm_sync.models import ImportRejection, ImportRun, Incident, Interaction
 from crm_sync.models import SourceRecord as SourceRecordRow
-from crm_sync.store import Counts, Incoming, Store, content_hash, where_in
+from crm_sync.store import Counts, Incoming, Store, canonical, content_hash, where_in
 
 runs: Table = ImportRun.__table__  # type: ignore[assignment]
 rejections: Table = ImportRejection.__table__  # type: ignore[assignment]
@@ -44,6 +44,8 @@ BATCH = 5000
 ANALYZE_AFTER = 50_000  # records imported in a run after which PostgreSQL gets ANALYZE
 _ADVISORY_LOCK = 0x1F5_C0DE  # serialises identity resolution across processes (PostgreSQL)
 
+_NUL = "\\u0000"  # how JSON text spells a NUL character
+NUL_REASON = "contains a NUL (0x00) character, which the database cannot store"
 Row = tuple[int, dict[str, Any] | str]  # (line or index, the record or why it is unreadable)
 Progress = Callable[[int], None]  # records done so far in this run
 
@@ -98,26 +100,44 @@ def file_format(path: Path) -> str:
     return fmt
 
 
-def read_rows(path: Path) -> Iterator[Row]:
-    """(line, row) for every record; a record that cannot be read gives (line, reason)."""
+def read_rows(path: Path, encoding: str = "utf-8-sig") -> Iterator[Row]:
+    """(line, row) for every record; a record that cannot be read gives (line, reason) and
+    reading goes on. Text that is not in ``encoding`` stops the file (UnreadableFile)."""
+    try:
+        yield from _read_rows(path, encoding)
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(
+            f"{path}: not {encoding} text ({exc.reason} at byte {exc.start} of a read "
+            "block); export the file as UTF-8 or name its encoding, e.g. --encoding cp1255"
+        ) from None
+    except LookupError:
+        raise UnreadableFile(f"unknown text encoding {encoding!r}") from None
+
+
+def _read_rows(path: Path, encoding: str) -> Iterator[Row]:
     if file_format(path) == "csv":
-        with path.open(newline="", encoding="utf-8-sig") as fh:
+        with path.open(newline="", encoding=encoding) as fh:
             reader = csv.DictReader(fh)
             if not reader.fieldnames:
                 raise UnreadableFile(f"{path}:1: empty file, expected a header line")
+            width = len(reader.fieldnames)
             start = reader.line_num + 1
-            try:
-                for row in reader:
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:  # e.g. a NUL byte: this record only
+                    yield start, f"unreadable CSV: {exc}"
+                else:
                     if None in row:
-                        yield start, (f"{len(row[None]) + len(reader.fieldnames)} fields, "
-                                      f"the header has {len(reader.fieldnames)}")
+                        extra = row[None]
+                        yield start, (f"{width + len(extra) if isinstance(extra, list) else '?'}"
+                                      f" fields, the header has {width}")
                     else:
                         yield start, row
-                    start = reader.line_num + 1
-            except csv.Error as exc:
-                yield start, f"unreadable CSV: {exc}"
-        return
-    with path.open(encoding="utf-8-sig") as fh:
+                start = reader.line_num + 1
+    with path.open(encoding=encoding) as fh:
         for number, text in enumerate(fh, start=1):
             if not text.strip():
                 continue
@@ -170,7 +190,14 @@ def apply_rows(conn: Connection, rows: Sequence[Row], mapping: Mapping, rules: R
     bad: list[Rejected] = []
     store = Store(conn, rules, now, actor)
     # Records sent again exactly as stored are not even mapped: re-imports stay cheap.
-    hashed = [(line, row, content_hash(row)) for line, row in rows if isinstance(row, dict)]
+    hashed = []
+    for line, row in rows:
+        if isinstance(row, dict):
+            text = canonical(row)
+            if _NUL in text:
+                bad.append(Rejected(line, str(row.get(mapping.id) or "") or None, NUL_REASON))
+            else:
+                hashed.append((line, row, content_hash(row, text)))
     existing = store.known(mapping.source, [
         str(row.get(mapping.id) or "").strip() for _line, row, _h in hashed])
     unchanged: dict[str, int] = {}
@@ -210,6 +237,9 @@ def _apply_history(conn: Connection, rows: Sequence[Row], mapping: HistoryMappin
     for line, row in rows:
         if isinstance(row, str):
             bad.append(Rejected(line, None, row))
+            continue
+        if _NUL in canonical(row):
+            bad.append(Rejected(line, str(row.get(mapping.id) or "") or None, NUL_REASON))
             continue
         mapped = map_history(row, mapping)
         if isinstance(mapped, Rejection):
@@ -308,7 +338,8 @@ def _resumable(conn: Connection, source: str, kind: str, print_: str) -> Any:
 
 def import_file(engine: Engine, path: Path, mapping: Mapping, rules: Rules, region: str,
                 now: Callable[[], datetime], *, batch_size: int = BATCH,
-                on_progress: Progress | None = None, resume: bool = True) -> Report:
+                on_progress: Progress | None = None, resume: bool = True,
+                encoding: str = "utf-8-sig") -> Report:
     """Import one file; resumes an interrupted run of the same file unless ``resume=False``."""
     file_format(path)
     kind = mapping.kind
@@ -341,7 +372,7 @@ def import_file(engine: Engine, path: Path, mapping: Mapping, rules: Rules, regi
 
     batch: list[Row] = []
     try:
-        for index, row in enumerate(read_rows(path)):
+        for index, row in enumerate(read_rows(path, encoding)):
             if index < report.resumed_after:
                 continue
             batch.append(row)

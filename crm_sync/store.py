@@ -90,11 +90,15 @@ class Incoming:
     content_hash: str
 
 
-def content_hash(raw: dict[str, Any]) -> str:
-    """Identity of a raw record as the source sent it (key order aside)."""
-    text = json.dumps(raw, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+def canonical(raw: dict[str, Any]) -> str:
+    """A raw record as JSON text, key order aside (control characters escaped)."""
+    return json.dumps(raw, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
                       default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def content_hash(raw: dict[str, Any], text: str | None = None) -> str:
+    """Identity of a raw record as the source sent it (key order aside)."""
+    return hashlib.sha256((text if text is not None else canonical(raw)).encode()).hexdigest()
 
 
 def to_json(record: SourceRecord) -> dict[str, Any]:

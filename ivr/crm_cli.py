@@ -39,6 +39,9 @@ def add_parser(sub: Any) -> None:
                      "default: crm/mappings/ for this source, else our own column names")
     imp.add_argument("--kind", choices=["customers", "incidents", "interactions"],
                      default=None, help="what the file holds when no mapping says so")
+    imp.add_argument("--encoding", default="utf-8-sig",
+                     help="the file's text encoding (default UTF-8, with or without BOM; "
+                     "e.g. cp1255 for older Hebrew Windows exports)")
     imp.add_argument("--batch-size", type=int, default=BATCH)
     imp.add_argument("--restart", action="store_true",
                      help="do not resume an interrupted run of this file; start over")
@@ -124,7 +127,7 @@ def print_report(report: Report, path: Path | str, out: Any = None) -> None:
 
 def _import_with_progress(engine: Engine, path: Path, mapping: Mapping, rules: Rules,
                           settings: Settings, clock: Clock, batch_size: int,
-                          resume: bool) -> Report:
+                          resume: bool, encoding: str = "utf-8-sig") -> Report:
     from rich.progress import (  # noqa: PLC0415
         BarColumn,
         MofNCompleteColumn,
@@ -148,7 +151,8 @@ def _import_with_progress(engine: Engine, path: Path, mapping: Mapping, rules: R
             progress.update(task, completed=min(done, total), rate=rate)
 
         return run_import(engine, path, mapping, rules, settings.default_region, clock.now,
-                          batch_size=batch_size, on_progress=advance, resume=resume)
+                          batch_size=batch_size, on_progress=advance, resume=resume,
+                          encoding=encoding)
 
 
 def _show(engine: Engine, settings: Settings, ref: str, as_json: bool) -> int:
@@ -314,7 +318,8 @@ def _dispatch(engine: Engine, settings: Settings, args: argparse.Namespace,
         mapping = _mapping(settings, args)
         try:
             report = _import_with_progress(engine, args.file, mapping, rules, settings, clock,
-                                           args.batch_size, resume=not args.restart)
+                                           args.batch_size, resume=not args.restart,
+                                           encoding=args.encoding)
         except Interrupted as stop:
             print_report(stop.report, args.file, sys.stderr)
             print(f"interrupted: run the same command again to resume after record "

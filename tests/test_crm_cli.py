@@ -106,3 +106,19 @@ def test_demo_data_loads_overlapping_sources(crm_env: Path, tmp_path: Path,
     assert all(": created 0, " in line for line in again)
     assert "callers to try with `ivr simulate --from NUMBER`:" in out
     assert "has an open incident" in out
+
+
+def test_a_file_in_another_encoding_is_refused_clearly_then_read(
+        crm_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "old-export.csv"
+    path.write_bytes("id,name,phone\nW1,דנה כהן,050-123-4567\n".encode("cp1255"))
+    assert main(["crm", "import", str(path), "--source", "legacy"]) == 1
+    err = capsys.readouterr().err
+    assert "not utf-8-sig text" in err and "--encoding cp1255" in err
+    assert main(["crm", "import", str(path), "--source", "legacy", "--encoding", "nope"]) == 1
+    assert "unknown text encoding 'nope'" in capsys.readouterr().err
+    assert main(["crm", "import", str(path), "--source", "legacy",
+                 "--encoding", "cp1255"]) == 0
+    assert "created 1" in capsys.readouterr().out
+    assert main(["crm", "show", "0501234567", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["name"] == "דנה כהן"

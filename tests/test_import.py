@@ -497,3 +497,17 @@ def test_two_mapping_files_for_one_source_are_refused(tmp_path: Path) -> None:
     with pytest.raises(MappingError, match=r"b\.yaml: source 'billing' \(customers\) is "
                                            r"already mapped by .*a\.yaml"):
         Mappings(tmp_path)
+
+
+def test_an_unreadable_csv_record_does_not_stop_the_rest(engine: Engine,
+                                                         tmp_path: Path) -> None:
+    path = tmp_path / "nul.csv"
+    huge = b"x" * 200_000  # over the csv module's field limit
+    path.write_bytes(b"id,name,phone\nC1,Ok,050-121-2121\nC2,Nul\x00,050-131-3131\n"
+                     b"C3,Fine,050-141-4141\nC4," + huge + b",050-151-5151\n"
+                     b"C5,Last,050-161-6161\n")
+    report = load(engine, path, "x")
+    assert report.counts.created == 3
+    assert [(r.line, r.reason.split(":")[0]) for r in report.rejected] == [
+        (3, "contains a NUL (0x00) character, which the database cannot store"),
+        (5, "unreadable CSV")]
