@@ -138,10 +138,13 @@ def _import_with_progress(engine: Engine, path: Path, mapping: Mapping, rules: R
     )
 
     total = estimate_records(path)
+    from rich.console import Console  # noqa: PLC0415
+
+    # The bar goes to stderr (a terminal only); the report and --json go to stdout.
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                   TimeRemainingColumn(), transient=False, disable=not sys.stderr.isatty(),
-                  console=None) as progress:
+                  console=Console(stderr=True)) as progress:
         task = progress.add_task(f"{mapping.source} {mapping.kind}", total=total, rate="")
         started = clock.now()
 
