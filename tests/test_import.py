@@ -511,3 +511,33 @@ def test_an_unreadable_csv_record_does_not_stop_the_rest(engine: Engine,
     assert [(r.line, r.reason.split(":")[0]) for r in report.rejected] == [
         (3, "contains a NUL (0x00) character, which the database cannot store"),
         (5, "unreadable CSV")]
+
+
+def test_concurrent_imports_of_the_same_people_make_no_duplicates(
+        engine: Engine, tmp_path: Path) -> None:
+    """Two sources loaded at once (an import and a push, or two operators): identity
+    resolution runs one batch at a time, so nobody is created twice."""
+    import threading
+
+    people = list(demo.iter_customer_rows(600, now=NOW, source="billing"))
+    paths = []
+    for source in ("branch-tlv", "branch-haifa"):
+        # Same people in the same order: the two imports meet them at the same moment.
+        rows = [{**r, "id": f"{source}-{i}"} for i, r in enumerate(people)]
+        paths.append((write(tmp_path / f"{source}.csv", rows), source))
+    errors: list[BaseException] = []
+
+    def run(path: Path, source: str) -> None:
+        try:
+            load(engine, path, source, batch_size=100)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=p) for p in paths]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert count(engine, SourceRecord) == 1200
+    assert count(engine, Customer) == 600
