@@ -16,13 +16,17 @@ interactions: Table = Interaction.__table__  # type: ignore[assignment]
 SOURCE = "ivr"
 
 
+_INDEX = ["source", "external_id"]
+# Built once per dialect: a call start should not pay for building a statement.
+_INSERT_ONCE: dict[str, Insert] = {
+    "postgresql": postgresql.insert(interactions).on_conflict_do_nothing(index_elements=_INDEX),
+    "sqlite": sqlite.insert(interactions).on_conflict_do_nothing(index_elements=_INDEX),
+}
+
+
 def _insert_once(conn: Connection) -> Insert:
-    index = ["source", "external_id"]
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(interactions).on_conflict_do_nothing(index_elements=index)
-    if conn.dialect.name == "sqlite":
-        return sqlite.insert(interactions).on_conflict_do_nothing(index_elements=index)
-    return insert(interactions)  # pragma: no cover (SQLite and PostgreSQL only)
+    stmt = _INSERT_ONCE.get(conn.dialect.name)
+    return stmt if stmt is not None else insert(interactions)
 
 
 def record_inbound_call(conn: Connection, customer_id: int, call_sid: str, called: str | None,

@@ -31,13 +31,23 @@ _STATE_COLUMNS = (
 _get_state = select(*_STATE_COLUMNS).where(calls.c.call_sid == bindparam("sid"))
 
 
+_IGNORING: dict[tuple[str, str, tuple[str, ...]], Insert] = {}
+
+
 def insert_ignoring_conflicts(conn: Connection, table: Table, index: list[str]) -> Insert:
+    """INSERT … ON CONFLICT DO NOTHING, built once per (dialect, table, index)."""
     dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=index)
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=index)
-    return insert(table)
+    key = (dialect, table.name, tuple(index))
+    stmt = _IGNORING.get(key)
+    if stmt is None:
+        if dialect == "postgresql":
+            stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=index)
+        elif dialect == "sqlite":
+            stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=index)
+        else:
+            stmt = insert(table)
+        _IGNORING[key] = stmt
+    return stmt
 
 
 def get_call(conn: Connection, call_sid: str) -> Mapping[str, Any] | None:
