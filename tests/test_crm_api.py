@@ -124,3 +124,22 @@ def test_a_broken_mapping_file_is_reported_not_guessed(api: TestClient,
     got = api.post("/crm/sources/crm/records", json={"records": RECORDS}, headers=PUSH)
     assert got.status_code == 500
     assert "bad.yaml:3:1: nmae" in got.json()["detail"]
+
+
+def test_a_large_push_is_taken_whole(api: TestClient) -> None:
+    """On SQLite in slices of 1,000 (one transaction each, short write locks); the report
+    covers the whole batch either way."""
+    from datetime import UTC, datetime
+
+    from crm_sync import demo
+
+    records = list(demo.iter_customer_rows(2_500, now=datetime(2026, 11, 23, tzinfo=UTC)))
+    records[1_700]["id"] = ""  # one bad record in the second slice
+    got = api.post("/crm/sources/billing/records", json={"records": records}, headers=PUSH)
+    report = got.json()
+    assert (report["created"], report["rejected"]) == (2_499, 1)
+    assert [(r["line"], r["reason"]) for r in report["rejections"]] == [
+        (1_700, "missing id (column 'id')")]
+    again = api.post("/crm/sources/billing/records", json={"records": records},
+                     headers=PUSH).json()
+    assert (again["unchanged"], again["created"]) == (2_499, 0)
