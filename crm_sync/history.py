@@ -7,12 +7,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, insert, update
+from sqlalchemy import Connection, Insert, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from crm_sync.models import Interaction
+from crm_sync.models import interactions
 
-interactions: Table = Interaction.__table__  # type: ignore[assignment]
 SOURCE = "ivr"
 
 

@@ -28,17 +28,13 @@ from crm_sync.mapping import (
     map_history,
     map_record,
 )
-from crm_sync.models import ImportRejection, ImportRun, Incident, Interaction
-from crm_sync.models import SourceRecord as SourceRecordRow
+from crm_sync.models import import_rejections as rejections
+from crm_sync.models import import_runs as runs
+from crm_sync.models import incidents, interactions
+from crm_sync.models import source_records as records
 from crm_sync.store import Counts, Incoming, Store, canonical, content_hash, where_in
 
-runs: Table = ImportRun.__table__  # type: ignore[assignment]
-rejections: Table = ImportRejection.__table__  # type: ignore[assignment]
-records: Table = SourceRecordRow.__table__  # type: ignore[assignment]
-HISTORY_TABLES: dict[str, Table] = {
-    "incidents": Incident.__table__,  # type: ignore[dict-item]
-    "interactions": Interaction.__table__,  # type: ignore[dict-item]
-}
+HISTORY_TABLES: dict[str, Table] = {"incidents": incidents, "interactions": interactions}
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 BATCH = 5000
 # SQLite has one writer: a batch holds the write lock while it resolves (~0.3 s for 1,000

@@ -7,15 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Select, Table, bindparam, func, select
+from sqlalchemy import Connection, Select, bindparam, func, select
 
-from crm_sync.models import Customer, CustomerPhone, Incident, Interaction
+from crm_sync.models import customer_phones as phones
+from crm_sync.models import customers, incidents, interactions
 from crm_sync.phones import is_withheld, normalize
-
-customers: Table = Customer.__table__  # type: ignore[assignment]
-phones: Table = CustomerPhone.__table__  # type: ignore[assignment]
-incidents: Table = Incident.__table__  # type: ignore[assignment]
-interactions: Table = Interaction.__table__  # type: ignore[assignment]
 
 Outcome = Literal["known", "ambiguous", "unknown", "withheld"]
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -201,3 +202,15 @@ class ImportRejection(Base):
     line: Mapped[int | None] = mapped_column(Integer)  # file line, or index in a pushed batch
     external_id: Mapped[str | None] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text)
+
+
+# The tables, for Core queries (the write side and look-ups use Core, not ORM sessions).
+customers: Table = Customer.__table__  # type: ignore[assignment]
+customer_phones: Table = CustomerPhone.__table__  # type: ignore[assignment]
+customer_emails: Table = CustomerEmail.__table__  # type: ignore[assignment]
+source_records: Table = SourceRecord.__table__  # type: ignore[assignment]
+incidents: Table = Incident.__table__  # type: ignore[assignment]
+interactions: Table = Interaction.__table__  # type: ignore[assignment]
+merge_events: Table = MergeEvent.__table__  # type: ignore[assignment]
+import_runs: Table = ImportRun.__table__  # type: ignore[assignment]
+import_rejections: Table = ImportRejection.__table__  # type: ignore[assignment]

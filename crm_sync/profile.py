@@ -8,26 +8,14 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, or_, select
+from sqlalchemy import Connection, func, or_, select
 
-from crm_sync.models import (
-    Customer,
-    CustomerEmail,
-    CustomerPhone,
-    Incident,
-    Interaction,
-    MergeEvent,
-)
-from crm_sync.models import SourceRecord as SourceRecordRow
+from crm_sync.models import customer_emails as emails
+from crm_sync.models import customer_phones as phones
+from crm_sync.models import customers, incidents, interactions
+from crm_sync.models import merge_events as merges
+from crm_sync.models import source_records as records
 from crm_sync.phones import is_withheld, normalize
-
-customers: Table = Customer.__table__  # type: ignore[assignment]
-phones: Table = CustomerPhone.__table__  # type: ignore[assignment]
-emails: Table = CustomerEmail.__table__  # type: ignore[assignment]
-records: Table = SourceRecordRow.__table__  # type: ignore[assignment]
-incidents: Table = Incident.__table__  # type: ignore[assignment]
-interactions: Table = Interaction.__table__  # type: ignore[assignment]
-merges: Table = MergeEvent.__table__  # type: ignore[assignment]
 
 SEARCH_LIMIT = 50
 

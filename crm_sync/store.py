@@ -41,23 +41,11 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
 from crm_sync.identity import Golden, Rules, SourceRecord, cluster, golden
-from crm_sync.models import (
-    Customer,
-    CustomerEmail,
-    CustomerPhone,
-    Incident,
-    Interaction,
-    MergeEvent,
-)
-from crm_sync.models import SourceRecord as SourceRecordRow
-
-customers: Table = Customer.__table__  # type: ignore[assignment]
-phones: Table = CustomerPhone.__table__  # type: ignore[assignment]
-emails: Table = CustomerEmail.__table__  # type: ignore[assignment]
-records: Table = SourceRecordRow.__table__  # type: ignore[assignment]
-incidents: Table = Incident.__table__  # type: ignore[assignment]
-interactions: Table = Interaction.__table__  # type: ignore[assignment]
-merges: Table = MergeEvent.__table__  # type: ignore[assignment]
+from crm_sync.models import customer_emails as emails
+from crm_sync.models import customer_phones as phones
+from crm_sync.models import customers, incidents, interactions
+from crm_sync.models import merge_events as merges
+from crm_sync.models import source_records as records
 
 CHUNK = 2000  # values per IN (...) list: well under SQLite's and PostgreSQL's limits
 
