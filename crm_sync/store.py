@@ -325,7 +325,7 @@ class Store:
                                           self.rules), owner_of):
             self._plan_group(group, owner_of, separated, plan, counts, source, existing,
                              todo_ids)
-        self._write(source, todo, existing, plan, stored)
+        self._write(source, todo, existing, plan)
         return counts
 
     @staticmethod
@@ -383,8 +383,8 @@ class Store:
             owner_of[r.key] = survivor
         plan.changed_customers[survivor] = (golden(members, self.rules), members)
 
-    def _write(self, source: str, todo: list[Incoming], existing: dict[str, Any], plan: _Plan,
-               stored: list[_Stored]) -> None:
+    def _write(self, source: str, todo: list[Incoming], existing: dict[str, Any],
+               plan: _Plan) -> None:
         conn, now = self.conn, self.now
         # New customers, then who owns what.
         owner: dict[tuple[str, str], int] = {}
@@ -404,17 +404,7 @@ class Store:
 
         # Fold merged customers into their survivors.
         for loser, survivor in sorted(plan.folded.items()):
-            moved = [s.id for s in stored if s.customer_id == loser]
-            conn.execute(update(records).where(records.c.customer_id == loser)
-                         .values(customer_id=survivor))
-            for table in (incidents, interactions):
-                conn.execute(update(table).where(table.c.customer_id == loser)
-                             .values(customer_id=survivor))
-            conn.execute(insert(merges).values(
-                kind="merge", customer_id=survivor, other_customer_id=loser,
-                source_record_ids=moved, actor=self.actor,
-                reason="identity resolution", at=now))
-            conn.execute(delete(customers).where(customers.c.id == loser))
+            self._fold(loser, survivor, "identity resolution")
 
         # Survivors and attached customers: the golden record again.
         if plan.changed_customers:
@@ -479,6 +469,22 @@ class Store:
         self.conn.execute(delete(emails).where(emails.c.customer_id == customer_id))
         self._add_keys([(customer_id, g)])
 
+    def _fold(self, loser: int, survivor: int, reason: str | None) -> int:
+        """Move ``loser``'s source records, incidents and interactions to ``survivor``, record
+        the merge (with the records moved, for unmerge) and delete ``loser``."""
+        conn = self.conn
+        moved = list(conn.execute(select(records.c.id).where(records.c.customer_id == loser))
+                     .scalars())
+        for table in (records, incidents, interactions):
+            conn.execute(update(table).where(table.c.customer_id == loser)
+                         .values(customer_id=survivor))
+        event_id = conn.execute(insert(merges).values(
+            kind="merge", customer_id=survivor, other_customer_id=loser,
+            source_record_ids=moved, actor=self.actor, reason=reason, at=self.now)
+            .returning(merges.c.id)).scalar_one()
+        conn.execute(delete(customers).where(customers.c.id == loser))
+        return int(event_id)
+
     def merge(self, survivor: int, other: int, reason: str | None = None) -> int:
         """Fold ``other`` into ``survivor`` (records, incidents, interactions); returns the
         merge event id."""
@@ -487,13 +493,6 @@ class Store:
         self._require(survivor)
         self._require(other)
         conn = self.conn
-        moved = list(conn.execute(select(records.c.id).where(records.c.customer_id == other))
-                     .scalars())
-        conn.execute(update(records).where(records.c.customer_id == other)
-                     .values(customer_id=survivor))
-        for table in (incidents, interactions):
-            conn.execute(update(table).where(table.c.customer_id == other)
-                         .values(customer_id=survivor))
         # An earlier separation of the two no longer holds.
         conn.execute(delete(merges).where(
             merges.c.kind == "unmerge",
@@ -501,11 +500,7 @@ class Store:
                 (merges.c.customer_id == other) & (merges.c.other_customer_id == survivor))))
         account = conn.execute(select(customers.c.account_number)
                                .where(customers.c.id == other)).scalar()
-        conn.execute(delete(customers).where(customers.c.id == other))
-        event_id = conn.execute(insert(merges).values(
-            kind="merge", customer_id=survivor, other_customer_id=other,
-            source_record_ids=moved, actor=self.actor, reason=reason, at=self.now)
-            .returning(merges.c.id)).scalar_one()
+        event_id = self._fold(other, survivor, reason)
         self.refresh(survivor)
         if account is not None:
             # The folded customer's account number still finds this person.
