@@ -197,12 +197,13 @@ class CallService:
         status = params.get("CallStatus", "unknown")[:32]
         seq = params.get("SequenceNumber", "0")
         duration = params.get("CallDuration")
+        final = status in FINAL_STATUSES
         with self.engine.begin() as conn:
-            repo.record_status(
+            first_time = repo.record_status(
                 conn, sid, status, int(seq) if seq.isdigit() else 0, params, self.clock.now(),
-                int(duration) if duration and duration.isdigit() else None,
-                status in FINAL_STATUSES)
-            if status in FINAL_STATUSES:
+                int(duration) if duration and duration.isdigit() else None, final)
+            if final and first_time:
                 row = repo.get_call(conn, sid)
-                close_inbound_call(conn, sid, self.clock.now(),
-                                   list(row["path"] or ()) if row else None)
+                # Only an identified caller's call is in a customer's history.
+                if row is not None and (row["attributes"] or {}).get("identified"):
+                    close_inbound_call(conn, sid, self.clock.now(), list(row["path"] or ()))
