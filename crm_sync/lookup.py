@@ -61,19 +61,11 @@ def _attributes(row: Any, now: datetime) -> dict[str, Any]:
 
 
 # Built once: every call start runs one of these (SQLAlchemy caches their compiled form).
-_BY_ID = _with_attributes(select().select_from(customers)).where(
-    customers.c.id == bindparam("customer_id"))
 _BY_ACCOUNT = _with_attributes(select().select_from(customers)).where(
     customers.c.account_number == bindparam("account"))
 _BY_PHONE = (_with_attributes(select().select_from(
     phones.join(customers, customers.c.id == phones.c.customer_id)))
     .where(phones.c.e164 == bindparam("e164")).order_by(customers.c.id).limit(10))
-
-
-def attributes_of(conn: Connection, customer_id: int, now: datetime) -> dict[str, Any]:
-    """What menus branch on: tier, language, status, open incidents, last call."""
-    row = conn.execute(_BY_ID, {"customer_id": customer_id}).one_or_none()
-    return {"identified": False} if row is None else _attributes(row, now)
 
 
 def identify_caller(conn: Connection, caller_id: str | None, region: str,

@@ -9,15 +9,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
+from crm_sync import demo
 from crm_sync.config import Mappings, load_rules
 from crm_sync.identity import Rules
 from crm_sync.importer import Interrupted, Report, UnreadableFile, estimate_records
 from crm_sync.importer import import_file as run_import
 from crm_sync.mapping import Mapping, MappingError, default_mapping, load_mapping
-from crm_sync.store import StoreError
+from crm_sync.models import Customer, CustomerPhone, Incident
+from crm_sync.profile import customer_document, find, merged_into
+from crm_sync.store import Store, StoreError
 from ivr.core.clock import Clock, SystemClock
+from ivr.core.db import make_engine
+from ivr.core.migrate import upgrade
 from ivr.core.settings import Settings
 
 EXIT_OK, EXIT_USER = 0, 1
@@ -76,9 +81,6 @@ def add_parser(sub: Any) -> None:
 
 
 def _engine(settings: Settings) -> Engine:
-    from ivr.core.db import make_engine  # noqa: PLC0415
-    from ivr.core.migrate import upgrade  # noqa: PLC0415
-
     upgrade(settings.database_url)
     return make_engine(settings.database_url, 2, settings.sqlite_busy_timeout_ms)
 
@@ -160,8 +162,6 @@ def _import_with_progress(engine: Engine, path: Path, mapping: Mapping, rules: R
 
 
 def _show(engine: Engine, settings: Settings, ref: str, as_json: bool) -> int:
-    from crm_sync.profile import customer_document, find, merged_into  # noqa: PLC0415
-
     with engine.connect() as conn:
         found = find(conn, ref, settings.default_region)
         if not found and ref.lstrip("#").isdigit():
@@ -231,11 +231,6 @@ def _print_customer(doc: dict[str, Any]) -> None:
 
 def _demo_data(engine: Engine, settings: Settings, rules: Rules, clock: Clock,
                args: argparse.Namespace) -> int:
-    from sqlalchemy import func, select  # noqa: PLC0415
-
-    from crm_sync import demo  # noqa: PLC0415
-    from crm_sync.models import Customer  # noqa: PLC0415
-
     if args.if_empty:
         with engine.connect() as conn:
             if conn.execute(select(func.count()).select_from(Customer)).scalar_one():
@@ -271,9 +266,7 @@ def _demo_data(engine: Engine, settings: Settings, rules: Rules, clock: Clock,
 
 def _callers_to_try(engine: Engine) -> None:
     """A few numbers that show identification in ``ivr simulate --from``."""
-    from sqlalchemy import func, select  # noqa: PLC0415
 
-    from crm_sync.models import Customer, CustomerPhone, Incident  # noqa: PLC0415
 
     with engine.connect() as conn:
         shared = conn.execute(
@@ -343,8 +336,6 @@ def _dispatch(engine: Engine, settings: Settings, args: argparse.Namespace,
 
 
 def _correct(engine: Engine, rules: Rules, clock: Clock, args: argparse.Namespace) -> int:
-    from crm_sync.store import Store  # noqa: PLC0415
-
     keys: list[tuple[str, str]] = []
     for item in getattr(args, "record", []):
         source, sep, external_id = item.partition(":")
