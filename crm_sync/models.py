@@ -146,6 +146,12 @@ class Interaction(Base):
     notes: Mapped[str | None] = mapped_column(Text)
     ivr_path: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     call_sid: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Set by an agent's wrap-up: how long the caller waited and talked, why a leaving
+    # customer leaves, and when an earlier promise was kept.
+    wait_seconds: Mapped[int | None] = mapped_column(Integer)
+    talk_seconds: Mapped[int | None] = mapped_column(Integer)
+    leaving_reason: Mapped[str | None] = mapped_column(String(64))
+    promise_kept_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         UniqueConstraint("source", "external_id", name="uq_interactions_source_external_id"),
