@@ -1,0 +1,694 @@
+// The agent console: sign-in, state, the live screen-pop (Server-Sent Events), wrap-up,
+// and the supervisor's view. Plain DOM: every piece of data goes in through textContent
+// or an attribute, never through HTML parsing, so a customer's name or an agent's note
+// can never become markup or script.
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+
+  const LANGUAGES = { "he-IL": "Hebrew", "en-US": "English", "ar-IL": "Arabic", "ru-RU": "Russian" };
+  const STATE_LABELS = {
+    offline: "Offline", available: "Available", reserved: "Reserved",
+    on_call: "On call", wrap_up: "Wrap-up",
+  };
+  const CALL_LABELS = {
+    ringing: "Incoming call — ringing", answered: "On call", ended: "Call ended — please wrap up",
+    missed: "Missed",
+  };
+  const OUTCOME_LABELS = {
+    known: "", ambiguous: "Shared number — caller not certain",
+    unknown: "Number not in our records", withheld: "Number withheld",
+    account: "Identified by account number",
+  };
+
+  const ui = {
+    me: null,           // the signed-in agent (Me)
+    events: null,       // EventSource
+    context: null,      // the screen-pop on screen (Context)
+    callStatus: null,   // ringing / answered / ended
+    done: new Set(),    // calls already wrapped up or missed: replays of them are ignored
+    supervisorTimer: null,
+    tick: null,
+  };
+
+  // --- DOM helpers: text only -------------------------------------------------------------
+
+  /** createElement with attributes and children; strings become text nodes. */
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "dataset") Object.assign(node.dataset, value);
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    append(node, children);
+    return node;
+  }
+
+  function append(node, children) {
+    for (const child of children.flat(Infinity)) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+  }
+
+  /** Text that came from a customer, an agent or a menu: its own direction. */
+  const txt = (value, tag = "span", cls = null) =>
+    el(tag, { dir: "auto", class: cls }, value === null || value === undefined ? "" : value);
+
+  function fill(node, ...children) {
+    node.replaceChildren();
+    append(node, children);
+  }
+
+  function show(node, visible) { node.hidden = !visible; }
+
+  // --- formatting --------------------------------------------------------------------------
+
+  const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+  const secondsFmt = new Intl.DateTimeFormat(undefined,
+    { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const dateTimeFmt = new Intl.DateTimeFormat(undefined,
+    { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+
+  function parse(iso) {
+    if (!iso) return null;
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime()) ? null : d;
+  }
+
+  function sameDay(a, b) {
+    return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth()
+      && a.getDate() === b.getDate();
+  }
+
+  /** A moment in the browser's local time: "14:05" today, "Mon 23 Nov, 14:05" otherwise. */
+  function when(iso) {
+    const d = parse(iso);
+    if (!d) return "—";
+    return sameDay(d, new Date()) ? timeFmt.format(d) : dateTimeFmt.format(d);
+  }
+
+  /** "3 min 20 s", "45 s", "2 h 5 min", "3 d 4 h". */
+  function duration(totalSeconds) {
+    if (totalSeconds === null || totalSeconds === undefined || Number.isNaN(totalSeconds)) return "—";
+    let s = Math.max(0, Math.round(totalSeconds));
+    const d = Math.floor(s / 86400); s -= d * 86400;
+    const h = Math.floor(s / 3600); s -= h * 3600;
+    const m = Math.floor(s / 60); s -= m * 60;
+    if (d) return h ? `${d} d ${h} h` : `${d} d`;
+    if (h) return m ? `${h} h ${m} min` : `${h} h`;
+    if (m) return s ? `${m} min ${s} s` : `${m} min`;
+    return `${s} s`;
+  }
+
+  /** "55 minutes ago", "2 hours ago", "3 days ago", "in 20 minutes". */
+  function ago(iso) {
+    const d = parse(iso);
+    if (!d) return "";
+    return relative((Date.now() - d.getTime()) / 1000);
+  }
+
+  function relative(seconds) {
+    const future = seconds < 0;
+    const s = Math.abs(seconds);
+    let n; let unit;
+    if (s < 60) return future ? "in under a minute" : "just now";
+    if (s < 3600) { n = Math.round(s / 60); unit = "minute"; }
+    else if (s < 86400 * 2) { n = Math.round(s / 3600); unit = "hour"; }
+    else { n = Math.round(s / 86400); unit = "day"; }
+    const words = `${n} ${unit}${n === 1 ? "" : "s"}`;
+    return future ? `in ${words}` : `${words} ago`;
+  }
+
+  function minutesAgo(minutes) {
+    if (minutes === null || minutes === undefined) return "";
+    return relative(minutes * 60);
+  }
+
+  const language = (code) => (code ? `${LANGUAGES[code] || code}` : "—");
+  const yesNo = (v) => (v === true ? "Yes" : v === false ? "No" : "—");
+
+  // --- HTTP --------------------------------------------------------------------------------
+
+  class HttpError extends Error {
+    constructor(status, body) {
+      super(typeof body?.detail === "string" ? body.detail : `HTTP ${status}`);
+      this.status = status;
+      this.body = body;
+    }
+  }
+
+  async function api(method, path, body) {
+    const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const response = await fetch(path, init);
+    if (response.status === 204) return null;
+    let data = null;
+    const text = await response.text();
+    if (text) {
+      try { data = JSON.parse(text); } catch { data = { detail: text }; }
+    }
+    if (!response.ok) {
+      if (response.status === 401 && path !== "/agent/login") signedOut("Your session ended. Please sign in again.");
+      throw new HttpError(response.status, data);
+    }
+    return data;
+  }
+
+  function notice(message, kind = "info") {
+    const node = $("notice");
+    node.textContent = message || "";
+    node.dataset.kind = kind;
+    show(node, Boolean(message));
+  }
+
+  // --- sign-in -----------------------------------------------------------------------------
+
+  function showLogin(message) {
+    show($("bar"), false);
+    show($("console"), false);
+    show($("login"), true);
+    $("login-error").textContent = message || "";
+    $("password").value = "";
+    $("username").focus();
+  }
+
+  async function login(event) {
+    event.preventDefault();
+    const username = $("username").value.trim();
+    const password = $("password").value;
+    if (!username || !password) {
+      $("login-error").textContent = "Enter your username and password.";
+      return;
+    }
+    $("login-submit").disabled = true;
+    $("login-error").textContent = "";
+    try {
+      const data = await api("POST", "/agent/login", { username, password });
+      $("password").value = "";
+      start(data.agent);
+    } catch (err) {
+      $("login-error").textContent = err.status === 401
+        ? "Wrong username or password." : `Could not sign in: ${err.message}`;
+    } finally {
+      $("login-submit").disabled = false;
+    }
+  }
+
+  async function logout() {
+    try { await api("POST", "/agent/logout"); } catch { /* signed out either way */ }
+    signedOut("");
+  }
+
+  function signedOut(message) {
+    if (ui.events) { ui.events.close(); ui.events = null; }
+    if (ui.supervisorTimer) { clearTimeout(ui.supervisorTimer); ui.supervisorTimer = null; }
+    ui.me = null;
+    clearCall();
+    showLogin(message);
+  }
+
+  /** Signed in: header, the pop's event stream, the supervisor's view for admins. */
+  function start(me) {
+    show($("login"), false);
+    show($("bar"), true);
+    show($("console"), true);
+    notice("");
+    setMe(me);
+    connect();
+    if (me.current_call_sid && !ui.context) loadContext(me.current_call_sid);
+    if (me.role === "admin") startSupervisor();
+    $("toggle-available").focus();
+  }
+
+  // --- the agent's state -------------------------------------------------------------------
+
+  function setMe(me) {
+    ui.me = me;
+    $("agent-name").textContent = me.name || me.username;
+    const badge = $("state-badge");
+    badge.dataset.state = me.state;
+    badge.textContent = STATE_LABELS[me.state] || me.state;
+    const toggle = $("toggle-available");
+    const busy = me.state === "reserved" || me.state === "on_call";
+    toggle.dataset.action = me.state === "offline" ? "available" : "offline";
+    toggle.textContent = me.state === "offline" ? "Available" : "Go offline";
+    toggle.disabled = busy;
+    toggle.title = busy ? "You can go offline when this call ends" : "";
+    toggle.setAttribute("aria-pressed", me.state === "offline" ? "false" : "true");
+    if (!ui.context) idle();
+    tickState();
+  }
+
+  function tickState() {
+    const since = parse(ui.me?.state_since);
+    $("state-time").textContent = since ? duration((Date.now() - since.getTime()) / 1000) : "";
+  }
+
+  async function toggleState() {
+    const target = $("toggle-available").dataset.action;
+    $("toggle-available").disabled = true;
+    try {
+      setMe(await api("POST", "/agent/state", { state: target }));
+      notice("");
+    } catch (err) {
+      if (err.status !== 401) notice(`Could not change your state: ${err.message}`, "error");
+      if (ui.me) setMe(ui.me);
+    }
+  }
+
+  function idle() {
+    const state = ui.me?.state;
+    fill($("idle-title"), state === "available" ? "Waiting for a call" : "No call");
+    fill($("idle-text"), state === "offline"
+      ? ["Press ", el("strong", {}, "Available"), " to take calls."]
+      : state === "available" ? "The caller's details will appear here as the call connects." : "");
+  }
+
+  // --- the event stream --------------------------------------------------------------------
+
+  function connect() {
+    if (ui.events) ui.events.close();
+    const source = new EventSource("/agent/events");
+    ui.events = source;
+    source.addEventListener("open", () => { setConnection(""); });
+    source.addEventListener("error", () => {
+      if (ui.events !== source) return;
+      setConnection("Reconnecting…");
+      // The stream cannot tell us why it failed: a session that ended is a 401 here.
+      if (source.readyState === EventSource.CLOSED) {
+        api("GET", "/agent/me").then((me) => { setMe(me); connect(); }).catch(() => {});
+      } else {
+        api("GET", "/agent/me").catch(() => {});
+      }
+    });
+    source.addEventListener("state", (e) => { const me = data(e); if (me) setMe(me); });
+    source.addEventListener("screenpop", (e) => { const ctx = data(e); if (ctx) screenpop(ctx); });
+    source.addEventListener("call", (e) => { const c = data(e); if (c) callChanged(c); });
+  }
+
+  function data(event) {
+    try { return JSON.parse(event.data); } catch { return null; }
+  }
+
+  function setConnection(text) {
+    $("connection").textContent = text;
+  }
+
+  async function loadContext(callSid) {
+    try { screenpop(await api("GET", `/agent/calls/${encodeURIComponent(callSid)}/context`)); }
+    catch { /* not ours, or gone: nothing to show */ }
+  }
+
+  function callChanged(change) {
+    if (!ui.context || change.call_sid !== ui.context.call_sid) {
+      if (change.status === "missed") notice("You missed a call: it went back to the queue and you are now offline.", "error");
+      return;
+    }
+    if (change.status === "missed") {
+      ui.done.add(change.call_sid);
+      clearCall();
+      notice("You did not answer: the call went back to the queue and you are now offline.", "error");
+      return;
+    }
+    setCallStatus(change.status);
+  }
+
+  function setCallStatus(status) {
+    ui.callStatus = status;
+    const node = $("call-status");
+    node.dataset.status = status;
+    node.textContent = CALL_LABELS[status] || status;
+    if (status === "ended") $("wu-topic").focus();
+  }
+
+  // --- the screen-pop ----------------------------------------------------------------------
+
+  function screenpop(ctx) {
+    if (ui.done.has(ctx.call_sid)) return;  // a replay of a call already wrapped up
+    const fresh = !ui.context || ui.context.call_sid !== ctx.call_sid;
+    ui.context = ctx;
+    notice("");
+    show($("idle"), false);
+    show($("call"), true);
+    $("call").dataset.callSid = ctx.call_sid;
+    if (fresh) resetWrapup();
+    if (fresh || !ui.callStatus) setCallStatus(CALL_LABELS[ctx.status] ? ctx.status : "ringing");
+    renderIdentity(ctx);
+    renderBanners(ctx);
+    renderIncidents(ctx.open_incidents || []);
+    renderPromises(ctx.promises || []);
+    renderContact(ctx);
+    renderInteractions(ctx.interactions || []);
+    renderCallbacks(ctx.pending_callbacks || []);
+    renderPath(ctx.ivr_path || []);
+    if (fresh) document.title = `Call: ${ctx.customer?.name || "Unknown caller"} — Agent console`;
+  }
+
+  function clearCall() {
+    ui.context = null;
+    ui.callStatus = null;
+    show($("call"), false);
+    show($("idle"), true);
+    delete $("call").dataset.callSid;
+    document.title = "Agent console";
+    idle();
+  }
+
+  function renderIdentity(ctx) {
+    const customer = ctx.customer;
+    const caller = ctx.caller || {};
+    const name = $("caller-name");
+    const sub = $("caller-sub");
+    const tags = $("caller-tags");
+    tags.replaceChildren();
+    if (customer) {
+      name.textContent = customer.name || "Name not recorded";
+      name.classList.toggle("unknown", false);
+      const bits = [];
+      if (customer.account_number) bits.push(`Account ${customer.account_number}`);
+      if (caller.number) bits.push(caller.number);
+      sub.textContent = bits.join(" · ");
+      if (OUTCOME_LABELS[caller.outcome]) sub.append(el("span", { class: "muted" }, ` · ${OUTCOME_LABELS[caller.outcome]}`));
+      if (customer.tier) tags.append(el("li", { class: `tag tier tier-${customer.tier}` }, txt(customer.tier)));
+      if (customer.segment) tags.append(el("li", { class: "tag" }, txt(customer.segment)));
+      if (customer.status && customer.status !== "active") {
+        tags.append(el("li", { class: "tag warn" }, txt(customer.status)));
+      }
+      tags.append(el("li", { class: "tag" }, `Speaks ${language(customer.preferred_language || ctx.language)}`));
+    } else {
+      name.textContent = "Unknown caller";
+      name.classList.toggle("unknown", true);
+      const bits = [];
+      bits.push(caller.outcome === "withheld" ? "Number withheld" : (caller.number || "No number"));
+      if (OUTCOME_LABELS[caller.outcome] && caller.outcome !== "withheld") bits.push(OUTCOME_LABELS[caller.outcome]);
+      sub.textContent = bits.join(" · ");
+      if (caller.typed_account) {
+        tags.append(el("li", { class: "tag warn" }, "Typed account: ", txt(caller.typed_account)));
+      }
+    }
+    $("waited").textContent = duration(ctx.waited_seconds);
+    $("waited").title = ctx.entered_queue_at ? `Joined the queue at ${when(ctx.entered_queue_at)}` : "";
+    $("queue").textContent = ctx.queue || "—";
+    $("language").textContent = language(ctx.language);
+  }
+
+  function banner(kind, title, ...body) {
+    return el("div", { class: `banner ${kind}`, role: kind === "danger" ? "alert" : null },
+      el("strong", { class: "banner-title" }, title), body.length ? " — " : "", ...body);
+  }
+
+  function renderBanners(ctx) {
+    const out = [];
+    const repeat = ctx.repeat || {};
+    if (repeat.is_repeat) {
+      const parts = [];
+      if (repeat.minutes_since_last_call !== null && repeat.minutes_since_last_call !== undefined) {
+        parts.push(`called ${minutesAgo(repeat.minutes_since_last_call)}`);
+      }
+      const about = repeat.last_topic ? [" about ", txt(repeat.last_topic, "span", "topic")] : [];
+      const body = parts.length || about.length ? [parts.join(""), ...about] : [txt(repeat.text || "")];
+      out.push(el("div", { class: "banner repeat", id: "repeat-banner" },
+        el("strong", { class: "banner-title" }, "Repeat caller"), " — ", ...body));
+    }
+    const risk = ctx.leaving_risk || {};
+    if (risk.flag) {
+      const reasons = (risk.reasons || []).map((r) => txt(r));
+      const joined = [];
+      reasons.forEach((r, i) => { if (i) joined.push("; "); joined.push(r); });
+      const b = banner("danger", "Leaving risk", ...(joined.length ? joined : ["this customer may leave"]));
+      b.id = "risk-banner";
+      out.push(b);
+    }
+    const overdue = (ctx.promises || []).filter((p) => p.overdue);
+    if (overdue.length) {
+      const b = banner("danger", `${overdue.length} promise${overdue.length === 1 ? "" : "s"} overdue`,
+        txt(overdue[0].action), overdue.length > 1 ? ` and ${overdue.length - 1} more` : "");
+      b.id = "overdue-banner";
+      out.push(b);
+    }
+    const incidents = ctx.open_incidents || [];
+    if (incidents.length) {
+      const first = incidents[0];
+      const where = first.branch || first.source;
+      const b = banner("info", `${incidents.length} open incident${incidents.length === 1 ? "" : "s"}`,
+        txt(first.summary || first.category || "incident"),
+        where ? [" at ", txt(where)] : "", `, opened ${ago(first.opened_at)}`);
+      b.id = "incident-banner";
+      out.push(b);
+    }
+    fill($("banners"), out);
+  }
+
+  function table(caption, headers, rows, cls) {
+    if (!rows.length) return el("p", { class: "empty" }, caption);
+    return el("table", { class: cls || null },
+      el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, rows));
+  }
+
+  function timeCell(iso) {
+    const d = parse(iso);
+    return el("td", { class: "time" },
+      d ? el("time", { datetime: iso, title: d.toLocaleString() }, when(iso)) : "—",
+      d ? el("span", { class: "ago" }, ago(iso)) : "");
+  }
+
+  function renderIncidents(incidents) {
+    fill($("incidents"), table("No open incidents.", ["Opened", "Where", "What", "Last update"],
+      incidents.map((i) => el("tr", { class: "incident", dataset: { id: i.id } },
+        timeCell(i.opened_at),
+        el("td", {}, txt(i.branch || i.source, "span", "strong"),
+          i.branch && i.source && i.branch !== i.source ? el("span", { class: "muted block" }, txt(i.source)) : ""),
+        el("td", {}, txt(i.category, "span", "strong"), i.summary ? txt(i.summary, "span", "block") : ""),
+        timeCell(i.last_update_at))), "incidents"));
+  }
+
+  function renderPromises(promises) {
+    fill($("promises"), table("Nothing promised is outstanding.", ["Due", "Action", "Promised by"],
+      promises.map((p) => el("tr", { class: p.overdue ? "promise overdue" : "promise" },
+        el("td", { class: "time" },
+          p.due_at ? el("time", { datetime: p.due_at }, when(p.due_at)) : "no date",
+          p.overdue ? el("span", { class: "overdue-label" }, `Overdue ${ago(p.due_at).replace(" ago", "")}`) :
+            p.due_at ? el("span", { class: "ago" }, ago(p.due_at)) : ""),
+        el("td", {}, txt(p.action)),
+        el("td", {}, txt(p.agent || "—")))), "promises"));
+  }
+
+  function renderContact(ctx) {
+    const rows = [
+      ["They last called us", ctx.last_inbound_at],
+      ["We last called them", ctx.last_outbound_at],
+    ];
+    fill($("contact"), rows.map(([label, iso]) => [
+      el("dt", {}, label),
+      el("dd", {}, iso ? [el("time", { datetime: iso }, when(iso)), " ", el("span", { class: "ago" }, `(${ago(iso)})`)] : "never"),
+    ]));
+  }
+
+  function renderInteractions(interactions) {
+    const arrow = (d) => (d === "out" ? "out ↗" : d === "in" ? "in ↙" : d || "");
+    fill($("interactions"), table("No earlier interactions.",
+      ["When", "Channel", "Topic", "Agent", "Outcome", "Resolved"],
+      interactions.map((i) => {
+        const row = el("tr", { class: "interaction", dataset: { id: i.id } },
+          timeCell(i.started_at),
+          el("td", {}, i.channel || "", el("span", { class: "muted block" }, arrow(i.direction))),
+          el("td", {}, txt(i.topic || "—", "span", "strong"),
+            i.notes ? txt(i.notes, "span", "block notes") : ""),
+          el("td", {}, txt(i.agent || "—"),
+            i.queue || i.source ? el("span", { class: "muted block" }, txt(i.queue || i.source)) : ""),
+          el("td", {}, txt(i.outcome || "—")),
+          el("td", { class: i.resolved === false ? "unresolved" : null }, yesNo(i.resolved)));
+        return row;
+      }), "interactions"));
+  }
+
+  function renderCallbacks(callbacks) {
+    fill($("callbacks"), callbacks.length
+      ? el("ul", { class: "plain" }, callbacks.map((c) => {
+        if (typeof c !== "object" || c === null) return el("li", {}, txt(String(c)));
+        const due = c.due_at || c.deadline_at || c.deadline || c.sla_due_at;
+        const parts = [];
+        if (due) parts.push(el("strong", {}, `Due ${when(due)}`), " ");
+        if (c.status) parts.push(el("span", { class: "tag" }, txt(c.status)), " ");
+        if (c.number || c.phone) parts.push(txt(c.number || c.phone), " ");
+        if (c.reason || c.topic) parts.push(txt(c.reason || c.topic));
+        return el("li", {}, parts.length ? parts : txt(JSON.stringify(c)));
+      }))
+      : el("p", { class: "empty" }, "No callbacks waiting."));
+  }
+
+  function renderPath(path) {
+    fill($("ivr-path"), path.length
+      ? el("ol", { class: "path" }, path.map((step) => {
+        const input = [];
+        if (step.option) input.push(`pressed ${step.option}`);
+        else if (step.digits) input.push(`typed ${step.digits}`);
+        if (step.speech) input.push(["said “", txt(step.speech), "”"]);
+        return el("li", {},
+          el("time", { datetime: step.at || "", class: "time" }, step.at ? secondsFmt.format(parse(step.at)) : ""),
+          " ",
+          txt([step.menu, step.node].filter(Boolean).join(" › "), "span", "strong"),
+          step.kind ? el("span", { class: "muted" }, ` (${step.kind})`) : "",
+          input.length ? [" — ", input] : "",
+          step.seconds !== null && step.seconds !== undefined ? el("span", { class: "ago" }, ` ${duration(step.seconds)}`) : "");
+      }))
+      : el("p", { class: "empty" }, "No IVR path recorded."));
+  }
+
+  // --- wrap-up -----------------------------------------------------------------------------
+
+  const WRAPUP_FIELDS = {
+    topic: "wu-topic", outcome: "wu-outcome", resolved: "wu-resolved",
+    promised_action: "wu-promise", promised_due_at: "wu-due", leaving_reason: "wu-leaving",
+    notes: "wu-notes",
+  };
+
+  function resetWrapup() {
+    $("wrapup-form").reset();
+    clearErrors();
+    $("wrapup-submit").disabled = false;
+  }
+
+  function clearErrors() {
+    $("wrapup-error").textContent = "";
+    for (const id of Object.values(WRAPUP_FIELDS)) {
+      $(id).removeAttribute("aria-invalid");
+      const msg = $(`${id}-error`);
+      if (msg) msg.textContent = "";
+    }
+  }
+
+  function fieldError(field, message) {
+    const id = WRAPUP_FIELDS[field];
+    if (!id) return false;
+    $(id).setAttribute("aria-invalid", "true");
+    const msg = $(`${id}-error`);
+    if (msg) msg.textContent = message;
+    return true;
+  }
+
+  const blank = (v) => { const t = v.trim(); return t ? t : null; };
+
+  async function submitWrapup(event) {
+    event.preventDefault();
+    if (!ui.context) return;
+    clearErrors();
+    const callSid = ui.context.call_sid;
+    const due = $("wu-due").value;
+    const body = {
+      topic: $("wu-topic").value.trim(),
+      outcome: $("wu-outcome").value.trim(),
+      resolved: $("wu-resolved").checked,
+      promised_action: blank($("wu-promise").value),
+      // datetime-local is the agent's wall clock; the API wants an instant.
+      promised_due_at: due ? new Date(due).toISOString() : null,
+      leaving_reason: $("wu-leaving").value || null,
+      notes: blank($("wu-notes").value),
+    };
+    let bad = false;
+    if (!body.topic) bad = fieldError("topic", "What was the call about?") || bad;
+    if (!body.outcome) bad = fieldError("outcome", "What came of it?") || bad;
+    if (body.promised_due_at && !body.promised_action) bad = fieldError("promised_action", "What was promised by that time?") || bad;
+    if (bad) {
+      $("wrapup-error").textContent = "Please complete the marked fields.";
+      const first = document.querySelector("#wrapup-form [aria-invalid=true]");
+      if (first) first.focus();
+      return;
+    }
+    $("wrapup-submit").disabled = true;
+    try {
+      const result = await api("POST", `/agent/calls/${encodeURIComponent(callSid)}/wrapup`, body);
+      ui.done.add(callSid);
+      clearCall();
+      if (result && result.agent) setMe(result.agent);
+      notice("Wrap-up saved.", "ok");
+      $("toggle-available").focus();
+    } catch (err) {
+      $("wrapup-submit").disabled = false;
+      if (err.status === 409) {
+        ui.done.add(callSid);
+        clearCall();
+        notice("This call was already wrapped up.", "info");
+        api("GET", "/agent/me").then(setMe).catch(() => {});
+      } else if (err.status === 422 && Array.isArray(err.body?.detail)) {
+        const other = [];
+        for (const d of err.body.detail) {
+          const field = Array.isArray(d.loc) ? d.loc[d.loc.length - 1] : null;
+          if (!fieldError(field, d.msg)) other.push(d.msg);
+        }
+        $("wrapup-error").textContent = other.length ? other.join("; ") : "Please correct the marked fields.";
+      } else if (err.status !== 401) {
+        $("wrapup-error").textContent = `Could not save the wrap-up: ${err.message}`;
+      }
+    }
+  }
+
+  // --- supervisor --------------------------------------------------------------------------
+
+  function startSupervisor() {
+    show($("supervisor"), true);
+    const poll = async () => {
+      ui.supervisorTimer = null;
+      if (!ui.me || ui.me.role !== "admin") return;
+      try {
+        renderSupervisor(await api("GET", "/agent/supervisor"));
+      } catch (err) {
+        if (err.status === 403) { show($("supervisor"), false); return; }
+        if (err.status === 401) return;
+        $("supervisor-updated").textContent = `Not updated: ${err.message}`;
+      }
+      if (ui.me) ui.supervisorTimer = setTimeout(poll, 2000);
+    };
+    poll();
+  }
+
+  function renderSupervisor(data) {
+    $("supervisor-updated").textContent = `Updated ${secondsFmt.format(new Date())}`;
+    fill($("sup-agents"), table("No agents.", ["Agent", "State", "Since", "Current call"],
+      (data.agents || []).map((a) => el("tr", { dataset: { agentId: a.id } },
+        el("td", {}, txt(a.name || a.username, "span", "strong"),
+          el("span", { class: "muted block" }, txt((a.queues || []).join(", ")))),
+        el("td", {}, el("span", { class: "badge", dataset: { state: a.state } }, STATE_LABELS[a.state] || a.state)),
+        el("td", { class: "time" }, when(a.state_since),
+          el("span", { class: "ago" }, duration((Date.now() - (parse(a.state_since)?.getTime() ?? Date.now())) / 1000))),
+        el("td", { class: "mono" }, a.current_call_sid || "—"))), "sup-agents"));
+    fill($("sup-queues"), (data.queues || []).length
+      ? (data.queues || []).map((q) => el("div", { class: "queue", dataset: { queue: q.queue } },
+        el("h4", {}, txt(q.queue), " ",
+          el("span", { class: "count" }, `${q.waiting} waiting`),
+          q.waiting ? el("span", { class: "muted" }, ` · longest ${duration(q.longest_wait_seconds)}`) : ""),
+        table("Nobody waiting.", ["Caller", "Priority", "Waiting", "Status"],
+          (q.calls || []).map((c) => el("tr", {},
+            el("td", {}, txt(c.customer_name || "Unknown caller")),
+            el("td", {}, String(c.priority ?? "")),
+            el("td", {}, duration(c.waited_seconds)),
+            el("td", {}, txt(c.status || "")))))))
+      : el("p", { class: "empty" }, "No queues."));
+  }
+
+  // --- start -------------------------------------------------------------------------------
+
+  async function boot() {
+    $("login-form").addEventListener("submit", login);
+    $("sign-out").addEventListener("click", logout);
+    $("toggle-available").addEventListener("click", toggleState);
+    $("wrapup-form").addEventListener("submit", submitWrapup);
+    ui.tick = setInterval(tickState, 1000);
+    try {
+      const response = await fetch("/agent/me", { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (response.ok) { start(await response.json()); return; }
+    } catch { /* offline: show the form */ }
+    showLogin("");
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot);
+  else boot();
+}());
