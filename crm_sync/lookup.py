@@ -38,16 +38,26 @@ def _with_attributes(query: Select[Any]) -> Select[Any]:
                              last_call.label("last_call"))
 
 
-def _attributes(row: Any, now: datetime) -> dict[str, Any]:
+REPEAT_WINDOW_MINUTES = 120
+
+
+def _attributes(row: Any, now: datetime,
+                window_minutes: int = REPEAT_WINDOW_MINUTES) -> dict[str, Any]:
     last_call = row.last_call
-    hours = None
+    hours = minutes = None
     if last_call is not None:
         if isinstance(last_call, str):  # SQLite returns max() of a timestamp as text
             last_call = datetime.fromisoformat(last_call)
         if last_call.tzinfo is None:
             last_call = last_call.replace(tzinfo=now.tzinfo)
-        hours = round((now - last_call).total_seconds() / 3600, 2)
+        seconds = (now - last_call).total_seconds()
+        hours = round(seconds / 3600, 2)
+        minutes = int(seconds // 60)
     return {
+        # Called us within the window (the menu can branch on it; with an open incident the
+        # router prefers the agent who last handled the customer).
+        "repeat_caller": minutes is not None and 0 <= minutes <= window_minutes,
+        "minutes_since_last_call": minutes,
         "identified": True,
         "customer_id": row.id,
         "tier": row.tier,
@@ -69,7 +79,7 @@ _BY_PHONE = (_with_attributes(select().select_from(
 
 
 def identify_caller(conn: Connection, caller_id: str | None, region: str,
-                    now: datetime) -> CallerMatch:
+                    now: datetime, window_minutes: int = REPEAT_WINDOW_MINUTES) -> CallerMatch:
     """Look the calling number up in the shared store."""
     if is_withheld(caller_id):
         return CallerMatch("withheld", attributes={"identified": False,
@@ -90,18 +100,18 @@ def identify_caller(conn: Connection, caller_id: str | None, region: str,
         return CallerMatch("ambiguous", ids, {"identified": False,
                                               "caller_outcome": "ambiguous",
                                               "candidates": len(ids)})
-    attrs = _attributes(rows[0], now)
+    attrs = _attributes(rows[0], now, window_minutes)
     attrs["caller_outcome"] = "known"
     return CallerMatch("known", (rows[0].id,), attrs)
 
 
-def identify_by_account(conn: Connection, account_number: str,
-                        now: datetime) -> dict[str, Any] | None:
+def identify_by_account(conn: Connection, account_number: str, now: datetime,
+                        window_minutes: int = REPEAT_WINDOW_MINUTES) -> dict[str, Any] | None:
     """The attributes of the customer with this account number, or None."""
     key = account_number.strip().replace(" ", "").replace("-", "")
     row = conn.execute(_BY_ACCOUNT, {"account": key}).one_or_none()
     if row is None:
         return None
-    attrs = _attributes(row, now)
+    attrs = _attributes(row, now, window_minutes)
     attrs["caller_outcome"] = "account"
     return attrs

@@ -10,8 +10,14 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from ivr import admin, crm_api, webhooks
+from ivr.agents import endpoints as agent_endpoints
+from ivr.agents.events import EventBus
+from ivr.agents.gateway import Gateway, HoldLoopGateway, TwilioGateway
+from ivr.agents.service import AgentService
+from ivr.agents.tasks import RoutingLoop
 from ivr.calls.repository import DbVersionStore
 from ivr.calls.service import CallService
 from ivr.core.clock import Clock, SystemClock
@@ -47,7 +53,19 @@ async def _watch_menus(app: FastAPI, stop: asyncio.Event) -> None:
             log.exception("menu reload failed; the previous menus stay live")
 
 
-def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
+def default_gateway(settings: Settings) -> Gateway:
+    """The Twilio REST API when an account is configured, else the wait-loop release."""
+    token = settings.twilio_auth_token.get_secret_value()
+    if settings.twilio_account_sid and token:
+        if not settings.public_url:
+            raise RuntimeError("IVR_PUBLIC_URL is required with IVR_TWILIO_ACCOUNT_SID: "
+                               "Twilio fetches the connect URL of a dequeued caller there")
+        return TwilioGateway(settings.twilio_account_sid, token)
+    return HoldLoopGateway()
+
+
+def create_app(settings: Settings, clock: Clock | None = None,
+               gateway: Gateway | None = None) -> FastAPI:
     clock = clock or SystemClock()
 
     @contextlib.asynccontextmanager
@@ -67,7 +85,16 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         app.state.db = db
         app.state.step_pool = await db.open_async_pool()
         app.state.menus = registry
-        app.state.calls = CallService(db.engine, registry, clock, settings.default_region)
+        app.state.calls = CallService(db.engine, registry, clock, settings.default_region,
+                                      settings.repeat_window_minutes)
+        agents = AgentService(db.engine, registry, clock, settings,
+                              gateway or default_gateway(settings))
+        app.state.agents = agents
+        bus = EventBus(None if db.is_sqlite else db.engine.url.set(
+            drivername="postgresql").render_as_string(hide_password=False))
+        await bus.start()
+        app.state.events = bus
+        app.state.routing = RoutingLoop(db, agents, bus)
         # Everything loaded so far lives as long as the process. Freezing it keeps the
         # collector from re-scanning it: full collections over it took up to 90 ms and were
         # most of the webhook's p99 latency (measured with gc.callbacks under load).
@@ -82,6 +109,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             tasks.append(asyncio.create_task(_watch_menus(app, stop)))
         if db.is_sqlite:
             tasks.append(asyncio.create_task(_checkpoint_sqlite(db, stop)))
+        if settings.route_every_seconds > 0:
+            tasks.append(asyncio.create_task(
+                app.state.routing.run(settings.route_every_seconds, stop)))
         try:
             yield
         finally:
@@ -90,6 +120,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await bus.stop()
             if app.state.step_pool is not None:
                 await app.state.step_pool.close()
             db.close()
@@ -104,6 +135,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.add_middleware(webhooks.TwilioFastPath)
     app.include_router(admin.router)
     app.include_router(crm_api.router)
+    app.include_router(agent_endpoints.router)
+    app.mount("/agent/static", StaticFiles(directory=agent_endpoints.STATIC_DIR,
+                                           check_dir=False), name="agent-static")
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

@@ -22,8 +22,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ivr.agents.endpoints import after_commit
+from ivr.agents.service import AgentService
 from ivr.calls import twiml
-from ivr.calls.service import CallService, UnknownCallError, fingerprint
+from ivr.calls.service import FINAL_STATUSES, CallService, UnknownCallError, fingerprint
 from ivr.core.db import Database
 from ivr.core.settings import Settings
 from ivr.menu.engine import DialEnded, Event, Gathered, QueueEnded
@@ -156,15 +158,88 @@ async def dial(request: Request, tw: TwilioRequest) -> Response:
 
 
 async def queue(request: Request, tw: TwilioRequest) -> Response:
-    """The caller left a queue (bridged to an agent, hung up, queue full, error)."""
-    return await _answer(request, tw, QueueEnded(tw.params.get("QueueResult", "error")))
+    """The caller left a queue (bridged to an agent, hung up, queue full, error). A caller
+    released for an agent (``leave``/``redirected``) is connected; the rest is the menu's."""
+    result = tw.params.get("QueueResult", "error")
+    if tw.call_sid and result in ("leave", "redirected"):
+        try:
+            agents: AgentService = request.app.state.agents
+            out = await request.app.state.db.run(agents.queue_left, tw.call_sid, result)
+            if out is not None:
+                await after_commit(request.app, out)
+                return _xml(out.twiml or twiml.empty())
+        except Exception:
+            log.exception("connecting a dequeued caller failed call=%s", tw.call_sid)
+            return _xml(twiml.safe_route(request.app.state.settings.safe_queue))
+    return await _answer(request, tw, QueueEnded(result))
 
 
 async def wait(request: Request, tw: TwilioRequest) -> Response:
-    """The wait experience of a queue (Twilio's waitUrl, played in a loop)."""
+    """The wait experience of a queue (Twilio's waitUrl, played in a loop). The first round
+    puts the caller in the routing queue; once an agent is reserved it lets them go."""
     settings: Settings = request.app.state.settings
     lang = tw.query.get("lang", "he-IL")
+    name = tw.query.get("q", "")[:64]
+    if tw.call_sid and name:
+        try:
+            agents: AgentService = request.app.state.agents
+            out = await request.app.state.db.run(agents.waiting, tw.call_sid, name,
+                                                 tw.params)
+            await after_commit(request.app, out)
+            if out.twiml is not None:
+                return _xml(out.twiml)
+        except Exception:
+            log.exception("queue bookkeeping failed; the caller keeps holding call=%s",
+                          tw.call_sid)
     return _xml(twiml.hold(lang, tw.params.get("QueuePosition"), settings.hold_music_url))
+
+
+def _offer_id(tw: TwilioRequest) -> int | None:
+    raw = tw.query.get("a", "")
+    return int(raw) if raw.isdigit() and len(raw) < 12 else None
+
+
+async def connect(request: Request, tw: TwilioRequest) -> Response:
+    """Twilio runs this for a caller dequeued by the REST API: dial the reserved agent."""
+    agents: AgentService = request.app.state.agents
+    try:
+        out = await request.app.state.db.run(agents.connect, tw.call_sid, _offer_id(tw))
+        await after_commit(request.app, out)
+        return _xml(out.twiml or twiml.empty())
+    except Exception:
+        log.exception("connect failed call=%s", tw.call_sid)
+        return _xml(twiml.safe_route(request.app.state.settings.safe_queue))
+
+
+async def agent_dial(request: Request, tw: TwilioRequest) -> Response:
+    """The ``<Dial>`` to an agent ended: hang up after a conversation, else back to the
+    queue (the caller keeps their place; the agent who did not answer goes offline)."""
+    agents: AgentService = request.app.state.agents
+    offer = _offer_id(tw)
+    try:
+        if offer is None:
+            raise ValueError("no offer id")
+        out = await request.app.state.db.run(agents.agent_dial_ended, offer, tw.call_sid,
+                                             tw.params.get("DialCallStatus", "failed"))
+        await after_commit(request.app, out)
+        return _xml(out.twiml or twiml.empty())
+    except Exception:
+        log.exception("agent dial result failed call=%s", tw.call_sid)
+        return _xml(twiml.safe_route(request.app.state.settings.safe_queue))
+
+
+async def agent_leg(request: Request, tw: TwilioRequest) -> Response:
+    """Status callbacks of the agent's leg (answered, completed)."""
+    agents: AgentService = request.app.state.agents
+    offer = _offer_id(tw)
+    if offer is not None:
+        try:
+            out = await request.app.state.db.run(agents.agent_leg, offer, tw.params)
+            await after_commit(request.app, out)
+        except Exception:
+            log.exception("agent leg status not recorded offer=%s", offer)
+            return PlainTextResponse("status not recorded; retry", status_code=503)
+    return _xml(twiml.empty())
 
 
 async def status(request: Request, tw: TwilioRequest) -> Response:
@@ -174,6 +249,9 @@ async def status(request: Request, tw: TwilioRequest) -> Response:
     if tw.call_sid:
         try:
             await db.run(service.record_status, tw.params)
+            if tw.params.get("CallStatus") in FINAL_STATUSES:
+                agents: AgentService = request.app.state.agents
+                await after_commit(request.app, await db.run(agents.call_ended, tw.call_sid))
         except Exception:
             log.exception("status callback not recorded call=%s", tw.call_sid)
             return PlainTextResponse("status not recorded; retry", status_code=503)
@@ -189,8 +267,10 @@ async def fallback(request: Request, tw: TwilioRequest) -> Response:
 
 
 ROUTES = [
-    Route(f"/twilio/{handler.__name__}", twilio_endpoint(handler), methods=["POST"])
-    for handler in (voice, gather, dial, queue, wait, status, fallback)
+    Route(f"/twilio/{handler.__name__.replace('_', '-')}", twilio_endpoint(handler),
+          methods=["POST"])
+    for handler in (voice, gather, dial, queue, wait, status, fallback, connect, agent_dial,
+                    agent_leg)
 ]
 
 

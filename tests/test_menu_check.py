@@ -320,7 +320,7 @@ nodes:
         f"{path}:8:14: error: nodes.main.timeout: input should be less than or equal to 60, "
         f"got 61",
         f"{path}:15:5: error: nodes.bye.queu: unknown key 'queu'; expected one of: "
-        f"description, on_failure, prompt, queue, type",
+        f"description, on_failure, priority, prompt, queue, type",
     ]
 
 
@@ -1218,7 +1218,7 @@ def test_error_inside_a_queue_node_points_at_its_own_key(tmp_path: Path) -> None
     # The node type "queue" is also a key of the queue node: the path must not follow it.
     path, problems = check(tmp_path, QUEUE_NODE)
     assert problems == [f"{path}:9:5: error: nodes.q.timout: unknown key 'timout'; expected "
-                        "one of: description, on_failure, prompt, queue, type"]
+                        "one of: description, on_failure, priority, prompt, queue, type"]
     path, problems = check(tmp_path, QUEUE_NODE.replace("timout: 5", "on_failure: 5"))
     assert problems == [f"{path}:9:17: error: nodes.q.on_failure: expected text, got 5"]
 

@@ -59,8 +59,9 @@ class UnknownCallError(LookupError):
 
 class CallService:
     def __init__(self, engine: Engine, registry: MenuRegistry, clock: Clock,
-                 region: str = "IL") -> None:
+                 region: str = "IL", repeat_window_minutes: int = 120) -> None:
         self.engine = engine
+        self.repeat_window = repeat_window_minutes
         self.region = region
         self.registry = registry
         self.clock = clock
@@ -87,7 +88,8 @@ class CallService:
         with self.engine.begin() as conn:
             # Who is calling, from the shared customer store: the menu can branch on it and
             # the agent will see it.
-            match = identify_caller(conn, params.get("From"), self.region, now)
+            match = identify_caller(conn, params.get("From"), self.region, now,
+                                    self.repeat_window)
             attrs: dict[str, Any] = {"caller": params.get("From"), "called": params.get("To"),
                                      "caller_country": params.get("FromCountry"),
                                      **match.attributes}
@@ -155,7 +157,7 @@ class CallService:
     def _look_up_account(self, sid: str, digits: str) -> dict[str, Any] | None:
         now = self.clock.now()
         with self.engine.begin() as conn:
-            match = identify_by_account(conn, digits, now)
+            match = identify_by_account(conn, digits, now, self.repeat_window)
             if match is not None:
                 record_inbound_call(conn, match["customer_id"], sid, None, now)
             return match

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlencode
 
 from twilio.twiml.voice_response import VoiceResponse
 
@@ -78,7 +79,9 @@ def _template(actions: tuple[Action, ...]) -> str:
                     g.play(p.url)
         elif isinstance(action, Enqueue):
             r.enqueue(action.queue, action=f"{QUEUE_URL}?s={step}", method="POST",
-                      wait_url=f"{WAIT_URL}?lang={action.language}", wait_url_method="POST")
+                      wait_url=f"{WAIT_URL}?"
+                      + urlencode({"lang": action.language, "q": action.queue}),
+                      wait_url_method="POST")
         elif isinstance(action, Dial):
             dial_kwargs: dict[str, object] = {"action": f"{DIAL_URL}?s={step}",
                                               "method": "POST", "timeout": action.timeout}
@@ -104,9 +107,24 @@ def empty() -> str:
     return str(VoiceResponse().to_xml())
 
 
-def hold(language: str, position: str | None, music_url: str | None) -> str:
-    """The wait experience while queued (Twilio loops this document)."""
+def leave() -> str:
+    """Out of the queue now (an agent is ready): Twilio requests the Enqueue action."""
     r = VoiceResponse()
+    r.leave()
+    return str(r.to_xml())
+
+
+def hold(language: str, position: str | None, music_url: str | None,
+         pause: int = 20, speak: bool = True) -> str:
+    """The wait experience while queued (Twilio loops this document). ``speak``: the hold
+    message this round (it is spoken about once a minute, not on every short round)."""
+    r = VoiceResponse()
+    if not speak:
+        if music_url:
+            r.play(music_url)
+        else:
+            r.pause(length=pause)
+        return str(r.to_xml())
     if language == "he-IL":
         text = "תודה על סבלנותכם, נציג יענה בהקדם."
         if position and position.isdigit():
@@ -120,5 +138,5 @@ def hold(language: str, position: str | None, music_url: str | None) -> str:
     if music_url:
         r.play(music_url)
     else:
-        r.pause(length=20)
+        r.pause(length=pause)
     return str(r.to_xml())

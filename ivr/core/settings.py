@@ -51,6 +51,25 @@ class Settings(BaseSettings):
     crm_dir: Path = Path("crm")
     crm_token: SecretStr = SecretStr("")
 
+    # Agents and routing. With a Twilio account SID (and the auth token above) waiting
+    # callers are dequeued through the Queue Members REST API at once; without, the wait
+    # loop releases them (<Leave/>) within hold_poll_seconds (the demo, the simulator).
+    twilio_account_sid: str = ""
+    agent_session_hours: float = Field(default=12, gt=0)
+    agent_ring_timeout: int = Field(default=20, ge=5, le=600)
+    # An offer whose caller never reaches the connect webhook is taken back after this.
+    offer_timeout_seconds: int = Field(default=30, ge=5)
+    hold_poll_seconds: int = Field(default=5, ge=1, le=60)
+    # How often each process sweeps: expired offers, calls and agents left unmatched (0: off).
+    route_every_seconds: float = Field(default=1.0, ge=0)
+    # A caller who called within this window is a repeat caller (screen-pop, routing).
+    repeat_window_minutes: int = Field(default=120, ge=1)
+    # Queues whose choice in the IVR is a leaving-risk signal on the screen-pop.
+    leaving_risk_queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["retention"])
+    # This site's name on incidents agents open (another branch sees where it came from).
+    branch_name: str | None = None
+
     default_region: str = "IL"
     log_level: str = "INFO"
 
@@ -64,6 +83,13 @@ class Settings(BaseSettings):
             if not isinstance(parsed, dict):
                 raise ValueError('expected a JSON object {"key id": "secret"}')
             return parsed
+        return value
+
+    @field_validator("leaving_risk_queues", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
     @field_validator("public_url")

@@ -456,6 +456,12 @@ DIAL_OK = {"completed", "answered"}
 QUEUE_DONE = {"bridged", "hangup", "redirected", "bridging-in-process"}
 
 
+def queue_priority(node: QueueNode, attributes: dict[str, Any]) -> int:
+    """A caller's priority in a queue: the highest of the matching rules, else 0."""
+    matching = [r.priority for r in node.priority if condition_holds(r.when, attributes)]
+    return max(matching) if matching else 0
+
+
 def step(bundle: MenuBundle, state: CallState, event: Event, now: datetime) -> StepResult:
     walk = _Walk(bundle, state, now)
     if isinstance(event, Start):

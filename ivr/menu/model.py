@@ -191,12 +191,23 @@ class BranchNode(_Node):
     default: NodeName
 
 
+class PriorityRule(StrictModel):
+    when: Condition
+    priority: int = Field(ge=-100, le=100)
+
+
 class QueueNode(_Node):
     """Send the caller to a named queue."""
 
     type: Literal["queue"]
     queue: Annotated[str, StringConstraints(min_length=1, max_length=QUEUE_NAME_MAX)]
     prompt: Prompt | None = None
+    priority: list[PriorityRule] = Field(
+        default_factory=list,
+        description="Caller priority in the queue: the highest priority of the rules whose "
+                    "condition holds (0 if none). Higher is served first; equal priorities "
+                    "in the order callers joined.",
+    )
     on_failure: NodeName | None = Field(
         default=None, description="When the queue is full or fails (default: fallback)"
     )

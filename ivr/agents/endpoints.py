@@ -1,0 +1,229 @@
+"""The agent console's HTTP API, its page, and its live event stream.
+
+Sign-in gives an opaque session token: in an HttpOnly, SameSite=Strict cookie for the
+console (EventSource cannot send headers) and in the answer for API clients, which send it
+as ``Authorization: Bearer``. Handlers parse, call ``AgentService``, render.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from crm_sync.wrapup import WrapUp
+from ivr.agents import repository as repo
+from ivr.agents.events import EventBus, console_stream
+from ivr.agents.service import AgentError, AgentService, Outcome
+from ivr.core.db import Database
+
+COOKIE = "ivr_agent_session"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+bearer = HTTPBearer(auto_error=False)
+Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+router = APIRouter(prefix="/agent", tags=["agents"])
+
+
+def _deny(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _token(request: Request, creds: HTTPAuthorizationCredentials | None) -> str | None:
+    if creds is not None:
+        return creds.credentials
+    return request.cookies.get(COOKIE)
+
+
+async def current_agent(request: Request, creds: Creds) -> dict[str, Any]:
+    token = _token(request, creds)
+    if not token or len(token) > 256:
+        raise _deny("sign in first")
+    db: Database = request.app.state.db
+    service: AgentService = request.app.state.agents
+    agent = await db.run(service.session, token)
+    if agent is None:
+        raise _deny("your session has expired or was signed out; sign in again")
+    request.state.agent_token = token
+    return agent
+
+
+Agent = Annotated[dict[str, Any], Depends(current_agent)]
+
+
+async def supervisor(agent: Agent) -> dict[str, Any]:
+    if agent["role"] != "admin":
+        raise HTTPException(403, "supervisors only")
+    return agent
+
+
+async def apply(request: Request, out: Outcome) -> None:
+    """After a use case committed: wake consoles, route again if something changed."""
+    await after_commit(request.app, out)
+
+
+async def after_commit(app: Any, out: Outcome) -> None:
+    bus: EventBus = app.state.events
+    bus.published(out.published)
+    if out.reroute:
+        await app.state.routing.route_now()
+
+
+def _error(exc: AgentError) -> HTTPException:
+    return HTTPException(exc.status, exc.detail)
+
+
+class LoginIn(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class StateIn(BaseModel):
+    state: Literal["available", "offline"]
+
+
+class WrapUpIn(BaseModel):
+    topic: str = Field(min_length=1, max_length=128)
+    outcome: str = Field(min_length=1, max_length=128)
+    resolved: bool
+    promised_action: str | None = Field(default=None, max_length=2000)
+    promised_due_at: datetime | None = None
+    leaving_reason: str | None = Field(default=None, max_length=64)
+    notes: str | None = Field(default=None, max_length=10_000)
+    close_incidents: list[int] = Field(default_factory=list, max_length=100)
+    kept_promises: list[int] = Field(default_factory=list, max_length=100)
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def console_page() -> Response:
+    page = STATIC_DIR / "console.html"
+    if not page.is_file():
+        return HTMLResponse("the agent console is not installed", status_code=503)
+    return HTMLResponse(page.read_text(encoding="utf-8"),
+                        headers={"Content-Security-Policy":
+                                 "default-src 'self'; object-src 'none'; base-uri 'none'; "
+                                 "frame-ancestors 'none'"})
+
+
+@router.post("/login")
+async def login(request: Request, body: LoginIn) -> JSONResponse:
+    db: Database = request.app.state.db
+    service: AgentService = request.app.state.agents
+    result = await db.run(service.login, body.username, body.password)
+    if result is None:
+        raise _deny("wrong username or password")
+    token, me = result
+    response = JSONResponse({"token": token, "agent": me})
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/",
+                        secure=request.url.scheme == "https",
+                        max_age=int(service.settings.agent_session_hours * 3600))
+    return response
+
+
+@router.post("/logout", status_code=204)
+async def logout(request: Request, agent: Agent) -> Response:
+    db: Database = request.app.state.db
+    service: AgentService = request.app.state.agents
+    out = await db.run(service.logout, request.state.agent_token, agent["id"])
+    await apply(request, out)
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.get("/me")
+async def whoami(agent: Agent) -> dict[str, Any]:
+    return agent
+
+
+@router.post("/state")
+async def set_state(request: Request, body: StateIn, agent: Agent) -> dict[str, Any]:
+    db: Database = request.app.state.db
+    service: AgentService = request.app.state.agents
+    try:
+        me, out = await db.run(service.set_availability, agent["id"], body.state)
+    except AgentError as exc:
+        raise _error(exc) from None
+    await apply(request, out)
+    return me
+
+
+@router.get("/events")
+async def events(request: Request, agent: Agent) -> StreamingResponse:
+    """Server-Sent Events: ``state``, ``screenpop`` and ``call`` events for this agent."""
+    db: Database = request.app.state.db
+    bus: EventBus = request.app.state.events
+    agent_id = int(agent["id"])
+    last = request.headers.get("last-event-id", "")
+
+    def start() -> int:
+        with db.engine.connect() as conn:
+            if last.isdigit():
+                return int(last)
+            return repo.replay_from(conn, agent_id, agent["current_call_sid"])
+
+    after = await db.run(start)
+
+    def load_sync(after_id: int) -> list[tuple[int, str, str]]:
+        with db.engine.connect() as conn:
+            return repo.events_after(conn, agent_id, after_id)
+
+    async def load(after_id: int) -> list[tuple[int, str, str]]:
+        return await db.run(load_sync, after_id)
+
+    first = [f"retry: 2000\nevent: state\ndata: {json.dumps(agent, ensure_ascii=False)}\n\n"]
+    return StreamingResponse(console_stream(bus, load, agent_id, after, first),
+                             media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/calls/{call_sid}/context")
+async def call_context(request: Request, call_sid: str, agent: Agent) -> dict[str, Any]:
+    db: Database = request.app.state.db
+    service: AgentService = request.app.state.agents
+    try:
+        return await db.run(service.context_for, agent, call_sid[:64])
+    except AgentError as exc:
+        raise _error(exc) from None
+
+
+@router.post("/calls/{call_sid}/wrapup", status_code=201)
+async def wrap_up(request: Request, call_sid: str, body: WrapUpIn,
+                  agent: Agent) -> dict[str, Any]:
+    db: Database = request.app.state.db
+    service: AgentService = request.app.state.agents
+    wrap = WrapUp(topic=body.topic, outcome=body.outcome, resolved=body.resolved,
+                  promised_action=body.promised_action or None,
+                  promised_due_at=body.promised_due_at, leaving_reason=body.leaving_reason
+                  or None, notes=body.notes or None,
+                  close_incidents=tuple(body.close_incidents),
+                  kept_promises=tuple(body.kept_promises))
+    if wrap.promised_due_at is not None and wrap.promised_due_at.tzinfo is None:
+        raise HTTPException(422, "promised_due_at needs a time zone (e.g. 2026-12-01T14:00Z)")
+    if wrap.promised_action and wrap.promised_due_at is None:
+        raise HTTPException(422, "a promised action needs a due date (promised_due_at)")
+    try:
+        interaction_id, out = await db.run(service.wrap_up, agent, call_sid[:64], wrap)
+    except AgentError as exc:
+        raise _error(exc) from None
+    await apply(request, out)
+    me = await db.run(service.session, request.state.agent_token)
+    answer: dict[str, Any] = {"interaction_id": interaction_id, "agent": me}
+    if interaction_id is None:
+        answer["warning"] = ("the caller was not identified, so the wrap-up is not in any "
+                             "customer's history")
+    return answer
+
+
+@router.get("/supervisor")
+async def board(request: Request, _admin: Annotated[dict[str, Any], Depends(supervisor)],
+                ) -> dict[str, Any]:
+    db: Database = request.app.state.db
+    service: AgentService = request.app.state.agents
+    return await db.run(service.board)

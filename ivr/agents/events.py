@@ -1,0 +1,133 @@
+"""Pushing events to agents' open consoles, across server processes.
+
+Events are rows (``agent_events``) written in the transaction of the change they describe.
+On PostgreSQL that transaction also sends ``NOTIFY ivr_agent_events, '<agent>:<event>'``;
+every server process LISTENs on one dedicated connection and wakes the consoles of that
+agent it holds, which read the rows after the last one they sent. So a webhook served by
+one process reaches a console connected to another, and a console that reconnects with
+``Last-Event-ID`` gets what it missed. On SQLite (one process) the wake-up is in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+from ivr.agents.repository import NOTIFY_CHANNEL
+
+log = logging.getLogger(__name__)
+
+Published = list[tuple[int, int]]  # (agent id, event id)
+
+
+class EventBus:
+    def __init__(self, conninfo: str | None) -> None:
+        """``conninfo``: a libpq URL to LISTEN on (PostgreSQL), or None (in-process)."""
+        self.conninfo = conninfo
+        self._subs: dict[int, set[asyncio.Queue[int]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.conninfo is None:
+            self.listening.set()
+        else:
+            self._task = asyncio.create_task(self._listen())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.listening.wait(), 10)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _listen(self) -> None:
+        import psycopg  # noqa: PLC0415
+
+        assert self.conninfo is not None
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                        self.conninfo, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.listening.set()
+                    self._wake_all()  # anything sent while we were not listening
+                    async for note in conn.notifies():
+                        agent, _, event = note.payload.partition(":")
+                        if agent.isdigit() and event.isdigit():
+                            self._deliver(int(agent), int(event))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.listening.clear()
+                log.exception("LISTEN connection lost; reconnecting")
+                await asyncio.sleep(1)
+
+    # -- subscribers (consoles)
+
+    def subscribe(self, agent_id: int) -> asyncio.Queue[int]:
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        self._subs.setdefault(agent_id, set()).add(queue)
+        return queue
+
+    def unsubscribe(self, agent_id: int, queue: asyncio.Queue[int]) -> None:
+        subs = self._subs.get(agent_id)
+        if subs is not None:
+            subs.discard(queue)
+            if not subs:
+                del self._subs[agent_id]
+
+    def connected(self) -> int:
+        return sum(len(s) for s in self._subs.values())
+
+    def _deliver(self, agent_id: int, event_id: int) -> None:
+        for queue in self._subs.get(agent_id, ()):
+            queue.put_nowait(event_id)
+
+    def _wake_all(self) -> None:
+        for agent_id in list(self._subs):
+            self._deliver(agent_id, 0)
+
+    def published(self, events: Iterable[tuple[int, int]]) -> None:
+        """After a commit: wake local consoles (PostgreSQL's NOTIFY already did)."""
+        if self.conninfo is not None or self._loop is None:
+            return
+        for agent_id, event_id in events:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is self._loop:
+                self._deliver(agent_id, event_id)
+            else:
+                self._loop.call_soon_threadsafe(self._deliver, agent_id, event_id)
+
+
+async def console_stream(bus: EventBus, load: Callable[[int], Any], agent_id: int,
+                         after: int, first: list[str], *, heartbeat: float = 15.0,
+                         ) -> AsyncIterator[str]:
+    """Server-Sent Events for one console: ``first`` (already formatted), then every event
+    of the agent after ``after``, as they are written. ``load(after)`` is awaited and
+    returns ``[(id, kind, json)]``."""
+    queue = bus.subscribe(agent_id)
+    try:
+        for chunk in first:
+            yield chunk
+        while True:
+            for event_id, kind, data in await load(after):
+                after = event_id
+                yield f"id: {event_id}\nevent: {kind}\ndata: {data}\n\n"
+            try:
+                await asyncio.wait_for(queue.get(), heartbeat)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+            while not queue.empty():
+                queue.get_nowait()
+    finally:
+        bus.unsubscribe(agent_id, queue)

@@ -1,0 +1,312 @@
+"""Queries for agents, sessions, queue entries, offers and console events (SQLAlchemy Core).
+
+Functions take a Connection inside the caller's transaction; they never commit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, select, text, update
+
+from crm_sync.models import customers
+from ivr.agents.auth import hash_password, new_token, token_hash
+from ivr.agents.models import (
+    agent_calls,
+    agent_events,
+    agent_sessions,
+    agent_state_events,
+    agents,
+    queue_entries,
+)
+from ivr.agents.routing import Free, Waiting
+
+NOTIFY_CHANNEL = "ivr_agent_events"
+ROLES = ("agent", "admin")
+REACH_KINDS = ("client", "number", "sip")
+ME_COLUMNS = (agents.c.id, agents.c.username, agents.c.name, agents.c.role, agents.c.queues,
+              agents.c.team, agents.c.state, agents.c.state_since, agents.c.current_call_sid,
+              agents.c.reach_kind, agents.c.reach_target)
+
+
+def _plain(row: Any) -> dict[str, Any]:
+    out = dict(row._mapping)
+    for k, v in out.items():
+        if isinstance(v, datetime):
+            out[k] = v.isoformat()
+    return out
+
+
+# ---------------------------------------------------------------- agents and sessions
+
+
+def create_agent(conn: Connection, *, username: str, name: str, password: str,
+                 role: str = "agent", queues: Sequence[str] = (), reach_kind: str = "client",
+                 reach_target: str | None = None, team: str | None = None,
+                 now: datetime) -> int:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if reach_kind not in REACH_KINDS:
+        raise ValueError(f"reach kind must be one of {', '.join(REACH_KINDS)}")
+    result = conn.execute(insert(agents).values(
+        username=username, name=name, role=role, password_hash=hash_password(password),
+        queues=list(queues), team=team, reach_kind=reach_kind,
+        reach_target=reach_target or username, state="offline", state_since=now,
+        current_call_sid=None, active=True, created_at=now, updated_at=now))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def set_password(conn: Connection, username: str, password: str, now: datetime) -> bool:
+    return bool(conn.execute(update(agents).where(agents.c.username == username).values(
+        password_hash=hash_password(password), updated_at=now)).rowcount)
+
+
+def credentials(conn: Connection, username: str) -> Any:
+    return conn.execute(select(agents.c.id, agents.c.password_hash, agents.c.active)
+                        .where(agents.c.username == username)).first()
+
+
+def me(conn: Connection, agent_id: int) -> dict[str, Any] | None:
+    row = conn.execute(select(*ME_COLUMNS).where(agents.c.id == agent_id)).first()
+    return _plain(row) if row is not None else None
+
+
+def list_agents(conn: Connection) -> list[dict[str, Any]]:
+    return [_plain(r) for r in conn.execute(
+        select(*ME_COLUMNS).where(agents.c.active.is_(True)).order_by(agents.c.name))]
+
+
+def create_session(conn: Connection, agent_id: int, now: datetime, ttl: timedelta) -> str:
+    token = new_token()
+    conn.execute(insert(agent_sessions).values(agent_id=agent_id, token_hash=token_hash(token),
+                                               created_at=now, expires_at=now + ttl))
+    return token
+
+
+
+def session_agent(conn: Connection, token: str, now: datetime) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(*ME_COLUMNS)
+        .select_from(agent_sessions.join(agents, agents.c.id == agent_sessions.c.agent_id))
+        .where(agent_sessions.c.token_hash == token_hash(token),
+               agent_sessions.c.revoked_at.is_(None), agent_sessions.c.expires_at > now,
+               agents.c.active.is_(True))).first()
+    return _plain(row) if row is not None else None
+
+
+def revoke_session(conn: Connection, token: str, now: datetime) -> None:
+    conn.execute(update(agent_sessions).where(agent_sessions.c.token_hash == token_hash(token))
+                 .values(revoked_at=now))
+
+
+# ---------------------------------------------------------------- states
+
+
+def set_state(conn: Connection, agent_id: int, state: str, now: datetime, *,
+              call_sid: str | None = None, reason: str | None = None,
+              only_from: Sequence[str] | None = None, only_call: str | None = None) -> bool:
+    """Move an agent to ``state`` (optionally only from some states, or only while on a
+    given call); records the change. False when the condition did not hold."""
+    cond = [agents.c.id == agent_id]
+    if only_from is not None:
+        cond.append(agents.c.state.in_(list(only_from)))
+    if only_call is not None:
+        cond.append(agents.c.current_call_sid == only_call)
+    keeps_call = state in ("reserved", "on_call", "wrap_up")
+    values: dict[str, Any] = {"state": state, "state_since": now, "updated_at": now}
+    if not keeps_call:
+        values["current_call_sid"] = None
+    elif call_sid is not None:
+        values["current_call_sid"] = call_sid
+    if not conn.execute(update(agents).where(and_(*cond)).values(values)).rowcount:
+        return False
+    conn.execute(insert(agent_state_events).values(agent_id=agent_id, state=state,
+                                                   call_sid=call_sid or only_call,
+                                                   reason=reason, at=now))
+    return True
+
+
+# ---------------------------------------------------------------- console events
+
+
+def add_event(conn: Connection, agent_id: int, kind: str, payload: dict[str, Any],
+              now: datetime, call_sid: str | None = None) -> int:
+    """Store an event for an agent's console. On PostgreSQL a NOTIFY in the same transaction
+    tells every server process (delivered at commit, never for a rolled-back change)."""
+    result = conn.execute(insert(agent_events).values(agent_id=agent_id, kind=kind,
+                                                      call_sid=call_sid, payload=payload,
+                                                      created_at=now))
+    event_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_notify(:channel, :payload)"),
+                     {"channel": NOTIFY_CHANNEL, "payload": f"{agent_id}:{event_id}"})
+    return event_id
+
+
+def events_after(conn: Connection, agent_id: int, after: int, limit: int = 100,
+                 ) -> list[tuple[int, str, str]]:
+    """(id, kind, JSON data) of an agent's events after ``after``, oldest first."""
+    rows = conn.execute(select(agent_events.c.id, agent_events.c.kind, agent_events.c.payload)
+                        .where(agent_events.c.agent_id == agent_id, agent_events.c.id > after)
+                        .order_by(agent_events.c.id).limit(limit))
+    return [(int(r.id), r.kind, json.dumps(r.payload, ensure_ascii=False)) for r in rows]
+
+
+def last_event_id(conn: Connection, agent_id: int) -> int:
+    value = conn.execute(select(func.max(agent_events.c.id))
+                         .where(agent_events.c.agent_id == agent_id)).scalar()
+    return int(value or 0)
+
+
+# ---------------------------------------------------------------- queue entries
+
+
+def get_entry(conn: Connection, call_sid: str) -> Any:
+    return conn.execute(select(queue_entries).where(queue_entries.c.call_sid == call_sid)).first()
+
+
+def join_queue(conn: Connection, *, call_sid: str, queue: str, queue_sid: str | None,
+               priority: int, customer_id: int | None, preferred_agent_id: int | None,
+               now: datetime) -> None:
+    """The caller is waiting in ``queue`` (first time, or again in another queue)."""
+    values = {"queue": queue, "twilio_queue_sid": queue_sid, "priority": priority,
+              "entered_at": now, "status": "waiting", "agent_id": None,
+              "preferred_agent_id": preferred_agent_id, "customer_id": customer_id,
+              "offered_at": None, "connected_at": None, "ended_at": None, "updated_at": now}
+    done = conn.execute(update(queue_entries).where(queue_entries.c.call_sid == call_sid)
+                        .values(values)).rowcount
+    if not done:
+        conn.execute(insert(queue_entries).values(call_sid=call_sid, attempts=0, **values))
+
+
+def note_queue_sid(conn: Connection, call_sid: str, queue_sid: str, now: datetime) -> None:
+    conn.execute(update(queue_entries).where(queue_entries.c.call_sid == call_sid,
+                                             queue_entries.c.twilio_queue_sid.is_(None))
+                 .values(twilio_queue_sid=queue_sid, updated_at=now))
+
+
+def _locking(conn: Connection, query: Any) -> Any:
+    # PostgreSQL: rows another router is deciding on are skipped, not waited for.
+    return query.with_for_update(skip_locked=True) if conn.dialect.name == "postgresql" \
+        else query
+
+
+def waiting(conn: Connection, limit: int = 200) -> list[Waiting]:
+    q = (select(queue_entries.c.id, queue_entries.c.call_sid, queue_entries.c.queue,
+                queue_entries.c.priority, queue_entries.c.entered_at,
+                queue_entries.c.preferred_agent_id)
+         .where(queue_entries.c.status == "waiting")
+         .order_by(queue_entries.c.priority.desc(), queue_entries.c.entered_at,
+                   queue_entries.c.id).limit(limit))
+    return [Waiting(r.id, r.call_sid, r.queue, r.priority, r.entered_at, r.preferred_agent_id)
+            for r in conn.execute(_locking(conn, q))]
+
+
+def free_agents(conn: Connection) -> list[Free]:
+    q = (select(agents.c.id, agents.c.queues, agents.c.state_since)
+         .where(agents.c.state == "available", agents.c.active.is_(True))
+         .order_by(agents.c.state_since, agents.c.id))
+    return [Free(r.id, frozenset(r.queues or ()), r.state_since)
+            for r in conn.execute(_locking(conn, q))]
+
+
+def offer(conn: Connection, call: Waiting, agent_id: int, now: datetime) -> int | None:
+    """Reserve the agent for the call, both or neither (a savepoint): the agent id of a
+    call and the call of an agent change only from the states the router saw."""
+    with conn.begin_nested() as sp:
+        got_call = conn.execute(
+            update(queue_entries).where(queue_entries.c.id == call.entry_id,
+                                        queue_entries.c.status == "waiting")
+            .values(status="offered", agent_id=agent_id, offered_at=now,
+                    attempts=queue_entries.c.attempts + 1, updated_at=now)).rowcount
+        if not got_call or not set_state(conn, agent_id, "reserved", now,
+                                         call_sid=call.call_sid, reason="offered",
+                                         only_from=("available",)):
+            sp.rollback()
+            return None
+        result = conn.execute(insert(agent_calls).values(
+            call_sid=call.call_sid, agent_id=agent_id, queue=call.queue, offered_at=now))
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def get_offer(conn: Connection, offer_id: int) -> Any:
+    return conn.execute(select(agent_calls).where(agent_calls.c.id == offer_id)).first()
+
+
+def open_offer(conn: Connection, call_sid: str) -> Any:
+    """The call's offer that has not ended yet (at most one, by construction)."""
+    return conn.execute(select(agent_calls).where(agent_calls.c.call_sid == call_sid,
+                                                  agent_calls.c.ended_at.is_(None))
+                        .order_by(agent_calls.c.id.desc()).limit(1)).first()
+
+
+def update_offer(conn: Connection, offer_id: int, **values: Any) -> None:
+    conn.execute(update(agent_calls).where(agent_calls.c.id == offer_id).values(values))
+
+
+def update_entry(conn: Connection, call_sid: str, **values: Any) -> None:
+    conn.execute(update(queue_entries).where(queue_entries.c.call_sid == call_sid)
+                 .values(values))
+
+
+def offered_to(conn: Connection, agent_id: int, call_sid: str) -> bool:
+    return conn.execute(select(agent_calls.c.id).where(
+        agent_calls.c.agent_id == agent_id, agent_calls.c.call_sid == call_sid).limit(1)
+        ).first() is not None
+
+
+def stale_offers(conn: Connection, before: datetime) -> list[Any]:
+    """Offers made before ``before`` whose caller never reached the connect webhook."""
+    return list(conn.execute(_locking(conn, select(agent_calls).where(
+        agent_calls.c.ended_at.is_(None), agent_calls.c.connected_at.is_(None),
+        agent_calls.c.offered_at < before))))
+
+
+def last_agent_of(conn: Connection, customer_id: int) -> int | None:
+    """The agent who last finished a call with this customer (for repeat callers)."""
+    value = conn.execute(
+        select(agent_calls.c.agent_id)
+        .select_from(agent_calls.join(queue_entries,
+                                      queue_entries.c.call_sid == agent_calls.c.call_sid))
+        .where(queue_entries.c.customer_id == customer_id,
+               agent_calls.c.outcome == "completed")
+        .order_by(agent_calls.c.ended_at.desc()).limit(1)).scalar()
+    return int(value) if value is not None else None
+
+
+def queue_board(conn: Connection, now: datetime) -> list[dict[str, Any]]:
+    """Calls waiting or being connected, per queue (the supervisor's view)."""
+    rows = conn.execute(
+        select(queue_entries.c.call_sid, queue_entries.c.queue, queue_entries.c.priority,
+               queue_entries.c.entered_at, queue_entries.c.status, customers.c.name)
+        .select_from(queue_entries.outerjoin(customers,
+                                             customers.c.id == queue_entries.c.customer_id))
+        .where(queue_entries.c.status.in_(("waiting", "offered")))
+        .order_by(queue_entries.c.queue, queue_entries.c.priority.desc(),
+                  queue_entries.c.entered_at))
+    board: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        q = board.setdefault(r.queue, {"queue": r.queue, "waiting": 0,
+                                       "longest_wait_seconds": 0, "calls": []})
+        waited = max(0, int((now - r.entered_at).total_seconds()))
+        q["waiting"] += 1
+        q["longest_wait_seconds"] = max(q["longest_wait_seconds"], waited)
+        q["calls"].append({"call_sid": r.call_sid, "priority": r.priority,
+                           "entered_at": r.entered_at.isoformat(), "waited_seconds": waited,
+                           "customer_name": r.name, "status": r.status})
+    return list(board.values())
+
+
+def replay_from(conn: Connection, agent_id: int, call_sid: str | None) -> int:
+    """Where a console that connects without Last-Event-ID starts: just before the current
+    call's screen-pop (so it shows at once), else after the newest event."""
+    if call_sid:
+        first = conn.execute(select(func.min(agent_events.c.id)).where(
+            agent_events.c.agent_id == agent_id, agent_events.c.call_sid == call_sid,
+            agent_events.c.kind == "screenpop")).scalar()
+        if first is not None:
+            return int(first) - 1
+    return last_event_id(conn, agent_id)

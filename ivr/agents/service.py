@@ -1,0 +1,525 @@
+"""Agent use cases: sign-in, availability, queueing and routing calls to agents, the
+screen-pop, the agent's leg, and the wrap-up.
+
+Each use case is one transaction (``engine.begin()``); events for consoles are rows written
+in it (see ``ivr.agents.events``). Decisions that need no I/O are pure (``routing.plan``,
+``ivr.menu.engine.queue_priority``); this module loads and saves around them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from crm_sync.profile import search
+from crm_sync.screenpop import customer_context, empty_context
+from crm_sync.wrapup import CallFacts, WrapUp, record_wrap_up
+from ivr.agents import repository as repo
+from ivr.agents.auth import DUMMY_HASH, verify_password
+from ivr.agents.events import Published
+from ivr.agents.gateway import Gateway
+from ivr.agents.models import agent_calls
+from ivr.agents.routing import plan
+from ivr.agents.twiml import connect_twiml
+from ivr.calls import twiml
+from ivr.calls.repository import calls, get_call
+from ivr.core.clock import Clock
+from ivr.core.settings import Settings
+from ivr.menu.engine import Enqueue, Hangup, queue_priority
+from ivr.menu.model import QueueNode
+from ivr.menu.registry import MenuRegistry
+
+log = logging.getLogger(__name__)
+
+ANSWERED = {"in-progress", "answered"}
+DIAL_DONE = {"completed", "answered"}
+
+
+@dataclass
+class Offer:
+    offer_id: int
+    call_sid: str
+    queue_sid: str | None
+    agent_id: int
+
+
+@dataclass
+class Outcome:
+    """What a use case decided: TwiML to answer (if any), console events to wake, offers
+    to hand to the gateway, and whether routing should run again."""
+
+    twiml: str | None = None
+    published: Published = field(default_factory=list)
+    reroute: bool = False
+
+
+class AgentError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+class AgentService:
+    def __init__(self, engine: Engine, registry: MenuRegistry, clock: Clock,
+                 settings: Settings, gateway: Gateway) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.clock = clock
+        self.settings = settings
+        self.gateway = gateway
+
+    # ------------------------------------------------------------ sign-in and state
+
+    def login(self, username: str, password: str) -> tuple[str, dict[str, Any]] | None:
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            row = repo.credentials(conn, username)
+            ok = verify_password(password, row.password_hash if row else DUMMY_HASH)
+            if row is None or not ok or not row.active:
+                return None
+            ttl = timedelta(hours=self.settings.agent_session_hours)
+            token = repo.create_session(conn, row.id, now, ttl)
+            me = repo.me(conn, row.id)
+        assert me is not None
+        return token, me
+
+    def session(self, token: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            return repo.session_agent(conn, token, self.clock.now())
+
+    def logout(self, token: str, agent_id: int) -> Outcome:
+        now = self.clock.now()
+        out = Outcome()
+        with self.engine.begin() as conn:
+            repo.revoke_session(conn, token, now)
+            if repo.set_state(conn, agent_id, "offline", now, reason="signed out",
+                              only_from=("available",)):
+                self._state_event(conn, agent_id, now, out)
+        return out
+
+    def set_availability(self, agent_id: int, state: str) -> tuple[dict[str, Any], Outcome]:
+        """An agent goes available or offline (not while a call is theirs)."""
+        if state not in ("available", "offline"):
+            raise AgentError(422, "state must be 'available' or 'offline'")
+        now = self.clock.now()
+        out = Outcome(reroute=state == "available")
+        with self.engine.begin() as conn:
+            current = repo.me(conn, agent_id)
+            assert current is not None
+            if current["state"] in ("reserved", "on_call"):
+                raise AgentError(409, f"you are {current['state'].replace('_', ' ')}; "
+                                      "finish the call first")
+            if current["state"] == "wrap_up" and current["current_call_sid"]:
+                raise AgentError(409, "submit the wrap-up of your last call first")
+            if current["state"] != state:
+                repo.set_state(conn, agent_id, state, now, reason="agent")
+                self._state_event(conn, agent_id, now, out)
+            me = repo.me(conn, agent_id)
+        assert me is not None
+        return me, out
+
+    def _state_event(self, conn: Connection, agent_id: int, now: datetime, out: Outcome,
+                     ) -> None:
+        me = repo.me(conn, agent_id)
+        if me is not None:
+            out.published.append((agent_id, repo.add_event(conn, agent_id, "state", me, now)))
+
+    # ------------------------------------------------------------ queueing
+
+    def waiting(self, call_sid: str, queue: str, params: dict[str, str]) -> Outcome:
+        """Twilio's waitUrl for a queued caller: join the queue the first time, answer
+        ``<Leave/>`` once an agent is reserved (hold-loop gateway), else the hold message."""
+        now = self.clock.now()
+        out = Outcome()
+        queue_sid = params.get("QueueSid") or None
+        with self.engine.begin() as conn:
+            entry = repo.get_entry(conn, call_sid)
+            call = get_call(conn, call_sid)
+            if entry is None or entry.status in ("done", "abandoned") or entry.queue != queue:
+                if call is None:
+                    raise LookupError(call_sid)
+                attrs = dict(call["attributes"] or {})
+                customer_id = attrs.get("customer_id") if attrs.get("identified") else None
+                preferred = None
+                if (customer_id is not None and attrs.get("repeat_caller")
+                        and attrs.get("has_open_incident")):
+                    preferred = repo.last_agent_of(conn, int(customer_id))
+                repo.join_queue(conn, call_sid=call_sid, queue=queue, queue_sid=queue_sid,
+                                priority=self._priority(call, attrs), customer_id=customer_id,
+                                preferred_agent_id=preferred, now=now)
+                out.reroute = True
+            elif queue_sid:
+                repo.note_queue_sid(conn, call_sid, queue_sid, now)
+            status = entry.status if entry is not None and entry.queue == queue else "waiting"
+        if status == "offered" and self.gateway.holds_callers:
+            out.twiml = twiml.leave()
+            return out
+        language = (call or {}).get("language") or "he-IL"
+        pause = self.settings.hold_poll_seconds if self.gateway.holds_callers else 20
+        queue_time = params.get("QueueTime", "0")
+        seconds = int(queue_time) if queue_time.isdigit() else 0
+        out.twiml = twiml.hold(language, params.get("QueuePosition"),
+                               self.settings.hold_music_url, pause=pause,
+                               speak=seconds % 60 < pause)
+        return out
+
+    def _priority(self, call: Mapping[str, Any], attrs: dict[str, Any]) -> int:
+        try:
+            bundle = self.registry.get(call["menu_version"])
+            node = bundle.menus[call["menu"]].menu.nodes.get(call["node"])
+        except Exception:  # a version that cannot be rebuilt: default priority
+            log.exception("queue priority unknown call=%s", call.get("call_sid"))
+            return 0
+        return queue_priority(node, attrs) if isinstance(node, QueueNode) else 0
+
+    # ------------------------------------------------------------ routing
+
+    def route(self) -> list[Offer]:
+        """Offer waiting calls to free agents (``routing.plan``). Safe to run in several
+        processes at once: rows another router holds are skipped (PostgreSQL SKIP LOCKED),
+        and an offer changes a call and an agent only from the states it read."""
+        now = self.clock.now()
+        offers: list[Offer] = []
+        with self.engine.begin() as conn:
+            free = repo.free_agents(conn)
+            if not free:
+                return []
+            calls = repo.waiting(conn)
+            for call, agent in plan(calls, free):
+                offer_id = repo.offer(conn, call, agent.agent_id, now)
+                if offer_id is None:
+                    continue
+                entry = repo.get_entry(conn, call.call_sid)
+                offers.append(Offer(offer_id, call.call_sid, entry.twilio_queue_sid,
+                                    agent.agent_id))
+        for o in offers:
+            log.info("call offered to agent call=%s agent=%s offer=%s", o.call_sid,
+                     o.agent_id, o.offer_id)
+        return offers
+
+    def deliver(self, offers: list[Offer]) -> Outcome:
+        """Hand offers to the gateway (REST: dequeue now). A failure puts the caller back
+        to waiting and the agent back to available."""
+        out = Outcome()
+        if self.gateway.holds_callers:
+            return out
+        base = self.settings.public_url or ""
+        for o in offers:
+            try:
+                if not o.queue_sid:
+                    raise RuntimeError("no QueueSid known for the call yet")
+                self.gateway.dequeue(o.queue_sid, o.call_sid,
+                                     f"{base}/twilio/connect?a={o.offer_id}")
+            except Exception:
+                log.exception("dequeue failed; the caller keeps waiting call=%s", o.call_sid)
+                self._undo_offer(o.offer_id, "failed", "available", out)
+        return out
+
+    def _undo_offer(self, offer_id: int, outcome: str, agent_state: str, out: Outcome,
+                    ) -> None:
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            offer = repo.get_offer(conn, offer_id)
+            if offer is None or offer.ended_at is not None:
+                return
+            self._end_offer(conn, offer, outcome, agent_state, now, out, requeue=True)
+
+    def _end_offer(self, conn: Connection, offer: Any, outcome: str, agent_state: str,
+                   now: datetime, out: Outcome, *, requeue: bool) -> None:
+        repo.update_offer(conn, offer.id, ended_at=now, outcome=outcome)
+        if requeue:  # back to waiting, keeping the time the caller first joined
+            repo.update_entry(conn, offer.call_sid, status="waiting", agent_id=None,
+                              offered_at=None, connected_at=None, updated_at=now)
+            out.reroute = True
+        if repo.set_state(conn, offer.agent_id, agent_state, now, reason=outcome,
+                          only_call=offer.call_sid):
+            self._state_event(conn, offer.agent_id, now, out)
+            out.reroute = out.reroute or agent_state == "available"
+
+    def expire_offers(self) -> Outcome:
+        """Offers whose caller never reached the connect webhook in time (the caller hung up
+        as the offer was made, Twilio lost the request): caller and agent are freed."""
+        now = self.clock.now()
+        out = Outcome()
+        before = now - timedelta(seconds=self.settings.offer_timeout_seconds)
+        with self.engine.begin() as conn:
+            for offer in repo.stale_offers(conn, before):
+                log.warning("offer expired call=%s agent=%s", offer.call_sid, offer.agent_id)
+                self._end_offer(conn, offer, "expired", "available", now, out, requeue=True)
+        return out
+
+    # ------------------------------------------------------------ connecting
+
+    def connect(self, call_sid: str, offer_id: int | None) -> Outcome:
+        """The caller left the queue for an agent: push the screen-pop and dial the agent.
+        Without a live offer the caller goes back to the queue (never a dead line)."""
+        now = self.clock.now()
+        out = Outcome()
+        with self.engine.begin() as conn:
+            offer = (repo.get_offer(conn, offer_id) if offer_id is not None
+                     else repo.open_offer(conn, call_sid))
+            if offer is None or offer.call_sid != call_sid or offer.ended_at is not None:
+                log.warning("connect without a live offer; back to the queue call=%s", call_sid)
+                out.twiml = self._requeue_twiml(conn, call_sid, now, out)
+                return out
+            agent = repo.me(conn, offer.agent_id)
+            assert agent is not None
+            if offer.connected_at is None:
+                repo.update_offer(conn, offer.id, connected_at=now)
+                repo.update_entry(conn, call_sid, connected_at=now, updated_at=now)
+                context = self.build_context(conn, call_sid, now)
+                context["offer_id"] = offer.id
+                out.published.append((offer.agent_id, repo.add_event(
+                    conn, offer.agent_id, "screenpop", context, now, call_sid)))
+                out.published.append((offer.agent_id, repo.add_event(
+                    conn, offer.agent_id, "call", {"call_sid": call_sid, "status": "ringing"},
+                    now, call_sid)))
+            out.twiml = connect_twiml(offer.id, agent["reach_kind"], agent["reach_target"],
+                                      self.settings.agent_ring_timeout)
+        return out
+
+    def _requeue_twiml(self, conn: Connection, call_sid: str, now: datetime,
+                       out: Outcome) -> str:
+        call = get_call(conn, call_sid)
+        entry = repo.get_entry(conn, call_sid)
+        if call is None or entry is None:
+            return twiml.safe_route(self.settings.safe_queue)
+        repo.update_entry(conn, call_sid, status="waiting", agent_id=None, offered_at=None,
+                          connected_at=None, updated_at=now)
+        out.reroute = True
+        return twiml.render([Enqueue(entry.queue, call["language"])], int(call["step"]))
+
+    def queue_left(self, call_sid: str, result: str) -> Outcome | None:
+        """The ``<Enqueue action>`` of a caller we are connecting (None: not ours, the menu
+        engine decides). ``leave``: the hold loop released them, connect now;
+        ``redirected``: the REST dequeue did, and Twilio runs /twilio/connect."""
+        if result not in ("leave", "redirected"):
+            return None
+        with self.engine.connect() as conn:
+            offer = repo.open_offer(conn, call_sid)
+        if offer is None:
+            return None
+        if result == "redirected":
+            return Outcome(twiml.empty())
+        return self.connect(call_sid, offer.id)
+
+    def agent_leg(self, offer_id: int, params: dict[str, str]) -> Outcome:
+        """Status callbacks of the agent's leg: answered → the agent is on the call."""
+        now = self.clock.now()
+        out = Outcome()
+        status = params.get("CallStatus", "")
+        with self.engine.begin() as conn:
+            offer = repo.get_offer(conn, offer_id)
+            if offer is None or offer.ended_at is not None or status not in ANSWERED:
+                return out
+            if offer.answered_at is None:
+                repo.update_offer(conn, offer.id, answered_at=now, outcome="answered")
+                repo.update_entry(conn, offer.call_sid, status="connected", updated_at=now)
+                if repo.set_state(conn, offer.agent_id, "on_call", now, reason="answered",
+                                  only_call=offer.call_sid):
+                    self._state_event(conn, offer.agent_id, now, out)
+                out.published.append((offer.agent_id, repo.add_event(
+                    conn, offer.agent_id, "call",
+                    {"call_sid": offer.call_sid, "status": "answered"}, now, offer.call_sid)))
+        return out
+
+    def agent_dial_ended(self, offer_id: int, call_sid: str, dial_status: str) -> Outcome:
+        """The ``<Dial>`` to the agent is over. Talked: the agent wraps up and the caller's
+        call ends. Not answered, busy, failed: the caller goes back to the head of the queue
+        and the agent is set offline (not available) until they say otherwise."""
+        now = self.clock.now()
+        out = Outcome()
+        with self.engine.begin() as conn:
+            offer = repo.get_offer(conn, offer_id)
+            if offer is None or offer.call_sid != call_sid:
+                out.twiml = self._requeue_twiml(conn, call_sid, now, out)
+                return out
+            if offer.ended_at is not None:  # a retried request
+                out.twiml = (twiml.render([Hangup()], 0) if offer.outcome == "completed"
+                             else self._requeue_twiml(conn, call_sid, now, out))
+                return out
+            talked = dial_status in DIAL_DONE and offer.answered_at is not None
+            if talked:
+                repo.update_offer(conn, offer.id, ended_at=now, outcome="completed")
+                repo.update_entry(conn, call_sid, status="done", ended_at=now, updated_at=now)
+                if repo.set_state(conn, offer.agent_id, "wrap_up", now, reason="call ended",
+                                  only_call=call_sid):
+                    self._state_event(conn, offer.agent_id, now, out)
+                out.published.append((offer.agent_id, repo.add_event(
+                    conn, offer.agent_id, "call", {"call_sid": call_sid, "status": "ended"},
+                    now, call_sid)))
+                out.twiml = twiml.render([Hangup()], 0)
+                return out
+            outcome = dial_status if dial_status in ("busy", "failed", "canceled") \
+                else "no-answer"
+            log.warning("agent leg %s; caller back to the queue head call=%s agent=%s",
+                        outcome, call_sid, offer.agent_id)
+            out.published.append((offer.agent_id, repo.add_event(
+                conn, offer.agent_id, "call", {"call_sid": call_sid, "status": "missed"},
+                now, call_sid)))
+            self._end_offer(conn, offer, outcome, "offline", now, out, requeue=True)
+            out.twiml = self._requeue_twiml(conn, call_sid, now, out)
+        return out
+
+    def call_ended(self, call_sid: str) -> Outcome:
+        """The caller's call is over (final status callback): a waiting entry is abandoned,
+        an agent still reserved for it is freed."""
+        now = self.clock.now()
+        out = Outcome()
+        with self.engine.begin() as conn:
+            entry = repo.get_entry(conn, call_sid)
+            if entry is None or entry.status == "done":
+                return out
+            repo.update_entry(conn, call_sid, status="abandoned" if entry.status != "connected"
+                              else "done", ended_at=now, updated_at=now)
+            offer = repo.open_offer(conn, call_sid)
+            if offer is not None:
+                state = "wrap_up" if offer.answered_at is not None else "available"
+                repo.update_offer(conn, offer.id, ended_at=now, outcome="completed"
+                                  if offer.answered_at is not None else "canceled")
+                if repo.set_state(conn, offer.agent_id, state, now, reason="caller hung up",
+                                  only_call=call_sid):
+                    self._state_event(conn, offer.agent_id, now, out)
+                out.published.append((offer.agent_id, repo.add_event(
+                    conn, offer.agent_id, "call", {"call_sid": call_sid, "status": "ended"},
+                    now, call_sid)))
+                out.reroute = state == "available"
+        return out
+
+    # ------------------------------------------------------------ the screen-pop
+
+    def build_context(self, conn: Connection, call_sid: str, now: datetime) -> dict[str, Any]:
+        call = get_call(conn, call_sid)
+        full = _call_row(conn, call_sid)
+        entry = repo.get_entry(conn, call_sid)
+        attrs = dict((call or {}).get("attributes") or {})
+        path = list((call or {}).get("path") or [])
+        customer_id = attrs.get("customer_id") if attrs.get("identified") else None
+        window = self.settings.repeat_window_minutes
+        if customer_id is not None:
+            ctx = customer_context(conn, int(customer_id), now, call_sid=call_sid,
+                                   repeat_window_minutes=window)
+        else:
+            ctx = empty_context()
+        outcome = attrs.get("caller_outcome") or ("known" if customer_id else "unknown")
+        typed = next((p.get("digits") for p in reversed(path)
+                      if p.get("event") == "identify" and p.get("digits")), None)
+        candidates: list[dict[str, Any]] = []
+        if outcome == "ambiguous" and full.get("from_number"):
+            candidates = search(conn, phone=full["from_number"],
+                                region=self.settings.default_region)
+        risk = ctx["leaving_risk"]
+        chose = sorted({str(p["queue"]) for p in path
+                        if p.get("queue") in self.settings.leaving_risk_queues})
+        for q in chose:
+            risk["reasons"].insert(0, f"chose '{q}' in the IVR (e.g. cancel my service)")
+        risk["flag"] = bool(risk["reasons"])
+        entered = entry.entered_at if entry is not None else None
+        ctx.update({
+            "call_sid": call_sid,
+            "status": "ringing",
+            "caller": {"number": full.get("from_number"), "outcome": outcome,
+                       "typed_account": typed, "candidates": candidates},
+            "language": (call or {}).get("language"),
+            "queue": entry.queue if entry is not None else None,
+            "priority": entry.priority if entry is not None else 0,
+            "entered_queue_at": entered.isoformat() if entered else None,
+            "waited_seconds": int((now - entered).total_seconds()) if entered else None,
+            "call_started_at": full["created_at"].isoformat() if full.get("created_at")
+            else None,
+            "ivr_path": ivr_path(path),
+            "pending_callbacks": [],
+        })
+        return ctx
+
+    def context_for(self, agent: dict[str, Any], call_sid: str) -> dict[str, Any]:
+        """The screen-pop of a call offered to this agent (admins: any call)."""
+        now = self.clock.now()
+        with self.engine.connect() as conn:
+            if agent["role"] != "admin" and not repo.offered_to(conn, agent["id"], call_sid):
+                raise AgentError(404, "no such call for you")
+            if get_call(conn, call_sid) is None:
+                raise AgentError(404, "no such call")
+            return self.build_context(conn, call_sid, now)
+
+    # ------------------------------------------------------------ wrap-up
+
+    def wrap_up(self, agent: dict[str, Any], call_sid: str, wrap: WrapUp,
+                ) -> tuple[int | None, Outcome]:
+        """The interaction goes into the caller's history (None: an unidentified caller,
+        whose wrap-up only frees the agent)."""
+        now = self.clock.now()
+        out = Outcome(reroute=True)
+        with self.engine.begin() as conn:
+            offer = _answered_offer(conn, agent["id"], call_sid)
+            if offer is None:
+                raise AgentError(404, "no call of yours to wrap up with that CallSid")
+            if offer.wrapped_up_at is not None:
+                raise AgentError(409, "this call is wrapped up already")
+            call = get_call(conn, call_sid) or {}
+            full = _call_row(conn, call_sid)
+            attrs = dict(call.get("attributes") or {})
+            customer_id = attrs.get("customer_id") if attrs.get("identified") else None
+            interaction_id = None
+            if customer_id is not None:
+                entry = repo.get_entry(conn, call_sid)
+                start = offer.answered_at or offer.offered_at
+                end = offer.ended_at or now
+                written = record_wrap_up(conn, CallFacts(
+                    call_sid=call_sid, customer_id=int(customer_id), agent=agent["name"],
+                    queue=offer.queue, started_at=full.get("created_at") or start,
+                    ended_at=end,
+                    wait_seconds=int((start - entry.entered_at).total_seconds())
+                    if entry is not None else None,
+                    talk_seconds=int((end - start).total_seconds()) if offer.answered_at
+                    else 0,
+                    ivr_path=list(call.get("path") or []),
+                    branch=self.settings.branch_name), wrap, now)
+                interaction_id = written.interaction_id
+            repo.update_offer(conn, offer.id, wrapped_up_at=now, interaction_id=interaction_id)
+            if repo.set_state(conn, agent["id"], "available", now, reason="wrapped up",
+                              only_from=("wrap_up",)):
+                self._state_event(conn, agent["id"], now, out)
+        return interaction_id, out
+
+    # ------------------------------------------------------------ supervisor
+
+    def board(self) -> dict[str, Any]:
+        now = self.clock.now()
+        with self.engine.connect() as conn:
+            return {"agents": repo.list_agents(conn), "queues": repo.queue_board(conn, now),
+                    "at": now.isoformat()}
+
+
+def ivr_path(path: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The IVR path for people: each step with how long the caller spent there."""
+    out: list[dict[str, Any]] = []
+    stamps = [datetime.fromisoformat(p["at"]) if p.get("at") else None for p in path]
+    for i, p in enumerate(path):
+        nxt = stamps[i + 1] if i + 1 < len(stamps) else None
+        here = stamps[i]
+        seconds = (round((nxt - here).total_seconds(), 1)
+                   if nxt is not None and here is not None else None)
+        out.append({"at": p.get("at"), "menu": p.get("menu"), "node": p.get("node"),
+                    "kind": p.get("event"), "option": p.get("option"),
+                    "digits": p.get("digits"), "speech": p.get("speech"),
+                    "queue": p.get("queue"), "seconds": seconds})
+    return out
+
+
+def _call_row(conn: Connection, call_sid: str) -> dict[str, Any]:
+    row = conn.execute(select(calls.c.from_number, calls.c.to_number, calls.c.created_at)
+                       .where(calls.c.call_sid == call_sid)).first()
+    return dict(row._mapping) if row is not None else {}
+
+
+def _answered_offer(conn: Connection, agent_id: int, call_sid: str) -> Any:
+    return conn.execute(select(agent_calls).where(
+        agent_calls.c.agent_id == agent_id, agent_calls.c.call_sid == call_sid,
+        agent_calls.c.answered_at.is_not(None)).order_by(agent_calls.c.id.desc()).limit(1)
+        ).first()

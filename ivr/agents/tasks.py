@@ -1,0 +1,51 @@
+"""Routing in the server process: right after every change that can make a match (inline,
+so a test or a caller sees the result at once), and a sweep every
+``route_every_seconds`` that takes back expired offers and matches what another process
+left (several processes on PostgreSQL share the rows; SKIP LOCKED keeps them apart)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from ivr.agents.events import EventBus
+from ivr.agents.service import AgentService, Outcome
+from ivr.core.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class RoutingLoop:
+    def __init__(self, db: Database, service: AgentService, bus: EventBus) -> None:
+        self.db = db
+        self.service = service
+        self.bus = bus
+        self._lock = asyncio.Lock()
+
+    async def route_now(self) -> None:
+        """Match waiting calls and free agents until nothing more matches."""
+        async with self._lock:
+            for _ in range(10):
+                offers = await self.db.run(self.service.route)
+                if not offers:
+                    return
+                if not self.service.gateway.holds_callers:
+                    out: Outcome = await asyncio.to_thread(self.service.deliver, offers)
+                    self.bus.published(out.published)
+
+    async def sweep(self) -> None:
+        out = await self.db.run(self.service.expire_offers)
+        self.bus.published(out.published)
+        await self.route_now()
+
+    async def run(self, every: float, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+            if stop.is_set():
+                return
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("routing sweep failed; will retry")
