@@ -1,6 +1,9 @@
 """The IVR's own calls in the customer's history: an identified caller's call becomes an
 interaction (source ``ivr``, external id = CallSid), so the next call — from any branch's
-number, through any process — knows "called 55 minutes ago" and the path taken."""
+number, through any process — knows "called 55 minutes ago" and the path taken.
+
+Both writes queue an outbox event (``interaction.created`` once, when the row is new;
+``interaction.updated`` when the call ends) in the same transaction."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from sqlalchemy import Connection, Insert, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crm_sync.models import interactions
+from crm_sync.outbox import emit
 
 SOURCE = "ivr"
 
@@ -31,17 +35,27 @@ def _insert_once(conn: Connection) -> Insert:
 def record_inbound_call(conn: Connection, customer_id: int, call_sid: str, called: str | None,
                         started_at: datetime) -> None:
     """Once per call (a retried webhook or a second identification changes nothing)."""
-    conn.execute(_insert_once(conn), {
+    values = {
         "customer_id": customer_id, "source": SOURCE, "external_id": call_sid,
         "channel": "call", "direction": "in", "queue": None, "started_at": started_at,
-        "call_sid": call_sid, "notes": f"to {called}" if called else None})
+        "call_sid": call_sid, "notes": f"to {called}" if called else None}
+    if conn.execute(_insert_once(conn), values).rowcount:
+        emit(conn, customer_id=customer_id, kind="interaction.created",
+             payload={k: v for k, v in values.items() if k != "customer_id"},
+             now=started_at)
 
 
 def close_inbound_call(conn: Connection, call_sid: str, ended_at: datetime,
                        path: list[dict[str, Any]] | None) -> None:
     """The call ended: when, and the IVR path it took (nodes, keys, timings)."""
     queues = [p.get("queue") for p in path or () if p.get("queue")]
-    conn.execute(update(interactions)
-                 .where(interactions.c.source == SOURCE, interactions.c.external_id == call_sid)
-                 .values(ended_at=ended_at, ivr_path=path,
-                         **({"queue": str(queues[-1])[:64]} if queues else {})))
+    changes: dict[str, Any] = {"ended_at": ended_at, "ivr_path": path,
+                               **({"queue": str(queues[-1])[:64]} if queues else {})}
+    closed = conn.execute(
+        update(interactions)
+        .where(interactions.c.source == SOURCE, interactions.c.external_id == call_sid)
+        .values(**changes).returning(interactions.c.customer_id)).first()
+    if closed is not None:
+        emit(conn, customer_id=closed.customer_id, kind="interaction.updated",
+             payload={"source": SOURCE, "external_id": call_sid, "call_sid": call_sid,
+                      **changes}, now=ended_at)

@@ -32,6 +32,7 @@ from crm_sync.models import import_rejections as rejections
 from crm_sync.models import import_runs as runs
 from crm_sync.models import incidents, interactions
 from crm_sync.models import source_records as records
+from crm_sync.outbox import emit_many
 from crm_sync.store import Counts, Incoming, Store, canonical, content_hash, where_in
 
 HISTORY_TABLES: dict[str, Table] = {"incidents": incidents, "interactions": interactions}
@@ -272,6 +273,9 @@ def _apply_history(conn: Connection, rows: Sequence[Row], mapping: HistoryMappin
     counts = Counts()
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
+    # Outbox events for other systems (never back to this source: crm_sync.outbox).
+    events: list[tuple[int, str, dict[str, Any]]] = []
+    singular = mapping.kind[:-1]  # incident / interaction
     for ext, (line, h) in good.items():
         owner = owners.get(h.customer_external_id)
         if owner is None or owner[1] is None:
@@ -283,11 +287,15 @@ def _apply_history(conn: Connection, rows: Sequence[Row], mapping: HistoryMappin
         if prior is None:
             inserts.append({**values, "source": mapping.source, "external_id": ext})
             counts.created += 1
+            events.append((owner[1], f"{singular}.created",
+                           {"source": mapping.source, "external_id": ext, **h.values}))
         elif all(_same(getattr(prior, k), v) for k, v in values.items()):
             counts.unchanged += 1
         else:
             updates.append({**values, "row_id": prior.id})
             counts.updated += 1
+            events.append((owner[1], f"{singular}.updated",
+                           {"source": mapping.source, "external_id": ext, **h.values}))
     if inserts:
         for group in _by_keys(inserts).values():
             conn.execute(insert(table), group)
@@ -295,6 +303,7 @@ def _apply_history(conn: Connection, rows: Sequence[Row], mapping: HistoryMappin
         for keys, group in _by_keys(updates).items():
             conn.execute(update(table).where(table.c.id == bindparam("row_id"))
                          .values({k: bindparam(k) for k in keys if k != "row_id"}), group)
+    emit_many(conn, events, now, origin=mapping.source)
     counts.rejected = len(bad)
     return counts, sorted(bad, key=_by_line)
 
