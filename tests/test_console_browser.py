@@ -1,0 +1,283 @@
+"""The agent console in a real browser (Debian's Chromium, driven by Playwright) against the
+real server (uvicorn in a thread) on both databases.
+
+A Hebrew-speaking customer, known to two branches that wrote her number differently, has a
+fault opened at the other branch an hour ago. An agent signs in and goes available; her
+call, routed through the signed Twilio webhooks, pops on the agent's screen within a second
+of the webhook that connects it, with the fault; the agent wraps the call up in the
+browser; her next call pops with that wrap-up among the last interactions. A customer whose
+name is an HTML tag gets it shown as text.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Dialog, Page, sync_playwright
+from sqlalchemy import select
+
+from crm_sync.identity import Rules
+from crm_sync.importer import import_batch
+from crm_sync.mapping import default_mapping
+from crm_sync.models import interactions
+from ivr.agents.repository import create_agent
+from ivr.core.db import make_engine
+from ivr.core.settings import Settings
+from tests.agent_flow import TwilioDriver
+from tests.conftest import TOKEN
+from tests.live_server import LiveServer, live_server
+
+__all__ = ["live_server"]  # the fixture, imported for pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SHOTS = Path(os.environ.get("IVR_SCREENSHOTS", "/tmp"))
+
+DANA = "דנה כהן"
+DANA_MOBILE = "050-765-4321"  # as branch Tel Aviv wrote it; Twilio sends E.164
+DANA_E164 = "+972507654321"
+SCRIPTED = "משה <img src=x onerror=alert(1)>"
+SCRIPTED_E164 = "+972521112233"
+AGENT_NAME = "רינה לוי"
+POP_BUDGET = 1.0  # seconds from the connecting webhook to the pop on screen
+
+
+def _need_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    message = (f"the browser test needs Debian's Chromium at {CHROMIUM}: "
+               "apt-get update && apt-get install -y chromium")
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    _need_chromium()
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _seed(settings: Settings, now: datetime) -> None:
+    """Dana at two branches (one person: the same mobile written two ways), a fault the
+    Haifa branch opened an hour ago, a customer whose name is markup, and the agent."""
+    engine = make_engine(settings.database_url, 2)
+    try:
+        people = [
+            ("branch-tlv", {"id": "T1", "name": DANA, "mobile": DANA_MOBILE,
+                            "account_number": "400001", "language": "he-IL",
+                            "tier": "premium", "segment": "residential"}),
+            ("branch-haifa", {"id": "H9", "name": DANA, "phone": "+972 50-7654321",
+                              "language": "he-IL"}),
+            ("branch-tlv", {"id": "T2", "name": SCRIPTED, "mobile": "052-111-2233",
+                            "account_number": "400002", "language": "he-IL"}),
+        ]
+        for source, record in people:
+            report = import_batch(engine, [record], default_mapping(source, "customers"),
+                                  Rules(), "IL", now)
+            assert not report.rejected, report.rejected
+        report = import_batch(engine, [{
+            "id": "F-77", "customer_id": "H9", "category": "internet-down", "status": "open",
+            "summary": "אין אינטרנט מהבוקר", "branch": "חיפה",
+            "opened_at": (now - timedelta(hours=1)).isoformat(),
+            "updated_at": (now - timedelta(minutes=40)).isoformat()}],
+            default_mapping("branch-haifa", "incidents"), Rules(), "IL", now)
+        assert not report.rejected, report.rejected
+        with engine.begin() as conn:
+            create_agent(conn, username="rina", name=AGENT_NAME, password="s3cret-pass",
+                         role="agent", queues=["support-open-incidents", "operator"],
+                         reach_kind="client", reach_target="rina", now=now)
+    finally:
+        engine.dispose()
+
+
+class Console:
+    """The agent's page, with what the browser said along the way."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        page.on("dialog", self._dialog)
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+
+    def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def sign_in(self, username: str, password: str) -> None:
+        page = self.page
+        page.get_by_label("Username", exact=True).fill(username)
+        page.get_by_label("Password", exact=True).fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        page.locator("#state-badge").wait_for()
+        page.wait_for_function("() => !document.getElementById('bar').hidden")
+
+    def state(self) -> str:
+        return str(self.page.get_attribute("#state-badge", "data-state"))
+
+    def wait_state(self, state: str, timeout: float = 5.0) -> None:
+        self.page.wait_for_function(
+            "s => document.getElementById('state-badge').dataset.state === s", arg=state,
+            timeout=timeout * 1000)
+
+    def wait_pop(self, call_sid: str, timeout: float = 5.0) -> None:
+        self.page.wait_for_function(
+            "sid => { const c = document.getElementById('call');"
+            " return !c.hidden && c.dataset.callSid === sid; }", arg=call_sid,
+            timeout=timeout * 1000)
+
+    def wait_call_status(self, status: str, timeout: float = 5.0) -> None:
+        self.page.wait_for_function(
+            "s => document.getElementById('call-status').dataset.status === s", arg=status,
+            timeout=timeout * 1000)
+
+    def text(self, selector: str) -> str:
+        return self.page.locator(selector).inner_text()
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(SHOTS / f"console-{name}.png"), full_page=True)
+
+
+def _route(driver: TwilioDriver, console: Console, number: str, keys: list[str]) -> tuple[
+        str, float]:
+    """A call from ``number`` pressing ``keys``, routed to the agent: (CallSid, seconds from
+    the connecting webhook until the pop is on the agent's screen)."""
+    call_sid = driver.start(number, keys)
+    started = time.monotonic()
+    twiml = driver.connect(call_sid)
+    assert "<Dial" in twiml, twiml
+    console.wait_pop(call_sid)
+    return call_sid, time.monotonic() - started
+
+
+def _wrap_up(console: Console, **fields: str) -> None:
+    page = console.page
+    page.get_by_label("Topic", exact=True).fill(fields["topic"])
+    page.get_by_label("Outcome", exact=True).fill(fields["outcome"])
+    if fields.get("promised_action"):
+        page.get_by_label("Promised action", exact=True).fill(fields["promised_action"])
+        page.get_by_label("Promised by (your local time)", exact=True).fill(fields["promised_due"])
+    page.get_by_label("Notes", exact=True).fill(fields.get("notes", ""))
+    page.get_by_role("button", name="Save wrap-up").click()
+    page.wait_for_function("() => document.getElementById('call').hidden")
+
+
+def test_screen_pop_wrap_up_and_the_next_call(live_server: LiveServer, browser: Browser,
+                                              settings: Settings) -> None:
+    clock = live_server.clock
+    _seed(settings, clock.now())
+    context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                  timezone_id="Asia/Jerusalem", locale="en-GB")
+    page = context.new_page()
+    # The browser's clock reads the server's (the test server lives on opening day).
+    page.clock.install(time=clock.now())
+    console = Console(page)
+    try:
+        page.goto(f"{live_server.url}/agent/")
+        console.sign_in("rina", "s3cret-pass")
+        assert console.text("#agent-name") == AGENT_NAME
+        assert console.state() == "offline"
+        page.get_by_role("button", name="Available").click()
+        console.wait_state("available")
+
+        with httpx.Client(base_url=live_server.url, timeout=10) as http:
+            driver = TwilioDriver(http, live_server.url, TOKEN)
+
+            # 1. Dana calls about the fault: the pop shows it before the agent says hello.
+            first, latency = _route(driver, console, DANA_E164, ["2"])
+            print(f"screen-pop latency (first call): {latency * 1000:.0f} ms")
+            assert latency < POP_BUDGET, f"the pop took {latency:.3f} s"
+            assert console.text("#caller-name") == DANA
+            direction = page.eval_on_selector(
+                "#caller-name", "e => [e.getAttribute('dir'), getComputedStyle(e).direction]")
+            assert direction == ["auto", "rtl"]
+            incidents = console.text("#incidents")
+            assert "internet-down" in incidents
+            assert "אין אינטרנט מהבוקר" in incidents
+            assert "חיפה" in incidents or "branch-haifa" in incidents
+            assert "1 hour ago" in incidents
+            assert "Premium" in console.text("#caller-tags") or "premium" in console.text(
+                "#caller-tags").lower()
+            assert console.text("#queue") == "support-open-incidents"
+            assert console.text("#language") == "Hebrew"
+            assert console.text("#ivr-path").strip()
+            console.shot("pop-first-call")
+
+            driver.agent_answers(first)
+            console.wait_call_status("answered")
+            console.wait_state("on_call")
+            driver.hang_up(first)
+            console.wait_call_status("ended")
+
+            # 2. The wrap-up, typed in the browser; the agent is available again.
+            _wrap_up(console, topic="תקלה באינטרנט", outcome="technician booked",
+                     promised_action="טכנאי יתקשר עד הצהריים", promised_due="2026-11-23T12:00",
+                     notes="הלקוחה מבקשת שיחזרו אליה <img src=x onerror=alert(2)>")
+            console.wait_state("available")
+            assert page.locator("#idle").is_visible()
+            interaction = _interaction_of(settings, first)
+            assert interaction["topic"] == "תקלה באינטרנט"
+            assert interaction["outcome"] == "technician booked"
+            assert interaction["resolved"] is False
+
+            # 3. She calls again: the pop shows the first call's wrap-up.
+            second, latency2 = _route(driver, console, DANA_E164, ["2"])
+            print(f"screen-pop latency (second call): {latency2 * 1000:.0f} ms")
+            assert latency2 < POP_BUDGET, f"the pop took {latency2:.3f} s"
+            rows = page.locator("#interactions tr.interaction")
+            wrapped = rows.filter(has_text="תקלה באינטרנט")
+            assert wrapped.count() >= 1, console.text("#interactions")
+            assert "technician booked" in wrapped.first.inner_text()
+            assert AGENT_NAME in wrapped.first.inner_text()
+            topic = wrapped.first.locator("td:nth-child(3) [dir=auto]").first
+            assert topic.evaluate("e => getComputedStyle(e).direction") == "rtl"
+            # The note's markup is text: no image, no script ran.
+            assert "<img src=x onerror=alert(2)>" in wrapped.first.inner_text()
+            assert page.locator("img").count() == 0
+            assert "טכנאי יתקשר עד הצהריים" in console.text("#promises")
+            assert "Repeat caller" in console.text("#banners")
+            console.shot("pop-second-call")
+
+            driver.agent_answers(second)
+            console.wait_call_status("answered")
+            driver.hang_up(second)
+            console.wait_call_status("ended")
+            _wrap_up(console, topic="תקלה באינטרנט", outcome="solved")
+            console.wait_state("available")
+
+            # 4. A caller whose name is markup: shown as text, nothing runs.
+            third, _ = _route(driver, console, SCRIPTED_E164, ["0"])
+            assert console.text("#caller-name") == SCRIPTED
+            assert page.locator("img").count() == 0
+            assert page.evaluate("() => document.querySelectorAll('[onerror]').length") == 0
+            console.shot("pop-markup-name")
+            driver.hang_up(third)
+    finally:
+        context.close()
+    assert console.dialogs == []
+    assert console.errors == []
+
+
+def _interaction_of(settings: Settings, call_sid: str) -> dict[str, Any]:
+    engine = make_engine(settings.database_url, 1)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(select(interactions).where(
+                interactions.c.call_sid == call_sid)).mappings().one()
+    finally:
+        engine.dispose()
+    return dict(row)
