@@ -24,6 +24,8 @@ from ivr.core.clock import FrozenClock
 from ivr.core.migrate import upgrade
 from ivr.core.settings import Settings
 
+pytest_plugins = ["tests.agent_fixtures"]
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_MENUS = ROOT / "menus"
 TOKEN = "test-auth-token"
@@ -36,7 +38,8 @@ BACKENDS = [b.strip() for b in os.environ.get("IVR_TEST_DATABASES",
 OPEN_TIME = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 TABLES = ("sync_cursors", "outbox", "outbox_customers", "outbox_subscribers",
           "agent_events", "agent_calls", "queue_entries", "agent_state_events",
-          "agent_sessions", "agents", "calls", "call_status_events", "menu_versions", "merge_events", "interactions",
+          "agent_sessions", "agents", "calls", "call_status_events", "menu_versions",
+          "merge_events", "interactions",
           "incidents", "import_rejections", "import_runs", "source_records",
           "customer_emails", "customer_phones", "customers")
 

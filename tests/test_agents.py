@@ -4,82 +4,19 @@ screen-pop, an agent leg that fails, the wrap-up, and who may read what."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
-from sqlalchemy import Engine, create_engine, insert, select
+from sqlalchemy import Engine, select
 from starlette.testclient import TestClient
 
-from crm_sync.models import Customer, CustomerPhone, Incident, customers, incidents
+from crm_sync.models import customers, incidents
 from crm_sync.models import interactions as interactions_t
-from ivr.agents import repository as repo
 from ivr.agents.models import agent_state_events, agents, queue_entries
-from ivr.app import create_app
 from ivr.core.clock import FrozenClock
-from ivr.core.settings import Settings
+from tests.agent_fixtures import DANA, YOSSI, available, login
 from tests.agent_flow import TwilioDriver
 from tests.conftest import TOKEN
-
-DANA = "+972501234567"   # דנה כהן: an open fault opened at the Haifa branch an hour ago
-YOSSI = "+972527654321"  # no history
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    e = create_engine(database_url)
-    yield e
-    e.dispose()
-
-
-@pytest.fixture
-def app_client(settings: Settings, clock: FrozenClock) -> Iterator[TestClient]:
-    quiet = settings.model_copy(update={"route_every_seconds": 0})
-    with TestClient(create_app(quiet, clock)) as c:
-        yield c
-
-
-@pytest.fixture
-def people(engine: Engine, clock: FrozenClock) -> dict[str, int]:
-    now = clock.now()
-    with engine.begin() as conn:
-        conn.execute(insert(Customer), [
-            {"id": 1, "account_number": "1001", "name": "דנה כהן", "tier": "premium",
-             "status": "active", "preferred_language": "he-IL", "lineage": {},
-             "created_at": now, "updated_at": now},
-            {"id": 2, "account_number": "1002", "name": "Yossi Levi", "tier": "standard",
-             "status": "active", "preferred_language": "en-US", "lineage": {},
-             "created_at": now, "updated_at": now}])
-        conn.execute(insert(CustomerPhone), [{"customer_id": 1, "e164": DANA},
-                                             {"customer_id": 2, "e164": YOSSI}])
-        conn.execute(insert(Incident), {
-            "customer_id": 1, "source": "branch-haifa", "external_id": "H-77",
-            "status": "open", "category": "internet", "branch": "Haifa",
-            "summary": "האינטרנט מתנתק כל כמה דקות", "opened_at": now - timedelta(hours=1),
-            "last_update_at": now - timedelta(hours=1)})
-        ids = {}
-        for username, name, queues, role in (
-                ("dana.agent", "Noa Mizrahi", ["support-open-incidents", "operator"], "agent"),
-                ("avi", "Avi Ben-David", ["support-open-incidents", "billing"], "agent"),
-                ("boss", "Rivka Supervisor", [], "admin")):
-            ids[username] = repo.create_agent(
-                conn, username=username, name=name, password=f"{username}-pw", role=role,
-                queues=queues, reach_kind="client", reach_target=username, now=now)
-    return ids
-
-
-def login(client: TestClient, username: str) -> dict[str, str]:
-    r = client.post("/agent/login", json={"username": username, "password": f"{username}-pw"})
-    assert r.status_code == 200, r.text
-    client.cookies.clear()  # each test agent uses its bearer token, not the shared jar
-    return {"Authorization": f"Bearer {r.json()['token']}"}
-
-
-def available(client: TestClient, auth: dict[str, str]) -> dict[str, Any]:
-    r = client.post("/agent/state", json={"state": "available"}, headers=auth)
-    assert r.status_code == 200, r.text
-    return dict(r.json())
 
 
 def dial_target(xml: str) -> tuple[str, str]:
@@ -140,3 +77,247 @@ def test_known_caller_reaches_an_available_agent_with_the_incident_on_screen(
     assert second["repeat"]["text"] == "called 55 minutes ago about internet fault"
     assert second["promises"][0]["action"] == "technician visit"
     assert second["promises"][0]["overdue"] is False
+
+
+def state_of(engine: Engine, agent_id: int) -> tuple[str, str | None]:
+    with engine.connect() as conn:
+        row = conn.execute(select(agents.c.state, agents.c.current_call_sid)
+                           .where(agents.c.id == agent_id)).one()
+    return row.state, row.current_call_sid
+
+
+def entry_of(engine: Engine, sid: str) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(queue_entries).where(queue_entries.c.call_sid == sid)).one()
+
+
+def test_priority_then_longest_wait_decides_who_is_served_first(
+        app_client: TestClient, people: dict[str, int], engine: Engine,
+        clock: FrozenClock) -> None:
+    """Yossi (standard, no incident) waits longest in the operator queue; Dana (premium,
+    open fault) is in support-open-incidents with priority 10. One agent serving both
+    queues goes available: Dana first; then the next agent gets Yossi."""
+    twilio = TwilioDriver(app_client, "http://testserver", TOKEN)
+    yossi = twilio.start(YOSSI, ["0"])          # English main menu: 0 = operator
+    clock.advance(seconds=30)
+    dana = twilio.start(DANA, ["2"])
+    assert entry_of(engine, dana).priority == 10
+    assert entry_of(engine, yossi).priority == 0
+    noa = login(app_client, "dana.agent")  # serves support-open-incidents and operator
+    available(app_client, noa)
+    assert state_of(engine, people["dana.agent"]) == ("reserved", dana)
+    assert entry_of(engine, yossi).status == "waiting"
+
+
+def test_longest_waiting_first_at_equal_priority(
+        app_client: TestClient, people: dict[str, int], engine: Engine,
+        clock: FrozenClock) -> None:
+    twilio = TwilioDriver(app_client, "http://testserver", TOKEN)
+    first = twilio.start(YOSSI, ["0"])
+    clock.advance(seconds=10)
+    second = twilio.start("+972541112233", ["1", "0"])  # unknown: Hebrew, then operator
+    assert entry_of(engine, second).queue == "operator"
+    available(app_client, login(app_client, "dana.agent"))
+    assert state_of(engine, people["dana.agent"]) == ("reserved", first)
+
+
+def test_agent_who_does_not_answer_goes_offline_and_the_caller_back_to_the_head(
+        app_client: TestClient, people: dict[str, int], engine: Engine,
+        clock: FrozenClock) -> None:
+    twilio = TwilioDriver(app_client, "http://testserver", TOKEN)
+    dana = twilio.start(DANA, ["2"])
+    clock.advance(seconds=60)
+    later = twilio.start("+972541112233", ["1", "0"])  # joins a minute after Dana
+    assert entry_of(engine, later).queue == "operator"
+    noa = login(app_client, "dana.agent")
+    available(app_client, noa)
+    entered = entry_of(engine, dana).entered_at
+    twilio.connect(dana)
+    clock.advance(seconds=20)
+    xml = twilio.agent_does_not_answer(dana)
+    enqueue = ET.fromstring(xml).find("Enqueue")
+    assert enqueue is not None and (enqueue.text or "") == "support-open-incidents"
+    assert state_of(engine, people["dana.agent"]) == ("offline", None)
+    entry = entry_of(engine, dana)
+    assert (entry.status, entry.entered_at, entry.attempts) == ("waiting", entered, 1)
+    with engine.connect() as conn:
+        reasons = list(conn.execute(select(agent_state_events.c.reason).where(
+            agent_state_events.c.agent_id == people["dana.agent"])
+            .order_by(agent_state_events.c.id)).scalars())
+    assert reasons[-1] == "no-answer"
+    # Noa's console heard it was missed; the next free agent takes Dana before the caller
+    # who joined after her, although Dana's leg just failed.
+    avi = login(app_client, "avi")  # serves support-open-incidents
+    app_client.post("/agent/state", json={"state": "available"}, headers=noa)
+    available(app_client, avi)
+    reserved = {state_of(engine, people[u])[1] for u in ("dana.agent", "avi")}
+    assert dana in reserved
+    # Twilio's next wait round releases her again, to whichever agent has her now.
+    assert dial_target(twilio.connect(dana))[0] == "Client"
+
+
+def test_busy_and_failed_legs_also_requeue(app_client: TestClient, people: dict[str, int],
+                                           engine: Engine) -> None:
+    twilio = TwilioDriver(app_client, "http://testserver", TOKEN)
+    available(app_client, login(app_client, "avi"))
+    sid = twilio.start(DANA, ["2"])
+    twilio.connect(sid)
+    twilio.agent_does_not_answer(sid, "busy")
+    assert state_of(engine, people["avi"]) == ("offline", None)
+    available(app_client, login(app_client, "avi"))
+    twilio.connect(sid)
+    twilio.agent_does_not_answer(sid, "failed")
+    assert entry_of(engine, sid).attempts == 2
+    assert entry_of(engine, sid).status == "waiting"
+
+
+def test_caller_hanging_up_while_waiting_or_ringing(
+        app_client: TestClient, people: dict[str, int], engine: Engine) -> None:
+    twilio = TwilioDriver(app_client, "http://testserver", TOKEN)
+    waiting = twilio.start(YOSSI, ["0"])
+    twilio.caller_hangs_up(waiting)
+    assert entry_of(engine, waiting).status == "abandoned"
+    noa = login(app_client, "dana.agent")
+    available(app_client, noa)  # nobody to serve: the abandoned call is not offered
+    assert state_of(engine, people["dana.agent"]) == ("available", None)
+    ringing = twilio.start(DANA, ["2"])
+    twilio.connect(ringing)
+    twilio.caller_hangs_up(ringing)
+    assert state_of(engine, people["dana.agent"]) == ("available", None)
+    assert entry_of(engine, ringing).status == "abandoned"
+
+
+def test_an_offer_never_connected_expires(app_client: TestClient, people: dict[str, int],
+                                          engine: Engine, clock: FrozenClock) -> None:
+    twilio = TwilioDriver(app_client, "http://testserver", TOKEN)
+    sid = twilio.start(DANA, ["2"])
+    available(app_client, login(app_client, "avi"))
+    assert state_of(engine, people["avi"]) == ("reserved", sid)
+    service = app_client.app.state.agents  # type: ignore[attr-defined]
+    clock.advance(seconds=29)
+    assert service.expire_offers().published == []
+    clock.advance(seconds=2)
+    out = service.expire_offers()
+    assert out.reroute
+    assert state_of(engine, people["avi"]) == ("available", None)
+    assert entry_of(engine, sid).status == "waiting"
+    # The caller's next wait round is just holding again (nobody reserved for them).
+    assert ET.fromstring(twilio.wait(sid, 5)).find("Leave") is None
+
+
+def test_connect_without_a_live_offer_requeues(app_client: TestClient,
+                                               people: dict[str, int]) -> None:
+    twilio = TwilioDriver(app_client, "http://testserver", TOKEN)
+    sid = twilio.start(DANA, ["2"])
+    leg = twilio.calls[sid]
+    xml = twilio.post("/twilio/connect?a=999", twilio.params(leg))
+    enqueue = ET.fromstring(xml).find("Enqueue")
+    assert enqueue is not None and (enqueue.text or "") == "support-open-incidents"
+
+
+def test_repeat_caller_with_an_open_fault_goes_to_the_agent_who_had_them(
+        app_client: TestClient, people: dict[str, int], engine: Engine,
+        clock: FrozenClock) -> None:
+    twilio = TwilioDriver(app_client, "http://testserver", TOKEN)
+    avi = login(app_client, "avi")
+    available(app_client, avi)
+    sid = twilio.start(DANA, ["2"])
+    twilio.connect(sid)
+    twilio.agent_answers(sid)
+    twilio.hang_up(sid)
+    assert app_client.post(f"/agent/calls/{sid}/wrapup", headers=avi, json={
+        "topic": "internet fault", "outcome": "reset the router", "resolved": False}
+        ).status_code == 201
+    app_client.post("/agent/state", json={"state": "offline"}, headers=avi)
+    # Noa has been idle longer, but Dana calls back 40 minutes later: Avi, who had her,
+    # gets the call as soon as he is available.
+    noa = login(app_client, "dana.agent")
+    clock.advance(minutes=40)
+    available(app_client, avi)
+    clock.advance(minutes=1)
+    available(app_client, noa)
+    again = twilio.start(DANA, ["2"])
+    entry = entry_of(engine, again)
+    assert (entry.preferred_agent_id, entry.priority) == (people["avi"], 10)
+    assert state_of(engine, people["avi"]) == ("reserved", again)
+
+
+def test_wrap_up_opens_and_closes_incidents_and_marks_promises(
+        app_client: TestClient, people: dict[str, int], engine: Engine,
+        clock: FrozenClock) -> None:
+    twilio = TwilioDriver(app_client, "http://testserver", TOKEN)
+    noa = login(app_client, "dana.agent")
+    available(app_client, noa)
+    sid = twilio.start(DANA, ["2"])
+    twilio.connect(sid)
+    twilio.agent_answers(sid)
+    twilio.hang_up(sid)
+    context = app_client.get(f"/agent/calls/{sid}/context", headers=noa).json()
+    incident_id = context["open_incidents"][0]["id"]
+    r = app_client.post(f"/agent/calls/{sid}/wrapup", headers=noa, json={
+        "topic": "internet fault", "outcome": "fixed on the line", "resolved": True,
+        "close_incidents": [incident_id], "leaving_reason": "price",
+        "promised_action": "call back to check", "promised_due_at":
+        (clock.now() - timedelta(hours=1)).isoformat()})
+    assert r.status_code == 201, r.text
+    with engine.connect() as conn:
+        assert conn.execute(select(incidents.c.status).where(
+            incidents.c.id == incident_id)).scalar() == "closed"
+        assert conn.execute(select(customers.c.status).where(
+            customers.c.id == 1)).scalar() == "leaving"
+        row = conn.execute(select(interactions_t).where(
+            interactions_t.c.call_sid == sid)).one()
+    assert (row.agent, row.resolved, row.leaving_reason) == ("Noa Mizrahi", True, "price")
+    assert row.ivr_path and row.ivr_path[-1]["event"] == "queue"
+    assert (row.wait_seconds, row.talk_seconds) == (0, 0)  # the frozen clock did not move
+    # The next call (no open fault now: 0 for an agent): the overdue promise and the
+    # leaving risk are on the pop.
+    sid2 = twilio.start(DANA, ["0"])
+    twilio.connect(sid2)
+    pop = app_client.get(f"/agent/calls/{sid2}/context", headers=noa).json()
+    assert pop["open_incidents"] == []
+    assert pop["promises"][0]["overdue"] is True
+    assert pop["leaving_risk"]["flag"] is True
+    assert "customer status: leaving" in pop["leaving_risk"]["reasons"]
+    twilio.agent_answers(sid2)
+    twilio.hang_up(sid2)
+    r = app_client.post(f"/agent/calls/{sid2}/wrapup", headers=noa, json={
+        "topic": "follow-up", "outcome": "checked", "resolved": False,
+        "kept_promises": [pop["promises"][0]["interaction_id"]]})
+    assert r.status_code == 201
+    with engine.connect() as conn:
+        opened = conn.execute(select(incidents.c.source, incidents.c.status).where(
+            incidents.c.customer_id == 1, incidents.c.source == "agent")).all()
+    assert [tuple(o) for o in opened] == [("agent", "open")]  # unresolved, nothing open
+
+
+def test_choosing_cancel_is_a_leaving_risk_on_the_pop(
+        app_client: TestClient, people: dict[str, int]) -> None:
+    twilio = TwilioDriver(app_client, "http://testserver", TOKEN)
+    sid = twilio.start(YOSSI, ["3"])  # nobody serves retention: the pop is built directly
+    assert twilio.calls[sid].queue == "retention"
+    service = app_client.app.state.agents  # type: ignore[attr-defined]
+    with service.engine.connect() as conn:
+        pop = service.build_context(conn, sid, service.clock.now())
+    assert pop["leaving_risk"]["flag"] is True
+    assert pop["leaving_risk"]["reasons"][0].startswith("chose 'retention' in the IVR")
+
+
+def test_unknown_caller_pop_and_wrap_up(app_client: TestClient, people: dict[str, int],
+                                        engine: Engine) -> None:
+    twilio = TwilioDriver(app_client, "http://testserver", TOKEN)
+    noa = login(app_client, "dana.agent")
+    available(app_client, noa)
+    sid = twilio.start("+972541112233", ["1", "0"])
+    twilio.connect(sid)
+    pop = app_client.get(f"/agent/calls/{sid}/context", headers=noa).json()
+    assert pop["customer"] is None
+    assert pop["caller"] == {"number": "+972541112233", "outcome": "unknown",
+                             "typed_account": None, "candidates": []}
+    twilio.agent_answers(sid)
+    twilio.hang_up(sid)
+    r = app_client.post(f"/agent/calls/{sid}/wrapup", headers=noa, json={
+        "topic": "general", "outcome": "answered a question", "resolved": True})
+    assert r.status_code == 201
+    assert r.json()["interaction_id"] is None and "not identified" in r.json()["warning"]
+    assert state_of(engine, people["dana.agent"]) == ("available", None)

@@ -7,7 +7,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
 import crm_sync.models  # noqa: F401  (register tables)
-import ivr.agents.models  # noqa: F401
+import ivr.agents.models
 import ivr.calls.models  # noqa: F401
 from ivr.core.db import Base
 from ivr.core.migrate import is_at_head
