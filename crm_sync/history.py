@@ -21,15 +21,18 @@ SOURCE = "ivr"
 
 _INDEX = ["source", "external_id"]
 # Built once per dialect: a call start should not pay for building a statement.
+# RETURNING says whether the row is new (rowcount is -1 on psycopg here): only then an event.
 _INSERT_ONCE: dict[str, Insert] = {
-    "postgresql": postgresql.insert(interactions).on_conflict_do_nothing(index_elements=_INDEX),
-    "sqlite": sqlite.insert(interactions).on_conflict_do_nothing(index_elements=_INDEX),
+    "postgresql": postgresql.insert(interactions).on_conflict_do_nothing(index_elements=_INDEX)
+    .returning(interactions.c.id),
+    "sqlite": sqlite.insert(interactions).on_conflict_do_nothing(index_elements=_INDEX)
+    .returning(interactions.c.id),
 }
 
 
 def _insert_once(conn: Connection) -> Insert:
     stmt = _INSERT_ONCE.get(conn.dialect.name)
-    return stmt if stmt is not None else insert(interactions)
+    return stmt if stmt is not None else insert(interactions).returning(interactions.c.id)
 
 
 def record_inbound_call(conn: Connection, customer_id: int, call_sid: str, called: str | None,
@@ -39,7 +42,7 @@ def record_inbound_call(conn: Connection, customer_id: int, call_sid: str, calle
         "customer_id": customer_id, "source": SOURCE, "external_id": call_sid,
         "channel": "call", "direction": "in", "queue": None, "started_at": started_at,
         "call_sid": call_sid, "notes": f"to {called}" if called else None}
-    if conn.execute(_insert_once(conn), values).rowcount:
+    if conn.execute(_insert_once(conn), values).first() is not None:
         emit(conn, customer_id=customer_id, kind="interaction.created",
              payload={k: v for k, v in values.items() if k != "customer_id"},
              now=started_at)
