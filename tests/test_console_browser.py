@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,13 @@ from sqlalchemy import select
 from crm_sync.identity import Rules
 from crm_sync.importer import import_batch
 from crm_sync.mapping import default_mapping
-from crm_sync.models import interactions
+from crm_sync.models import incidents, interactions
 from ivr.agents.repository import create_agent
 from ivr.core.db import make_engine
 from ivr.core.settings import Settings
 from tests.agent_flow import TwilioDriver
 from tests.conftest import TOKEN
-from tests.live_server import LiveServer, live_server
+from tests.live_server import LiveServer, RunningClock, live_server
 
 __all__ = ["live_server"]  # the fixture, imported for pytest
 
@@ -100,6 +100,8 @@ def _seed(settings: Settings, now: datetime) -> None:
             create_agent(conn, username="rina", name=AGENT_NAME, password="s3cret-pass",
                          role="agent", queues=["support-open-incidents", "operator"],
                          reach_kind="client", reach_target="rina", now=now)
+            create_agent(conn, username="noa", name="נועה ברק", password="b0ss-pass",
+                         role="admin", queues=[], reach_target="noa", now=now)
     finally:
         engine.dispose()
 
@@ -107,8 +109,11 @@ def _seed(settings: Settings, now: datetime) -> None:
 class Console:
     """The agent's page, with what the browser said along the way."""
 
-    def __init__(self, page: Page) -> None:
+    def __init__(self, page: Page, clock: RunningClock) -> None:
         self.page = page
+        self.clock = clock
+        # The browser's clock reads the server's (the test server lives on opening day).
+        page.clock.install(time=clock.now())
         self.dialogs: list[str] = []
         self.errors: list[str] = []
         page.on("dialog", self._dialog)
@@ -148,15 +153,25 @@ class Console:
     def text(self, selector: str) -> str:
         return self.page.locator(selector).inner_text()
 
+    def advance(self, seconds: float) -> None:
+        """Time passes for the server and for every page that shares its clock."""
+        self.clock.advance(seconds=seconds)
+        for page in self.page.context.browser.contexts if self.page.context.browser else ():
+            for other in page.pages:
+                other.clock.fast_forward(int(seconds * 1000))
+
     def shot(self, name: str) -> None:
         self.page.screenshot(path=str(SHOTS / f"console-{name}.png"), full_page=True)
 
 
-def _route(driver: TwilioDriver, console: Console, number: str, keys: list[str]) -> tuple[
-        str, float]:
-    """A call from ``number`` pressing ``keys``, routed to the agent: (CallSid, seconds from
-    the connecting webhook until the pop is on the agent's screen)."""
+def _route(driver: TwilioDriver, console: Console, number: str, keys: list[str], *,
+           hold: float = 0) -> tuple[str, float]:
+    """A call from ``number`` pressing ``keys``, routed to the agent (after ``hold``
+    seconds on hold): (CallSid, seconds from the connecting webhook until the pop is on
+    the agent's screen)."""
     call_sid = driver.start(number, keys)
+    if hold:
+        console.advance(hold)
     started = time.monotonic()
     twiml = driver.connect(call_sid)
     assert "<Dial" in twiml, twiml
@@ -164,14 +179,19 @@ def _route(driver: TwilioDriver, console: Console, number: str, keys: list[str])
     return call_sid, time.monotonic() - started
 
 
-def _wrap_up(console: Console, **fields: str) -> None:
+def _wrap_up(console: Console, *, topic: str, outcome: str, resolved: bool = False,
+             promised_action: str = "", promised_due: str = "", notes: str = "",
+             tick: tuple[str, ...] = ()) -> None:
     page = console.page
-    page.get_by_label("Topic", exact=True).fill(fields["topic"])
-    page.get_by_label("Outcome", exact=True).fill(fields["outcome"])
-    if fields.get("promised_action"):
-        page.get_by_label("Promised action", exact=True).fill(fields["promised_action"])
-        page.get_by_label("Promised by (your local time)", exact=True).fill(fields["promised_due"])
-    page.get_by_label("Notes", exact=True).fill(fields.get("notes", ""))
+    page.get_by_label("Topic", exact=True).fill(topic)
+    page.get_by_label("Outcome", exact=True).fill(outcome)
+    page.get_by_label("Resolved on this call", exact=True).set_checked(resolved)
+    if promised_action:
+        page.get_by_label("Promised action", exact=True).fill(promised_action)
+        page.get_by_label("Promised by (your local time)", exact=True).fill(promised_due)
+    for label in tick:
+        page.locator("#wrapup-form fieldset").get_by_label(label).check()
+    page.get_by_label("Notes", exact=True).fill(notes)
     page.get_by_role("button", name="Save wrap-up").click()
     page.wait_for_function("() => document.getElementById('call').hidden")
 
@@ -180,26 +200,31 @@ def test_screen_pop_wrap_up_and_the_next_call(live_server: LiveServer, browser: 
                                               settings: Settings) -> None:
     clock = live_server.clock
     _seed(settings, clock.now())
-    context = browser.new_context(viewport={"width": 1400, "height": 1000},
-                                  timezone_id="Asia/Jerusalem", locale="en-GB")
-    page = context.new_page()
-    # The browser's clock reads the server's (the test server lives on opening day).
-    page.clock.install(time=clock.now())
-    console = Console(page)
+    agent_ctx = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                    timezone_id="Asia/Jerusalem", locale="en-GB")
+    boss_ctx = browser.new_context(viewport={"width": 1400, "height": 900},
+                                   timezone_id="Asia/Jerusalem", locale="en-GB")
+    console = Console(agent_ctx.new_page(), clock)
+    boss = Console(boss_ctx.new_page(), clock)
+    page = console.page
     try:
-        page.goto(f"{live_server.url}/agent/")
-        console.sign_in("rina", "s3cret-pass")
+        for c, who, password in ((console, "rina", "s3cret-pass"), (boss, "noa", "b0ss-pass")):
+            c.page.goto(f"{live_server.url}/agent/")
+            c.sign_in(who, password)
         assert console.text("#agent-name") == AGENT_NAME
         assert console.state() == "offline"
+        assert not page.locator("#supervisor").is_visible()  # agents do not supervise
         page.get_by_role("button", name="Available").click()
         console.wait_state("available")
+        boss.page.locator("#sup-agents tr", has_text=AGENT_NAME).filter(
+            has_text="Available").wait_for()
 
         with httpx.Client(base_url=live_server.url, timeout=10) as http:
             driver = TwilioDriver(http, live_server.url, TOKEN)
 
             # 1. Dana calls about the fault: the pop shows it before the agent says hello.
-            first, latency = _route(driver, console, DANA_E164, ["2"])
-            print(f"screen-pop latency (first call): {latency * 1000:.0f} ms")
+            first, latency = _route(driver, console, DANA_E164, ["2"], hold=200)
+            print(f"\nscreen-pop latency (first call): {latency * 1000:.0f} ms")
             assert latency < POP_BUDGET, f"the pop took {latency:.3f} s"
             assert console.text("#caller-name") == DANA
             direction = page.eval_on_selector(
@@ -208,20 +233,26 @@ def test_screen_pop_wrap_up_and_the_next_call(live_server: LiveServer, browser: 
             incidents = console.text("#incidents")
             assert "internet-down" in incidents
             assert "אין אינטרנט מהבוקר" in incidents
-            assert "חיפה" in incidents or "branch-haifa" in incidents
+            assert "חיפה" in incidents and "branch-haifa" in incidents
             assert "1 hour ago" in incidents
-            assert "Premium" in console.text("#caller-tags") or "premium" in console.text(
-                "#caller-tags").lower()
+            assert "Premium" in console.text("#caller-tags")
             assert console.text("#queue") == "support-open-incidents"
             assert console.text("#language") == "Hebrew"
-            assert console.text("#ivr-path").strip()
+            assert console.text("#waited") == "3 min 20 s"
+            assert "pressed 2" in console.text("#ivr-path")
+            assert console.text("#interactions").strip().endswith("No earlier interactions.")
+            console.wait_state("reserved")
             console.shot("pop-first-call")
 
             driver.agent_answers(first)
             console.wait_call_status("answered")
             console.wait_state("on_call")
-            driver.hang_up(first)
+            boss.page.locator("#sup-agents tr", has_text=AGENT_NAME).filter(
+                has_text="On call").filter(has_text=first).wait_for()
+            console.advance(4 * 60)
+            driver.hang_up(first, talked=240)
             console.wait_call_status("ended")
+            console.wait_state("wrap_up")
 
             # 2. The wrap-up, typed in the browser; the agent is available again.
             _wrap_up(console, topic="תקלה באינטרנט", outcome="technician booked",
@@ -230,46 +261,63 @@ def test_screen_pop_wrap_up_and_the_next_call(live_server: LiveServer, browser: 
             console.wait_state("available")
             assert page.locator("#idle").is_visible()
             interaction = _interaction_of(settings, first)
-            assert interaction["topic"] == "תקלה באינטרנט"
-            assert interaction["outcome"] == "technician booked"
-            assert interaction["resolved"] is False
+            assert (interaction["topic"], interaction["outcome"], interaction["resolved"]) == (
+                "תקלה באינטרנט", "technician booked", False)
+            assert interaction["agent"] == AGENT_NAME
+            assert interaction["promised_due_at"] == datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
-            # 3. She calls again: the pop shows the first call's wrap-up.
-            second, latency2 = _route(driver, console, DANA_E164, ["2"])
+            # 3. She calls again 55 minutes later: the pop shows the first call's wrap-up.
+            console.advance(55 * 60 - 200 - 240)  # 55 minutes after the first call began
+            second, latency2 = _route(driver, console, DANA_E164, ["2"], hold=10)
             print(f"screen-pop latency (second call): {latency2 * 1000:.0f} ms")
             assert latency2 < POP_BUDGET, f"the pop took {latency2:.3f} s"
-            rows = page.locator("#interactions tr.interaction")
-            wrapped = rows.filter(has_text="תקלה באינטרנט")
-            assert wrapped.count() >= 1, console.text("#interactions")
-            assert "technician booked" in wrapped.first.inner_text()
-            assert AGENT_NAME in wrapped.first.inner_text()
+            wrapped = page.locator("#interactions tr.interaction").filter(has_text="תקלה באינטרנט")
+            assert wrapped.count() == 1, console.text("#interactions")
+            row = wrapped.first.inner_text()
+            assert "technician booked" in row and AGENT_NAME in row
             topic = wrapped.first.locator("td:nth-child(3) [dir=auto]").first
             assert topic.evaluate("e => getComputedStyle(e).direction") == "rtl"
             # The note's markup is text: no image, no script ran.
-            assert "<img src=x onerror=alert(2)>" in wrapped.first.inner_text()
-            assert page.locator("img").count() == 0
+            assert "<img src=x onerror=alert(2)>" in row
+            assert page.locator("#pop img").count() == 0
             assert "טכנאי יתקשר עד הצהריים" in console.text("#promises")
-            assert "Repeat caller" in console.text("#banners")
+            assert console.text("#repeat-banner") == (
+                "Repeat caller — called 55 minutes ago about תקלה באינטרנט")
             console.shot("pop-second-call")
 
             driver.agent_answers(second)
             console.wait_call_status("answered")
             driver.hang_up(second)
             console.wait_call_status("ended")
-            _wrap_up(console, topic="תקלה באינטרנט", outcome="solved")
-            console.wait_state("available")
 
-            # 4. A caller whose name is markup: shown as text, nothing runs.
-            third, _ = _route(driver, console, SCRIPTED_E164, ["0"])
+            # 4. A caller whose name is markup waits while the agent wraps up: the
+            # supervisor and then the agent see it as text, and nothing runs.
+            third = driver.start(SCRIPTED_E164, ["0"])
+            waiting = boss.page.locator("#sup-queues [data-queue=operator] tr",
+                                        has_text=SCRIPTED)
+            waiting.wait_for()
+            boss.shot("supervisor")
+            _wrap_up(console, topic="תקלה באינטרנט", outcome="solved", resolved=True,
+                     tick=("internet-down", "טכנאי יתקשר עד הצהריים"))
+            assert _incident_status(settings) == "closed"
+            assert _interaction_of(settings, first)["promise_kept_at"] is not None
+            started = time.monotonic()
+            driver.connect(third)
+            console.wait_pop(third)
+            print(f"screen-pop latency (third call): {(time.monotonic() - started) * 1000:.0f} ms")
             assert console.text("#caller-name") == SCRIPTED
-            assert page.locator("img").count() == 0
-            assert page.evaluate("() => document.querySelectorAll('[onerror]').length") == 0
+            for c in (console, boss):
+                assert c.page.locator("img").count() == 0
+                assert c.page.evaluate("() => document.querySelectorAll('[onerror]').length") == 0
             console.shot("pop-markup-name")
-            driver.hang_up(third)
+            driver.caller_hangs_up(third)
+            page.locator("#idle").wait_for()
     finally:
-        context.close()
-    assert console.dialogs == []
-    assert console.errors == []
+        agent_ctx.close()
+        boss_ctx.close()
+    for c in (console, boss):
+        assert c.dialogs == []
+        assert c.errors == []
 
 
 def _interaction_of(settings: Settings, call_sid: str) -> dict[str, Any]:
@@ -281,3 +329,13 @@ def _interaction_of(settings: Settings, call_sid: str) -> dict[str, Any]:
     finally:
         engine.dispose()
     return dict(row)
+
+
+def _incident_status(settings: Settings) -> str:
+    engine = make_engine(settings.database_url, 1)
+    try:
+        with engine.connect() as conn:
+            return str(conn.execute(select(incidents.c.status).where(
+                incidents.c.external_id == "F-77")).scalar_one())
+    finally:
+        engine.dispose()

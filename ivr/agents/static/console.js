@@ -222,7 +222,10 @@
     notice("");
     setMe(me);
     connect();
-    if (me.current_call_sid && !ui.context) loadContext(me.current_call_sid);
+    if (me.current_call_sid && !ui.context) {
+      const status = { on_call: "answered", wrap_up: "ended" }[me.state] || "ringing";
+      loadContext(me.current_call_sid, status);
+    }
     if (me.role === "admin") startSupervisor();
     $("toggle-available").focus();
   }
@@ -242,6 +245,10 @@
     toggle.disabled = busy;
     toggle.title = busy ? "You can go offline when this call ends" : "";
     toggle.setAttribute("aria-pressed", me.state === "offline" ? "false" : "true");
+    // A supervisor who answers no queue has nothing to go available for.
+    const takesCalls = me.role !== "admin" || (me.queues || []).length > 0;
+    show(toggle, takesCalls);
+    $("idle").classList.toggle("gone", !takesCalls);
     if (!ui.context) idle();
     tickState();
   }
@@ -301,9 +308,12 @@
     $("connection").textContent = text;
   }
 
-  async function loadContext(callSid) {
-    try { screenpop(await api("GET", `/agent/calls/${encodeURIComponent(callSid)}/context`)); }
-    catch { /* not ours, or gone: nothing to show */ }
+  async function loadContext(callSid, status) {
+    try {
+      const ctx = await api("GET", `/agent/calls/${encodeURIComponent(callSid)}/context`);
+      if (ui.context && ui.context.call_sid === callSid) return;  // the stream was first
+      screenpop({ ...ctx, status });
+    } catch { /* not ours, or gone: nothing to show */ }
   }
 
   function callChanged(change) {
@@ -315,6 +325,12 @@
       ui.done.add(change.call_sid);
       clearCall();
       notice("You did not answer: the call went back to the queue and you are now offline.", "error");
+      return;
+    }
+    if (change.status === "ended" && ui.callStatus === "ringing") {
+      ui.done.add(change.call_sid);
+      clearCall();
+      notice("The caller hung up before the call was answered.", "info");
       return;
     }
     setCallStatus(change.status);
@@ -348,7 +364,12 @@
     renderInteractions(ctx.interactions || []);
     renderCallbacks(ctx.pending_callbacks || []);
     renderPath(ctx.ivr_path || []);
-    if (fresh) document.title = `Call: ${ctx.customer?.name || "Unknown caller"} — Agent console`;
+    renderWrapupChoices(ctx);
+    if (fresh) {
+      document.title = `Call: ${ctx.customer?.name || "Unknown caller"} — Agent console`;
+      // The offer reserved us; the header shows it (the stream may not say so itself).
+      api("GET", "/agent/me").then(setMe).catch(() => {});
+    }
   }
 
   function clearCall() {
@@ -391,6 +412,10 @@
       sub.textContent = bits.join(" · ");
       if (caller.typed_account) {
         tags.append(el("li", { class: "tag warn" }, "Typed account: ", txt(caller.typed_account)));
+      }
+      for (const c of caller.candidates || []) {
+        tags.append(el("li", { class: "tag" }, "Maybe ", txt(c.name || `#${c.id}`),
+          c.account_number ? ` (account ${c.account_number})` : ""));
       }
     }
     $("waited").textContent = duration(ctx.waited_seconds);
@@ -504,7 +529,8 @@
             i.notes ? txt(i.notes, "span", "block notes") : ""),
           el("td", {}, txt(i.agent || "—"),
             i.queue || i.source ? el("span", { class: "muted block" }, txt(i.queue || i.source)) : ""),
-          el("td", {}, txt(i.outcome || "—")),
+          el("td", {}, txt(i.outcome || "—"),
+            i.leaving_reason ? el("span", { class: "block unresolved" }, "Leaving: ", txt(i.leaving_reason)) : ""),
           el("td", { class: i.resolved === false ? "unresolved" : null }, yesNo(i.resolved)));
         return row;
       }), "interactions"));
@@ -538,7 +564,7 @@
           txt([step.menu, step.node].filter(Boolean).join(" › "), "span", "strong"),
           step.kind ? el("span", { class: "muted" }, ` (${step.kind})`) : "",
           input.length ? [" — ", input] : "",
-          step.seconds !== null && step.seconds !== undefined ? el("span", { class: "ago" }, ` ${duration(step.seconds)}`) : "");
+          step.seconds >= 1 ? el("span", { class: "ago" }, ` ${duration(step.seconds)}`) : "");
       }))
       : el("p", { class: "empty" }, "No IVR path recorded."));
   }
@@ -551,7 +577,37 @@
     notes: "wu-notes",
   };
 
+  /** A checkbox per open incident (close it) and per outstanding promise (kept); ticks
+   *  survive a re-render of the same call. */
+  function renderWrapupChoices(ctx) {
+    const build = (boxId, setId, prefix, items, label) => {
+      const box = $(boxId);
+      const ticked = new Set([...box.querySelectorAll("input:checked")].map((i) => i.value));
+      box.replaceChildren(...items.map((item) => {
+        const value = String(item.key);
+        const id = `${prefix}-${value}`;
+        return el("div", { class: "check" },
+          el("input", { type: "checkbox", id, value, checked: ticked.has(value) }),
+          el("label", { for: id }, label(item)));
+      }));
+      show($(setId), items.length > 0);
+    };
+    build("wu-incidents", "wu-incidents-set", "wu-close",
+      (ctx.open_incidents || []).map((i) => ({ ...i, key: i.id })),
+      (i) => [txt(i.category || "incident", "span", "strong"), i.summary ? [" — ", txt(i.summary)] : "",
+        el("span", { class: "muted" }, " (", txt(i.branch || i.source || ""), ")")]);
+    build("wu-kept", "wu-kept-set", "wu-kept",
+      (ctx.promises || []).filter((p) => p.interaction_id !== null && p.interaction_id !== undefined)
+        .map((p) => ({ ...p, key: p.interaction_id })),
+      (p) => [txt(p.action), p.due_at ? el("span", { class: p.overdue ? "unresolved" : "muted" }, ` (due ${when(p.due_at)})`) : ""]);
+  }
+
+  const ticked = (boxId) => [...$(boxId).querySelectorAll("input:checked")]
+    .map((i) => Number(i.value)).filter(Number.isInteger);
+
   function resetWrapup() {
+    $("wu-incidents").replaceChildren();
+    $("wu-kept").replaceChildren();
     $("wrapup-form").reset();
     clearErrors();
     $("wrapup-submit").disabled = false;
@@ -592,11 +648,14 @@
       promised_due_at: due ? new Date(due).toISOString() : null,
       leaving_reason: $("wu-leaving").value || null,
       notes: blank($("wu-notes").value),
+      close_incidents: ticked("wu-incidents"),
+      kept_promises: ticked("wu-kept"),
     };
     let bad = false;
     if (!body.topic) bad = fieldError("topic", "What was the call about?") || bad;
     if (!body.outcome) bad = fieldError("outcome", "What came of it?") || bad;
     if (body.promised_due_at && !body.promised_action) bad = fieldError("promised_action", "What was promised by that time?") || bad;
+    if (body.promised_action && !body.promised_due_at) bad = fieldError("promised_due_at", "By when? A promise needs a time.") || bad;
     if (bad) {
       $("wrapup-error").textContent = "Please complete the marked fields.";
       const first = document.querySelector("#wrapup-form [aria-invalid=true]");
@@ -613,7 +672,12 @@
       $("toggle-available").focus();
     } catch (err) {
       $("wrapup-submit").disabled = false;
-      if (err.status === 409) {
+      if (err.status === 404) {
+        ui.done.add(callSid);
+        clearCall();
+        notice("There is nothing to wrap up for this call (it was not answered).", "info");
+        api("GET", "/agent/me").then(setMe).catch(() => {});
+      } else if (err.status === 409) {
         ui.done.add(callSid);
         clearCall();
         notice("This call was already wrapped up.", "info");
@@ -625,6 +689,8 @@
           if (!fieldError(field, d.msg)) other.push(d.msg);
         }
         $("wrapup-error").textContent = other.length ? other.join("; ") : "Please correct the marked fields.";
+      } else if (err.status === 422) {
+        $("wrapup-error").textContent = err.message;
       } else if (err.status !== 401) {
         $("wrapup-error").textContent = `Could not save the wrap-up: ${err.message}`;
       }
@@ -651,14 +717,15 @@
   }
 
   function renderSupervisor(data) {
-    $("supervisor-updated").textContent = `Updated ${secondsFmt.format(new Date())}`;
+    const at = parse(data.at) || new Date();
+    $("supervisor-updated").textContent = `Updated ${secondsFmt.format(at)}`;
     fill($("sup-agents"), table("No agents.", ["Agent", "State", "Since", "Current call"],
       (data.agents || []).map((a) => el("tr", { dataset: { agentId: a.id } },
         el("td", {}, txt(a.name || a.username, "span", "strong"),
           el("span", { class: "muted block" }, txt((a.queues || []).join(", ")))),
         el("td", {}, el("span", { class: "badge", dataset: { state: a.state } }, STATE_LABELS[a.state] || a.state)),
         el("td", { class: "time" }, when(a.state_since),
-          el("span", { class: "ago" }, duration((Date.now() - (parse(a.state_since)?.getTime() ?? Date.now())) / 1000))),
+          el("span", { class: "ago" }, duration((at.getTime() - (parse(a.state_since)?.getTime() ?? at.getTime())) / 1000))),
         el("td", { class: "mono" }, a.current_call_sid || "—"))), "sup-agents"));
     fill($("sup-queues"), (data.queues || []).length
       ? (data.queues || []).map((q) => el("div", { class: "queue", dataset: { queue: q.queue } },
