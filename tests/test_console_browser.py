@@ -124,12 +124,19 @@ class Console:
         dialog.dismiss()
 
     def sign_in(self, username: str, password: str) -> None:
+        """With the keyboard only: the form has focus, Tab to the password, Enter."""
         page = self.page
-        page.get_by_label("Username", exact=True).fill(username)
-        page.get_by_label("Password", exact=True).fill(password)
-        page.get_by_role("button", name="Sign in").click()
+        page.get_by_label("Username", exact=True).wait_for()
+        assert self.focused() == "username"
+        page.keyboard.type(username)
+        page.keyboard.press("Tab")
+        assert self.focused() == "password"
+        page.keyboard.type(password)
+        page.keyboard.press("Enter")
         page.locator("#state-badge").wait_for()
-        page.wait_for_function("() => !document.getElementById('bar').hidden")
+
+    def focused(self) -> str:
+        return str(self.page.evaluate("() => document.activeElement?.id ?? ''"))
 
     def state(self) -> str:
         return str(self.page.get_attribute("#state-badge", "data-state"))
@@ -214,8 +221,10 @@ def test_screen_pop_wrap_up_and_the_next_call(live_server: LiveServer, browser: 
         assert console.text("#agent-name") == AGENT_NAME
         assert console.state() == "offline"
         assert not page.locator("#supervisor").is_visible()  # agents do not supervise
-        page.get_by_role("button", name="Available").click()
+        assert console.focused() == "toggle-available"  # signed in: focus on the toggle
+        page.keyboard.press("Enter")
         console.wait_state("available")
+        assert page.get_by_role("button", name="Go offline").is_visible()
         boss.page.locator("#sup-agents tr", has_text=AGENT_NAME).filter(
             has_text="Available").wait_for()
 
@@ -310,8 +319,16 @@ def test_screen_pop_wrap_up_and_the_next_call(live_server: LiveServer, browser: 
                 assert c.page.locator("img").count() == 0
                 assert c.page.evaluate("() => document.querySelectorAll('[onerror]').length") == 0
             console.shot("pop-markup-name")
-            driver.caller_hangs_up(third)
+
+            # 5. The agent does not pick up: the pop goes, the agent is offline, and the
+            # caller is back in the queue (never a dead line).
+            driver.agent_does_not_answer(third)
+            console.wait_state("offline")
             page.locator("#idle").wait_for()
+            assert "did not answer" in console.text("#notice")
+            boss.page.locator("#sup-queues [data-queue=operator] tr", has_text=SCRIPTED
+                              ).wait_for()
+            driver.caller_hangs_up(third)
     finally:
         agent_ctx.close()
         boss_ctx.close()
