@@ -34,17 +34,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import Connection, Engine, insert, select, update
 
+from crm_sync.config import Mappings
 from crm_sync.identity import Rules
 from crm_sync.importer import Report, Row, _merge_earlier, _save_batch, apply_rows
 from crm_sync.mapping import Mapping
 from crm_sync.models import import_runs as runs
 from crm_sync.retry import RETRY_STATUSES, Backoff, retry_after
-from crm_sync.sources import Endpoint, Paging, SourceConfig
+from crm_sync.sources import Endpoint, Paging, SourceConfig, endpoint_mapping
 from crm_sync.sync_models import sync_cursors as cursors
 
 log = logging.getLogger(__name__)
@@ -282,8 +284,11 @@ def _begin(conn: Connection, config: SourceConfig, endpoint: Endpoint, now: date
 def sync_endpoint(engine: Engine, config: SourceConfig, endpoint: Endpoint, mapping: Mapping,
                   rules: Rules, region: str, fetcher: Fetcher, *,
                   restart: bool = False,
-                  on_page: Callable[[SyncReport], None] | None = None) -> SyncReport:
-    """Pull one endpoint to the end of its listing (or until it fails: SyncError)."""
+                  on_page: Callable[[SyncReport], None] | None = None,
+                  stop: Callable[[], bool] | None = None) -> SyncReport:
+    """Pull one endpoint to the end of its listing (or until it fails: SyncError). When
+    ``stop()`` turns true (a worker shutting down) the run ends after the page it is on,
+    ``interrupted``; the next run resumes it."""
     now = fetcher.now
     kind = endpoint.kind
     started = time.perf_counter()
@@ -328,6 +333,13 @@ def sync_endpoint(engine: Engine, config: SourceConfig, endpoint: Endpoint, mapp
                 next_at = following
                 if on_page:
                     on_page(out)
+                if next_at is not None and stop is not None and stop():
+                    with engine.begin() as conn:
+                        conn.execute(update(runs).where(runs.c.id == run_id)
+                                     .values(status="interrupted"))
+                    report.status = "interrupted"
+                    out.cursor = since
+                    return out
         except (SyncError, httpx.HTTPError) as exc:
             message = str(exc)[:ERROR_TEXT]
             with engine.begin() as conn:
@@ -367,15 +379,31 @@ def sync_endpoint(engine: Engine, config: SourceConfig, endpoint: Endpoint, mapp
 
 def sync_source(engine: Engine, config: SourceConfig, mappings: Callable[[Endpoint], Mapping],
                 rules: Rules, region: str, fetcher: Fetcher, *, kind: str | None = None,
-                restart: bool = False) -> list[SyncReport]:
+                restart: bool = False,
+                stop: Callable[[], bool] | None = None) -> list[SyncReport]:
     """Every endpoint of a source in file order (customers before their history); the first
     failure stops the source (SyncError), later endpoints wait for the next run."""
     out = []
     for endpoint in config.endpoints:
         if kind is None or endpoint.kind == kind:
+            if stop is not None and stop():
+                break
             out.append(sync_endpoint(engine, config, endpoint, mappings(endpoint), rules,
-                                     region, fetcher, restart=restart))
+                                     region, fetcher, restart=restart, stop=stop))
     return out
+
+
+def pull(engine: Engine, config: SourceConfig, crm_dir: Path, rules: Rules, region: str,
+         client: httpx.Client, *, now: Callable[[], datetime], sleep: Sleep = time.sleep,
+         kind: str | None = None, restart: bool = False,
+         stop: Callable[[], bool] | None = None) -> list[SyncReport]:
+    """``sync_source`` with the mappings of ``crm_dir`` (what ``ivr crm sync`` and the
+    worker run)."""
+    configured = Mappings(crm_dir / "mappings")
+    fetcher = Fetcher(client, config, now=now, sleep=sleep)
+    return sync_source(engine, config,
+                       lambda e: endpoint_mapping(crm_dir, config, e, configured),
+                       rules, region, fetcher, kind=kind, restart=restart, stop=stop)
 
 
 # --- visibility ---------------------------------------------------------------------------------

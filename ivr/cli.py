@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from ivr.core.settings import Settings
 
@@ -144,6 +145,40 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from crm_sync.mapping import MappingError  # noqa: PLC0415
+    from ivr.core.clock import SystemClock  # noqa: PLC0415
+    from ivr.core.db import make_engine  # noqa: PLC0415
+    from ivr.core.migrate import upgrade  # noqa: PLC0415
+    from ivr.worker import Worker, build_jobs  # noqa: PLC0415
+
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url, 4, settings.sqlite_busy_timeout_ms)
+    clock = SystemClock()
+    worker = Worker([], clock)
+    closing: list[Any] = []
+    try:
+        try:
+            worker.jobs, closing = build_jobs(
+                engine, settings, clock, sleep=worker.sleep, stop=worker.stopping.is_set,
+                sync=not args.no_sync, outbox=not args.no_outbox)
+        except MappingError as exc:  # includes the source and subscriber files' errors
+            raise UserError(str(exc)) from None
+        if not worker.jobs:
+            raise UserError(f"nothing to do: no source in {settings.crm_dir / 'sources'} "
+                            f"and no active subscriber in "
+                            f"{settings.crm_dir / 'subscribers.yaml'}")
+        logging.getLogger("ivr.worker").info(
+            "worker: %s", ", ".join(f"{j.name} every {j.every:g} s" for j in worker.jobs))
+        with worker.signals():
+            worker.run(max_ticks=1 if args.once else None)
+    finally:
+        for resource in closing:
+            resource.close()
+        engine.dispose()
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ivr", description="IVR call router for Twilio")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -172,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
                      choices=["completed", "busy", "no-answer", "failed", "canceled"])
     sim.add_argument("--queue-result", default="hangup",
                      choices=["bridged", "hangup", "queue-full", "error", "leave"])
+    worker = sub.add_parser("worker", help="background jobs: CRM sync per source, outbox "
+                            "delivery (SIGTERM/SIGINT stop it cleanly)")
+    worker.add_argument("--once", action="store_true", help="run every job once, then exit")
+    worker.add_argument("--no-sync", action="store_true", help="no CRM pulls")
+    worker.add_argument("--no-outbox", action="store_true", help="no outbox delivery")
     from ivr import crm_cli  # noqa: PLC0415
 
     crm_cli.add_parser(sub)
@@ -199,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             return _menus_schema(args.output)
         if args.command == "simulate":
             return _simulate(settings, args)
+        if args.command == "worker":
+            return _worker(settings, args)
         if args.command == "crm":
             from ivr import crm_cli  # noqa: PLC0415
 

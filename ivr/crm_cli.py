@@ -1,4 +1,4 @@
-"""``ivr crm ...``: import, show, merge, unmerge, demo-data."""
+"""``ivr crm ...``: import, show, merge, unmerge, demo-data; sync, sources, outbox."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import Engine, func, select
 
 from crm_sync import demo
@@ -18,8 +19,11 @@ from crm_sync.importer import Interrupted, Report, UnreadableFile, estimate_reco
 from crm_sync.importer import import_file as run_import
 from crm_sync.mapping import Mapping, MappingError, default_mapping, load_mapping
 from crm_sync.models import Customer, CustomerPhone, Incident
+from crm_sync.outbox import depth, failed, register, replay
 from crm_sync.profile import customer_document, find, merged_into
+from crm_sync.sources import SourceConfig, load_sources, load_subscribers
 from crm_sync.store import Store, StoreError
+from crm_sync.sync import SyncError, pull, source_status
 from ivr.core.clock import Clock, SystemClock
 from ivr.core.db import make_engine
 from ivr.core.migrate import upgrade
@@ -78,6 +82,27 @@ def add_parser(sub: Any) -> None:
     demo.add_argument("--out", type=Path, help="also keep the generated files here")
     demo.add_argument("--if-empty", action="store_true",
                       help="do nothing when the store already has customers (./run.sh)")
+
+    sync = crm.add_parser("sync", help="pull a source CRM (crm/sources/SOURCE.yaml) once: "
+                          "only changes since its cursor; a failed run resumes")
+    sync.add_argument("source")
+    sync.add_argument("--kind", choices=["customers", "incidents", "interactions"],
+                      help="only this endpoint of the source")
+    sync.add_argument("--restart", action="store_true",
+                      help="do not resume an unfinished run; list from the cursor again")
+    sync.add_argument("--json", action="store_true")
+
+    sources = crm.add_parser("sources", help="each source's last sync, cursor, counts, "
+                             "lag and last error")
+    sources.add_argument("--json", action="store_true")
+
+    box = crm.add_parser("outbox", help="the outbound change feed: depth per subscriber, "
+                         "failed deliveries, replay")
+    box.add_argument("--failed", action="store_true",
+                     help="list dead letters and events being retried")
+    box.add_argument("--replay", type=int, metavar="ID", help="send dead letter ID again")
+    box.add_argument("--replay-dead", action="store_true", help="send every dead letter again")
+    box.add_argument("--json", action="store_true")
 
 
 def _engine(settings: Settings) -> Engine:
@@ -332,7 +357,128 @@ def _dispatch(engine: Engine, settings: Settings, args: argparse.Namespace,
         return _show(engine, settings, args.ref, args.json)
     if cmd in ("merge", "unmerge"):
         return _correct(engine, rules, clock, args)
+    if cmd == "sync":
+        return _sync(engine, settings, rules, clock, args)
+    if cmd == "sources":
+        return _sources(engine, settings, clock, args.json)
+    if cmd == "outbox":
+        return _outbox(engine, settings, clock, args)
     return _demo_data(engine, settings, rules, clock, args)
+
+
+# --- CRM sync over HTTP ---------------------------------------------------------------------
+
+def http_client() -> httpx.Client:
+    """The HTTP client of ``ivr crm sync`` (tests hand in a stand-in CRM's transport)."""
+    return httpx.Client()
+
+
+def _source_configs(settings: Settings) -> dict[str, SourceConfig]:
+    try:
+        return load_sources(settings.crm_dir / "sources")
+    except MappingError as exc:
+        raise CrmUserError(str(exc)) from None
+
+
+def _sync(engine: Engine, settings: Settings, rules: Rules, clock: Clock,
+          args: argparse.Namespace) -> int:
+    configs = _source_configs(settings)
+    config = configs.get(args.source)
+    if config is None:
+        known = ", ".join(sorted(configs)) or "none"
+        raise CrmUserError(f"no source {args.source!r} in {settings.crm_dir / 'sources'} "
+                           f"(configured: {known})")
+    if args.kind and all(e.kind != args.kind for e in config.endpoints):
+        raise CrmUserError(f"source {args.source!r} has no {args.kind} endpoint")
+    try:
+        with http_client() as client:
+            reports = pull(engine, config, settings.crm_dir, rules, settings.default_region,
+                           client, now=clock.now, kind=args.kind, restart=args.restart)
+    except MappingError as exc:
+        raise CrmUserError(str(exc)) from None
+    except SyncError as exc:
+        print(f"error: sync {args.source} failed: {exc}", file=sys.stderr)
+        print("the pages committed so far are kept; run the same command again to resume",
+              file=sys.stderr)
+        return EXIT_USER
+    if args.json:
+        print(json.dumps([r.as_dict() for r in reports], ensure_ascii=False, indent=2,
+                         default=str))
+        return EXIT_OK
+    for r in reports:
+        print_report(r.report, f"{config.base_url}{config.endpoint(r.kind).path}")
+        waited = (f", {r.http.retries} retried" if r.http.retries else "")
+        print(f"  {r.pages} page(s), {r.http.requests} request(s){waited}; "
+              f"{'resumed; ' if r.resumed else ''}cursor {r.since or '-'} -> "
+              f"{r.cursor or '-'}")
+    return EXIT_OK
+
+
+def _sources(engine: Engine, settings: Settings, clock: Clock, as_json: bool) -> int:
+    configs = _source_configs(settings)
+    with engine.connect() as conn:
+        rows = source_status(conn, clock.now(), configs)
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+        return EXIT_OK
+    if not rows:
+        print(f"no sources: add crm/sources/NAME.yaml ({settings.crm_dir / 'sources'})")
+        return EXIT_OK
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table("source", "kind", "last sync", "lag", "cursor", "last run", "error")
+    for r in rows:
+        last = r["last_run"]
+        counts = (f"{last['records_done']} rec: +{last['created']} ~{last['updated']} "
+                  f"={last['unchanged']} !{last['rejected']}" if last else "-")
+        if r["unfinished_run"]:
+            counts += f" (unfinished: {r['unfinished_run']['records_done']} done)"
+        lag = f"{r['lag_seconds']:,.0f} s" if r["lag_seconds"] is not None else "-"
+        error = (f"{str(r['last_error_at'])[:16]} {r['last_error']}" if r["last_error"]
+                 else "")
+        table.add_row(r["source"] + ("" if r["configured"] else " (not configured)"),
+                      r["kind"], str(r["last_success_at"] or "never")[:19], lag,
+                      r["cursor"] or "-", counts, error)
+    Console(highlight=False, width=200).print(table)
+    return EXIT_OK
+
+
+def _outbox(engine: Engine, settings: Settings, clock: Clock,
+            args: argparse.Namespace) -> int:
+    try:
+        subscribers = load_subscribers(settings.crm_dir / "subscribers.yaml")
+    except MappingError as exc:
+        raise CrmUserError(str(exc)) from None
+    now = clock.now()
+    with engine.begin() as conn:
+        register(conn, subscribers, now)
+        if args.replay is not None:
+            if not replay(conn, now, args.replay):
+                raise CrmUserError(f"outbox event {args.replay} is not a dead letter")
+            print(f"outbox event {args.replay}: queued again")
+            return EXIT_OK
+        if args.replay_dead:
+            print(f"{replay(conn, now)} dead letter(s) queued again")
+            return EXIT_OK
+        report = depth(conn, now)
+        bad = failed(conn) if args.failed else []
+    if args.json:
+        print(json.dumps({**report, **({"failed": bad} if args.failed else {})},
+                         ensure_ascii=False, indent=2, default=str))
+        return EXIT_OK
+    if not report["subscribers"]:
+        print("no subscribers: add crm/subscribers.yaml")
+    for name, d in sorted(report["subscribers"].items()):
+        oldest = d["oldest_undelivered_seconds"]
+        print(f"{name}{'' if d['active'] else ' (inactive)'}: {d['pending']} pending "
+              f"({d['due']} due), {d['sending']} sending, {d['dead']} dead, "
+              f"{d['delivered']} delivered"
+              + (f"; oldest undelivered {oldest:,.0f} s" if oldest is not None else ""))
+    for f in bad:
+        print(f"  #{f['id']} {f['status']} {f['kind']} customer {f['customer_id']} to "
+              f"{f['subscriber']}: {f['attempts']} attempt(s), {f['last_error'] or '-'}")
+    return EXIT_OK
 
 
 def _correct(engine: Engine, rules: Rules, clock: Clock, args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ duplicates and no gaps, rejections and history through the importer's path, conf
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -437,3 +438,180 @@ def test_lag_is_the_time_since_the_last_success(engine: Engine) -> None:
         rows = source_status(conn, NOW + timedelta(minutes=5))
     assert rows[0]["lag_seconds"] == 300.0
     assert rows[0]["last_run"]["created"] == 1
+
+
+# --- the command line and the worker --------------------------------------------------------
+
+SOURCE_FILE = f"""\
+base_url: http://crm.test
+auth: {{env: {TOKEN_ENV}}}
+every: 60
+retries: 1
+endpoints:
+  - path: /api/customers
+    paging: {{style: cursor, size: 10}}
+    since: {{param: updated_since, field: updated_at}}
+  - kind: interactions
+    path: /api/interactions
+    paging: {{style: page, size: 10}}
+    since: {{param: updated_since, field: updated_at}}
+"""
+
+
+@pytest.fixture
+def crm_dir(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("IVR_DATABASE_URL", database_url)
+    monkeypatch.setenv("IVR_LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("IVR_TEST_HOOK_SECRET", "whsec")
+    write(tmp_path / "crm" / "sources" / "billing.yaml", SOURCE_FILE)
+    write(tmp_path / "crm" / "subscribers.yaml", """\
+subscribers:
+  - {name: helpdesk, url: "http://helpdesk.test/hook", secret_env: IVR_TEST_HOOK_SECRET}
+""")
+    return tmp_path / "crm"
+
+
+def standin_with_people() -> StandinCRM:
+    crm = StandinCRM()
+    for n in range(1, 13):
+        crm.put("customers", customer(n, stamp(n)))
+    crm.put("interactions", {"id": "I1", "customer_id": "C1", "channel": "call",
+                             "started_at": stamp(20), "updated_at": stamp(20)})
+    return crm
+
+
+def test_crm_sync_and_sources_commands(crm_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from ivr import crm_cli
+    from ivr.cli import main
+
+    crm = standin_with_people()
+    monkeypatch.setattr(crm_cli, "http_client",
+                        lambda: httpx.Client(transport=crm.transport()))
+    assert main(["crm", "sources"]) == 0
+    assert "never" in capsys.readouterr().out
+    assert main(["crm", "sync", "billing"]) == 0
+    out = capsys.readouterr().out
+    assert "http://crm.test/api/customers: customers from billing: done" in out
+    assert "created 12, updated 0, merged 0, unchanged 0, rejected 0" in out
+    assert f"2 page(s), 2 request(s); cursor - -> {stamp(12)}" in out
+    assert main(["crm", "sync", "billing", "--kind", "customers", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert [(r["kind"], r["unchanged"], r["since"]) for r in again] == [
+        ("customers", 1, stamp(12))]
+    assert main(["crm", "sources", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["kind"], r["cursor"]) for r in rows] == [
+        ("customers", stamp(12)), ("interactions", stamp(20))]
+    crm.down = Fault(503)
+    assert main(["crm", "sync", "billing"]) == 1
+    err = capsys.readouterr().err
+    assert "HTTP 503 (gave up after 2 attempts)" in err and "run the same command again" in err
+    assert main(["crm", "sources"]) == 0
+    assert "HTTP 503" in capsys.readouterr().out
+    assert main(["crm", "sync", "nowhere"]) == 1
+    assert "no source 'nowhere'" in capsys.readouterr().err
+    assert main(["crm", "sync", "billing", "--kind", "incidents"]) == 1
+    assert "has no incidents endpoint" in capsys.readouterr().err
+
+
+def test_crm_outbox_command_shows_depth_failures_and_replays(
+        crm_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from crm_sync.models import customers
+    from crm_sync.outbox import emit
+    from ivr.cli import main
+
+    assert main(["crm", "outbox"]) == 0  # registers the subscriber file
+    assert "helpdesk: 0 pending" in capsys.readouterr().out
+    engine = make_engine(os.environ["IVR_DATABASE_URL"], 2)
+    with engine.begin() as conn:
+        conn.execute(customers.insert().values(id=5, status="active", lineage={},
+                                               created_at=NOW, updated_at=NOW))
+        emit(conn, customer_id=5, kind="incident.created", payload={}, now=NOW)
+        conn.execute(text("UPDATE outbox SET status = 'dead', attempts = 8, "
+                          "last_error = 'HTTP 500: boom'"))
+    engine.dispose()
+    assert main(["crm", "outbox", "--failed"]) == 0
+    out = capsys.readouterr().out
+    assert "1 dead" in out and "#1 dead incident.created customer 5 to helpdesk: 8 " \
+        "attempt(s), HTTP 500: boom" in out
+    assert main(["crm", "outbox", "--json", "--failed"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["dead"] == 1 and report["failed"][0]["id"] == 1
+    assert main(["crm", "outbox", "--replay", "1"]) == 0
+    assert main(["crm", "outbox", "--replay", "1"]) == 1  # no longer dead
+    assert "is not a dead letter" in capsys.readouterr().err
+    assert main(["crm", "outbox", "--replay-dead"]) == 0
+    assert "0 dead letter(s) queued again" in capsys.readouterr().out
+
+
+def test_worker_syncs_on_schedule_delivers_and_stops_on_sigterm(
+        crm_dir: Path) -> None:
+    import signal
+
+    from crm_sync.outbox import depth
+    from ivr.core.settings import Settings
+    from ivr.worker import Worker, build_jobs
+    from tests.crm_standin import StandinSubscriber
+
+    crm = standin_with_people()
+    clock = FrozenClock(NOW)
+    hook = StandinSubscriber(b"whsec", clock.now)
+
+    def route(request: httpx.Request) -> httpx.Response:
+        return (crm.handle if request.url.host == "crm.test" else hook.handle)(request)
+
+    settings = Settings(_env_file=None, crm_dir=crm_dir)
+    engine = make_engine(settings.database_url, 2)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(seconds=seconds)
+
+    worker = Worker([], clock, sleep)
+    worker.jobs, closing = build_jobs(engine, settings, clock, sleep=sleep,
+                                      stop=worker.stopping.is_set,
+                                      transport=httpx.MockTransport(route))
+    assert [(j.name, j.every) for j in worker.jobs] == [("sync:billing", 60.0),
+                                                        ("outbox", 1.0)]
+    worker.run(max_ticks=3)
+    # Tick 1 pulled both endpoints (3 requests), and the outbox job posted the pulled
+    # interaction (its origin is billing; helpdesk is another system).
+    assert len(crm.requests) == 3 and slept == [1.0, 1.0]
+    assert [p["event"]["type"] for p in hook.accepted] == ["interaction.created"]
+    clock.advance(seconds=58)
+    worker.run(max_ticks=1)  # 60 s after the first: the source again
+    assert len(crm.requests) == 5
+    with engine.connect() as conn:
+        assert depth(conn, clock.now())["undelivered"] == 0
+
+    # A failing job is logged and tried again after its interval; SIGTERM stops the loop.
+    worker.jobs[1].run = lambda: 1 / 0 > 0
+    worker.jobs[1].next_at = None
+    with worker.signals():
+        assert worker.tick() == 1.0 and worker.jobs[1].failures == 1
+        os.kill(os.getpid(), signal.SIGTERM)
+        worker.run()
+    assert worker.stopping.is_set()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    for c in closing:
+        c.close()
+    engine.dispose()
+
+
+def test_worker_command_refuses_bad_configuration(
+        crm_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ivr.cli import main
+
+    write(crm_dir / "subscribers.yaml", "subscribers:\n  - {name: x}\n")
+    assert main(["worker", "--once", "--no-sync"]) == 1
+    assert "subscribers.yaml:2:5: subscribers.0.url: Field required" in \
+        capsys.readouterr().err
+    assert main(["worker", "--once", "--no-sync", "--no-outbox"]) == 1
+    assert "nothing to do" in capsys.readouterr().err

@@ -70,6 +70,17 @@ class Settings(BaseSettings):
     # This site's name on incidents agents open (another branch sees where it came from).
     branch_name: str | None = None
 
+    # CRM sync and outbox: crm/sources/*.yaml (source CRMs `ivr crm sync` and `ivr worker`
+    # pull from) and crm/subscribers.yaml (systems our changes are posted to). Tokens and
+    # signing secrets come from the environment variables those files name.
+    crm_sync_every_s: int = Field(default=300, ge=1)  # a source without `every:` in its file
+    outbox_batch: int = Field(default=100, ge=1, le=10_000)  # events claimed per round
+    outbox_max_attempts: int = Field(default=8, ge=1)  # then the event is a dead letter
+    outbox_backoff_base_s: float = Field(default=2.0, gt=0)  # first retry within this
+    outbox_backoff_cap_s: float = Field(default=3600.0, gt=0)  # longest wait between tries
+    outbox_lease_s: float = Field(default=120.0, gt=0)  # a claimed batch's lease
+    outbox_every_s: float = Field(default=1.0, gt=0)  # worker polls the outbox this often
+
     default_region: str = "IL"
     log_level: str = "INFO"
 

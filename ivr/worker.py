@@ -1,0 +1,181 @@
+"""``ivr worker``: the long-running process for background work, as a loop of periodic jobs.
+
+Each ``Job`` has a name, an interval and a function; a job whose function says there is more
+waiting (a full outbox batch) runs again at once, and one that raises is logged and runs
+again after its interval. Jobs today: one CRM pull per ``crm/sources/*.yaml`` (every
+``every:`` seconds of the file, else ``IVR_CRM_SYNC_EVERY_S``) and outbox delivery to
+``crm/subscribers.yaml`` (every ``IVR_OUTBOX_EVERY_S``). A later job (the callbacks
+dispatcher) is one more ``Job`` in ``build_jobs``.
+
+Time comes from an injected clock and waiting from an injected ``sleep`` (tests move a
+frozen clock instead of waiting). SIGTERM or SIGINT asks the loop to stop: the job running
+finishes its current step (a page, a batch) and the process exits 0; nothing is lost, since
+every step commits its own progress. Several workers may run against PostgreSQL (outbox
+claims use SKIP LOCKED; a source is synced by one of them at a time); SQLite runs one.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import FrameType
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine
+
+from crm_sync.config import load_rules
+from crm_sync.outbox import DeliveryPolicy, deliver, register
+from crm_sync.retry import Backoff
+from crm_sync.sources import SourceConfig, Subscriber, load_sources, load_subscribers
+from crm_sync.sync import SyncBusy, SyncError, pull
+from ivr.core.clock import Clock
+from ivr.core.settings import Settings
+
+log = logging.getLogger("ivr.worker")
+
+
+@dataclass
+class Job:
+    name: str
+    every: float  # seconds between runs
+    run: Callable[[], bool]  # True: more is waiting, run again at once
+    next_at: datetime | None = None  # None: due now
+    runs: int = 0
+    failures: int = 0
+
+
+class Worker:
+    def __init__(self, jobs: list[Job], clock: Clock,
+                 sleep: Callable[[float], None] | None = None) -> None:
+        self.jobs = jobs
+        self.clock = clock
+        self.stopping = threading.Event()
+        self.sleep = sleep or self._wait
+
+    def _wait(self, seconds: float) -> None:
+        self.stopping.wait(seconds)  # a stop request ends the wait at once
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def tick(self) -> float:
+        """Run every due job once; seconds until the next one is due."""
+        for job in self.jobs:
+            if self.stopping.is_set():
+                break
+            now = self.clock.now()
+            if job.next_at is not None and job.next_at > now:
+                continue
+            job.runs += 1
+            try:
+                more = job.run()
+            except Exception:
+                job.failures += 1
+                log.exception("job %s failed; next try in %.0f s", job.name, job.every)
+                more = False
+            job.next_at = (self.clock.now() if more
+                           else self.clock.now() + timedelta(seconds=job.every))
+        if not self.jobs:
+            return 60.0
+        now = self.clock.now()
+        return max(0.0, min(((j.next_at or now) - now).total_seconds() for j in self.jobs))
+
+    def run(self, max_ticks: int | None = None) -> None:
+        ticks = 0
+        while not self.stopping.is_set():
+            wait = self.tick()
+            ticks += 1
+            if max_ticks is not None and ticks >= max_ticks:
+                return
+            if wait > 0 and not self.stopping.is_set():
+                self.sleep(wait)
+
+    @contextmanager
+    def signals(self) -> Iterator[None]:
+        """SIGTERM and SIGINT stop the loop (main thread only); the old handlers after."""
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            log.info("%s: stopping after the current step", signal.Signals(signum).name)
+            self.stop()
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for s, old in previous.items():
+                signal.signal(s, old)
+
+
+def _sync_job(engine: Engine, settings: Settings, config: SourceConfig, clock: Clock,
+              client: httpx.Client, sleep: Callable[[float], None],
+              stop: Callable[[], bool]) -> Job:
+    def run() -> bool:
+        rules = load_rules(settings.crm_dir / "rules.yaml")
+        try:
+            for report in pull(engine, config, settings.crm_dir, rules,
+                               settings.default_region, client, now=clock.now, sleep=sleep,
+                               stop=stop):
+                c = report.report.counts
+                log.info("sync %s %s: %d records in %d pages (created %d, updated %d, "
+                         "merged %d, unchanged %d, rejected %d); cursor %s",
+                         report.source, report.kind, report.report.records, report.pages,
+                         c.created, c.updated, c.merged, c.unchanged, c.rejected,
+                         report.cursor)
+        except SyncBusy as exc:
+            log.info("sync %s: %s", config.source, exc)
+        except SyncError as exc:
+            log.warning("sync %s failed (the next run resumes): %s", config.source, exc)
+        return False
+
+    return Job(f"sync:{config.source}", float(config.every or settings.crm_sync_every_s), run)
+
+
+def _outbox_job(engine: Engine, settings: Settings, subscribers: list[Subscriber],
+                clock: Clock, client: httpx.Client) -> Job:
+    active = {s.name: s for s in subscribers if s.active}
+    for s in active.values():
+        s.secret()  # a missing secret stops the worker at start, not at the first event
+    policy = DeliveryPolicy(batch=settings.outbox_batch,
+                            max_attempts=settings.outbox_max_attempts,
+                            backoff=Backoff(settings.outbox_backoff_base_s,
+                                            settings.outbox_backoff_cap_s),
+                            lease=settings.outbox_lease_s)
+
+    def run() -> bool:
+        stats = deliver(engine, active, client, clock.now, policy)
+        if stats.claimed:
+            log.info("outbox: %d delivered, %d to retry, %d dead", stats.delivered,
+                     stats.retried, stats.dead)
+        return stats.claimed >= policy.batch
+
+    return Job("outbox", settings.outbox_every_s, run)
+
+
+def build_jobs(engine: Engine, settings: Settings, clock: Clock, *,
+               sleep: Callable[[float], None], stop: Callable[[], bool] = lambda: False,
+               sync: bool = True, outbox: bool = True,
+               transport: httpx.BaseTransport | None = None) -> tuple[list[Job], list[Any]]:
+    """The worker's jobs from the configuration, and the resources to close afterwards.
+    Configuration mistakes raise ``ConfigError`` (a user error) before anything runs."""
+    jobs: list[Job] = []
+    closing: list[Any] = []
+    if sync:
+        for config in load_sources(settings.crm_dir / "sources").values():
+            config.auth_headers()  # a missing token is reported at start
+            client = httpx.Client(transport=transport)
+            closing.append(client)
+            jobs.append(_sync_job(engine, settings, config, clock, client, sleep, stop))
+    if outbox:
+        subscribers = load_subscribers(settings.crm_dir / "subscribers.yaml")
+        with engine.begin() as conn:
+            register(conn, subscribers, clock.now())
+        if any(s.active for s in subscribers):
+            client = httpx.Client(transport=transport)
+            closing.append(client)
+            jobs.append(_outbox_job(engine, settings, subscribers, clock, client))
+    return jobs, closing
