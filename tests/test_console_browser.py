@@ -262,6 +262,12 @@ def test_screen_pop_wrap_up_and_the_next_call(live_server: LiveServer, browser: 
             driver.hang_up(first, talked=240)
             console.wait_call_status("ended")
             console.wait_state("wrap_up")
+            # A reload (or a lost connection) brings the call back as it was.
+            page.reload()
+            console.wait_pop(first)
+            console.wait_call_status("ended")
+            console.wait_state("wrap_up")
+            assert console.text("#caller-name") == DANA
 
             # 2. The wrap-up, typed in the browser; the agent is available again.
             _wrap_up(console, topic="תקלה באינטרנט", outcome="technician booked",
@@ -329,6 +335,10 @@ def test_screen_pop_wrap_up_and_the_next_call(live_server: LiveServer, browser: 
             boss.page.locator("#sup-queues [data-queue=operator] tr", has_text=SCRIPTED
                               ).wait_for()
             driver.caller_hangs_up(third)
+
+        page.get_by_role("button", name="Sign out").click()
+        page.get_by_label("Username", exact=True).wait_for()
+        assert page.evaluate("async () => (await fetch('/agent/me')).status") == 401
     finally:
         agent_ctx.close()
         boss_ctx.close()
