@@ -12,6 +12,7 @@ handler; ``asgi_app`` serves the same over HTTP (uvicorn on 127.0.0.1 in the ben
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import threading
 from collections.abc import Callable
@@ -41,16 +42,30 @@ class StandinCRM:
         self.script: dict[int, Fault] = {}  # request number (1-based) -> fault
         self.down: Fault | None = None  # every request fails while set
         self.lock = threading.Lock()
+        self._sorted: dict[str, tuple[list[tuple[float, str]], list[dict[str, Any]]]] = {}
 
     def put(self, kind: str, record: dict[str, Any]) -> None:
         self.data[kind][str(record["id"])] = dict(record)
+        self._sorted.pop(kind, None)
 
-    def _listing(self, kind: str, since: str | None) -> list[dict[str, Any]]:
-        rows = sorted(self.data[kind].values(), key=lambda r: (r["updated_at"], str(r["id"])))
+    def _ordered(self, kind: str) -> tuple[list[tuple[float, str]], list[dict[str, Any]]]:
+        """(keys, rows) in (updated_at, id) order, kept until the next ``put``."""
+        if kind not in self._sorted:
+            rows = sorted(self.data[kind].values(),
+                          key=lambda r: (_instant(r["updated_at"]), str(r["id"])))
+            self._sorted[kind] = ([(_instant(r["updated_at"]), str(r["id"])) for r in rows],
+                                  rows)
+        return self._sorted[kind]
+
+    def _listing(self, kind: str, since: str | None,
+                 after: tuple[float, str] | None = None) -> list[dict[str, Any]]:
+        keys, rows = self._ordered(kind)
+        start = 0
         if since is not None:
-            floor = datetime.fromisoformat(since)
-            rows = [r for r in rows if datetime.fromisoformat(r["updated_at"]) >= floor]
-        return rows
+            start = bisect.bisect_left(keys, (_instant(since), ""))
+        if after is not None:
+            start = max(start, bisect.bisect_right(keys, after))
+        return rows[start:]
 
     def answer(self, method: str, path: str, params: dict[str, str],
                headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
@@ -67,19 +82,21 @@ class StandinCRM:
         kind = path.rsplit("/", 1)[-1]
         if method != "GET" or kind not in self.data:
             return 404, {}, b'{"error": "not found"}'
-        rows = self._listing(kind, params.get("updated_since"))
         limit = int(params.get("limit", "100"))
         next_token: str | None = None
+        since = params.get("updated_since")
         if "page" in params:
             start = (int(params["page"]) - 1) * limit
-            page = rows[start:start + limit]
+            page = self._listing(kind, since)[start:start + limit]
         elif "offset" in params:
             start = int(params["offset"])
-            page = rows[start:start + limit]
+            page = self._listing(kind, since)[start:start + limit]
         else:
+            after = None
             if params.get("cursor"):
-                after = tuple(json.loads(base64.urlsafe_b64decode(params["cursor"])))
-                rows = [r for r in rows if (r["updated_at"], str(r["id"])) > after]
+                stamp_, id_ = json.loads(base64.urlsafe_b64decode(params["cursor"]))
+                after = (_instant(stamp_), id_)
+            rows = self._listing(kind, since, after)
             page = rows[:limit]
             if len(rows) > limit:
                 last = page[-1]
@@ -109,6 +126,10 @@ class StandinCRM:
                         "headers": [(k.encode(), v.encode()) for k, v in out.items()]})
             await send({"type": "http.response.body", "body": body})
         return app
+
+
+def _instant(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
 
 
 def customer(n: int, updated: str, **extra: Any) -> dict[str, Any]:
