@@ -16,6 +16,9 @@ from typing import Any
 from ivr.core.settings import Settings
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+# Seconds a stopping server waits for open requests. Agent consoles hold an event stream
+# open for ever; they reconnect (Last-Event-ID) to another process and miss nothing.
+SHUTDOWN_GRACE = 5
 
 
 class UserError(Exception):
@@ -74,12 +77,13 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
                   file=sys.stderr)
         uvicorn.run("ivr.app:app_from_env", factory=True, host=host, port=port,
                     workers=workers, log_level=settings.log_level.lower(),
-                    access_log=access_log)
+                    access_log=access_log, timeout_graceful_shutdown=SHUTDOWN_GRACE)
     else:
         from ivr.app import create_app  # noqa: PLC0415
 
         uvicorn.run(create_app(settings), host=host, port=port,
-                    log_level=settings.log_level.lower(), access_log=access_log)
+                    log_level=settings.log_level.lower(), access_log=access_log,
+                    timeout_graceful_shutdown=SHUTDOWN_GRACE)
     return EXIT_OK
 
 

@@ -17,7 +17,7 @@ OPEN = {"/agent/login", "/agent/", "/agent/static"}
 
 
 def agent_routes(client: TestClient) -> list[tuple[str, str]]:
-    out = []
+    out: list[tuple[str, str]] = []
     for path, methods in route_paths(client.app):  # type: ignore[arg-type]
         if path.startswith("/agent") and path not in OPEN:
             out.extend((m, path.replace("{call_sid}", "CA1")) for m in sorted(methods)

@@ -29,11 +29,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def server(database_url: str, menus_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def server(database_url: str, menus_dir: Path, **extra_env: str,
+           ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = _free_port()
     env = {**os.environ, "IVR_DATABASE_URL": database_url, "IVR_MENUS_DIR": str(menus_dir),
            "IVR_TWILIO_AUTH_TOKEN": TOKEN, "IVR_WATCH_MENUS": "false",
-           "IVR_LOG_LEVEL": "warning"}
+           "IVR_LOG_LEVEL": "warning", **extra_env}
     log = menus_dir.parent / f"server-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -61,6 +62,7 @@ def server(database_url: str, menus_dir: Path) -> Iterator[tuple[str, subprocess
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait(10)
 
 
 def _post(url: str, call: PhoneCall, path: str, params: dict[str, str]) -> str:
@@ -72,7 +74,7 @@ def _post(url: str, call: PhoneCall, path: str, params: dict[str, str]) -> str:
     return str(r.text)
 
 
-def _always_open(menus_dir: Path) -> None:
+def always_open(menus_dir: Path) -> None:
     """The demo menu keeps office hours; these tests run at any hour on the real clock."""
     main = menus_dir / "main.yaml"
     text = main.read_text(encoding="utf-8")
@@ -85,7 +87,7 @@ def _always_open(menus_dir: Path) -> None:
 
 def test_kill_between_webhooks_and_continue_elsewhere(database_url: str,
                                                       menus_dir: Path) -> None:
-    _always_open(menus_dir)
+    always_open(menus_dir)
 
     with httpx.Client() as unused:
         call = PhoneCall(unused, "http://x", TOKEN)
@@ -107,7 +109,7 @@ def test_kill_between_webhooks_and_continue_elsewhere(database_url: str,
 
 def test_ivr_simulate_plays_a_call_against_a_real_server(database_url: str,
                                                          menus_dir: Path) -> None:
-    _always_open(menus_dir)
+    always_open(menus_dir)
     with server(database_url, menus_dir) as (url, _proc):
         env = {**os.environ, "IVR_TWILIO_AUTH_TOKEN": TOKEN}
         out = subprocess.run(

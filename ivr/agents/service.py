@@ -179,28 +179,32 @@ class AgentService:
 
     # ------------------------------------------------------------ routing
 
-    def route(self) -> list[Offer]:
+    def route(self) -> tuple[list[Offer], Published]:
         """Offer waiting calls to free agents (``routing.plan``). Safe to run in several
         processes at once: rows another router holds are skipped (PostgreSQL SKIP LOCKED),
         and an offer changes a call and an agent only from the states it read."""
         now = self.clock.now()
         offers: list[Offer] = []
+        published: Published = []
         with self.engine.begin() as conn:
             free = repo.free_agents(conn)
             if not free:
-                return []
+                return [], []
             calls = repo.waiting(conn)
             for call, agent in plan(calls, free):
                 offer_id = repo.offer(conn, call, agent.agent_id, now)
                 if offer_id is None:
                     continue
+                # The console shows "reserved" at once (the pop follows at connect).
+                published.append((agent.agent_id, repo.add_event(
+                    conn, agent.agent_id, "state", repo.me(conn, agent.agent_id) or {}, now)))
                 entry = repo.get_entry(conn, call.call_sid)
                 offers.append(Offer(offer_id, call.call_sid, entry.twilio_queue_sid,
                                     agent.agent_id))
         for o in offers:
             log.info("call offered to agent call=%s agent=%s offer=%s", o.call_sid,
                      o.agent_id, o.offer_id)
-        return offers
+        return offers, published
 
     def deliver(self, offers: list[Offer]) -> Outcome:
         """Hand offers to the gateway (REST: dequeue now). A failure puts the caller back
@@ -420,9 +424,12 @@ class AgentService:
             risk["reasons"].insert(0, f"chose '{q}' in the IVR (e.g. cancel my service)")
         risk["flag"] = bool(risk["reasons"])
         entered = entry.entered_at if entry is not None else None
+        offer = repo.open_offer(conn, call_sid)
+        status = ("ended" if offer is None else
+                  "answered" if offer.answered_at is not None else "ringing")
         ctx.update({
             "call_sid": call_sid,
-            "status": "ringing",
+            "status": status,
             "caller": {"number": full.get("from_number"), "outcome": outcome,
                        "typed_account": typed, "candidates": candidates},
             "language": (call or {}).get("language"),

@@ -27,7 +27,8 @@ class RoutingLoop:
         """Match waiting calls and free agents until nothing more matches."""
         async with self._lock:
             for _ in range(10):
-                offers = await self.db.run(self.service.route)
+                offers, published = await self.db.run(self.service.route)
+                self.bus.published(published)
                 if not offers:
                     return
                 if not self.service.gateway.holds_callers:
