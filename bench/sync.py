@@ -314,7 +314,8 @@ def markdown(result: dict[str, Any], argv: str) -> str:
              f"Run {result['at']} UTC with `python bench/sync.py{argv}` (git {git_rev()}). "
              f"Machine: {machine()}. Servers are separate processes on 127.0.0.1 "
              "(uvicorn); the machine has 2 cores shared by the client, the server and the "
-             "database.", "",
+             f"database (1-minute load average {result['load_start']:.1f} at the start, "
+             f"{result['load_end']:.1f} at the end: other work was running).", "",
              f"**Pull**: {base['records']:,} records, pages of {result['page']}, cursor "
              "paging.", "",
              "| run | records/s | vs bare | wall | waiting on HTTP | our code |",
@@ -380,6 +381,7 @@ def main() -> int:
         print(f"[{datetime.now(UTC):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
 
     result: dict[str, Any] = {"at": f"{datetime.now(UTC):%Y-%m-%d %H:%M}", "page": args.page,
+                              "load_start": os.getloadavg()[0],
                               "events": args.events, "batch": args.batch,
                               "customers": max(1, args.events // args.per_customer),
                               "pull": {}, "outbox": {}}
@@ -417,6 +419,7 @@ def main() -> int:
             proc.wait(timeout=30)
         if "postgresql" in backends:
             dbs.cleanup()
+    result["load_end"] = os.getloadavg()[0]
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "sync.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
     section = markdown(result, " " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
