@@ -112,6 +112,10 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
             print(f"  ⏳ queued in '{h.text}' (answer: {args.queue_result})")
         elif h.kind == "dial":
             print(f"  ☎  dialling {h.text} (answer: {args.dial_status})")
+        elif h.kind == "leave":
+            print("  ↪  an agent is free: leaving the queue")
+        elif h.kind == "answered":
+            print(f"  ☏  the agent answered; talking for {args.talk:g} s")
         elif h.kind in ("hangup", "end"):
             print("  ✆  call ended")
 
@@ -137,7 +141,8 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
         call = PhoneCall(client, args.url, token, from_number=args.from_number,
                          to_number=args.to_number, inputs=inputs,  # type: ignore[arg-type]
                          dial_status=args.dial_status, queue_result=args.queue_result,
-                         on_hear=show)
+                         on_hear=show, agent_wait=args.wait_for_agent,
+                         talk_seconds=args.talk)
         print(f"Calling {args.url} from {args.from_number} (CallSid {call.call_sid})")
         try:
             call.run()
@@ -211,14 +216,20 @@ def build_parser() -> argparse.ArgumentParser:
                      choices=["completed", "busy", "no-answer", "failed", "canceled"])
     sim.add_argument("--queue-result", default="hangup",
                      choices=["bridged", "hangup", "queue-full", "error", "leave"])
+    sim.add_argument("--wait-for-agent", type=float, default=0, metavar="SECONDS",
+                     help="stay in a queue this long, until an available agent takes the "
+                     "call (use with --dial-status completed: the agent answers)")
+    sim.add_argument("--talk", type=float, default=5, metavar="SECONDS",
+                     help="how long an answered agent leg lasts")
     worker = sub.add_parser("worker", help="background jobs: CRM sync per source, outbox "
                             "delivery (SIGTERM/SIGINT stop it cleanly)")
     worker.add_argument("--once", action="store_true", help="run every job once, then exit")
     worker.add_argument("--no-sync", action="store_true", help="no CRM pulls")
     worker.add_argument("--no-outbox", action="store_true", help="no outbox delivery")
-    from ivr import crm_cli  # noqa: PLC0415
+    from ivr import agents_cli, crm_cli  # noqa: PLC0415
 
     crm_cli.add_parser(sub)
+    agents_cli.add_parser(sub)
     return parser
 
 
@@ -245,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
             return _simulate(settings, args)
         if args.command == "worker":
             return _worker(settings, args)
+        if args.command == "agents":
+            from ivr import agents_cli  # noqa: PLC0415
+
+            return agents_cli.run(settings, args)
         if args.command == "crm":
             from ivr import crm_cli  # noqa: PLC0415
 

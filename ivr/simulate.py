@@ -12,6 +12,7 @@ simulation with an error: the tests use it as a strict Twilio stand-in.
 
 from __future__ import annotations
 
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -75,7 +76,13 @@ class PhoneCall:
                  inputs: Callable[[Heard], Input] | Iterator[Input] | None = None,
                  dial_status: str = "no-answer", queue_result: str = "hangup",
                  on_hear: Callable[[Heard], None] | None = None,
-                 call_sid: str | None = None, max_requests: int = 100) -> None:
+                 call_sid: str | None = None, max_requests: int = 100,
+                 agent_wait: float = 0.0, talk_seconds: float = 0.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        """``agent_wait``: seconds to stay in a queue's wait loop (requesting the waitUrl
+        again as Twilio does) until the server releases the caller for an agent with
+        ``<Leave/>``; 0 answers the Enqueue action at once with ``queue_result``.
+        ``talk_seconds``: how long an answered agent leg lasts."""
         self.client = client
         self.base = base_url.rstrip("/")
         self.validator = RequestValidator(auth_token)
@@ -88,6 +95,9 @@ class PhoneCall:
         self.queue_result = queue_result
         self.on_hear = on_hear
         self.max_requests = max_requests
+        self.agent_wait = agent_wait
+        self.talk_seconds = talk_seconds
+        self.sleep = sleep
         self.transcript = Transcript(self.call_sid)
 
     # -- Twilio's side of the HTTP exchange
@@ -152,6 +162,49 @@ class PhoneCall:
                                      "SequenceNumber": "1"})
         return self.transcript
 
+    def _wait_loop(self, wait_url: str | None, base: dict[str, str],
+                   queue_sid: str) -> tuple[str, int]:
+        """Twilio's wait experience: the waitUrl's TwiML is played, then requested again,
+        until it says ``<Leave/>`` (or ``agent_wait`` runs out)."""
+        waited = 0.0
+        rounds = 0
+        while wait_url:
+            wresp = self.post(wait_url, {**base, "QueuePosition": "1", "QueueSid": queue_sid,
+                                         "QueueTime": str(int(waited)),
+                                         "AvgQueueTime": "0", "CurrentQueueSize": "1"})
+            pause = 0.0
+            for w in self._twiml(wresp):
+                self._check(w)
+                if w.tag == "Leave":
+                    self.hear(Heard("leave", "", {}))
+                    return "leave", int(waited)
+                self._audio(w)
+                if w.tag == "Pause":
+                    length = w.get("length", "1")
+                    pause += float(length) if length.isdigit() else 1.0
+            rounds += 1
+            if waited >= self.agent_wait or rounds > self.max_requests // 2:
+                break
+            step = min(max(pause, 0.2), 1.0)  # the demo need not sit through whole pauses
+            self.sleep(step)
+            waited += step
+        return self.queue_result, int(waited)
+
+    def _answer_leg(self, nouns: list[ET.Element], base: dict[str, str],
+                    leg_sid: str) -> float:
+        """The dialled party answers: the noun's status callback hears ``in-progress``
+        (as Twilio sends for ``statusCallbackEvent="answered"``), then they talk."""
+        for n in nouns:
+            callback = n.get("statusCallback")
+            if callback and "answered" in n.get("statusCallbackEvent", ""):
+                self.post(callback, {**base, "CallSid": leg_sid, "ParentCallSid": self.call_sid,
+                                     "CallStatus": "in-progress", "Direction": "outbound-dial",
+                                     "CallbackSource": "call-progress-events"})
+                self.hear(Heard("answered", n.tag.lower(), dict(n.attrib)))
+        if self.talk_seconds:
+            self.sleep(self.talk_seconds)
+        return self.talk_seconds
+
     def _check(self, el: ET.Element) -> None:
         allowed = VERB_ATTRIBUTES.get(el.tag)
         if allowed is None:
@@ -207,19 +260,13 @@ class PhoneCall:
                 if not queue or len(queue) > 64:
                     raise TwimlRejected(f"<Enqueue> queue name {queue!r} is empty or too long")
                 self.hear(Heard("enqueue", queue, dict(el.attrib)))
-                wait = el.get("waitUrl")
-                if wait:
-                    wresp = self.post(wait, {**base, "QueuePosition": "1", "QueueSid":
-                                             "QU" + uuid.uuid4().hex, "QueueTime": "0",
-                                             "AvgQueueTime": "0", "CurrentQueueSize": "1"})
-                    for w in self._twiml(wresp):
-                        self._check(w)
-                        self._audio(w)
+                queue_sid = "QU" + uuid.uuid5(uuid.NAMESPACE_URL, queue).hex
+                result, waited = self._wait_loop(el.get("waitUrl"), base, queue_sid)
                 action_url = el.get("action")
                 if action_url is None:
                     return None, {}
-                return action_url, {**base, "QueueResult": self.queue_result,
-                                "QueueSid": "QU" + uuid.uuid4().hex, "QueueTime": "5"}
+                return action_url, {**base, "QueueResult": result, "QueueSid": queue_sid,
+                                    "QueueTime": str(waited)}
             elif el.tag == "Dial":
                 nouns = list(el)
                 if not nouns and not (el.text or "").strip():
@@ -229,13 +276,18 @@ class PhoneCall:
                         raise TwimlRejected(f"<{n.tag}> cannot be nested in <Dial>")
                 target = ", ".join(f"{n.tag.lower()}:{(n.text or '').strip()}" for n in nouns)
                 self.hear(Heard("dial", target or (el.text or "").strip(), dict(el.attrib)))
+                leg_sid = "CA" + uuid.uuid4().hex
+                talked = 0.0
+                if self.dial_status in ("completed", "answered"):
+                    talked = self._answer_leg(nouns, base, leg_sid)
                 action_url = el.get("action")
                 if action_url is None:
                     if self.dial_status in ("completed", "answered"):
                         return None, {}
                     continue
                 return action_url, {**base, "DialCallStatus": self.dial_status,
-                                "DialCallSid": "CA" + uuid.uuid4().hex, "DialCallDuration": "0"}
+                                    "DialCallSid": leg_sid,
+                                    "DialCallDuration": str(int(talked))}
             elif el.tag == "Redirect":
                 self.hear(Heard("redirect", (el.text or "").strip(), dict(el.attrib)))
                 return (el.text or "").strip(), dict(base)

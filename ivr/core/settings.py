@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     # Queues whose choice in the IVR is a leaving-risk signal on the screen-pop.
     leaving_risk_queues: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["retention"])
+    # The demo's agent and supervisor password (`ivr agents demo`; run.sh writes it to .env).
+    demo_agent_password: SecretStr = SecretStr("")
     # This site's name on incidents agents open (another branch sees where it came from).
     branch_name: str | None = None
 
