@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from crm_sync.models import customers, incidents, interactions
+from crm_sync.outbox import emit_many
 
 SOURCE = "agent"
 
@@ -99,6 +100,18 @@ def record_wrap_up(conn: Connection, facts: CallFacts, wrap: WrapUp, now: dateti
     elif still_open:
         conn.execute(update(incidents).where(incidents.c.id.in_(still_open))
                      .values(last_update_at=now))
+    # Subscribed systems hear of it (same transaction: no event for a wrap-up that failed).
+    events: list[tuple[int, str, dict[str, Any]]] = [(
+        facts.customer_id, "interaction.created" if created else "interaction.updated",
+        {"interaction_id": interaction_id, "call_sid": facts.call_sid, "channel": "call",
+         "direction": "in", "started_at": facts.started_at, **values})]
+    events += [(facts.customer_id, "incident.created",
+                {"incident_id": i, "status": "open", "category": wrap.topic[:64],
+                 "summary": wrap.notes or wrap.outcome, "branch": facts.branch,
+                 "opened_at": now}) for i in opened]
+    events += [(facts.customer_id, "incident.updated",
+                {"incident_id": i, "status": "closed", "closed_at": now}) for i in closing]
+    emit_many(conn, events, now)
     if wrap.leaving_reason:
         conn.execute(update(customers).where(customers.c.id == facts.customer_id,
                                              customers.c.status == "active")

@@ -3,6 +3,7 @@ screen-pop, an agent leg that fails, the wrap-up, and who may read what."""
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from datetime import timedelta
 from typing import Any
@@ -321,3 +322,37 @@ def test_unknown_caller_pop_and_wrap_up(app_client: TestClient, people: dict[str
     assert r.status_code == 201
     assert r.json()["interaction_id"] is None and "not identified" in r.json()["warning"]
     assert state_of(engine, people["dana.agent"]) == ("available", None)
+
+
+def test_a_wrap_up_is_published_to_subscribers(app_client: TestClient, people: dict[str, int],
+                                               engine: Engine, clock: FrozenClock) -> None:
+    from crm_sync.outbox import outbox, register
+    from crm_sync.sources import Subscriber
+
+    with engine.begin() as conn:
+        register(conn, [Subscriber(name="helpdesk", url="http://helpdesk.test/hook",
+                                   secret_env="HOOK_SECRET")], clock.now())
+    twilio = TwilioDriver(app_client, "http://testserver", TOKEN)
+    noa = login(app_client, "dana.agent")
+    available(app_client, noa)
+    sid = twilio.start(DANA, ["2"])
+    twilio.connect(sid)
+    twilio.agent_answers(sid)
+    twilio.hang_up(sid)
+    incident = app_client.get(f"/agent/calls/{sid}/context",
+                              headers=noa).json()["open_incidents"][0]["id"]
+    assert app_client.post(f"/agent/calls/{sid}/wrapup", headers=noa, json={
+        "topic": "internet fault", "outcome": "fixed", "resolved": True,
+        "close_incidents": [incident]}).status_code == 201
+    with engine.connect() as conn:
+        rows = conn.execute(select(outbox.c.kind, outbox.c.customer_id, outbox.c.body)
+                            .order_by(outbox.c.id)).all()
+    kinds = [r.kind for r in rows]
+    # The IVR wrote the call into the history at its start, the wrap-up completed it.
+    assert kinds[-2:] == ["interaction.updated", "incident.updated"]
+    assert all(r.customer_id == 1 for r in rows)
+    body = json.loads(rows[-2].body)
+    assert (body["type"], body["data"]["topic"], body["data"]["agent"]) == (
+        "interaction.updated", "internet fault", "Noa Mizrahi")
+    assert json.loads(rows[-1].body)["data"] == {
+        "incident_id": incident, "status": "closed", "closed_at": "2026-11-23T08:00:00Z"}
