@@ -326,8 +326,9 @@ def test_unknown_caller_pop_and_wrap_up(app_client: TestClient, people: dict[str
 
 def test_a_wrap_up_is_published_to_subscribers(app_client: TestClient, people: dict[str, int],
                                                engine: Engine, clock: FrozenClock) -> None:
-    from crm_sync.outbox import outbox, register
+    from crm_sync.outbox import register
     from crm_sync.sources import Subscriber
+    from crm_sync.sync_models import outbox
 
     with engine.begin() as conn:
         register(conn, [Subscriber(name="helpdesk", url="http://helpdesk.test/hook",
