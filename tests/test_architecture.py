@@ -25,14 +25,25 @@ def imports_of(package: str) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize(("package", "forbidden"), [
     ("ivr.core", ("ivr.menu", "ivr.calls", "ivr.webhooks", "ivr.admin", "ivr.app", "ivr.cli",
-                  "ivr.signatures", "ivr.simulate")),
+                  "ivr.signatures", "ivr.simulate", "ivr.agents")),
+    ("ivr.agents", ("ivr.webhooks", "ivr.admin", "ivr.app", "ivr.cli", "ivr.crm_api")),
     ("ivr.menu", ("fastapi", "starlette", "sqlalchemy", "httpx", "ivr.calls", "ivr.webhooks",
                   "ivr.app", "ivr.core.db")),
     ("ivr.calls", ("fastapi", "starlette", "ivr.webhooks", "ivr.admin", "ivr.app", "ivr.cli")),
     ("crm_sync", ("fastapi", "starlette", "ivr.webhooks", "ivr.admin", "ivr.app", "ivr.cli",
-                  "ivr.calls", "ivr.menu", "callbacks")),
+                  "ivr.calls", "ivr.menu", "ivr.agents", "callbacks")),
 ])
 def test_imports_flow_one_way(package: str, forbidden: tuple[str, ...]) -> None:
-    for file, names in imports_of(package).items():
+    files = imports_of(package)
+    assert files, f"no module found in {package}"
+    for file, names in files.items():
         bad = sorted(n for n in names for f in forbidden if n == f or n.startswith(f + "."))
         assert not bad, f"{file} imports {bad}"
+
+
+def test_the_routing_decision_is_pure() -> None:
+    """``ivr.agents.routing`` decides from plain values: no database, web or clock."""
+    tree = ast.parse((ROOT / "ivr/agents/routing.py").read_text(encoding="utf-8"))
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert modules <= {"__future__", "collections.abc", "dataclasses", "datetime"}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any
 
 from ivr.agents.repository import NOTIFY_CHANNEL
@@ -111,7 +111,7 @@ class EventBus:
 
 async def console_stream(bus: EventBus, load: Callable[[int], Any], agent_id: int,
                          after: int, first: list[str], *, heartbeat: float = 15.0,
-                         ) -> AsyncIterator[str]:
+                         ) -> AsyncGenerator[str, None]:
     """Server-Sent Events for one console: ``first`` (already formatted), then every event
     of the agent after ``after``, as they are written. ``load(after)`` is awaited and
     returns ``[(id, kind, json)]``."""
