@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the product on its embedded defaults: SQLite (./ivr.db), the demo menus (./menus),
 # on http://127.0.0.1:8000. Creates .venv and a demo .env (tokens the server and
-# `ivr simulate` share) on first use. Extra arguments go to `ivr serve`.
+# `ivr simulate` share, the demo agents' password) on first use. Extra arguments go to
+# `ivr serve`.
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ ! -x .venv/bin/python ]; then
@@ -14,7 +15,14 @@ if [ ! -f .env ]; then
   printf 'IVR_TWILIO_AUTH_TOKEN=%s\nIVR_ADMIN_TOKEN=%s\n' "$token" "$admin" > .env
   echo "wrote .env with demo tokens (IVR_TWILIO_AUTH_TOKEN, IVR_ADMIN_TOKEN)"
 fi
+if ! grep -q '^IVR_DEMO_AGENT_PASSWORD=' .env; then
+  pw=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(9))')
+  printf 'IVR_DEMO_AGENT_PASSWORD=%s\n' "$pw" >> .env
+  echo "demo agents: sign in at http://127.0.0.1:8000/agent/ as noa (agent) or rivka" \
+       "(supervisor), password $pw (IVR_DEMO_AGENT_PASSWORD in .env)"
+fi
 # A small synthetic customer store, so the demo recognises callers (once; see
-# `ivr crm demo-data --help`).
+# `ivr crm demo-data --help`), and the demo's agent and supervisor.
 .venv/bin/ivr crm demo-data --customers 200 --if-empty
+.venv/bin/ivr agents demo --if-empty
 exec .venv/bin/ivr serve "$@"

@@ -109,7 +109,9 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
             print(f"  ⌨  waiting for input ({h.attrs.get('input', 'dtmf')}, "
                   f"{h.attrs.get('timeout', '5')}s)")
         elif h.kind == "enqueue":
-            print(f"  ⏳ queued in '{h.text}' (answer: {args.queue_result})")
+            waiting = (f"waiting up to {args.wait_for_agent:g} s for an agent"
+                       if args.wait_for_agent else f"answer: {args.queue_result}")
+            print(f"  ⏳ queued in '{h.text}' ({waiting})")
         elif h.kind == "dial":
             print(f"  ☎  dialling {h.text} (answer: {args.dial_status})")
         elif h.kind == "leave":
