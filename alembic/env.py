@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import create_engine, pool
 
 import crm_sync.models  # noqa: F401  (register tables)
-import ivr.agents.models  # noqa: F401
+import ivr.agents.models
 import ivr.calls.models  # noqa: F401
 from alembic import context
 from ivr.core.db import Base
