@@ -23,8 +23,10 @@ Not a test. Runs, in this order:
 
 Each measured run: the agents sign in (``POST /agent/login``), open ``GET /agent/events``
 (100 concurrent streams, read by one asyncio httpx process: the listener), and go
-available. Then calls are started at a fixed rate (``--rate`` per second; a warm-up of
-``--warmup-calls``, then ``--calls`` timed), each driven by ``tests.agent_flow.TwilioDriver``
+available. Then calls are started at a fixed rate (a warm-up of ``--warmup-calls``, then
+``--calls`` timed at each of ``--rates`` calls per second, default 5 and 20, on the same
+servers: 100 agents with 5-minute calls take about 0.3 calls/s, so both are peaks), each
+driven by ``tests.agent_flow.TwilioDriver``
 (signed posts exactly as Twilio sends them, TwiML followed) in a thread pool: the call
 comes in from a loaded customer's mobile (``POST /twilio/voice``: identification, the
 benchmark menu sends it straight to a queue), its wait URL is requested (the caller joins
@@ -63,6 +65,7 @@ import concurrent.futures as cf
 import contextlib
 import csv
 import fcntl
+import itertools
 import json
 import math
 import multiprocessing as mp
@@ -86,6 +89,8 @@ from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -502,12 +507,13 @@ class BareCalls:
         self.agents = agents
         self.payload = payload
         self.nonce = secrets.token_hex(8)
+        self.serial = itertools.count()  # keys stay distinct across phases
 
     def close(self) -> None:
         self.client.close()
 
     def call(self, i: int) -> Sent:
-        sid = f"CA{self.nonce}{i:024x}"
+        sid = f"CA{self.nonce}{next(self.serial):024x}"
         body = json.dumps({**self.payload, "call_sid": sid}, ensure_ascii=False).encode()
         stream = i % self.agents
         sent = time.monotonic_ns()
@@ -551,6 +557,45 @@ class Parts:
     servers: list[wh.Server]
     postgres: bool
     listener: Listener
+    url: str | None = None  # the database (PostgreSQL wait sampling with --profile)
+
+
+@contextlib.contextmanager
+def pg_waits(url: str | None, into: dict[str, Any]) -> Iterator[None]:
+    """With --profile on PostgreSQL: what the database's non-idle backends are doing, sampled
+    every 50 ms (``pg_stat_activity``: state and wait event), e.g. lock waits."""
+    if url is None:
+        yield
+        return
+    stop = threading.Event()
+    counts: collections.Counter[str] = collections.Counter()
+    samples = [0]
+
+    def sample() -> None:
+        engine = create_engine(url, poolclass=NullPool)
+        query = text("SELECT state, coalesce(wait_event_type, 'on CPU'),"
+                     " coalesce(wait_event, '') FROM pg_stat_activity"
+                     " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                     " AND state <> 'idle' AND query NOT LIKE 'LISTEN%'")
+        try:
+            with engine.connect() as conn:
+                while not stop.wait(0.05):
+                    samples[0] += 1
+                    for state, kind, event in conn.execute(query):
+                        counts[f"{state} / {kind} {event}".strip()] += 1
+                    conn.rollback()
+        finally:
+            engine.dispose()
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
+        into["pg_activity"] = {"samples": samples[0], "backends_by_state": dict(
+            counts.most_common(20))}
 
 
 def match(sent: list[Sent], pops: list[Pop], stream_of: dict[str, int]) -> dict[str, Any]:
@@ -559,6 +604,7 @@ def match(sent: list[Sent], pops: list[Pop], stream_of: dict[str, int]) -> dict[
         by_key[p.key].append(p)
     lat: list[float] = []
     http: list[float] = []
+    after: list[float] = []  # pop arrival minus the connect answer's (negative: before)
     missing = wrong = duplicates = before_answer = 0
     with_customer = with_incident = 0
     sizes: list[int] = []
@@ -573,11 +619,13 @@ def match(sent: list[Sent], pops: list[Pop], stream_of: dict[str, int]) -> dict[
         if p.stream != stream_of.get(s.agent):
             wrong += 1
         lat.append((p.at_ns - s.sent_ns) / 1e6)
+        after.append((p.at_ns - s.answered_ns) / 1e6)
         before_answer += p.at_ns < s.answered_ns
         with_customer += p.customer
         with_incident += p.open_incidents > 0
         sizes.append(p.size)
     return {"pop_ms": summary(lat), "connect_http_ms": summary(http), "latencies_ms": lat,
+            "pop_after_answer_ms": summary(after),
             "calls": len(sent), "pops": len(lat), "missing": missing, "wrong_agent": wrong,
             "duplicates": duplicates, "pop_before_http_answer": before_answer,
             "with_customer": with_customer, "with_open_incident": with_incident,
@@ -586,7 +634,7 @@ def match(sent: list[Sent], pops: list[Pop], stream_of: dict[str, int]) -> dict[
             "max_wait_rounds": max((s.wait_rounds for s in sent), default=0)}
 
 
-def measured_phase(opt: Options, parts: Parts, n: int, fn: Callable[[int], Sent],
+def measured_phase(opt: Options, parts: Parts, n: int, rate: float, fn: Callable[[int], Sent],
                    profile_to: list[Path] | None) -> tuple[list[Sent], list[str], dict[str, Any]]:
     busy0 = wh.machine_busy_seconds()
     srv0 = [wh.cpu_seconds(s.pid) for s in parts.servers]
@@ -594,11 +642,13 @@ def measured_phase(opt: Options, parts: Parts, n: int, fn: Callable[[int], Sent]
     lis0 = wh.cpu_seconds(parts.listener.pid)
     me0 = wh.cpu_seconds(os.getpid())
     load0 = os.getloadavg()
-    seconds_guess = n / opt.rate + 5
+    seconds_guess = n / rate + 5
     with contextlib.ExitStack() as stack:
         for server, out in zip(parts.servers, profile_to or [], strict=False):
             stack.enter_context(wh.profiler(server.pid, seconds_guess, out))
-        sent, errors, seconds = fixed_rate(n, opt.rate, opt.max_seconds, fn)
+        waits: dict[str, Any] = {}
+        stack.enter_context(pg_waits(parts.url if opt.profile else None, waits))
+        sent, errors, seconds = fixed_rate(n, rate, opt.max_seconds, fn)
     busy = wh.machine_busy_seconds() - busy0
     srv = [wh.cpu_seconds(s.pid) - c for s, c in zip(parts.servers, srv0, strict=True)]
     pg1 = wh.postgres_cpu_seconds() if parts.postgres else None
@@ -611,7 +661,7 @@ def measured_phase(opt: Options, parts: Parts, n: int, fn: Callable[[int], Sent]
            "postgres_cpu": pg / seconds if pg is not None else None,
            "listener_cpu": lis / seconds, "driver_cpu": me / seconds,
            "other_cpu": max(other, 0.0) / seconds,
-           "loadavg_before": load0[0], "loadavg_after": os.getloadavg()[0]}
+           "loadavg_before": load0[0], "loadavg_after": os.getloadavg()[0], **waits}
     return sent, errors, cpu
 
 
@@ -657,7 +707,8 @@ class Options:
     customers: int
     calls: int
     warmup_calls: int
-    rate: float
+    rates: list[float]
+    bare_calls: int
     agents: int
     max_seconds: float
     server_cpu: int | None
@@ -665,14 +716,17 @@ class Options:
     profile: bool
     work: Path
     pg_admin: str
+    pg_pool: int
 
 
-def server_env(url: str, menus: Path) -> dict[str, str]:
+def server_env(url: str, menus: Path, pg_pool: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
     env.update(IVR_DATABASE_URL=url, IVR_MENUS_DIR=str(menus),
                IVR_TWILIO_AUTH_TOKEN=wh.TOKEN, IVR_ADMIN_TOKEN=secrets.token_hex(16),
                IVR_WATCH_MENUS="false", IVR_ROUTE_EVERY_SECONDS="1",
                IVR_LOG_LEVEL="warning")
+    if url.startswith("postgresql"):
+        env["IVR_DB_POOL_SIZE"] = str(pg_pool)
     return env
 
 
@@ -685,19 +739,22 @@ def ivr_servers(opt: Options, backend: str, url: str) -> list[wh.Server]:
             f"ivr serve {name} ({backend})",
             wh.pinned([wh.ivr_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
                       opt.server_cpu),
-            server_env(url, opt.work / "menus"), opt.work, port,
+            server_env(url, opt.work / "menus", opt.pg_pool), opt.work, port,
             opt.work / f"screenpop-{backend}-{name}.log"))
     return servers
 
 
-def ivr_run(opt: Options, backend: str, url: str, callers: list[str]) -> dict[str, Any]:
+def ivr_run(opt: Options, backend: str, url: str, callers: list[str]) -> list[dict[str, Any]]:
+    """One backend's servers, agents and listener; a timed phase per rate. Returns a result
+    per rate."""
     servers = ivr_servers(opt, backend, url)
-    result: dict[str, Any] = {"name": f"ivr, {backend}"
-                              + (" (2 processes: consoles on A, webhooks to B)"
-                                 if len(servers) > 1 else " (1 process)"),
-                              "backend": backend}
+    name = (f"ivr, {backend}" + (" (2 processes: consoles on A, webhooks to B)"
+                                 if len(servers) > 1 else " (1 process)"))
+    results: list[dict[str, Any]] = []
+    shared: dict[str, Any] = {"server_log": {}}
     listener: Listener | None = None
     calls: IvrCalls | None = None
+    calls_made = 0
     try:
         for s in servers:
             s.start()
@@ -712,28 +769,40 @@ def ivr_run(opt: Options, backend: str, url: str, callers: list[str]) -> dict[st
         set_available(agent_base, tokens)
         stream_of = {n: i for i, n in enumerate(names)}
         rng = random.Random(f"screenpop-callers-{backend}")
-        order = rng.sample(callers, min(len(callers), opt.warmup_calls + opt.calls))
-        calls = IvrCalls(hook_base, agent_base, tokens, order)
-        warm = calls.call
-        print(f"  warm-up: {opt.warmup_calls} calls at {opt.rate:g}/s ...", flush=True)
-        w_sent, w_errors, _ = fixed_rate(opt.warmup_calls, opt.rate, opt.max_seconds, warm)
-        calls.callers = order[opt.warmup_calls:] or order
-        prof = ([OUT / f"profile-screenpop-{backend}-{s.name.split()[2]}.txt"
-                 for s in servers] if opt.profile else None)
-        print(f"  timed: {opt.calls} calls at {opt.rate:g}/s ...", flush=True)
-        parts = Parts(servers, backend == "postgresql", listener)
-        sent, errors, cpu = measured_phase(opt, parts, opt.calls, calls.call, prof)
+        order = rng.sample(callers, min(len(callers),
+                                        opt.warmup_calls + opt.calls * len(opt.rates)))
+        calls = IvrCalls(hook_base, agent_base, tokens, order[:opt.warmup_calls])
+        print(f"  warm-up: {opt.warmup_calls} calls at {opt.rates[0]:g}/s ...", flush=True)
+        w_sent, w_errors, _ = fixed_rate(opt.warmup_calls, opt.rates[0], opt.max_seconds,
+                                         calls.call)
+        calls_made = len(w_sent)
+        parts = Parts(servers, backend == "postgresql", listener,
+                      url if backend == "postgresql" else None)
+        phases = []
+        offset = opt.warmup_calls
+        for rate in opt.rates:
+            calls.callers = order[offset:offset + opt.calls]
+            offset += opt.calls
+            prof = ([OUT / f"profile-screenpop-{backend}-{s.name.split()[2]}-{rate:g}.txt"
+                     for s in servers] if opt.profile else None)
+            print(f"  timed: {opt.calls} calls at {rate:g}/s ...", flush=True)
+            sent, errors, cpu = measured_phase(opt, parts, opt.calls, rate, calls.call, prof)
+            calls_made += len(sent)
+            phases.append((rate, sent, errors, cpu, prof))
+            time.sleep(2.0)  # the last calls' wrap-ups, before the next phase starts
         time.sleep(POP_GRACE_SECONDS)
         pops, stream_errors, sample = listener.finish()
-        timed = {s.key for s in sent}
-        result.update(match(sent, [p for p in pops if p.key in timed], stream_of))
-        result.update(cpu=cpu, errors=errors, warmup_errors=w_errors,
-                      stream_errors=stream_errors, sample_pop=sample,
-                      warmup_calls=len(w_sent))
-        result["db_check"] = db_check(url, len(w_sent) + len(sent), opt.agents)
-        if prof is not None:
-            result["profile"] = {str(p.name): wh.summarise_profile(p, cpu["seconds"])
-                                 for p in prof if p.exists()}
+        shared.update(stream_errors=stream_errors, warmup_errors=w_errors,
+                      warmup_calls=len(w_sent), sample_pop=sample)
+        for rate, sent, errors, cpu, prof in phases:
+            timed = {s.key for s in sent}
+            r = {"name": f"{name}, {rate:g} calls/s", "backend": backend, "rate_asked": rate,
+                 **match(sent, [p for p in pops if p.key in timed], stream_of),
+                 "cpu": cpu, "errors": errors}
+            if prof is not None:
+                r["profile"] = {str(p.name): wh.summarise_profile(p, cpu["seconds"])
+                                for p in prof if p.exists()}
+            results.append(r)
     finally:
         if calls is not None:
             calls.close()
@@ -741,13 +810,16 @@ def ivr_run(opt: Options, backend: str, url: str, callers: list[str]) -> dict[st
             listener.close()
         for s in servers:
             s.stop()
-            result.setdefault("server_log", {})[s.name] = dict(s.log_warnings())
+            shared["server_log"][s.name] = dict(s.log_warnings())
             with contextlib.suppress(OSError):
                 shutil.copy(s.log, OUT / s.log.name)
-    return result
+    shared["db_check"] = db_check(url, calls_made, opt.agents)
+    for r in results:
+        r.update(shared)
+    return results
 
 
-def bare_run(opt: Options, label: str, payload: dict[str, Any]) -> dict[str, Any]:
+def bare_run(opt: Options, label: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
     port = wh.free_port()
     server = wh.Server("bare SSE", wh.pinned([sys.executable, str(HERE / "bare_sse.py"),
                                               "--host", "127.0.0.1", "--port", str(port)],
@@ -755,7 +827,7 @@ def bare_run(opt: Options, label: str, payload: dict[str, Any]) -> dict[str, Any
                        dict(os.environ), opt.work, port, opt.work / f"bare-sse-{label}.log")
     listener: Listener | None = None
     calls: BareCalls | None = None
-    result: dict[str, Any] = {"name": f"bare Starlette SSE ({label})", "backend": "bare"}
+    results: list[dict[str, Any]] = []
     try:
         server.start()
         base = f"http://127.0.0.1:{port}"
@@ -763,23 +835,32 @@ def bare_run(opt: Options, label: str, payload: dict[str, Any]) -> dict[str, Any
                    for k in range(opt.agents)]
         listener = Listener(base, streams, opt.client_cpu)
         calls = BareCalls(base, opt.agents, payload)
-        fixed_rate(opt.warmup_calls, opt.rate, opt.max_seconds, calls.call)
+        fixed_rate(opt.warmup_calls, opt.rates[0], opt.max_seconds, calls.call)
         parts = Parts([server], False, listener)
-        sent, errors, cpu = measured_phase(opt, parts, opt.calls, calls.call, None)
+        phases = []
+        for rate in opt.rates:
+            sent, errors, cpu = measured_phase(opt, parts, opt.bare_calls, rate, calls.call,
+                                               None)
+            phases.append((rate, sent, errors, cpu))
         time.sleep(1.0)
         pops, stream_errors, _sample = listener.finish()
-        timed = {s.key for s in sent}
-        result.update(match(sent, [p for p in pops if p.key in timed],
-                            {str(k): k for k in range(opt.agents)}))
-        result.update(cpu=cpu, errors=errors, stream_errors=stream_errors,
-                      payload_bytes=len(json.dumps(payload, ensure_ascii=False).encode()))
+        size = len(json.dumps(payload, ensure_ascii=False).encode())
+        for rate, sent, errors, cpu in phases:
+            timed = {s.key for s in sent}
+            results.append({
+                "name": f"bare Starlette SSE ({label}), {rate:g} calls/s", "backend": "bare",
+                "rate_asked": rate,
+                **match(sent, [p for p in pops if p.key in timed],
+                        {str(k): k for k in range(opt.agents)}),
+                "cpu": cpu, "errors": errors, "stream_errors": stream_errors,
+                "payload_bytes": size})
     finally:
         if calls is not None:
             calls.close()
         if listener is not None:
             listener.close()
         server.stop()
-    return result
+    return results
 
 
 OUT = wh.OUT
@@ -815,18 +896,20 @@ def noise(runs: list[dict[str, Any]]) -> list[str]:
 
 def table(runs: list[dict[str, Any]]) -> list[str]:
     lines = [
-        "| Run | calls | calls/s | pop p50 ms | p90 | p99 | max | connect HTTP p50 / p99 ms "
+        "| Run | pops/calls | calls/s | pop p50 ms | p90 | p99 | max "
+        "| connect HTTP p50 / p99 ms | pop − answer p50 / p99 ms "
         "| errors | missing | pop bytes | server CPU | PostgreSQL CPU | client CPU "
         "| other CPU | load avg |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
-        p, h, c = r["pop_ms"], r["connect_http_ms"], r["cpu"]
+        p, h, a, c = r["pop_ms"], r["connect_http_ms"], r["pop_after_answer_ms"], r["cpu"]
         errors = len(r["errors"]) + len(r["stream_errors"])
         lines.append(
             f"| {r['name']} | {r['pops']:,}/{r['calls']:,} | {c['rate']:.1f} | {_ms(p['p50'])} "
             f"| {_ms(p['p90'])} | {_ms(p['p99'])} | {_ms(p['max'])} "
-            f"| {_ms(h['p50'])} / {_ms(h['p99'])} | {errors} "
+            f"| {_ms(h['p50'])} / {_ms(h['p99'])} "
+            f"| {_ms(a['p50'])} / {_ms(a['p99'])} | {errors} "
             f"| {r['missing']} (+{r['wrong_agent']} wrong agent) "
             f"| {r['pop_bytes_mean'] or 0:,.0f} "
             f"| {' + '.join(_pct(x) for x in c['server_cpu'])} | {_pct(c['postgres_cpu'])} "
@@ -835,12 +918,14 @@ def table(runs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def markdown(info: dict[str, Any], opt: Options, bares: list[dict[str, Any]],
-             runs: list[dict[str, Any]], loads: dict[str, dict[str, Any]]) -> str:
+def markdown(info: dict[str, Any], opt: Options, before: list[dict[str, Any]],
+             runs: list[dict[str, Any]], after: list[dict[str, Any]],
+             loads: dict[str, dict[str, Any]]) -> str:
     lines = [
         SECTION, "",
         f"Run {info['date']} with `python bench/screenpop.py --customers {opt.customers}"
-        f" --calls {opt.calls} --rate {opt.rate:g}` (git {info['git']}).", "",
+        f" --calls {opt.calls} --rates {','.join(f'{r:g}' for r in opt.rates)}`"
+        f" (git {info['git']}).", "",
         f"Machine: {info['nproc']} CPU ({info['cpu']}), {info['ram_gib']} GiB RAM, "
         f"Python {info['python']}, Linux {info['kernel']}; uvicorn {info['uvicorn']}, "
         f"FastAPI {info['fastapi']}, Starlette {info['starlette']}, "
@@ -864,11 +949,14 @@ def markdown(info: dict[str, Any], opt: Options, bares: list[dict[str, Any]],
         " callers are distinct loaded customers' mobiles, their history (incidents,"
         " interactions) imported through the importer too, "
         f"{OPEN_INCIDENT_SHARE:.0%} of them with an open incident (routed to the incidents"
-        f" queue). {opt.warmup_calls} warm-up calls, then {opt.calls:,} timed calls at"
-        f" {opt.rate:g}/s. Servers pinned to CPU {opt.server_cpu}, listener and driver to"
-        f" CPU {opt.client_cpu}, PostgreSQL not pinned. PostgreSQL runs two `ivr serve`"
-        " processes on one database: consoles on A, every webhook to B (the cross-process"
-        " path); SQLite one process. `IVR_ROUTE_EVERY_SECONDS=1`, default pool sizes."
+        f" queue). {opt.warmup_calls} warm-up calls, then {opt.calls:,} timed calls at each"
+        f" rate ({', '.join(f'{r:g}' for r in opt.rates)} calls/s; the bare baseline"
+        f" {opt.bare_calls:,} per rate). Servers pinned to CPU {opt.server_cpu}, listener"
+        f" and driver to CPU {opt.client_cpu}, PostgreSQL not pinned. PostgreSQL runs two"
+        " `ivr serve` processes on one database: consoles on A, every webhook to B (the"
+        " cross-process path); SQLite one process. `IVR_ROUTE_EVERY_SECONDS=1`;"
+        f" `IVR_DB_POOL_SIZE={opt.pg_pool}` per PostgreSQL process (the shared server's"
+        " `max_connections` is 100 and other work uses it too)."
         " Baseline: the same listener and driver against bench/bare_sse.py, a bare Starlette"
         " app whose `POST /pop` hands the body (a JSON document of a real pop's size) to the"
         " agent's stream in the same process — the floor of \"HTTP request → SSE event\""
@@ -884,31 +972,32 @@ def markdown(info: dict[str, Any], opt: Options, bares: list[dict[str, Any]],
         lines.append(f"| {backend} | {ld['customers_stored']:,} | {ld['seconds']:.1f} "
                      f"| {ld['rows_per_s']:,.0f} | {h['incidents']:,} | {h['interactions']:,} "
                      f"| {h['callers_with_open_incident']:,} |")
-    lines += ["", *table([*bares[:1], *runs, *bares[1:]]), "",
+    lines += ["", *table([*before, *runs, *after]), "",
               "CPU columns: share of one core during the timed calls (server: each process;"
               " client: listener + driver); \"other\" is the rest of the machine (work"
               " unrelated to the benchmark); load avg: 1-minute load average before → after"
-              " the timed calls. Missing = a call whose `<Dial>` was answered but whose pop"
-              " never reached that agent's stream.", "",
+              " the timed calls. Pop − answer: the pop's arrival minus the connect webhook's answer"
+              " at the driver (negative: the pop came first). Missing = a call whose `<Dial>`"
+              " was answered but whose pop never reached that agent's stream.", "",
               "| Target | value | result |", "|---|---:|---|"]
     for r in runs:
         ok = passed(r)
-        lines.append(f"| {r['backend']} pop p99 < {TARGET_P99_MS:g} ms "
+        lines.append(f"| {r['backend']} {r['rate_asked']:g}/s pop p99 < {TARGET_P99_MS:g} ms "
                      f"| {_ms(r['pop_ms']['p99'])} ms | {'PASS' if ok['p99'] else 'MISSED'} |")
         errors = len(r["errors"]) + len(r["stream_errors"])
-        lines.append(f"| {r['backend']} errors 0 | {errors} "
+        lines.append(f"| {r['backend']} {r['rate_asked']:g}/s errors 0 | {errors} "
                      f"| {'PASS' if ok['errors'] else 'MISSED'} |")
-        lines.append(f"| {r['backend']} pops missing 0 | {r['missing']} "
+        lines.append(f"| {r['backend']} {r['rate_asked']:g}/s pops missing 0 | {r['missing']} "
                      f"| {'PASS' if ok['missing'] else 'MISSED'} |")
     lines.append("")
     for r in runs:
         lines.append(
-            f"- {r['backend']}: database check {r['db_check']['text']}; pops with a customer"
+            f"- {r['name']}: database check {r['db_check']['text']}; pops with a customer"
             f" {r['with_customer']:,}/{r['pops']:,}, with an open incident"
             f" {r['with_open_incident']:,}; pop before the connect answer reached the driver"
             f" {r['pop_before_http_answer']:,}/{r['pops']:,}; wait rounds before `<Leave/>`"
             f" at most {r['max_wait_rounds']}; duplicates {r['duplicates']}.")
-    for note in noise([*bares, *runs]):
+    for note in noise([*before, *runs, *after]):
         lines.append(f"- **Noise:** {note}.")
     lines.append("")
     return "\n".join(lines)
@@ -932,6 +1021,11 @@ def print_summary(runs: list[dict[str, Any]]) -> None:
 
 
 def print_profiles(run: dict[str, Any]) -> None:
+    activity = run["cpu"].get("pg_activity")
+    if activity:
+        print(f"\nPostgreSQL backends not idle, {activity['samples']} samples every 50 ms:")
+        for what, count in activity["backends_by_state"].items():
+            print(f"  {count / max(activity['samples'], 1):6.2f}  {what}")
     for name, prof in (run.get("profile") or {}).items():
         if not prof.get("samples"):
             print(f"\npy-spy {name}: no samples")
@@ -958,31 +1052,43 @@ def pinned_here(cpu: int | None) -> Iterator[None]:
 def main() -> int:
     parser = argparse.ArgumentParser(description="Benchmark the agent screen-pop latency.")
     parser.add_argument("--customers", type=int, default=1_000_000)
-    parser.add_argument("--calls", type=int, default=2000, help="timed calls per run")
+    parser.add_argument("--calls", type=int, default=1200,
+                        help="timed calls per backend and rate")
     parser.add_argument("--warmup-calls", type=int, default=100)
-    parser.add_argument("--rate", type=float, default=20.0, help="calls started per second")
+    parser.add_argument("--rates", default="5,20",
+                        help="calls started per second, one timed phase each (comma list)")
+    parser.add_argument("--bare-calls", type=int, default=500,
+                        help="timed requests of the bare baseline per rate")
     parser.add_argument("--agents", type=int, default=100)
     parser.add_argument("--max-seconds", type=float, default=300.0,
                         help="no call is started later than this in a run")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--pg-admin-url", default=os.environ.get("IVR_BENCH_PG_URL",
                                                                  wh.PG_ADMIN_URL))
+    parser.add_argument("--pg-pool", type=int, default=8,
+                        help="IVR_DB_POOL_SIZE of each PostgreSQL server process: a process"
+                             " opens up to 2.5x this many connections, and the shared"
+                             " server's max_connections is 100")
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy record --gil the servers during the timed calls "
                              "(perturbs the figures; results.md is then left alone)")
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    try:
+        rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    except ValueError:
+        parser.error("--rates: numbers, e.g. 5,20")
     if unknown := set(backends) - {"sqlite", "postgresql"}:
         parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
     if not 1_000 <= args.customers <= MAX_STREAM_ROWS:
         parser.error(f"--customers must be within 1,000..{MAX_STREAM_ROWS:,}")
-    needed = args.calls + args.warmup_calls
+    needed = args.calls * len(rates) + args.warmup_calls
     if needed > args.customers // 2:
         parser.error("--customers must be at least twice --calls + --warmup-calls "
                      "(every call comes from a distinct loaded customer)")
-    if not 1 <= args.agents <= 1000 or args.rate <= 0:
-        parser.error("--agents within 1..1000, --rate > 0")
+    if not 1 <= args.agents <= 1000 or not rates or min(rates) <= 0:
+        parser.error("--agents within 1..1000, --rates > 0")
 
     OUT.mkdir(exist_ok=True)
     lock = (OUT / "screenpop.lock").open("w")
@@ -1001,9 +1107,10 @@ def main() -> int:
               f"{os.getloadavg()[0]:.2f}", flush=True)
         with tempfile.TemporaryDirectory(prefix="ivr-screenpop-") as tmp:
             work = Path(tmp)
-            opt = Options(args.customers, args.calls, args.warmup_calls, args.rate,
-                          args.agents, args.max_seconds, 0 if pin else None,
-                          1 if pin else None, args.profile, work, args.pg_admin_url)
+            opt = Options(args.customers, args.calls, args.warmup_calls, rates,
+                          args.bare_calls, args.agents, args.max_seconds, 0 if pin else None,
+                          1 if pin else None, args.profile, work, args.pg_admin_url,
+                          args.pg_pool)
             menus = work / "menus"
             menus.mkdir()
             (menus / "main.yaml").write_text(MENU_YAML, encoding="utf-8")
@@ -1035,20 +1142,22 @@ def main() -> int:
                     raise wh.BenchError(f"{b}: only {len(p['callers'])} usable callers")
             with pinned_here(opt.client_cpu):
                 print("bare SSE baseline ...", flush=True)
-                bares = [bare_run(opt, "before", synthetic_payload(DEFAULT_POP_BYTES))]
-                runs = []
+                before = bare_run(opt, "before", synthetic_payload(DEFAULT_POP_BYTES))
+                runs: list[dict[str, Any]] = []
                 sample: str | None = None
                 for backend in backends:
                     print(f"ivr serve on {backend} ...", flush=True)
-                    run = ivr_run(opt, backend, urls[backend], prepared[backend]["callers"])
-                    sample = run.pop("sample_pop") or sample
-                    runs.append(run)
-                    print(f"  pop p50 {_ms(run['pop_ms']['p50'])} ms, p99 "
-                          f"{_ms(run['pop_ms']['p99'])} ms", flush=True)
+                    for run in ivr_run(opt, backend, urls[backend],
+                                       prepared[backend]["callers"]):
+                        sample = run.pop("sample_pop") or sample
+                        runs.append(run)
+                        print(f"  {run['name']}: pop p50 {_ms(run['pop_ms']['p50'])} ms,"
+                              f" p99 {_ms(run['pop_ms']['p99'])} ms", flush=True)
                 print("bare SSE baseline again ...", flush=True)
                 payload = json.loads(sample) if sample else synthetic_payload(DEFAULT_POP_BYTES)
-                bares.append(bare_run(opt, "after", payload))
-        print_summary([*bares[:1], *runs, *bares[1:]])
+                after = bare_run(opt, "after", payload)
+                bares = [*before, *after]
+        print_summary([*before, *runs, *after])
         for r in runs:
             print_profiles(r)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -1060,11 +1169,11 @@ def main() -> int:
         if args.profile:
             print(f"\n--profile: results.md left alone; raw JSON and py-spy output in {OUT}")
         else:
-            wh.update_results(markdown(info, opt, bares, runs, loads))
+            wh.update_results(markdown(info, opt, before, runs, after, loads))
             print(f"\nwrote {wh.RESULTS.relative_to(ROOT)} and bench/out/screenpop-{stamp}.json")
         ok = all(all(passed(r).values()) for r in runs)
         print("targets: " + ("all met" if ok else "MISSED (see the table)"))
-    except wh.BenchError as exc:
+    except (wh.BenchError, SQLAlchemyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
