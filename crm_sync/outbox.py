@@ -21,8 +21,9 @@ feed); replaying it sends it after them. On PostgreSQL ``emit`` first upserts th
 commit order (no worker can see id 7 committed while id 6 is still in flight). SQLite has a
 single writer: ids are in commit order anyway.
 
-Delivery. ``deliver`` claims up to ``batch`` due events (PostgreSQL: ``FOR UPDATE SKIP
-LOCKED``, so several workers share the table; SQLite: one worker), marks them ``sending``
+Delivery. ``deliver`` claims up to ``batch`` due head events (``claim``: PostgreSQL takes
+them ``FOR UPDATE SKIP LOCKED``, so several workers share the table; SQLite: one worker),
+marks them ``sending``
 with a lease, commits, posts each (outside any transaction: webhooks never wait on it), and
 records the outcomes in one short transaction. 2xx is delivered; 408/425/429/5xx and
 connection errors are retried after a jittered exponential back-off; other 4xx, or
@@ -54,20 +55,22 @@ import httpx
 from sqlalchemy import (
     Connection,
     Engine,
+    and_,
     bindparam,
     func,
     insert,
+    or_,
     select,
     text,
     update,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.elements import ColumnElement
 
 from crm_sync.retry import RETRY_STATUSES, Backoff
 from crm_sync.sources import Subscriber
 from crm_sync.store import bulk_insert
 from crm_sync.sync_models import outbox, outbox_customers, outbox_subscribers
-from ivr.core.db import UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -238,41 +241,69 @@ class _Claimed:
     attempts: int
 
 
-_CLAIM = """
-UPDATE outbox SET status = 'sending', leased_until = :lease, attempts = attempts + 1
-WHERE id IN (
-    SELECT o.id FROM outbox o
-    WHERE ((o.status = 'pending' AND o.due_at <= :now)
-           OR (o.status = 'sending' AND o.leased_until < :now))
-      AND o.subscriber IN :names
-      AND NOT EXISTS (
-          SELECT 1 FROM outbox p
-          WHERE p.subscriber = o.subscriber AND p.customer_id = o.customer_id
-            AND p.id < o.id AND p.status IN ('pending', 'sending'))
-    ORDER BY o.id
-    LIMIT :n
-    {lock}
-)
-RETURNING id, event_id, subscriber, kind, body, attempts
-"""
-_CLAIMS = {
-    dialect: text(_CLAIM.format(lock=lock)).bindparams(
-        bindparam("lease", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime()),
-        bindparam("names", expanding=True))
-    for dialect, lock in (("postgresql", "FOR UPDATE SKIP LOCKED"), ("sqlite", ""))
-}
+# Written out (not bound) so both planners can match the partial index ix_outbox_undelivered.
+_UNDELIVERED = text("outbox.status IN ('pending', 'sending')")
+SCAN = 10  # undelivered rows read per event wanted, per window
+SCAN_WINDOWS = 5  # windows read at most per claim
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    return or_(and_(outbox.c.status == "pending", outbox.c.due_at <= now),
+               and_(outbox.c.status == "sending", outbox.c.leased_until < now))
 
 
 def claim(conn: Connection, names: Sequence[str], now: datetime, limit: int,
           lease: float) -> list[_Claimed]:
-    """The due head event of up to ``limit`` (subscriber, customer) pairs, marked sending."""
+    """The due head event of up to ``limit`` (subscriber, customer) pairs, marked sending.
+
+    Reads undelivered rows in id order (windows of ``limit * SCAN`` from the partial index,
+    plain statements whatever the planner's statistics): the first row of a (subscriber,
+    customer) is its head, and only a head that is due (or whose lease ran out) is taken.
+    Then, PostgreSQL: ``FOR UPDATE SKIP LOCKED`` on those heads (another worker's claim is
+    skipped, not waited for); both: one UPDATE that checks again that each is still
+    claimable, so a head another worker took or delivered meanwhile is left alone."""
     if not names:
         return []
-    stmt = _CLAIMS.get(conn.dialect.name, _CLAIMS["sqlite"])
-    rows = conn.execute(stmt, {"lease": now + timedelta(seconds=lease), "now": now,
-                               "names": list(names), "n": limit})
+    seen: set[tuple[str, int]] = set()
+    heads: list[int] = []
+    after = 0
+    window = limit * SCAN
+    for _ in range(SCAN_WINDOWS):
+        rows = conn.execute(
+            select(outbox.c.id, outbox.c.subscriber, outbox.c.customer_id, outbox.c.status,
+                   outbox.c.due_at, outbox.c.leased_until)
+            .where(_UNDELIVERED, outbox.c.id > after,
+                   outbox.c.subscriber.in_(list(names)))
+            .order_by(outbox.c.id).limit(window)).all()
+        for r in rows:
+            group = (r.subscriber, r.customer_id)
+            if group in seen:
+                continue
+            seen.add(group)
+            if ((r.status == "pending" and r.due_at <= now) or
+                    (r.status == "sending" and r.leased_until is not None
+                     and r.leased_until < now)):
+                heads.append(r.id)
+        if len(heads) >= limit or len(rows) < window:
+            break
+        after = rows[-1].id
+    heads = heads[:limit]
+    if not heads:
+        return []
+    if conn.dialect.name == "postgresql":
+        heads = list(conn.execute(
+            select(outbox.c.id).where(outbox.c.id.in_(heads), _claimable(now))
+            .with_for_update(skip_locked=True)).scalars())
+        if not heads:
+            return []
+    taken = conn.execute(
+        update(outbox).where(outbox.c.id.in_(heads), _claimable(now))
+        .values(status="sending", leased_until=now + timedelta(seconds=lease),
+                attempts=outbox.c.attempts + 1)
+        .returning(outbox.c.id, outbox.c.event_id, outbox.c.subscriber, outbox.c.kind,
+                   outbox.c.body, outbox.c.attempts))
     return sorted((_Claimed(r.id, r.event_id, r.subscriber, r.kind, r.body, r.attempts)
-                   for r in rows), key=lambda c: c.id)
+                   for r in taken), key=lambda c: c.id)
 
 
 def _post(client: httpx.Client, subscriber: Subscriber, secret: bytes, event: _Claimed,
@@ -382,6 +413,13 @@ def depth(conn: Connection, now: datetime) -> dict[str, Any]:
     return {"subscribers": per,
             "undelivered": sum(e["pending"] + e["sending"] for e in per.values()),
             "dead": sum(e["dead"] for e in per.values())}
+
+
+def purge(conn: Connection, before: datetime) -> int:
+    """Delete delivered events older than ``before`` (the worker keeps a week)."""
+    result = conn.execute(outbox.delete().where(outbox.c.status == "delivered",
+                                                outbox.c.delivered_at < before))
+    return int(result.rowcount)
 
 
 def failed(conn: Connection, limit: int = 100) -> list[dict[str, Any]]:

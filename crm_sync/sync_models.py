@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, Integer, String, Table, Text
+from sqlalchemy import JSON, Boolean, Index, Integer, String, Table, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ivr.core.db import Base, UTCDateTime
@@ -69,8 +69,11 @@ class OutboxEvent(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
+        # The claim walks the undelivered rows in id order (delivered ones pile up in front).
+        Index("ix_outbox_undelivered", "id",
+              postgresql_where=text("status IN ('pending', 'sending')"),
+              sqlite_where=text("status IN ('pending', 'sending')")),
         Index("ix_outbox_status_due", "status", "due_at"),
-        Index("ix_outbox_subscriber_customer", "subscriber", "customer_id", "id"),
     )
 
 

@@ -30,7 +30,7 @@ import httpx
 from sqlalchemy import Engine
 
 from crm_sync.config import load_rules
-from crm_sync.outbox import DeliveryPolicy, deliver, register
+from crm_sync.outbox import DeliveryPolicy, deliver, purge, register
 from crm_sync.retry import Backoff
 from crm_sync.sources import SourceConfig, Subscriber, load_sources, load_subscribers
 from crm_sync.sync import SyncBusy, SyncError, pull
@@ -38,6 +38,7 @@ from ivr.core.clock import Clock
 from ivr.core.settings import Settings
 
 log = logging.getLogger("ivr.worker")
+PURGE_EVERY = timedelta(hours=1)  # delivered events older than IVR_OUTBOX_KEEP_DELIVERED_S go
 
 
 @dataclass
@@ -146,7 +147,16 @@ def _outbox_job(engine: Engine, settings: Settings, subscribers: list[Subscriber
                                             settings.outbox_backoff_cap_s),
                             lease=settings.outbox_lease_s)
 
+    purged_at: list[datetime] = []
+
     def run() -> bool:
+        now = clock.now()
+        if not purged_at or now - purged_at[-1] >= PURGE_EVERY:
+            with engine.begin() as conn:
+                gone = purge(conn, now - timedelta(seconds=settings.outbox_keep_delivered_s))
+            if gone:
+                log.info("outbox: %d delivered event(s) purged", gone)
+            purged_at[:] = [now]
         stats = deliver(engine, active, client, clock.now, policy)
         if stats.claimed:
             log.info("outbox: %d delivered, %d to retry, %d dead", stats.delivered,

@@ -590,6 +590,11 @@ def test_worker_syncs_on_schedule_delivers_and_stops_on_sigterm(
     assert len(crm.requests) == 5
     with engine.connect() as conn:
         assert depth(conn, clock.now())["undelivered"] == 0
+    clock.advance(days=8)
+    worker.jobs[0].next_at = clock.now() + timedelta(hours=1)
+    worker.run(max_ticks=1)  # a week later the delivered event is purged
+    with engine.connect() as conn:
+        assert depth(conn, clock.now())["subscribers"]["helpdesk"]["delivered"] == 0
 
     # A failing job is logged and tried again after its interval; SIGTERM stops the loop.
     worker.jobs[1].run = lambda: 1 / 0 > 0
@@ -615,3 +620,20 @@ def test_worker_command_refuses_bad_configuration(
         capsys.readouterr().err
     assert main(["worker", "--once", "--no-sync", "--no-outbox"]) == 1
     assert "nothing to do" in capsys.readouterr().err
+
+
+def test_a_long_first_run_refreshes_postgresql_statistics(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crm_sync import sync
+
+    monkeypatch.setattr(sync, "ANALYZE_AT", (15,))
+    h = Harness(engine)
+    for n in range(1, 31):
+        h.crm.put("customers", customer(n, stamp(n)))
+    assert h.run().report.counts.created == 30
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            analysed = conn.execute(text(
+                "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'customers'")
+            ).scalar()
+        assert analysed is not None

@@ -36,7 +36,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index('ix_outbox_status_due', ['status', 'due_at'], unique=False)
-        batch_op.create_index('ix_outbox_subscriber_customer', ['subscriber', 'customer_id', 'id'], unique=False)
+        batch_op.create_index('ix_outbox_undelivered', ['id'], unique=False,
+                              postgresql_where=sa.text("status IN ('pending', 'sending')"),
+                              sqlite_where=sa.text("status IN ('pending', 'sending')"))
 
     op.create_table('outbox_customers',
     sa.Column('customer_id', sa.Integer(), autoincrement=False, nullable=False),
@@ -73,7 +75,7 @@ def downgrade() -> None:
     op.drop_table('outbox_subscribers')
     op.drop_table('outbox_customers')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.drop_index('ix_outbox_subscriber_customer')
+        batch_op.drop_index('ix_outbox_undelivered')
         batch_op.drop_index('ix_outbox_status_due')
 
     op.drop_table('outbox')

@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     outbox_backoff_cap_s: float = Field(default=3600.0, gt=0)  # longest wait between tries
     outbox_lease_s: float = Field(default=120.0, gt=0)  # a claimed batch's lease
     outbox_every_s: float = Field(default=1.0, gt=0)  # worker polls the outbox this often
+    outbox_keep_delivered_s: int = Field(default=7 * 86400, ge=0)  # then they are deleted
 
     default_region: str = "IL"
     log_level: str = "INFO"
