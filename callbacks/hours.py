@@ -5,7 +5,8 @@ in the centre's zone, turned into UTC instants day by day, so a DST change moves
 instants, never the advertised hours, and a day of 23 or 25 hours counts what it has.
 Every sum and difference is taken in UTC (Python subtracts two datetimes of one zone by
 their wall clocks, which is wrong across a DST change). A local time a spring-forward gap
-skips reads as PEP 495 says (``fold=0``: the offset before the change, i.e. later).
+skips reads as PEP 495 says (``fold=0``: the offset before the change, i.e. later); one a
+fall-back repeats is its first occurrence (the end of a quiet span: the first one after).
 
 The same semantics as ``ivr.menu.hours.hours_status`` (a test checks them side by side):
 special days win, then public holidays (closed all day), then the weekly hours. Emergency
@@ -150,5 +151,10 @@ def quiet_end(quiet: QuietHours, t: datetime, zone: ZoneInfo) -> datetime:
     day = local.date()
     if quiet.start > quiet.end and local.time() >= quiet.start:
         day += timedelta(days=1)  # 21:00-08:00 at 22:30: ends tomorrow morning
-    end = _instant(day, quiet.end, zone)
-    return end if end > t else t + timedelta(minutes=1)  # pragma: no cover (gap-only)
+    # A wall time a DST change repeats ends the first time after t (fold 0, then 1); one a
+    # spring-forward gap skips reads with the offset before the change (later).
+    for fold in (0, 1):
+        end = datetime.combine(day, quiet.end, tzinfo=zone).replace(fold=fold).astimezone(UTC)
+        if end > t:
+            return end
+    raise AssertionError("unreachable: a quiet span ends after an instant it covers")

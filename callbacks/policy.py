@@ -163,6 +163,9 @@ class QuietHours(_Strict):
 def _quiet_range(value: Any) -> Any:
     if isinstance(value, str):
         start, end = _clock_range(value, wraps=True)
+        if (end or time(0)) == start:
+            raise PydanticCustomError("time_range", "quiet hours {value!r} leave no time "
+                                      "of the day to call", {"value": value})
         return {"start": start, "end": end or time(0)}
     return value
 
