@@ -37,6 +37,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -54,6 +55,11 @@ from ruamel.yaml.error import YAMLError
 
 DEFAULT_FILE = Path("callbacks.yaml")  # IVR_CALLBACKS_FILE
 DEFAULT_TIER = "default"  # the deadline of callers with no tier, or a tier not listed
+
+
+def _refusal(kind: str, text: str) -> PydanticCustomError:
+    """A validation error whose message is ``text`` as written (no template fields)."""
+    return PydanticCustomError(kind, text.replace("{", "{{").replace("}", "}}"))
 
 
 class PolicyError(ValueError):
@@ -89,14 +95,12 @@ def parse_duration(value: Any) -> Any:
         return value
     m = _DURATION.match(value) if isinstance(value, str) else None
     if not m or not any(m.groups()):
-        raise PydanticCustomError(
-            "duration", "expected a duration like '15m', '2h' or '1h30m', got {value!r}",
-            {"value": value})
+        raise _refusal("duration",
+                       f"expected a duration like '15m', '2h' or '1h30m', got {value!r}")
     d, h, mi, s = (int(g or 0) for g in m.groups())
     out = timedelta(days=d, hours=h, minutes=mi, seconds=s)
     if out <= timedelta(0):
-        raise PydanticCustomError("duration", "expected a duration longer than zero, "
-                                  "got {value!r}", {"value": value})
+        raise _refusal("duration", f"expected a duration longer than zero, got {value!r}")
     return out
 
 
@@ -107,26 +111,33 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 _TIME_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 Weekday = Literal["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-TierName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$", max_length=32)]
+_TIER = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def _tier_name(value: Any) -> Any:
+    if isinstance(value, str) and not _TIER.match(value):
+        raise _refusal("tier", f"a tier is a lower-case name like 'premium', got {value!r}")
+    return value
+
+
+TierName = Annotated[str, AfterValidator(_tier_name)]
 QueueName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
 def _clock_range(value: Any, *, wraps: bool) -> tuple[time, time | None]:
     m = _TIME_RANGE.match(value) if isinstance(value, str) else None
     if not m:
-        raise PydanticCustomError(
-            "time_range", "expected a time range like '08:00-17:30', got {value!r}",
-            {"value": value})
+        raise _refusal("time_range",
+                       f"expected a time range like '08:00-17:30', got {value!r}")
     h1, m1, h2, m2 = (int(g) for g in m.groups())
     if h2 == 24 and m2 != 0:
         raise PydanticCustomError("time_range", "a range can end at 24:00 at the latest")
     start, end = time(h1, m1), (None if h2 == 24 else time(h2, m2))
     if end == start:
-        raise PydanticCustomError("time_range", "range {value!r} is empty", {"value": value})
+        raise _refusal("time_range", f"range {value!r} is empty")
     if not wraps and end is not None and end < start:
-        raise PydanticCustomError(
-            "time_range", "range {value!r} ends before it starts; split ranges that cross "
-            "midnight", {"value": value})
+        raise _refusal("time_range", f"range {value!r} ends before it starts; split ranges "
+                       "that cross midnight")
     return start, end
 
 
@@ -138,10 +149,10 @@ class TimeRange(_Strict):
 
 
 def _opening_range(value: Any) -> Any:
-    if isinstance(value, str):
-        start, end = _clock_range(value, wraps=False)
-        return {"start": start, "end": end}
-    return value
+    if isinstance(value, TimeRange | dict):
+        return value
+    start, end = _clock_range(value, wraps=False)
+    return {"start": start, "end": end}
 
 
 Range = Annotated[TimeRange, BeforeValidator(_opening_range)]
@@ -161,13 +172,12 @@ class QuietHours(_Strict):
 
 
 def _quiet_range(value: Any) -> Any:
-    if isinstance(value, str):
-        start, end = _clock_range(value, wraps=True)
-        if (end or time(0)) == start:
-            raise PydanticCustomError("time_range", "quiet hours {value!r} leave no time "
-                                      "of the day to call", {"value": value})
-        return {"start": start, "end": end or time(0)}
-    return value
+    if value is None or isinstance(value, QuietHours | dict):
+        return value
+    start, end = _clock_range(value, wraps=True)
+    if (end or time(0)) == start:
+        raise _refusal("time_range", f"quiet hours {value!r} leave no time of the day to call")
+    return {"start": start, "end": end or time(0)}
 
 
 class HolidayCalendar(_Strict):
@@ -187,9 +197,8 @@ class HolidayCalendar(_Strict):
 
 def _special_day(value: Any) -> Any:
     if isinstance(value, str) and value not in ("closed", "holiday"):
-        raise PydanticCustomError(
-            "special_day", "expected 'closed', 'holiday' or a list of time ranges, got "
-            "{value!r}", {"value": value})
+        raise _refusal("special_day",
+                       f"expected 'closed', 'holiday' or a list of time ranges, got {value!r}")
     return value
 
 
@@ -231,9 +240,8 @@ def _zone(value: str) -> ZoneInfo:
     try:
         return ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise PydanticCustomError(
-            "timezone", "unknown time zone {value!r} (expected e.g. 'Asia/Jerusalem')",
-            {"value": value}) from None
+        raise _refusal("timezone", f"unknown time zone {value!r} (expected e.g. "
+                       "'Asia/Jerusalem')") from None
 
 
 # ------------------------------------------------------------------------------ policies
@@ -333,28 +341,35 @@ class Policies:
 # -------------------------------------------------------------------------------- loader
 
 
-def _position(node: Any, loc: tuple[int | str, ...]) -> tuple[int, int] | None:
-    """1-based (line, column) of the deepest key of ``loc`` that the YAML tree has."""
-    found = None
-    for key in loc:
+def _locate(data: Any, loc: tuple[Any, ...]) -> tuple[tuple[int, int] | None, list[str]]:
+    """Where a pydantic error location is in the YAML tree: the 1-based (line, column) of
+    its deepest key found, and the key path as the file writes it (dates as 2026-12-31).
+    Parts that are no key of the file (pydantic's '[key]', union tags) are skipped; a
+    missing key is kept in the path, pointing at its parent."""
+    node, found, parts = data, None, []
+    for part in loc:
         lc = getattr(node, "lc", None)
-        if lc is None:
-            break
         if isinstance(node, dict):
-            match = next((k for k in node if str(k) == str(key)), None)
-            if match is None:
-                continue  # a pydantic tag ('[key]', 'hours'), not a key of the file
-            line, col = lc.key(match)
-            node = node[match]
-        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
-            line, col = lc.item(key)
+            key = next((k for k in node if str(part) in (str(k), repr(k))), _NO_KEY)
+            if key is _NO_KEY:
+                if part == loc[-1] and part not in _TAGS:
+                    parts.append(str(part))  # a required key that is missing
+                continue
+            where = lc.key(key) if lc is not None else None
             node = node[key]
+            parts.append(str(key))
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            where = lc.item(part) if lc is not None else None
+            node = node[part]
+            parts.append(str(part))
         else:
             break
-        found = (line + 1, col + 1)
-    return found
+        if where is not None:
+            found = (where[0] + 1, where[1] + 1)
+    return found, parts
 
 
+_NO_KEY = object()
 _TAGS = frozenset({"[key]", "word", "hours"})
 
 
@@ -370,11 +385,9 @@ def _refuse(path: Path, data: Any, exc: ValidationError) -> PolicyError:
         loc = tuple(err["loc"])
         if err["type"] == "unknown_key":
             loc = (*loc, err["ctx"]["key"])
-        keys = tuple(p for p in loc if p not in _TAGS)
-        pos = _position(data, keys)
+        pos, parts = _locate(data, loc)
         where = f"{path}:{pos[0]}:{pos[1]}" if pos else f"{path}:1:1"
-        dotted = ".".join(str(p) for p in keys) or "(top)"
-        lines.append(f"{where}: {dotted}: {_message(err)}")
+        lines.append(f"{where}: {'.'.join(parts) or '(top)'}: {_message(err)}")
     return PolicyError("\n".join(dict.fromkeys(lines)))
 
 
