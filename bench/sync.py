@@ -241,16 +241,23 @@ def deliver_worker(url: str, port: int, batch: int) -> None:
     t0 = time.perf_counter()
     idle = 0
     with httpx.Client() as client:
-        while idle < 3:
+        while True:
             stats = deliver(engine, subs, client, lambda: datetime.now(UTC), policy)
             delivered += stats.delivered
             claimed += stats.claimed
             http += stats.http_seconds
-            idle = idle + 1 if stats.claimed == 0 else 0
-            if stats.claimed == 0:
-                time.sleep(0.05)  # another worker may still hold the last claims
+            if stats.claimed:
+                continue
+            with engine.connect() as conn:
+                left = conn.execute(select(func.count()).select_from(outbox)
+                                    .where(outbox.c.status != "delivered")).scalar_one()
+            if not left:
+                break
+            idle += 1
+            time.sleep(0.05)  # the other worker holds the last claims
     engine.dispose()
     print(json.dumps({"delivered": delivered, "claimed": claimed, "http_seconds": http,
+                      "idle_rounds": idle,
                       "seconds": time.perf_counter() - t0}), flush=True)
 
 

@@ -287,15 +287,19 @@ def claim(conn: Connection, names: Sequence[str], now: datetime, limit: int,
         if len(heads) >= limit or len(rows) < window:
             break
         after = rows[-1].id
-    heads = heads[:limit]
     if not heads:
         return []
     if conn.dialect.name == "postgresql":
+        # Every head the windows found is a candidate: when another worker is claiming the
+        # first ones right now, this one takes the next ones instead of none.
         heads = list(conn.execute(
             select(outbox.c.id).where(outbox.c.id.in_(heads), _claimable(now))
+            .order_by(outbox.c.id).limit(limit)
             .with_for_update(skip_locked=True)).scalars())
         if not heads:
             return []
+    else:
+        heads = heads[:limit]
     taken = conn.execute(
         update(outbox).where(outbox.c.id.in_(heads), _claimable(now))
         .values(status="sending", leased_until=now + timedelta(seconds=lease),
