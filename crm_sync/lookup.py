@@ -28,6 +28,9 @@ def _with_attributes(query: Select[Any]) -> Select[Any]:
     open_incidents = (select(func.count()).select_from(incidents)
                       .where(incidents.c.customer_id == customers.c.id,
                              incidents.c.status == "open").scalar_subquery())
+    newest_open = (select(func.max(incidents.c.opened_at))
+                   .where(incidents.c.customer_id == customers.c.id,
+                          incidents.c.status == "open").scalar_subquery())
     last_call = (select(func.max(interactions.c.started_at))
                  .where(interactions.c.customer_id == customers.c.id,
                         interactions.c.channel == "call", interactions.c.direction == "in")
@@ -35,14 +38,25 @@ def _with_attributes(query: Select[Any]) -> Select[Any]:
     return query.add_columns(customers.c.id, customers.c.tier, customers.c.segment,
                              customers.c.status, customers.c.preferred_language,
                              open_incidents.label("open_incidents"),
+                             newest_open.label("newest_open"),
                              last_call.label("last_call"))
 
 
 REPEAT_WINDOW_MINUTES = 120
 
 
+def _stamp(value: Any, now: datetime) -> datetime | None:
+    if value is None:
+        return None
+    stamp = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if not isinstance(stamp, datetime):  # SQLite returns max() of a timestamp as text
+        return None
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=now.tzinfo)
+
+
 def _attributes(row: Any, now: datetime,
                 window_minutes: int = REPEAT_WINDOW_MINUTES) -> dict[str, Any]:
+    opened = _stamp(row.newest_open, now)
     last_call = row.last_call
     hours = minutes = None
     if last_call is not None:
@@ -66,6 +80,9 @@ def _attributes(row: Any, now: datetime,
         "preferred_language": row.preferred_language,
         "open_incidents": int(row.open_incidents or 0),
         "has_open_incident": bool(row.open_incidents),
+        # When the newest open incident was opened (prompts say "the fault you reported
+        # at {open_incident_opened_at:time}").
+        "open_incident_opened_at": opened.isoformat() if opened is not None else None,
         "hours_since_last_call": hours,
     }
 

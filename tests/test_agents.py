@@ -16,8 +16,9 @@ from crm_sync.models import interactions as interactions_t
 from ivr.agents.models import agent_state_events, agents, queue_entries
 from ivr.core.clock import FrozenClock
 from tests.agent_fixtures import DANA, YOSSI, available, login
-from tests.agent_flow import TwilioDriver
+from tests.agent_flow import CallLeg, TwilioDriver
 from tests.conftest import TOKEN
+from tests.twilio import new_sid
 
 
 def dial_target(xml: str) -> tuple[str, str]:
@@ -68,7 +69,7 @@ def test_known_caller_reaches_an_available_agent_with_the_incident_on_screen(
     # The same customer calls again 55 minutes after the first call: the pop shows the
     # wrap-up.
     clock.advance(minutes=51)
-    sid2 = twilio.start(DANA, ["2"])
+    sid2 = twilio.start(DANA, ["2", "1"])  # "calling about the fault you reported at …?"
     twilio.connect(sid2)
     second = app_client.get(f"/agent/calls/{sid2}/context", headers=noa).json()
     last = second["interactions"][0]
@@ -237,7 +238,7 @@ def test_repeat_caller_with_an_open_fault_goes_to_the_agent_who_had_them(
     available(app_client, avi)
     clock.advance(minutes=1)
     available(app_client, noa)
-    again = twilio.start(DANA, ["2"])
+    again = twilio.start(DANA, ["2", "1"])  # yes, about the fault reported earlier
     entry = entry_of(engine, again)
     assert (entry.preferred_agent_id, entry.priority) == (people["avi"], 10)
     assert state_of(engine, people["avi"]) == ("reserved", again)
@@ -357,3 +358,23 @@ def test_a_wrap_up_is_published_to_subscribers(app_client: TestClient, people: d
         "interaction.updated", "internet fault", "Noa Mizrahi")
     assert json.loads(rows[-1].body)["data"] == {
         "incident_id": incident, "status": "closed", "closed_at": "2026-11-23T08:00:00Z"}
+
+
+def test_a_repeat_caller_is_asked_about_the_fault_by_its_time(
+        app_client: TestClient, people: dict[str, int], clock: FrozenClock) -> None:
+    twilio = TwilioDriver(app_client, "http://testserver", TOKEN)
+    first = twilio.start(DANA, ["2"])  # the first call: straight to the team
+    assert twilio.calls[first].queue == "support-open-incidents"
+    twilio.caller_hangs_up(first)
+    clock.advance(minutes=30)
+    leg = CallLeg(new_sid(), DANA)
+    twilio.calls[leg.sid] = leg
+    twilio.post("/twilio/voice", twilio.params(leg, CallStatus="ringing"))
+    xml = twilio.post("/twilio/gather?s=1", twilio.params(leg, Digits="2"))
+    say = ET.fromstring(xml).find("Gather/Say")
+    assert say is not None
+    # The fault was opened at the Haifa branch at 07:00 UTC: 09:00 in Jerusalem.
+    assert say.text == ("אם אתם מתקשרים בעניין התקלה שדיווחתם עליה בשעה 09:00, הקישו 1. "
+                        "לנושא אחר הקישו 2.")
+    xml = twilio.post("/twilio/gather?s=2", twilio.params(leg, Digits="2"))
+    assert "לתקלה באינטרנט הקישו 2" in xml  # "something else": the support menu

@@ -1208,3 +1208,23 @@ def test_demo_silent_caller_reaches_an_operator(demo: MenuBundle) -> None:
     )
     assert call.send(QueueEnded("queue-full"))[-1] == Hangup()
     assert call.state.node == "sorry_goodbye"
+
+
+@pytest.mark.parametrize(("text", "attributes", "zone", "spoken"), [
+    ("Hello {tier} customer", {"tier": "premium"}, "UTC", "Hello premium customer"),
+    # an ISO timestamp spoken as local time (Jerusalem: UTC+2 in winter, +3 in summer)
+    ("reported at {t:time}", {"t": "2026-11-23T07:05:00+00:00"}, "Asia/Jerusalem",
+     "reported at 09:05"),
+    ("reported at {t:time}", {"t": "2026-06-01T07:05:00+00:00"}, "Asia/Jerusalem",
+     "reported at 10:05"),
+    ("reported at {t:time}", {"t": "2026-06-01T07:05:00"}, "UTC", "reported at 07:05"),
+    # a value the caller does not have is left out, never spoken as "{...}" or "None"
+    ("at {t:time}.", {}, "UTC", "at ."),
+    ("at {t:time}.", {"t": "not a time"}, "UTC", "at ."),
+    ("tier {tier}", {"tier": None}, "UTC", "tier "),
+    ("no placeholders", {"tier": "x"}, "UTC", "no placeholders"),
+])
+def test_fill(text: str, attributes: dict[str, Any], zone: str, spoken: str) -> None:
+    from ivr.menu.engine import fill
+
+    assert fill(text, attributes, zone) == spoken

@@ -217,7 +217,7 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     path, problems = check(tmp_path, "fallbak: bye\n" + GOOD)
     assert problems == [
         f"{path}:1:1: error: fallbak: unknown key 'fallbak'; expected one of: default_language, "
-        f"description, fallback, languages, name, nodes, schedules, start, voices",
+        f"description, fallback, languages, name, nodes, schedules, start, timezone, voices",
     ]
 
 
@@ -1281,3 +1281,28 @@ def test_submenu_entering_at_a_node_that_does_not_exist(tmp_path: Path) -> None:
     _bundle, report = load_directory(tmp_path, "main")
     assert [str(p) for p in report.problems] == [
         f"{path}:14:11: error: nodes.support.node: menu 'support' has no node 'nowhere'"]
+
+
+def test_prompt_placeholders_are_checked(tmp_path: Path) -> None:
+    text = GOOD.replace('"Press 1 to leave."',
+                        '"At {open_incident_opened_at:date} {tier} {x y}"')
+    path, problems = check(tmp_path, text)
+    where = f"{path}:9:20: error: nodes.main.prompt.say.en-US: placeholder "
+    assert problems == [
+        where + "'{open_incident_opened_at:date}': expected {attribute} or {attribute:time}",
+        where + "'{x y}': expected {attribute} or {attribute:time}",
+    ]
+
+
+def test_prompt_placeholder_of_an_unknown_attribute_is_a_warning(tmp_path: Path) -> None:
+    text = GOOD.replace('"Press 1 to leave."', '"You have {open_incident} faults"')
+    path, problems = check(tmp_path, text)
+    assert problems == [
+        f"{path}:9:20: warning: nodes.main.prompt.say.en-US: placeholder '{{open_incident}}': "
+        "unknown caller attribute 'open_incident'; did you mean 'open_incidents'?"]
+
+
+def test_menu_time_zone_is_checked(tmp_path: Path) -> None:
+    path, problems = check(tmp_path, "timezone: Mars/Olympus\n" + GOOD)
+    assert problems == [f"{path}:1:11: error: timezone: unknown time zone 'Mars/Olympus' "
+                        "(expected e.g. 'Asia/Jerusalem')"]

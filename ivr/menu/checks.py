@@ -12,12 +12,16 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from ivr.menu.loader import LoadedMenu, PathT, Problem, dotted
 from ivr.menu.model import (
+    CALLER_ATTRIBUTES,
     MAX_AUTOMATIC_HOPS,
+    PLACEHOLDER,
+    PLACEHOLDER_FORMATS,
     SAY_MAX_CHARS,
     BranchNode,
     HoursNode,
@@ -34,6 +38,7 @@ from ivr.menu.model import (
 from ivr.menu.voices import voice_languages
 
 NodeRef = tuple[str, str]  # (menu name, node name)
+_ATTRIBUTE = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,15 @@ def _check_prompt(lm: LoadedMenu, ppath: PathT, prompt: Prompt, langs: set[str],
                        f"{sorted(langs)}", "warning", key=True)
     if prompt.say is not None:
         for lang, text in prompt.say.items():
+            for m in PLACEHOLDER.finditer(text):
+                name, _, fmt = m.group(1).partition(":")
+                if not _ATTRIBUTE.fullmatch(name) or fmt not in PLACEHOLDER_FORMATS:
+                    yield _problem(lm, (*ppath, "say", lang), f"placeholder {m.group(0)!r}: "
+                                   "expected {attribute} or {attribute:time}")
+                elif name not in CALLER_ATTRIBUTES:
+                    yield _problem(lm, (*ppath, "say", lang), f"placeholder {m.group(0)!r}: "
+                                   f"unknown caller attribute {name!r}"
+                                   f"{_suggest(name, list(CALLER_ATTRIBUTES))}", "warning")
             if len(text) > SAY_MAX_CHARS:
                 yield _problem(lm, (*ppath, "say", lang), f"text is {len(text)} characters; "
                                f"Twilio's <Say> takes at most {SAY_MAX_CHARS}")

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from ivr.menu.bundle import MenuBundle
 from ivr.menu.hours import hours_status
 from ivr.menu.model import (
     MAX_AUTOMATIC_HOPS,
+    PLACEHOLDER,
     BranchNode,
     Condition,
     HangupNode,
@@ -160,6 +162,30 @@ def _menu(bundle: MenuBundle, name: str) -> Menu:
         raise EngineError(f"menu {name!r} is not in version {bundle.version}") from None
 
 
+def fill(text: str, attributes: dict[str, Any], zone: str) -> str:
+    """A prompt's ``{attribute}`` placeholders with the caller's values (``{x:time}``: an
+    ISO timestamp as HH:MM in ``zone``); a value the caller does not have is left out."""
+    if "{" not in text:
+        return text
+
+    def one(m: re.Match[str]) -> str:
+        name, _, fmt = m.group(1).partition(":")
+        value = attributes.get(name)
+        if value is None or value == "":
+            return ""
+        if fmt == "time":
+            try:
+                at = datetime.fromisoformat(str(value))
+            except ValueError:
+                return ""
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=UTC)
+            return at.astimezone(ZoneInfo(zone)).strftime("%H:%M")
+        return str(value)
+
+    return PLACEHOLDER.sub(one, text)
+
+
 def _node(menu: Menu, name: str) -> Node:
     try:
         return menu.nodes[name]
@@ -301,7 +327,21 @@ class _Walk:
         self.path.append(entry)
 
     def result(self) -> StepResult:
-        return StepResult(replace(self.state, path=tuple(self.path)), tuple(self.actions))
+        zone = _menu(self.bundle, self.state.menu).spoken_timezone()
+        attrs = self.state.attributes
+
+        def filled(a: Action) -> Action:
+            if isinstance(a, Say) and "{" in a.text:
+                return replace(a, text=fill(a.text, attrs, zone))
+            if isinstance(a, Gather) and any(isinstance(p, Say) and "{" in p.text
+                                             for p in a.prompts):
+                return replace(a, prompts=tuple(
+                    replace(p, text=fill(p.text, attrs, zone)) if isinstance(p, Say) else p
+                    for p in a.prompts))
+            return a
+
+        return StepResult(replace(self.state, path=tuple(self.path)),
+                          tuple(filled(a) for a in self.actions))
 
     def goto(self, node: str, menu: str | None = None) -> None:
         self.state = replace(self.state, node=node, menu=menu or self.state.menu,

@@ -393,6 +393,19 @@ class Schedule(StrictModel):
         return value
 
 
+# Caller attributes the IVR sets (menus branch on them; prompts may speak them).
+CALLER_ATTRIBUTES = (
+    "caller", "called", "caller_country", "caller_outcome", "identified", "customer_id",
+    "tier", "segment", "status", "preferred_language", "open_incidents", "has_open_incident",
+    "open_incident_opened_at", "hours_since_last_call", "minutes_since_last_call",
+    "repeat_caller", "candidates",
+)
+# "{tier}" speaks an attribute; "{open_incident_opened_at:time}" a timestamp as HH:MM in the
+# menu's time zone.
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+PLACEHOLDER_FORMATS = ("", "time")
+
+
 class Menu(StrictModel):
     """One menu file."""
 
@@ -406,7 +419,28 @@ class Menu(StrictModel):
     start: NodeName
     fallback: NodeName = Field(description="The safe place for callers who reach a limit")
     schedules: dict[str, Schedule] = Field(default_factory=dict)
+    timezone: str | None = Field(
+        default=None, description="Time zone of times spoken in prompts ({x:time}); "
+                                  "default: the first schedule's, else UTC")
     nodes: dict[NodeName, Node] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise PydanticCustomError(
+                    "timezone", "unknown time zone '{value}' (expected e.g. 'Asia/Jerusalem')",
+                    {"value": value},
+                ) from None
+        return value
+
+    def spoken_timezone(self) -> str:
+        if self.timezone:
+            return self.timezone
+        return next((s.timezone for s in self.schedules.values()), "UTC")
 
 
 def menu_json_schema() -> dict[str, Any]:
