@@ -12,8 +12,8 @@ fi
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"
-.venv/bin/mypy ivr crm_sync tests bench
+.venv/bin/mypy ivr crm_sync callbacks tests bench
 echo "== ivr menus check"
 .venv/bin/ivr menus check menus
 echo "== pytest (databases: ${IVR_TEST_DATABASES:-sqlite,postgresql})"
-.venv/bin/python -m pytest --cov=ivr --cov=crm_sync --cov-report=term:skip-covered --cov-fail-under=90 "$@"
+.venv/bin/python -m pytest --cov=ivr --cov=crm_sync --cov=callbacks --cov-report=term:skip-covered --cov-fail-under=90 "$@"

@@ -32,6 +32,8 @@ def imports_of(package: str) -> dict[str, set[str]]:
     ("ivr.calls", ("fastapi", "starlette", "ivr.webhooks", "ivr.admin", "ivr.app", "ivr.cli")),
     ("crm_sync", ("fastapi", "starlette", "ivr.webhooks", "ivr.admin", "ivr.app", "ivr.cli",
                   "ivr.calls", "ivr.menu", "ivr.agents", "callbacks")),
+    ("callbacks", ("fastapi", "starlette", "ivr.webhooks", "ivr.admin", "ivr.app", "ivr.cli",
+                   "ivr.calls", "ivr.menu", "ivr.agents", "crm_sync")),
 ])
 def test_imports_flow_one_way(package: str, forbidden: tuple[str, ...]) -> None:
     files = imports_of(package)
@@ -47,3 +49,24 @@ def test_the_routing_decision_is_pure() -> None:
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert modules <= {"__future__", "collections.abc", "dataclasses", "datetime"}
+
+
+def test_callbacks_import_the_core_only() -> None:
+    """Of the project, ``callbacks`` imports ``ivr.core`` and itself, nothing else."""
+    for file, names in imports_of("callbacks").items():
+        project = {n for n in names if n.split(".")[0] in ("ivr", "crm_sync")}
+        bad = sorted(n for n in project if n != "ivr.core" and not n.startswith("ivr.core."))
+        assert not bad, f"{file} imports {bad}"
+
+
+@pytest.mark.parametrize("module", ["policy", "hours", "sla"])
+def test_the_sla_core_is_pure(module: str) -> None:
+    """The SLA maths decides from plain values: no database, web, clock or project module
+    but its own (``now`` is an argument)."""
+    tree = ast.parse((ROOT / f"callbacks/{module}.py").read_text(encoding="utf-8"))
+    modules = {n.module or "." for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    allowed = {"__future__", "collections.abc", "datetime", "functools", "math", "pathlib",
+               "re", "typing", "zoneinfo", "holidays", "pydantic", "pydantic_core",
+               "ruamel.yaml", "ruamel.yaml.error", "callbacks.policy", "callbacks.hours"}
+    assert modules <= allowed, sorted(modules - allowed)

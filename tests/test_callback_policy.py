@@ -233,3 +233,12 @@ def test_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as err:
         load_policies(path)
     assert str(err.value) == f"{path}: cannot read: No such file or directory"
+
+
+def test_the_readme_example_is_a_valid_policy(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Callback SLA policy (groundwork)"):]
+    example = section[section.index("```yaml\n") + 8:section.index("```\n", 10)]
+    policies = load_policies(write(tmp_path / "callbacks.yaml", example))
+    assert policies.for_queue("billing").deadline_for("premium") == timedelta(minutes=15)
+    assert policies.for_queue("billing").deadline_for("gold") == timedelta(hours=4)
