@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, case, func, select
 
 from crm_sync.models import customer_phones as phones
 from crm_sync.models import customers, incidents, interactions
@@ -79,12 +79,11 @@ def customer_context(conn: Connection, customer_id: int, now: datetime, *,
         promises.append({"interaction_id": r.id, "action": r.promised_action,
                          "due_at": _iso(due), "overdue": bool(due is not None and due < now),
                          "agent": r.agent})
-    last_in = _as_dt(conn.execute(select(func.max(interactions.c.started_at)).where(
-        interactions.c.customer_id == customer_id, interactions.c.direction == "in",
-        others)).scalar())
-    last_out = _as_dt(conn.execute(select(func.max(interactions.c.started_at)).where(
-        interactions.c.customer_id == customer_id, interactions.c.direction == "out",
-        others)).scalar())
+    last = conn.execute(select(
+        func.max(case((interactions.c.direction == "in", interactions.c.started_at))),
+        func.max(case((interactions.c.direction == "out", interactions.c.started_at))))
+        .where(interactions.c.customer_id == customer_id, others)).one()
+    last_in, last_out = _as_dt(last[0]), _as_dt(last[1])
     reasons = []
     if customer["status"] in LEAVING_STATUSES:
         reasons.append(f"customer status: {customer['status']}")

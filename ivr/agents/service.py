@@ -276,13 +276,11 @@ class AgentService:
             if offer.connected_at is None:
                 repo.update_offer(conn, offer.id, connected_at=now)
                 repo.update_entry(conn, call_sid, connected_at=now, updated_at=now)
-                context = self.build_context(conn, call_sid, now)
+                context = self.build_context(conn, call_sid, now, offer)
                 context["offer_id"] = offer.id
+                # The pop itself says "ringing" (status): no separate call event.
                 out.published.append((offer.agent_id, repo.add_event(
                     conn, offer.agent_id, "screenpop", context, now, call_sid)))
-                out.published.append((offer.agent_id, repo.add_event(
-                    conn, offer.agent_id, "call", {"call_sid": call_sid, "status": "ringing"},
-                    now, call_sid)))
             out.twiml = connect_twiml(offer.id, agent["reach_kind"], agent["reach_target"],
                                       self.settings.agent_ring_timeout)
         return out
@@ -397,12 +395,15 @@ class AgentService:
 
     # ------------------------------------------------------------ the screen-pop
 
-    def build_context(self, conn: Connection, call_sid: str, now: datetime) -> dict[str, Any]:
-        call = get_call(conn, call_sid)
+    def build_context(self, conn: Connection, call_sid: str, now: datetime,
+                      offer: Any = None) -> dict[str, Any]:
+        """The screen-pop: the customer's side (``crm_sync.screenpop``) and the call's (who
+        called, what they typed, the IVR path with timings, the wait). ``offer``: the call's
+        live offer when the caller has it at hand (else it is read)."""
         full = _call_row(conn, call_sid)
         entry = repo.get_entry(conn, call_sid)
-        attrs = dict((call or {}).get("attributes") or {})
-        path = list((call or {}).get("path") or [])
+        attrs = dict(full.get("attributes") or {})
+        path = list(full.get("path") or [])
         customer_id = attrs.get("customer_id") if attrs.get("identified") else None
         window = self.settings.repeat_window_minutes
         if customer_id is not None:
@@ -424,7 +425,8 @@ class AgentService:
             risk["reasons"].insert(0, f"chose '{q}' in the IVR (e.g. cancel my service)")
         risk["flag"] = bool(risk["reasons"])
         entered = entry.entered_at if entry is not None else None
-        offer = repo.open_offer(conn, call_sid)
+        if offer is None:
+            offer = repo.open_offer(conn, call_sid)
         status = ("ended" if offer is None else
                   "answered" if offer.answered_at is not None else "ringing")
         ctx.update({
@@ -432,7 +434,7 @@ class AgentService:
             "status": status,
             "caller": {"number": full.get("from_number"), "outcome": outcome,
                        "typed_account": typed, "candidates": candidates},
-            "language": (call or {}).get("language"),
+            "language": full.get("language"),
             "queue": entry.queue if entry is not None else None,
             "priority": entry.priority if entry is not None else 0,
             "entered_queue_at": entered.isoformat() if entered else None,
@@ -520,7 +522,8 @@ def ivr_path(path: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _call_row(conn: Connection, call_sid: str) -> dict[str, Any]:
-    row = conn.execute(select(calls.c.from_number, calls.c.to_number, calls.c.created_at)
+    row = conn.execute(select(calls.c.from_number, calls.c.to_number, calls.c.created_at,
+                              calls.c.language, calls.c.attributes, calls.c.path)
                        .where(calls.c.call_sid == call_sid)).first()
     return dict(row._mapping) if row is not None else {}
 
