@@ -18,6 +18,7 @@ Not a test. Servers run in their own processes on 127.0.0.1 (uvicorn):
 
     python bench/sync.py                        # both backends
     python bench/sync.py --records 20000 --backends sqlite --no-write
+    python bench/sync.py --emit-cost            # us per outbox.emit, no subscriber / one
 
 Writes the section "## CRM sync over HTTP (issue 7)" of bench/results.md (other sections
 kept) and raw JSON to bench/out/.
@@ -298,6 +299,41 @@ def bare_posts(port: int, events: int) -> dict[str, Any]:
     return {"events": events, "seconds": seconds, "events_per_s": events / seconds}
 
 
+def emit_cost(url: str, n: int = 3000) -> dict[str, float]:
+    """Microseconds per ``outbox.emit`` inside one transaction (rolled back), best of 5 and
+    median, with no subscriber registered and with one."""
+    import statistics  # noqa: PLC0415
+
+    from crm_sync.outbox import emit  # noqa: PLC0415
+
+    engine = make_engine(url, 2)
+    with engine.begin() as conn:
+        conn.execute(insert(customers).values(id=1, status="active", lineage={},
+                                              created_at=NOW, updated_at=NOW))
+
+    def measure() -> tuple[float, float]:
+        out = []
+        for _ in range(5):
+            with engine.connect() as conn:
+                tx = conn.begin()
+                t0 = time.perf_counter()
+                for i in range(n):
+                    emit(conn, customer_id=1, kind="interaction.created",
+                         payload={"source": "ivr", "external_id": f"CA{i}",
+                                  "started_at": NOW}, now=NOW)
+                out.append((time.perf_counter() - t0) / n * 1e6)
+                tx.rollback()
+        return min(out), statistics.median(out)
+
+    none = measure()
+    with engine.begin() as conn:
+        register(conn, [subscriber(1)], NOW)
+    one = measure()
+    engine.dispose()
+    return {"none_best_us": none[0], "none_median_us": none[1], "one_best_us": one[0],
+            "one_median_us": one[1]}
+
+
 # --- report -------------------------------------------------------------------------------------
 
 def machine() -> str:
@@ -381,8 +417,22 @@ def main() -> int:
     parser.add_argument("--pg-admin-url", default=os.environ.get(
         "IVR_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--no-write", action="store_true", help="leave results.md alone")
+    parser.add_argument("--emit-cost", action="store_true",
+                        help="only measure outbox.emit (us per call) on each backend")
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if args.emit_cost:
+        dbs = Databases(args.pg_admin_url)
+        try:
+            for backend in backends:
+                cost = emit_cost(dbs.fresh(backend, "emit"))
+                print(f"{backend}: emit with no subscriber {cost['none_best_us']:.0f} us "
+                      f"(median {cost['none_median_us']:.0f}), with one "
+                      f"{cost['one_best_us']:.0f} us (median {cost['one_median_us']:.0f})")
+        finally:
+            if "postgresql" in backends:
+                dbs.cleanup()
+        return 0
 
     def log(msg: str) -> None:
         print(f"[{datetime.now(UTC):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
