@@ -637,3 +637,11 @@ def test_a_long_first_run_refreshes_postgresql_statistics(
                 "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'customers'")
             ).scalar()
         assert analysed is not None
+
+
+def test_worker_command_runs_its_jobs_once(crm_dir: Path) -> None:
+    from ivr.cli import main
+
+    # The outbox is empty, so the subscriber is never called; --once: one round, exit 0.
+    assert main(["worker", "--once", "--no-sync"]) == 0
+    assert main(["crm", "outbox", "--json"]) == 0  # registered by the worker's start
