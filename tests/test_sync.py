@@ -645,3 +645,23 @@ def test_worker_command_runs_its_jobs_once(crm_dir: Path) -> None:
     # The outbox is empty, so the subscriber is never called; --once: one round, exit 0.
     assert main(["worker", "--once", "--no-sync"]) == 0
     assert main(["crm", "outbox", "--json"]) == 0  # registered by the worker's start
+
+
+def test_readme_source_and_subscriber_examples_load(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## CRM sync over HTTP", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```yaml\n")[1:]]
+    source_text = next(b for b in blocks if "base_url:" in b)
+    subscribers_text = next(b for b in blocks if b.startswith("subscribers:"))
+    config = load_source(write(tmp_path / "crm" / "sources" / "billing.yaml", source_text))
+    assert [e.kind for e in config.endpoints] == ["customers", "incidents"]
+    assert config.endpoints[0].paging.next == "meta.next"
+    monkeypatch.setenv("BILLING_CRM_TOKEN", "t")
+    assert config.auth_headers()["Authorization"] == "Bearer t"
+    inline = endpoint_mapping(tmp_path / "crm", config, config.endpoints[1],
+                              Mappings(tmp_path / "crm" / "mappings"))
+    assert (inline.kind, inline.source) == ("incidents", "billing")
+    (hook,) = load_subscribers(write(tmp_path / "crm" / "subscribers.yaml", subscribers_text))
+    assert (hook.name, hook.echo_source, hook.secret_env) == (
+        "helpdesk", "helpdesk", "HELPDESK_HOOK_SECRET")
