@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from sqlalchemy import create_engine, pool
 
-import crm_sync.models  # noqa: F401  (register tables)
-import ivr.agents.models
-import ivr.calls.models  # noqa: F401
 from alembic import context
+from crm_sync import models as crm_models
+from crm_sync import sync_models
+from ivr.agents import models as agent_models
+from ivr.calls import models as call_models
 from ivr.core.db import Base
 from ivr.core.settings import Settings
+
+# Every table the migrations build, registered on Base.metadata by importing it.
+REGISTERED = (crm_models, sync_models, agent_models, call_models)
 
 config = context.config
 target_metadata = Base.metadata

@@ -86,6 +86,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
+def pg_url(postgres_url: str) -> Iterator[str]:
+    """PostgreSQL only, for what SQLite does not do (several processes or workers at once:
+    SQLite is for one); emptied afterwards like ``database_url``."""
+    yield postgres_url
+    engine = create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
+    engine.dispose()
+
+
+@pytest.fixture
 def menus_dir(tmp_path: Path) -> Path:
     """A private copy of the demo menus (tests may edit it)."""
     target = tmp_path / "menus"

@@ -8,7 +8,6 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -16,27 +15,17 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, create_engine, func, insert, select, text
+from sqlalchemy import Engine, create_engine, func, insert, select
 
 from crm_sync.models import Customer, CustomerPhone, Incident
 from ivr.agents import repository as repo
 from ivr.agents.models import agent_calls, agents, queue_entries
 from ivr.core.clock import SystemClock
 from tests.agent_flow import TwilioDriver
-from tests.conftest import TABLES, TOKEN
+from tests.conftest import TOKEN
 from tests.test_processes import always_open, server
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def pg_url(postgres_url: str) -> Iterator[str]:
-    """PostgreSQL only: several server processes need it (SQLite is for one process)."""
-    yield postgres_url
-    engine = create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
-    engine.dispose()
 
 
 def seed(engine: Engine, n_agents: int) -> None:

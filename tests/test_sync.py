@@ -337,18 +337,21 @@ def test_pure_paging_helpers() -> None:
         next_position(cursor, {"cursor": "x"}, {"next": "x"}, 10)
 
 
-def test_only_one_process_syncs_an_endpoint_at_a_time(engine: Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite runs one worker")
+def test_only_one_process_syncs_an_endpoint_at_a_time(pg_url: str) -> None:
+    """PostgreSQL: an advisory lock per endpoint (SQLite runs one worker)."""
     import zlib
 
-    h = Harness(engine)
-    key = zlib.crc32(b"billing/customers") - (1 << 31)
-    with engine.connect() as holder:
-        holder.exec_driver_sql(f"SELECT pg_advisory_lock({0x5C_0001}, {key})")
-        with pytest.raises(SyncBusy):
-            h.run()
-        holder.exec_driver_sql(f"SELECT pg_advisory_unlock({0x5C_0001}, {key})")
+    engine = make_engine(pg_url, 2)
+    try:
+        h = Harness(engine)
+        key = zlib.crc32(b"billing/customers") - (1 << 31)
+        with engine.connect() as holder:
+            holder.exec_driver_sql(f"SELECT pg_advisory_lock({0x5C_0001}, {key})")
+            with pytest.raises(SyncBusy):
+                h.run()
+            holder.exec_driver_sql(f"SELECT pg_advisory_unlock({0x5C_0001}, {key})")
+    finally:
+        engine.dispose()
 
 
 # --- configuration --------------------------------------------------------------------------
