@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from ivr import admin, crm_api, webhooks
+from ivr import admin, crm_api, observability, webhooks
 from ivr.agents import endpoints as agent_endpoints
 from ivr.agents.events import EventBus
 from ivr.agents.gateway import Gateway, HoldLoopGateway, TwilioGateway
@@ -131,11 +131,14 @@ def create_app(settings: Settings, clock: Clock | None = None,
     app.state.settings = settings
     app.state.clock = clock
     app.state.signatures = SignatureChecker(settings)
+    app.state.metrics = observability.Metrics(observability.DatabaseCollector(
+        lambda: getattr(app.state, "db", None), clock))
     app.router.routes.extend(webhooks.ROUTES)
     app.add_middleware(webhooks.TwilioFastPath)
     app.include_router(admin.router)
     app.include_router(crm_api.router)
     app.include_router(agent_endpoints.router)
+    app.include_router(observability.router)
     app.mount("/agent/static", StaticFiles(directory=agent_endpoints.STATIC_DIR,
                                            check_dir=False), name="agent-static")
 
@@ -162,5 +165,10 @@ def route_paths(app: FastAPI) -> list[tuple[str, set[str]]]:
 
 
 def app_from_env() -> FastAPI:
-    """Factory for uvicorn workers: settings from the environment."""
-    return create_app(Settings())
+    """Factory for uvicorn workers: settings from the environment. A worker is a fresh
+    process, so it sets up its own logging."""
+    from ivr.core.logging import configure  # noqa: PLC0415
+
+    settings = Settings()
+    configure(settings, observability.redactor(settings.default_region))
+    return create_app(settings)

@@ -71,17 +71,19 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
     # uvicorn formats every access-log line before the logger drops it; skip the work when
     # the level would drop it anyway.
     access_log = settings.log_level.upper() in ("DEBUG", "INFO")
+    # log_config=None: uvicorn's loggers propagate to the root handler ``main`` set up (the
+    # same format, CallSid and masking); log_level still sets their levels.
     if workers > 1:
         if settings.is_sqlite:
             print("warning: several workers on SQLite serialise on one file; use PostgreSQL",
                   file=sys.stderr)
         uvicorn.run("ivr.app:app_from_env", factory=True, host=host, port=port,
-                    workers=workers, log_level=settings.log_level.lower(),
+                    workers=workers, log_level=settings.log_level.lower(), log_config=None,
                     access_log=access_log, timeout_graceful_shutdown=SHUTDOWN_GRACE)
     else:
         from ivr.app import create_app  # noqa: PLC0415
 
-        uvicorn.run(create_app(settings), host=host, port=port,
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None,
                     log_level=settings.log_level.lower(), access_log=access_log,
                     timeout_graceful_shutdown=SHUTDOWN_GRACE)
     return EXIT_OK
@@ -239,10 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings()
-        logging.basicConfig(level=settings.log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                            force=True)
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+        from ivr.core.logging import configure  # noqa: PLC0415
+        from ivr.observability import redactor  # noqa: PLC0415
+
+        configure(settings, redactor(settings.default_region))
         if args.command == "serve":
             return _serve(settings, args.host, args.port, args.workers)
         if args.command == "migrate":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from time import perf_counter
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -27,6 +28,7 @@ from ivr.agents.service import AgentService
 from ivr.calls import twiml
 from ivr.calls.service import FINAL_STATUSES, CallService, UnknownCallError, fingerprint
 from ivr.core.db import Database
+from ivr.core.logging import call_sid as call_sid_context
 from ivr.core.settings import Settings
 from ivr.menu.engine import DialEnded, Event, Gathered, QueueEnded
 from ivr.signatures import SignatureChecker
@@ -79,14 +81,23 @@ Handler = Callable[[Request, TwilioRequest], Awaitable[Response]]
 
 
 def twilio_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a handler: nothing runs before the signature is verified."""
+    """Wrap a handler: nothing runs before the signature is verified. The request's CallSid
+    is in the logging context while the handler runs (every log line of the call carries
+    it), and its latency goes to ``ivr_webhook_seconds``."""
 
     async def endpoint(request: Request) -> Response:
+        started = perf_counter()
         try:
             tw = await twilio_request(request)
         except Refused as exc:
             return PlainTextResponse(exc.detail, status_code=exc.status)
-        return await handler(request, tw)
+        token = call_sid_context.set(tw.call_sid or None)
+        try:
+            return await handler(request, tw)
+        finally:
+            call_sid_context.reset(token)
+            request.app.state.metrics.observe_webhook(request.scope["path"],
+                                                      perf_counter() - started)
 
     endpoint.__name__ = handler.__name__
     endpoint.__doc__ = handler.__doc__
@@ -97,27 +108,37 @@ def _xml(body: str) -> Response:
     return Response(content=body, media_type=TWIML)
 
 
+def _failed(request: Request) -> None:
+    """Count a webhook that failed inside (``ivr_webhook_failures_total``)."""
+    request.app.state.metrics.webhook_failed(request.scope["path"])
+
+
+def _safe_route(request: Request) -> Response:
+    """A failure inside: the caller hears the apology and goes to the safe queue."""
+    _failed(request)
+    return _xml(twiml.safe_route(request.app.state.settings.safe_queue))
+
+
 def _step(tw: TwilioRequest) -> int | None:
     raw = tw.query.get("s", "")
     return int(raw) if raw.isdigit() and len(raw) < 9 else None
 
 
 async def _answer(request: Request, tw: TwilioRequest, event: Event | None) -> Response:
-    settings: Settings = request.app.state.settings
     db: Database = request.app.state.db
     service: CallService = request.app.state.calls
     sid = tw.call_sid
     try:
         if not sid:
             log.warning("webhook without CallSid path=%s", request.url.path)
-            return _xml(twiml.safe_route(settings.safe_queue))
+            return _safe_route(request)
         if event is None:
             answer = await db.run(service.start_call, tw.params, tw.fingerprint)
         else:
             at = _step(tw)
             if at is None:
                 log.warning("webhook without a valid step call=%s", sid)
-                return _xml(twiml.safe_route(settings.safe_queue))
+                return _safe_route(request)
             pool = request.app.state.step_pool
             if pool is not None:
                 answer = await service.continue_call_async(pool, sid, at, event,
@@ -129,7 +150,7 @@ async def _answer(request: Request, tw: TwilioRequest, event: Event | None) -> R
         log.warning("webhook for an unknown call; sending to the safe queue call=%s", sid)
     except Exception:
         log.exception("webhook failed; sending the caller to the safe queue call=%s", sid)
-    return _xml(twiml.safe_route(settings.safe_queue))
+    return _safe_route(request)
 
 
 def _float(value: str | None) -> float | None:
@@ -170,7 +191,7 @@ async def queue(request: Request, tw: TwilioRequest) -> Response:
                 return _xml(out.twiml or twiml.empty())
         except Exception:
             log.exception("connecting a dequeued caller failed call=%s", tw.call_sid)
-            return _xml(twiml.safe_route(request.app.state.settings.safe_queue))
+            return _safe_route(request)
     return await _answer(request, tw, QueueEnded(result))
 
 
@@ -191,6 +212,7 @@ async def wait(request: Request, tw: TwilioRequest) -> Response:
         except Exception:
             log.exception("queue bookkeeping failed; the caller keeps holding call=%s",
                           tw.call_sid)
+            _failed(request)
     return _xml(twiml.hold(lang, tw.params.get("QueuePosition"), settings.hold_music_url))
 
 
@@ -208,7 +230,7 @@ async def connect(request: Request, tw: TwilioRequest) -> Response:
         return _xml(out.twiml or twiml.empty())
     except Exception:
         log.exception("connect failed call=%s", tw.call_sid)
-        return _xml(twiml.safe_route(request.app.state.settings.safe_queue))
+        return _safe_route(request)
 
 
 async def agent_dial(request: Request, tw: TwilioRequest) -> Response:
@@ -225,7 +247,7 @@ async def agent_dial(request: Request, tw: TwilioRequest) -> Response:
         return _xml(out.twiml or twiml.empty())
     except Exception:
         log.exception("agent dial result failed call=%s", tw.call_sid)
-        return _xml(twiml.safe_route(request.app.state.settings.safe_queue))
+        return _safe_route(request)
 
 
 async def agent_leg(request: Request, tw: TwilioRequest) -> Response:
@@ -238,6 +260,7 @@ async def agent_leg(request: Request, tw: TwilioRequest) -> Response:
             await after_commit(request.app, out)
         except Exception:
             log.exception("agent leg status not recorded offer=%s", offer)
+            _failed(request)
             return PlainTextResponse("status not recorded; retry", status_code=503)
     return _xml(twiml.empty())
 
@@ -254,16 +277,16 @@ async def status(request: Request, tw: TwilioRequest) -> Response:
                 await after_commit(request.app, await db.run(agents.call_ended, tw.call_sid))
         except Exception:
             log.exception("status callback not recorded call=%s", tw.call_sid)
+            _failed(request)
             return PlainTextResponse("status not recorded; retry", status_code=503)
     return _xml(twiml.empty())
 
 
 async def fallback(request: Request, tw: TwilioRequest) -> Response:
     """The number's Fallback URL: Twilio could not use the primary URL's answer."""
-    settings: Settings = request.app.state.settings
     log.error("Twilio used the fallback URL call=%s error_code=%s error_url=%s",
               tw.call_sid, tw.params.get("ErrorCode"), tw.params.get("ErrorUrl"))
-    return _xml(twiml.safe_route(settings.safe_queue))
+    return _safe_route(request)
 
 
 ROUTES = [

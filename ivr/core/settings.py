@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -86,6 +86,12 @@ class Settings(BaseSettings):
 
     default_region: str = "IL"
     log_level: str = "INFO"
+
+    # Observability. GET /metrics (Prometheus text) needs this bearer token; empty disables
+    # it. Logs are plain text lines or JSON objects (time, level, logger, message, call_sid,
+    # exception), one a line.
+    metrics_token: SecretStr = SecretStr("")
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("twilio_shared_keys", mode="before")
     @classmethod

@@ -1,0 +1,240 @@
+"""Operations endpoints and metrics: ``GET /readyz``, ``GET /metrics`` (Prometheus text,
+bearer token ``IVR_METRICS_TOKEN``), the per-app metrics registry, and the redaction of
+customer data in log lines (phone numbers masked as ``crm_sync.phones.mask`` does).
+
+Counters and the webhook histogram are observed in the process (``ivr.webhooks``); the
+queue, agent, outbox and sync gauges are read from the database at scrape time by
+``DatabaseCollector``, so every process reports the same shared state.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from sqlalchemy import func, select, text
+
+from crm_sync import outbox as crm_outbox
+from crm_sync import sync as crm_sync_status
+from crm_sync.phones import mask, normalize
+from ivr.agents.models import agents, queue_entries
+from ivr.core.clock import Clock
+from ivr.core.db import Database
+from ivr.core.migrate import is_at_head
+from ivr.core.settings import Settings
+
+# Webhook latency buckets (seconds): a menu step is a few ms; the safe route must stay far
+# below Twilio's 15 s timeout.
+WEBHOOK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0)
+AGENT_STATES = ("offline", "available", "reserved", "on_call", "wrap_up")
+OUTBOX_STATUSES = ("pending", "sending", "dead", "delivered")
+
+
+class Metrics:
+    """One app's metrics, in its own registry (tests build many apps in one process)."""
+
+    def __init__(self, collector: DatabaseCollector | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.webhook_seconds = Histogram(
+            "ivr_webhook_seconds", "Twilio webhook latency, signature check to answer",
+            ["route"], buckets=WEBHOOK_BUCKETS, registry=self.registry)
+        self.webhook_failures = Counter(
+            "ivr_webhook_failures_total", "Twilio webhooks that failed inside (the caller "
+            "got the safe route, or a status callback was answered 503 for a retry)",
+            ["route"], registry=self.registry)
+        self._observe: dict[str, Callable[[float], None]] = {}
+        if collector is not None:
+            self.registry.register(collector)
+
+    def observe_webhook(self, route: str, seconds: float) -> None:
+        """The hot path: a dict look-up and one histogram observation."""
+        observe = self._observe.get(route)
+        if observe is None:
+            observe = self._observe[route] = self.webhook_seconds.labels(route).observe
+        observe(seconds)
+
+    def webhook_failed(self, route: str) -> None:
+        self.webhook_failures.labels(route).inc()
+
+
+class DatabaseCollector:
+    """Gauges of the shared state, read when Prometheus scrapes: calls waiting per queue and
+    the longest wait, agents by state, outbox depth, CRM sync lag per source."""
+
+    def __init__(self, database: Callable[[], Database | None], clock: Clock) -> None:
+        self.database = database
+        self.clock = clock
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # read at scrape time only (no database work at registration)
+
+    def collect(self) -> Iterable[Metric]:
+        db = self.database()
+        if db is None:
+            return []
+        now = self.clock.now()
+        waiting = GaugeMetricFamily(
+            "ivr_queue_calls_waiting", "Calls in a queue not yet connected to an agent "
+            "(waiting, or offered to a reserved agent)", labels=["queue"])
+        longest = GaugeMetricFamily(
+            "ivr_queue_longest_wait_seconds", "How long the longest-waiting call of a queue "
+            "has waited (since it first joined)", labels=["queue"])
+        by_state = GaugeMetricFamily("ivr_agents", "Active agents by state", labels=["state"])
+        events = GaugeMetricFamily("ivr_outbox_events", "Outbox events by subscriber and "
+                                   "status", labels=["subscriber", "status"])
+        due = GaugeMetricFamily("ivr_outbox_due_events", "Pending outbox events due now",
+                                labels=["subscriber"])
+        oldest = GaugeMetricFamily(
+            "ivr_outbox_oldest_undelivered_seconds", "Age of the oldest undelivered event",
+            labels=["subscriber"])
+        lag = GaugeMetricFamily(
+            "ivr_crm_sync_lag_seconds", "Seconds since the last successful pull of a source "
+            "endpoint", labels=["source", "kind"])
+        with db.engine.connect() as conn:
+            rows = conn.execute(
+                select(queue_entries.c.queue, func.count(), func.min(queue_entries.c.entered_at))
+                .where(queue_entries.c.status.in_(("waiting", "offered")))
+                .group_by(queue_entries.c.queue))
+            for queue, count, first in rows:
+                waiting.add_metric([queue], int(count))
+                if first is not None:
+                    longest.add_metric([queue], max(0.0, (now - first).total_seconds()))
+            states = dict.fromkeys(AGENT_STATES, 0)
+            for state, count in conn.execute(
+                    select(agents.c.state, func.count()).where(agents.c.active.is_(True))
+                    .group_by(agents.c.state)):
+                states[state] = int(count)
+            for state, count in states.items():
+                by_state.add_metric([state], count)
+            depth = crm_outbox.depth(conn, now)
+            for name, entry in sorted(depth["subscribers"].items()):
+                for status in OUTBOX_STATUSES:
+                    events.add_metric([name, status], entry[status])
+                due.add_metric([name], entry["due"])
+                if entry["oldest_undelivered_seconds"] is not None:
+                    oldest.add_metric([name], entry["oldest_undelivered_seconds"])
+            for status_row in crm_sync_status.source_status(conn, now):
+                if status_row["lag_seconds"] is not None:
+                    lag.add_metric([status_row["source"], status_row["kind"]],
+                                   status_row["lag_seconds"])
+        return [waiting, longest, by_state, events, due, oldest, lag]
+
+
+# -- redaction of customer data in log lines
+
+# A phone number as people and systems write it: +972501234567, %2B972501234567 (a URL),
+# 00972501234567, 972501234567, 0501234567, 050-123-4567, (050) 123 4567. Not inside a word
+# (a CallSid's hex digits) and 8–15 digits.
+_PHONE = re.compile(r"(?<![\w+%])(?:\+|%2[bB])?\(?\d(?:[ .\-()]{0,2}\d){7,14}(?!\w)")
+_SEPARATORS = re.compile(r"[ .\-()]")
+# Customer data in query strings (uvicorn's access log of /crm/customers?phone=…&name=…).
+_QUERY = re.compile(r"([?&](?:phone|name|email|account)=)[^&\s\"]*", re.IGNORECASE)
+# SQLAlchemy writes a failed statement's bound values into its exceptions.
+_SQL_PARAMETERS = re.compile(r"\[parameters: [^\n]*\]")
+
+
+def _mask_phone(found: re.Match[str], region: str) -> str:
+    raw = found.group(0)
+    compact = _SEPARATORS.sub("", raw.replace("%2B", "+").replace("%2b", "+"))
+    if not compact.startswith(("+", "0", "972")):
+        return raw  # other long digit runs (counts, ids) are left alone
+    e164 = normalize(compact, region).e164
+    if e164 is None and compact.startswith("+"):
+        e164 = compact  # not a number we know, still a number: mask its digits
+    return mask(e164) if e164 else raw
+
+
+def redactor(region: str = "IL") -> Callable[[str], str]:
+    """The log redaction: phone numbers masked (``+97250***4567``), customer fields in query
+    strings and SQL parameters dropped."""
+
+    def redact(message: str) -> str:
+        if any(ch.isdigit() for ch in message):
+            message = _PHONE.sub(lambda m: _mask_phone(m, region), message)
+        if "=" in message:
+            message = _QUERY.sub(r"\1***", message)
+        if "[parameters: " in message:
+            message = _SQL_PARAMETERS.sub("[parameters: hidden]", message)
+        return message
+
+    return redact
+
+
+# -- endpoints
+
+bearer = HTTPBearer(auto_error=False)
+
+
+def require_metrics_token(
+        request: Request,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+    settings: Settings = request.app.state.settings
+    expected = settings.metrics_token.get_secret_value()
+    if not expected:
+        raise HTTPException(401, "metrics disabled: set IVR_METRICS_TOKEN",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if creds is None or not hmac.compare_digest(creds.credentials.encode(), expected.encode()):
+        raise HTTPException(401, "invalid or missing metrics token",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+router = APIRouter(tags=["ops"])
+
+
+def readiness(db: Database, menus_loaded: bool) -> dict[str, Any]:
+    """Each check's result: the database answers, the menus are loaded, the schema is at the
+    latest migration."""
+    checks: dict[str, Any] = {"menus": "ok" if menus_loaded else "failed: no menus loaded"}
+    started = time.perf_counter()
+    try:
+        with db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"failed: {type(exc).__name__}"
+        checks["migrations"] = "failed: database unreachable"
+        return checks
+    try:
+        checks["migrations"] = "ok" if is_at_head(db.engine) else "failed: not at head"
+    except Exception as exc:
+        checks["migrations"] = f"failed: {type(exc).__name__}"
+    checks["seconds"] = round(time.perf_counter() - started, 4)
+    return checks
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """200 when this process can serve calls; 503 naming the check that failed."""
+    state = request.app.state
+    db: Database | None = getattr(state, "db", None)
+    menus = getattr(state, "menus", None)
+    loaded = bool(menus is not None and menus.loaded)
+    if db is None:
+        checks: dict[str, Any] = {"database": "failed: not started",
+                                  "menus": "ok" if loaded else "failed: no menus loaded",
+                                  "migrations": "failed: not started"}
+    else:
+        checks = await db.run(readiness, db, loaded)
+    ready = all(checks[k] == "ok" for k in ("database", "menus", "migrations"))
+    return JSONResponse({"status": "ready" if ready else "not ready", **checks},
+                        status_code=200 if ready else 503)
+
+
+@router.get("/metrics", dependencies=[Depends(require_metrics_token)])
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition of this app's registry (gauges read from the database)."""
+    registry: CollectorRegistry = request.app.state.metrics.registry
+    db: Database | None = getattr(request.app.state, "db", None)
+    body = await db.run(generate_latest, registry) if db is not None else \
+        generate_latest(registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
