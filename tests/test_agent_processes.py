@@ -4,6 +4,7 @@ On SQLite (one process) the in-process path is checked with a live server."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import threading
@@ -111,32 +112,29 @@ def check_pop_reaches_console(console_url: str, webhook_url: str,
     return at - sent
 
 
-def test_screen_pop_reaches_a_console_on_another_process(pg_url: str, menus_dir: Path) -> None:
+def pop_latency(url: str, menus_dir: Path, processes: int) -> float:
+    """One agent's console on the first server, the call's webhooks to the last."""
     always_open(menus_dir)
-    engine = create_engine(pg_url)
+    engine = create_engine(url)
     seed(engine, 1)
     engine.dispose()
     readers: list[threading.Thread] = []
-    with server(pg_url, menus_dir) as (a, _pa), server(pg_url, menus_dir) as (b, _pb):
-        latency = check_pop_reaches_console(a, b, readers)
+    with contextlib.ExitStack() as stack:
+        urls = [stack.enter_context(server(url, menus_dir))[0] for _ in range(processes)]
+        latency = check_pop_reaches_console(urls[0], urls[-1], readers)
     for r in readers:
         r.join(10)
-    assert latency < 1.0
+    return latency
+
+
+def test_screen_pop_reaches_a_console_on_another_process(pg_url: str, menus_dir: Path) -> None:
+    assert pop_latency(pg_url, menus_dir, processes=2) < 1.0
 
 
 def test_screen_pop_reaches_the_console_of_one_process(database_url: str,
                                                        menus_dir: Path) -> None:
     """One process: SQLite's in-process wake-up; PostgreSQL's NOTIFY to itself."""
-    always_open(menus_dir)
-    engine = create_engine(database_url)
-    seed(engine, 1)
-    engine.dispose()
-    readers: list[threading.Thread] = []
-    with server(database_url, menus_dir) as (url, _p):
-        latency = check_pop_reaches_console(url, url, readers)
-    for r in readers:
-        r.join(10)
-    assert latency < 1.0
+    assert pop_latency(database_url, menus_dir, processes=1) < 1.0
 
 
 def test_two_processes_never_connect_two_agents_to_one_call(pg_url: str,

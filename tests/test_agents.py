@@ -81,6 +81,13 @@ def test_known_caller_reaches_an_available_agent_with_the_incident_on_screen(
     assert second["promises"][0]["overdue"] is False
 
 
+def talk(twilio: TwilioDriver, sid: str) -> None:
+    """The routed call is connected, the agent answers, they talk, the caller hangs up."""
+    twilio.connect(sid)
+    twilio.agent_answers(sid)
+    twilio.hang_up(sid)
+
+
 def state_of(engine: Engine, agent_id: int) -> tuple[str, str | None]:
     with engine.connect() as conn:
         row = conn.execute(select(agents.c.state, agents.c.current_call_sid)
@@ -224,9 +231,7 @@ def test_repeat_caller_with_an_open_fault_goes_to_the_agent_who_had_them(
     avi = login(app_client, "avi")
     available(app_client, avi)
     sid = twilio.start(DANA, ["2"])
-    twilio.connect(sid)
-    twilio.agent_answers(sid)
-    twilio.hang_up(sid)
+    talk(twilio, sid)
     assert app_client.post(f"/agent/calls/{sid}/wrapup", headers=avi, json={
         "topic": "internet fault", "outcome": "reset the router", "resolved": False}
         ).status_code == 201
@@ -251,9 +256,7 @@ def test_wrap_up_opens_and_closes_incidents_and_marks_promises(
     noa = login(app_client, "dana.agent")
     available(app_client, noa)
     sid = twilio.start(DANA, ["2"])
-    twilio.connect(sid)
-    twilio.agent_answers(sid)
-    twilio.hang_up(sid)
+    talk(twilio, sid)
     context = app_client.get(f"/agent/calls/{sid}/context", headers=noa).json()
     incident_id = context["open_incidents"][0]["id"]
     r = app_client.post(f"/agent/calls/{sid}/wrapup", headers=noa, json={
@@ -338,9 +341,7 @@ def test_a_wrap_up_is_published_to_subscribers(app_client: TestClient, people: d
     noa = login(app_client, "dana.agent")
     available(app_client, noa)
     sid = twilio.start(DANA, ["2"])
-    twilio.connect(sid)
-    twilio.agent_answers(sid)
-    twilio.hang_up(sid)
+    talk(twilio, sid)
     incident = app_client.get(f"/agent/calls/{sid}/context",
                               headers=noa).json()["open_incidents"][0]["id"]
     assert app_client.post(f"/agent/calls/{sid}/wrapup", headers=noa, json={

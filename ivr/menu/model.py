@@ -368,6 +368,17 @@ SpecialDay = Annotated[
 ]
 
 
+def known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PydanticCustomError(
+            "timezone", "unknown time zone '{value}' (expected e.g. 'Asia/Jerusalem')",
+            {"value": value},
+        ) from None
+    return value
+
+
 class Schedule(StrictModel):
     timezone: str = "Asia/Jerusalem"
     weekly: dict[Weekday, list[Range]] = Field(
@@ -383,14 +394,7 @@ class Schedule(StrictModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise PydanticCustomError(
-                "timezone", "unknown time zone '{value}' (expected e.g. 'Asia/Jerusalem')",
-                {"value": value},
-            ) from None
-        return value
+        return known_zone(value)
 
 
 # Caller attributes the IVR sets (menus branch on them; prompts may speak them).
@@ -427,15 +431,7 @@ class Menu(StrictModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise PydanticCustomError(
-                    "timezone", "unknown time zone '{value}' (expected e.g. 'Asia/Jerusalem')",
-                    {"value": value},
-                ) from None
-        return value
+        return known_zone(value) if value is not None else None
 
     def spoken_timezone(self) -> str:
         if self.timezone:
