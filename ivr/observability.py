@@ -10,6 +10,7 @@ queue, agent, outbox and sync gauges are read from the database at scrape time b
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -132,26 +133,51 @@ class DatabaseCollector:
 
 # -- redaction of customer data in log lines
 
-# A phone number as people and systems write it: +972501234567, %2B972501234567 (a URL),
-# 00972501234567, 972501234567, 0501234567, 050-123-4567, (050) 123 4567. Not inside a word
-# (a CallSid's hex digits) and 8–15 digits.
-_PHONE = re.compile(r"(?<![\w+%])(?:\+|%2[bB])?\(?\d(?:[ .\-()]{0,2}\d){7,14}(?!\w)")
-_SEPARATORS = re.compile(r"[ .\-()]")
+# A run of digits and the separators people write numbers with: +972501234567,
+# %2B972501234567 (in a URL), 00972501234567, 050-123-4567, (050) 123 4567. Not inside a word
+# (a CallSid's hex digits). Inside a run, every stretch of its digit groups that starts like a
+# phone number (+, 0, 972) and normalises to one is masked: "called 0501234567 2 times".
+_RUN = re.compile(r"(?<![\w%+])(?:\+|%2[bB])?\(?\d(?:[ .\-()]{0,3}+\d){7,}+(?!\w)")
+# Every way of writing a phone number has this (a cheap test before the one above).
+_LIKELY = re.compile(r"\d{3}[ .\-()]{0,2}\d{3}")
+_GROUP = re.compile(r"(?:\+|%2[bB])?\d+")
+_MIN_DIGITS, _MAX_DIGITS = 8, 15
 # Customer data in query strings (uvicorn's access log of /crm/customers?phone=…&name=…).
+_QUERY_KEYS = ("phone=", "name=", "email=", "account=")
 _QUERY = re.compile(r"([?&](?:phone|name|email|account)=)[^&\s\"]*", re.IGNORECASE)
 # SQLAlchemy writes a failed statement's bound values into its exceptions.
 _SQL_PARAMETERS = re.compile(r"\[parameters: [^\n]*\]")
 
 
-def _mask_phone(found: re.Match[str], region: str) -> str:
-    raw = found.group(0)
-    compact = _SEPARATORS.sub("", raw.replace("%2B", "+").replace("%2b", "+"))
-    if not compact.startswith(("+", "0", "972")):
-        return raw  # other long digit runs (counts, ids) are left alone
+def _phone_at(groups: list[str], region: str) -> str | None:
+    """The masked number these digit groups spell, or None."""
+    compact = "".join(groups)
+    compact = "+" + compact[3:] if compact[:3] in ("%2B", "%2b") else compact
+    digits = len(compact) - compact.startswith("+")
+    if not _MIN_DIGITS <= digits <= _MAX_DIGITS or not compact.startswith(("+", "0", "972")):
+        return None
     e164 = normalize(compact, region).e164
     if e164 is None and compact.startswith("+"):
         e164 = compact  # not a number we know, still a number: mask its digits
-    return mask(e164) if e164 else raw
+    return mask(e164) if e164 else None
+
+
+def _mask_run(found: re.Match[str], region: str) -> str:
+    run = found.group(0)
+    groups = [(g.start(), g.end(), g.group(0)) for g in _GROUP.finditer(run)]
+    if sum(len(g[2]) for g in groups) < _MIN_DIGITS:
+        return run
+    out, done, i = [], 0, 0
+    while i < len(groups):
+        for j in range(len(groups), i, -1):  # the longest stretch from group i first
+            masked = _phone_at([g[2] for g in groups[i:j]], region)
+            if masked is not None:
+                out += [run[done:groups[i][0]], masked]
+                done, i = groups[j - 1][1], j
+                break
+        else:
+            i += 1
+    return "".join([*out, run[done:]]) if out else run
 
 
 def redactor(region: str = "IL") -> Callable[[str], str]:
@@ -159,9 +185,9 @@ def redactor(region: str = "IL") -> Callable[[str], str]:
     strings and SQL parameters dropped."""
 
     def redact(message: str) -> str:
-        if any(ch.isdigit() for ch in message):
-            message = _PHONE.sub(lambda m: _mask_phone(m, region), message)
-        if "=" in message:
+        if _LIKELY.search(message):
+            message = _RUN.sub(lambda m: _mask_run(m, region), message)
+        if "=" in message and any(key in message.lower() for key in _QUERY_KEYS):
             message = _QUERY.sub(r"\1***", message)
         if "[parameters: " in message:
             message = _SQL_PARAMETERS.sub("[parameters: hidden]", message)
@@ -204,10 +230,16 @@ def readiness(db: Database, menus_loaded: bool) -> dict[str, Any]:
         checks["database"] = f"failed: {type(exc).__name__}"
         checks["migrations"] = "failed: database unreachable"
         return checks
+    # Alembic logs "Context impl …" at INFO whenever it reads the version: not on every probe.
+    alembic_log = logging.getLogger("alembic.runtime.migration")
+    level = alembic_log.level
+    alembic_log.setLevel(logging.WARNING)
     try:
         checks["migrations"] = "ok" if is_at_head(db.engine) else "failed: not at head"
     except Exception as exc:
         checks["migrations"] = f"failed: {type(exc).__name__}"
+    finally:
+        alembic_log.setLevel(level)
     checks["seconds"] = round(time.perf_counter() - started, 4)
     return checks
 

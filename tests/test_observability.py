@@ -225,20 +225,26 @@ def _records(out: io.StringIO) -> list[dict[str, str]]:
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
-def test_json_lines_carry_the_call_sid(client: TestClient, log_lines: io.StringIO) -> None:
+def test_json_lines_carry_the_call_sid(ops: TestClient, people: dict[str, int],
+                                       log_lines: io.StringIO) -> None:
     logging.getLogger("ivr.test").info("outside any call")
-    sid = new_sid()
-    signed_post(client, "/twilio/voice", call_params(sid, "ringing"))
-    signed_post(client, "/twilio/voice", call_params(sid, "ringing"))  # Twilio retries
+    available(ops, login(ops, "avi"))
+    sid = TwilioDriver(ops, "http://testserver", TOKEN).start(DANA, ["2"])
+    stray = new_sid()
+    signed_post(ops, "/twilio/gather?s=2", call_params(stray, Digits="1"))
     records = _records(log_lines)
     outside = next(r for r in records if r["message"] == "outside any call")
     assert "call_sid" not in outside
     assert set(outside) == {"time", "level", "logger", "message"}
     assert outside["time"].endswith("+00:00")
-    repeated = next(r for r in records if r["message"].startswith("voice webhook repeated"))
-    assert repeated["call_sid"] == sid
-    assert repeated["level"] == "INFO"
-    assert repeated["logger"] == "ivr.calls.service"
+    # Logged by the routing service inside the wait webhook (a database thread on
+    # PostgreSQL): the CallSid comes from the request's context, not from the message.
+    offered = next(r for r in records if r["message"].startswith("call offered to agent"))
+    assert offered["call_sid"] == sid
+    assert (offered["level"], offered["logger"]) == ("INFO", "ivr.agents.service")
+    unknown = next(r for r in records if r["message"].startswith("webhook for an unknown"))
+    assert unknown["call_sid"] == stray
+    assert unknown["level"] == "WARNING"
 
 
 def test_a_failure_logs_its_exception_and_call_sid(client: TestClient,
@@ -258,9 +264,20 @@ RAW_FORMS = ("+972501234567", "972501234567", "0501234567", "050-123-4567", "501
 
 
 @pytest.mark.parametrize("raw", [*(f for f in RAW_FORMS if f != "501234567"),
-                                 "(050) 123-4567", "00972501234567"])
+                                 "050) 123-4567", "00972501234567"])
 def test_phone_numbers_are_masked_in_any_format(raw: str) -> None:
     assert redactor()(f"caller={raw} ok") == "caller=+97250***4567 ok"
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    ("called 0501234567 2 times", "called +97250***4567 2 times"),
+    ("took 2 0501234567", "took 2 +97250***4567"),
+    ("+972501234567, +972527654321", "+97250***4567, +97252***4321"),
+    ("from +15005550006 to 03-555-0100", "from +15005***0006 to +97235***0100"),
+    ("odd +99912345678", "odd +99912***5678"),  # not a known country: masked all the same
+])
+def test_numbers_among_other_digits(message: str, expected: str) -> None:
+    assert redactor()(message) == expected
 
 
 @pytest.mark.parametrize("message", [
@@ -311,3 +328,36 @@ def test_no_customer_number_or_name_in_the_logs_of_a_whole_call(
     for name in ("דנה", "כהן", "Noa Mizrahi", "Yossi"):
         assert name not in written
         assert name not in caplog.text
+
+
+def test_configure_sets_up_the_root_handler_for_uvicorn_too(settings: Settings) -> None:
+    from ivr.core.logging import call_sid, configure
+
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    out = io.StringIO()
+    try:
+        configure(settings.model_copy(update={"log_format": "text"}), redactor(), out)
+        token = call_sid.set("CA42")
+        try:
+            logging.getLogger("uvicorn.error").warning("from %s", "+972501234567")
+            logging.getLogger("ivr.test").warning("noted call=CA42")
+        finally:
+            call_sid.reset(token)
+        logging.getLogger("uvicorn.access").warning('"GET /readyz HTTP/1.1" 200')
+        json_out = io.StringIO()
+        configure(settings.model_copy(update={"log_format": "json"}), redactor(), json_out)
+        logging.getLogger("ivr.test").error("json now")
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved:
+            root.addHandler(handler)
+        root.setLevel(level)
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith(" WARNING uvicorn.error: from +97250***4567 call=CA42")
+    assert lines[1].endswith(" WARNING ivr.test: noted call=CA42")  # not twice
+    assert lines[2].endswith(' WARNING uvicorn.access: "GET /readyz HTTP/1.1" 200')
+    record = json.loads(json_out.getvalue())
+    assert (record["level"], record["logger"], record["message"]) == ("ERROR", "ivr.test",
+                                                                      "json now")
