@@ -53,6 +53,10 @@ class Metrics:
             "ivr_webhook_failures_total", "Twilio webhooks that failed inside (the caller "
             "got the safe route, or a status callback was answered 503 for a retry)",
             ["route"], registry=self.registry)
+        self.identifications = Counter(
+            "ivr_caller_identifications_total", "New calls by how the caller was identified "
+            "from the calling number (known, ambiguous, unknown, withheld)", ["outcome"],
+            registry=self.registry)
         self._observe: dict[str, Callable[[float], None]] = {}
         if collector is not None:
             self.registry.register(collector)
@@ -63,6 +67,9 @@ class Metrics:
         if observe is None:
             observe = self._observe[route] = self.webhook_seconds.labels(route).observe
         observe(seconds)
+
+    def identified(self, outcome: str) -> None:
+        self.identifications.labels(outcome).inc()
 
     def webhook_failed(self, route: str) -> None:
         self.webhook_failures.labels(route).inc()

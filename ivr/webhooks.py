@@ -134,6 +134,8 @@ async def _answer(request: Request, tw: TwilioRequest, event: Event | None) -> R
             return _safe_route(request)
         if event is None:
             answer = await db.run(service.start_call, tw.params, tw.fingerprint)
+            if answer.caller_outcome is not None:
+                request.app.state.metrics.identified(answer.caller_outcome)
         else:
             at = _step(tw)
             if at is None:

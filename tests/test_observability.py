@@ -166,6 +166,17 @@ def test_the_histogram_counts_webhooks_and_failures(ops: TestClient) -> None:
     assert 'ivr_webhook_failures_total{route="/twilio/voice"}' not in after
 
 
+def test_new_calls_are_counted_by_identification_outcome(ops: TestClient,
+                                                       people: dict[str, int]) -> None:
+    for caller in ("050-123-4567", "+972541112233", "anonymous"):
+        sid = new_sid()
+        signed_post(ops, "/twilio/voice", call_params(sid, "ringing", From=caller))
+        signed_post(ops, "/twilio/voice", call_params(sid, "ringing", From=caller))  # retry
+    after = scrape(ops)
+    assert [after.get(f'ivr_caller_identifications_total{{outcome="{o}"}}')
+            for o in ("known", "unknown", "withheld", "ambiguous")] == [1, 1, 1, None]
+
+
 def test_gauges_show_waiting_calls_agents_outbox_and_sync_lag(
         ops: TestClient, people: dict[str, int], engine: Engine, clock: FrozenClock) -> None:
     now = clock.now()

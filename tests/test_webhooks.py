@@ -221,3 +221,26 @@ def test_longest_phrase_wins_go_back_to_the_main_menu(client: TestClient) -> Non
     t = play(client, ["2", "2", "say:go back to the main menu please", "3"])
     assert t.says()[3].startswith("For billing and payments, press 1.")
     assert next(h for h in t.heard if h.kind == "enqueue").text == "retention"
+
+
+def test_a_retried_voice_webhook_and_status_callback_are_recognised(
+        client: TestClient) -> None:
+    """On both databases (PostgreSQL's driver reports no row count for ON CONFLICT DO
+    NOTHING): the second /voice of a CallSid is a replay, and a repeated final status is
+    recorded once."""
+    service = client.app.state.calls  # type: ignore[attr-defined]
+    sid = new_sid()
+    params = call_params(sid, "ringing")
+    first = service.start_call(params, "fp")
+    again = service.start_call(params, "fp")
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again.twiml == first.twiml
+    done = call_params(sid, "completed", CallDuration="30", SequenceNumber="3")
+    for _ in range(2):
+        assert signed_post(client, "/twilio/status", done).status_code == 200
+    engine = create_engine(str(client.app.state.settings.database_url))  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        count = conn.execute(text("SELECT count(*) FROM call_status_events "
+                                  "WHERE call_sid = :s"), {"s": sid}).scalar()
+    engine.dispose()
+    assert count == 1

@@ -55,21 +55,34 @@ def get_call(conn: Connection, call_sid: str) -> Mapping[str, Any] | None:
     return dict(row) if row is not None else None
 
 
+_RETURNING: dict[tuple[str, str], Insert] = {}
+
+
+def _inserted(conn: Connection, table: Table, index: list[str], key: Any,
+              values: Mapping[str, Any]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING key: True when the row is new. (psycopg
+    reports rowcount -1 for it, so rowcount cannot tell a conflict on PostgreSQL.)"""
+    cache_key = (conn.dialect.name, table.name)
+    stmt = _RETURNING.get(cache_key)
+    if stmt is None:
+        stmt = insert_ignoring_conflicts(conn, table, index).returning(key)
+        _RETURNING[cache_key] = stmt
+    return conn.execute(stmt, dict(values)).first() is not None
+
+
 def insert_call(conn: Connection, values: Mapping[str, Any]) -> bool:
     """Insert a new call; False when the CallSid exists already (a retried webhook)."""
-    stmt = insert_ignoring_conflicts(conn, calls, ["call_sid"])
-    result = conn.execute(stmt, dict(values))
-    return bool(result.rowcount)
+    return _inserted(conn, calls, ["call_sid"], calls.c.call_sid, values)
 
 
 def record_status(conn: Connection, call_sid: str, status: str, sequence: int,
                   payload: Mapping[str, str], now: datetime, duration: int | None,
                   final: bool) -> bool:
-    stmt = insert_ignoring_conflicts(conn, status_events, ["call_sid", "status",
-                                                           "sequence_number"])
-    inserted = bool(conn.execute(stmt, {
-        "call_sid": call_sid, "status": status, "sequence_number": sequence,
-        "received_at": now, "payload": dict(payload)}).rowcount)
+    inserted = _inserted(conn, status_events, ["call_sid", "status", "sequence_number"],
+                         status_events.c.id, {
+                             "call_sid": call_sid, "status": status,
+                             "sequence_number": sequence, "received_at": now,
+                             "payload": dict(payload)})
     values: dict[str, Any] = {"status": status, "updated_at": now}
     if final:
         values.update(ended_at=now, ended=True)

@@ -51,6 +51,7 @@ def fingerprint(path: str, query: str, params: Mapping[str, str]) -> str:
 class Answer:
     twiml: str
     replayed: bool = False
+    caller_outcome: str | None = None  # a new call: how the caller was identified
 
 
 class UnknownCallError(LookupError):
@@ -104,7 +105,7 @@ class CallService:
             if repo.insert_call(conn, values):
                 if match.outcome == "known":  # the customer's history shows this call
                     record_inbound_call(conn, match.customer_ids[0], sid, params.get("To"), now)
-                return Answer(xml)
+                return Answer(xml, caller_outcome=match.outcome)
             row = repo.get_call(conn, sid)
         # The CallSid exists: Twilio retried the request (or redirected to the voice URL).
         assert row is not None
