@@ -187,10 +187,15 @@ class AgentService:
         offers: list[Offer] = []
         published: Published = []
         with self.engine.begin() as conn:
-            free = repo.free_agents(conn)
-            if not free:
-                return [], []
+            # Waiting calls first: usually none, and then no agent row is read or locked
+            # (the agents' rows were most of a routing pass: bench/results.md, issue 4).
             calls = repo.waiting(conn)
+            if not calls:
+                return [], []
+            queues = {c.queue for c in calls}
+            preferred = {c.preferred_agent_id for c in calls}
+            free = [a for a in repo.free_agents(conn)
+                    if a.agent_id in preferred or not a.queues.isdisjoint(queues)]
             for call, agent in plan(calls, free):
                 offer_id = repo.offer(conn, call, agent.agent_id, now)
                 if offer_id is None:
