@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check, from a fresh clone: creates .venv, installs the project with its dev tools,
 # then lint (ruff), types (mypy), the demo menus check, and the test suite on SQLite and
-# PostgreSQL (IVR_TEST_DATABASES=sqlite for a quick SQLite-only run).
+# PostgreSQL (IVR_TEST_DATABASES=sqlite for a quick SQLite-only run), and Debian's Chromium
+# for the console's browser test when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ ! -x .venv/bin/python ]; then
@@ -9,6 +10,16 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
+# The agent console's browser test drives Debian's Chromium (Playwright never downloads a
+# browser), with a font that has Hebrew: installed once when missing (as root; otherwise
+# run `apt-get install -y chromium fonts-dejavu-core`). A failed install fails the run.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "Chromium is missing; installing it (apt-get install -y chromium fonts-dejavu-core)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q chromium fonts-dejavu-core
+  [ -x /usr/bin/chromium ] || { echo "apt-get installed no /usr/bin/chromium" >&2; exit 1; }
+fi
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"
