@@ -475,9 +475,8 @@ class AgentService:
                 raise AgentError(404, "no call of yours to wrap up with that CallSid")
             if offer.wrapped_up_at is not None:
                 raise AgentError(409, "this call is wrapped up already")
-            call = get_call(conn, call_sid) or {}
-            full = _call_row(conn, call_sid)
-            attrs = dict(call.get("attributes") or {})
+            full = _call_row(conn, call_sid)  # one read: attributes, path, start
+            attrs = dict(full.get("attributes") or {})
             customer_id = attrs.get("customer_id") if attrs.get("identified") else None
             interaction_id = None
             if customer_id is not None:
@@ -492,7 +491,7 @@ class AgentService:
                     if entry is not None else None,
                     talk_seconds=int((end - start).total_seconds()) if offer.answered_at
                     else 0,
-                    ivr_path=list(call.get("path") or []),
+                    ivr_path=list(full.get("path") or []),
                     branch=self.settings.branch_name), wrap, now)
                 interaction_id = written.interaction_id
             repo.update_offer(conn, offer.id, wrapped_up_at=now, interaction_id=interaction_id)
