@@ -276,19 +276,23 @@ class AgentService:
                 log.warning("connect without a live offer; back to the queue call=%s", call_sid)
                 out.twiml = self._requeue_twiml(conn, call_sid, now, out)
                 return out
-            agent = repo.me(conn, offer.agent_id)
-            assert agent is not None
-            if offer.connected_at is None:
-                repo.update_offer(conn, offer.id, connected_at=now)
-                repo.update_entry(conn, call_sid, connected_at=now, updated_at=now)
-                context = self.build_context(conn, call_sid, now, offer)
-                context["offer_id"] = offer.id
-                # The pop itself says "ringing" (status): no separate call event.
-                out.published.append((offer.agent_id, repo.add_event(
-                    conn, offer.agent_id, "screenpop", context, now, call_sid)))
-            out.twiml = connect_twiml(offer.id, agent["reach_kind"], agent["reach_target"],
-                                      self.settings.agent_ring_timeout)
+            self._dial(conn, offer, now, out)
         return out
+
+    def _dial(self, conn: Connection, offer: Any, now: datetime, out: Outcome) -> None:
+        """Connect the caller of a live offer: the screen-pop (once), then ``<Dial>``."""
+        agent = repo.me(conn, offer.agent_id)
+        assert agent is not None
+        if offer.connected_at is None:
+            repo.update_offer(conn, offer.id, connected_at=now)
+            repo.update_entry(conn, offer.call_sid, connected_at=now, updated_at=now)
+            context = self.build_context(conn, offer.call_sid, now, offer)
+            context["offer_id"] = offer.id
+            # The pop itself says "ringing" (status): no separate call event.
+            out.published.append((offer.agent_id, repo.add_event(
+                conn, offer.agent_id, "screenpop", context, now, offer.call_sid)))
+        out.twiml = connect_twiml(offer.id, agent["reach_kind"], agent["reach_target"],
+                                  self.settings.agent_ring_timeout)
 
     def _requeue_twiml(self, conn: Connection, call_sid: str, now: datetime,
                        out: Outcome) -> str:
@@ -307,13 +311,15 @@ class AgentService:
         ``redirected``: the REST dequeue did, and Twilio runs /twilio/connect."""
         if result not in ("leave", "redirected"):
             return None
-        with self.engine.connect() as conn:
+        out = Outcome()
+        with self.engine.begin() as conn:  # one transaction: the offer is read once
             offer = repo.open_offer(conn, call_sid)
-        if offer is None:
-            return None
-        if result == "redirected":
-            return Outcome(twiml.empty())
-        return self.connect(call_sid, offer.id)
+            if offer is None:
+                return None
+            if result == "redirected":
+                return Outcome(twiml.empty())
+            self._dial(conn, offer, self.clock.now(), out)
+        return out
 
     def agent_leg(self, offer_id: int, params: dict[str, str]) -> Outcome:
         """Status callbacks of the agent's leg: answered → the agent is on the call."""
