@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import create_engine, pool
 
 from alembic import context
+from callbacks import models as callback_models
 from crm_sync import models as crm_models
 from crm_sync import sync_models
 from ivr.agents import models as agent_models
@@ -13,7 +14,7 @@ from ivr.core.db import Base
 from ivr.core.settings import Settings
 
 # Every table the migrations build, registered on Base.metadata by importing it.
-REGISTERED = (crm_models, sync_models, agent_models, call_models)
+REGISTERED = (crm_models, sync_models, agent_models, call_models, callback_models)
 
 config = context.config
 target_metadata = Base.metadata

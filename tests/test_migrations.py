@@ -6,6 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
+from callbacks import models as callback_models
 from crm_sync import models as crm_models
 from crm_sync import sync_models
 from ivr.agents import models as agent_models
@@ -14,7 +15,7 @@ from ivr.core.db import Base
 from ivr.core.migrate import is_at_head
 
 # Every table the migrations build, registered on Base.metadata by importing it.
-REGISTERED = (crm_models, sync_models, agent_models, call_models)
+REGISTERED = (crm_models, sync_models, agent_models, call_models, callback_models)
 
 
 def test_migrations_match_the_models(database_url: str) -> None:

@@ -80,13 +80,18 @@ class QueueEntry(Base):
     twilio_queue_sid: Mapped[str | None] = mapped_column(String(64))
     priority: Mapped[int] = mapped_column(Integer, default=0)
     entered_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The SLA deadline of the caller's tier counted from ``entered_at`` (callbacks.sla):
+    # live calls and callbacks are served in one order, by priority then this deadline.
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # waiting / offered (an agent is reserved, the caller is being dequeued) / connected /
-    # done / abandoned (hung up while waiting)
+    # done / abandoned (hung up while waiting) / choosing (in the callback dialog: not
+    # routed, place kept) / callback (left with a callback request: ``callback_id``)
     status: Mapped[str] = mapped_column(String(16), default="waiting")
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     preferred_agent_id: Mapped[int | None] = mapped_column(Integer)
     customer_id: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    callback_id: Mapped[int | None] = mapped_column(Integer)
     offered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -84,6 +84,34 @@ class Settings(BaseSettings):
     outbox_every_s: float = Field(default=1.0, gt=0)  # worker polls the outbox this often
     outbox_keep_delivered_s: int = Field(default=7 * 86400, ge=0)  # then they are deleted
 
+    # Callbacks: SLA policies and the offer per queue (callbacks.yaml, see README).
+    callbacks_file: Path = Path("callbacks.yaml")
+    # This process claims and dials due callbacks (`ivr worker` always does; `ivr serve`
+    # too when true, so the one-process demo works; set false on servers when workers run).
+    dispatch_callbacks: bool = True
+    # A claim (agent reserved, customer being dialled) not confirmed by Twilio within this
+    # is taken over by another process (its owner died).
+    callback_lease_seconds: float = Field(default=60.0, gt=0)
+    # The number callbacks are placed from (E.164); empty: the number the caller called.
+    callback_caller_id: str = ""
+    # Abuse guard: requests per number (caller ID or number to call) per day, and requests
+    # to call a number other than the caller ID, per caller ID per day.
+    callback_daily_cap: int = Field(default=3, ge=1)
+    callback_other_number_daily_cap: int = Field(default=1, ge=0)
+    # Answering machine detection on callbacks (Twilio's MachineDetection=Enable).
+    callback_machine_detection: bool = True
+    # Warning, breach and escalation events are POSTed here (HMAC-SHA256 signed with the
+    # secret, header X-IVR-Signature) when set.
+    callback_escalation_url: str | None = None
+    callback_escalation_secret: SecretStr = SecretStr("")
+    # How often `ivr worker` sweeps callbacks (claims, leases, warnings, breaches).
+    callback_every_s: float = Field(default=1.0, gt=0)
+    # Without Twilio credentials a local dialer plays the customer (answers, talks this
+    # long, hangs up), so the demo shows a callback end to end.
+    local_dialer_talk_seconds: float = Field(default=5.0, ge=0)
+    # The Twilio REST API's base URL (a stand-in in tests or staging); empty: Twilio's.
+    twilio_api_base_url: str | None = None
+
     default_region: str = "IL"
     log_level: str = "INFO"
 
