@@ -253,6 +253,22 @@ Backoff = Annotated[list[Duration], Field(min_length=1)]
 Quiet = Annotated[QuietHours | None, BeforeValidator(_quiet_range)]
 
 
+class Offer(_Strict):
+    """When a waiting caller is offered a callback ("press 1 to keep your place")."""
+
+    enabled: bool = False
+    # Offer when the caller's expected wait is longer than this ...
+    threshold: Duration = timedelta(minutes=5)
+    # ... or whatever the wait, when the centre closes within this (null: never on that).
+    closing_within: Duration | None = timedelta(minutes=30)
+    # Whether the caller may pick a time (later today, tomorrow morning / afternoon).
+    scheduled: bool = True
+    # Only during these hours of the centre's day (null: whenever the queue is open).
+    hours: list[Range] | None = None
+    # How often the offer (and the expected wait) is spoken in the wait loop.
+    repeat_every: Duration = timedelta(minutes=1)
+
+
 class Policy(_Strict):
     """One queue's callback policy, resolved (the default merged with the queue's keys)."""
 
@@ -265,6 +281,9 @@ class Policy(_Strict):
         timedelta(minutes=2), timedelta(minutes=10), timedelta(minutes=30)])
     warn_at: Fraction = 0.8
     fallback_handle_time: Duration = timedelta(minutes=5)
+    # A scheduled callback is due within this much business time after the chosen time.
+    scheduled_window: Duration = timedelta(minutes=30)
+    offer: Offer = Field(default_factory=Offer)
 
     @field_validator("deadline")
     @classmethod
@@ -299,6 +318,8 @@ class QueuePolicy(_Strict):
     retry_backoff: Backoff | None = None
     warn_at: Fraction | None = None
     fallback_handle_time: Duration | None = None
+    scheduled_window: Duration | None = None
+    offer: Offer | None = None
 
     @field_validator(*(f for f in _OVERRIDABLE if f != "quiet_hours"), mode="before")
     @classmethod
@@ -391,6 +412,21 @@ def _refuse(path: Path, data: Any, exc: ValidationError) -> PolicyError:
     return PolicyError("\n".join(dict.fromkeys(lines)))
 
 
+def _foreign_tag(node: Any, loc: tuple[Any, ...] = ()) -> tuple[str, tuple[Any, ...]] | None:
+    """The first value with a tag of its own (``!!python/object/apply:...``, ``!x``) and its
+    location. The loader builds no object from a tag; a policy holds plain values only."""
+    tag = getattr(getattr(node, "tag", None), "value", None)
+    if tag is not None and tag != "tag:yaml.org,2002:str":
+        return tag.replace("tag:yaml.org,2002:", "!!"), loc
+    children = (node.items() if isinstance(node, dict)
+                else enumerate(node) if isinstance(node, list) else ())
+    for key, value in children:
+        found = _foreign_tag(value, (*loc, key))
+        if found is not None:
+            return found
+    return None
+
+
 def load_policies(path: Path = DEFAULT_FILE) -> Policies:
     """``callbacks.yaml`` (``IVR_CALLBACKS_FILE``), validated; mistakes raise PolicyError."""
     try:
@@ -405,6 +441,13 @@ def load_policies(path: Path = DEFAULT_FILE) -> Policies:
         raise PolicyError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise PolicyError(f"{path}:1:1: expected a mapping with default: and queues:")
+    foreign = _foreign_tag(data)
+    if foreign is not None:
+        pos, parts = _locate(data, foreign[1])
+        where = f"{path}:{pos[0]}:{pos[1]}" if pos else f"{path}:1:1"
+        raise PolicyError(f"{where}: {'.'.join(parts) or '(top)'}: YAML tag {foreign[0]!r} "
+                          "is not allowed: a policy holds plain text, numbers, lists and "
+                          "mappings")
     try:
         return Policies.from_data(data)
     except ValidationError as exc:

@@ -23,6 +23,7 @@ from callbacks.hours import (
     SEARCH_DAYS,
     NeverOpen,
     add_business_time,
+    intervals_from,
     is_open,
     is_quiet,
     next_open,
@@ -133,3 +134,75 @@ def expected_wait(position: int, agents_available: int,
     times = [h for h in recent_handle_times if h > timedelta(0)]
     mean = sum(times, timedelta(0)) / len(times) if times else fallback_handle_time
     return math.ceil(position / max(agents_available, 1)) * mean
+
+
+def scheduled_deadline(slot: datetime, policy: Policy) -> datetime:
+    """A scheduled callback's deadline: ``scheduled_window`` of business time after the
+    chosen (callable) slot."""
+    return add_business_time(policy.business_hours, slot, policy.scheduled_window)
+
+
+OfferReason = Literal["wait", "closing"]
+
+
+def closes_within(now: datetime, window: timedelta, policy: Policy) -> bool:
+    """Open now, and closed at some instant before ``now + window``."""
+    hours = policy.business_hours
+    if not is_open(hours, now):
+        return False
+    _, end = next(intervals_from(hours, now))
+    return end < utc(now) + window
+
+
+def offer_reason(now: datetime, expected: timedelta, policy: Policy) -> OfferReason | None:
+    """Why a waiting caller is offered a callback now, or None: the queue's offer is enabled,
+    ``now`` is within its ``hours`` (the centre's zone), and the expected wait is over the
+    threshold (``wait``) or the centre closes within ``closing_within`` (``closing``)."""
+    offer = policy.offer
+    if not offer.enabled:
+        return None
+    if offer.hours is not None:
+        local = utc(now).astimezone(policy.business_hours.zone).time()
+        if not any(r.start <= local and (r.end is None or local < r.end) for r in offer.hours):
+            return None
+    if expected > offer.threshold:
+        return "wait"
+    if offer.closing_within is not None and closes_within(now, offer.closing_within, policy):
+        return "closing"
+    return None
+
+
+#: The times a caller may choose, as (name, local hour): later today is now + 2 h.
+CHOICES: tuple[tuple[str, int | None], ...] = (
+    ("later_today", None), ("tomorrow_morning", 9), ("tomorrow_afternoon", 14))
+LATER_TODAY = timedelta(hours=2)
+
+
+def time_choices(now: datetime, policy: Policy, customer_tz: ZoneInfo | None = None,
+                 ) -> list[tuple[str, datetime]]:
+    """The scheduled times offered to a caller, each the first callable instant at or after
+    its target (later today: two hours from now, only if that is still today; tomorrow
+    morning 09:00 and afternoon 14:00 in the centre's zone, or the next open day's), kept
+    only when ``scheduled_slot_ok`` accepts it. Empty when the queue offers no times."""
+    if not policy.offer.scheduled:
+        return []
+    zone = policy.business_hours.zone
+    local_now = utc(now).astimezone(zone)
+    out: list[tuple[str, datetime]] = []
+    for name, hour in CHOICES:
+        if hour is None:
+            target = utc(now) + LATER_TODAY
+        else:
+            day = local_now.date() + timedelta(days=1)
+            target = utc(datetime(day.year, day.month, day.day, hour, tzinfo=zone))
+        try:
+            slot = next_callable(target, policy, customer_tz)
+        except NoCallableTime:
+            continue
+        if hour is None and slot.astimezone(zone).date() != local_now.date():
+            continue
+        if any(abs((slot - s).total_seconds()) < 60 for _, s in out):
+            continue  # two names for one instant (e.g. tomorrow is closed)
+        if scheduled_slot_ok(slot, now, policy, customer_tz) == "ok":
+            out.append((name, slot))
+    return out

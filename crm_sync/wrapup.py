@@ -41,6 +41,7 @@ class CallFacts:
     talk_seconds: int | None
     ivr_path: list[dict[str, Any]] = field(default_factory=list)
     branch: str | None = None
+    direction: str = "in"  # out: a callback we placed
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def record_wrap_up(conn: Connection, facts: CallFacts, wrap: WrapUp, now: dateti
     else:
         result = conn.execute(insert(interactions).values(
             customer_id=facts.customer_id, source=SOURCE, external_id=facts.call_sid,
-            channel="call", direction="in", started_at=facts.started_at,
+            channel="call", direction=facts.direction, started_at=facts.started_at,
             call_sid=facts.call_sid, **values))
         interaction_id, created = int(result.inserted_primary_key[0]), True  # type: ignore[index]
     if wrap.kept_promises:
@@ -104,7 +105,7 @@ def record_wrap_up(conn: Connection, facts: CallFacts, wrap: WrapUp, now: dateti
     events: list[tuple[int, str, dict[str, Any]]] = [(
         facts.customer_id, "interaction.created" if created else "interaction.updated",
         {"interaction_id": interaction_id, "call_sid": facts.call_sid, "channel": "call",
-         "direction": "in", "started_at": facts.started_at, **values})]
+         "direction": facts.direction, "started_at": facts.started_at, **values})]
     events += [(facts.customer_id, "incident.created",
                 {"incident_id": i, "status": "open", "category": wrap.topic[:64],
                  "summary": wrap.notes or wrap.outcome, "branch": facts.branch,

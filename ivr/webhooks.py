@@ -23,8 +23,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ivr.agents.callbacks import CallbackService
 from ivr.agents.endpoints import after_commit
-from ivr.agents.service import AgentService
+from ivr.agents.service import AgentService, Outcome
 from ivr.calls import twiml
 from ivr.calls.service import FINAL_STATUSES, CallService, UnknownCallError, fingerprint
 from ivr.core.db import Database
@@ -291,11 +292,101 @@ async def fallback(request: Request, tw: TwilioRequest) -> Response:
     return _safe_route(request)
 
 
+# ------------------------------------------------------------------ callbacks
+
+
+def _callbacks(request: Request) -> CallbackService:
+    service: CallbackService | None = request.app.state.agents.callbacks
+    if service is None:
+        raise LookupError("callbacks are not configured (IVR_CALLBACKS_FILE)")
+    return service
+
+
+def _attempt_id(tw: TwilioRequest) -> int:
+    raw = tw.query.get("c", "")
+    if not (raw.isdigit() and len(raw) < 12):
+        raise ValueError("no callback attempt id")
+    return int(raw)
+
+
+async def callback_offer(request: Request, tw: TwilioRequest) -> Response:
+    """A key pressed at the wait loop's callback offer (still in Twilio's queue): 1 leaves
+    the queue for the callback dialog, with the caller's place kept."""
+    lang = tw.query.get("lang", "he-IL")[:16]
+    name = tw.query.get("q", "")[:64]
+    try:
+        agents: AgentService = request.app.state.agents
+        xml = await request.app.state.db.run(
+            _callbacks(request).choose, tw.call_sid, name, lang,
+            (tw.params.get("Digits") or "")[:8], agents.gateway.holds_callers)
+        return _xml(xml)
+    except Exception:
+        log.exception("callback offer failed; the caller keeps waiting call=%s", tw.call_sid)
+        _failed(request)
+        return _xml(twiml.hold(lang, None, request.app.state.settings.hold_music_url))
+
+
+async def callback(request: Request, tw: TwilioRequest) -> Response:
+    """A step of the callback dialog (confirm the number, type another, choose a time)."""
+    try:
+        xml, reroute = await request.app.state.db.run(
+            _callbacks(request).dialog, tw.call_sid, tw.query,
+            (tw.params.get("Digits") or "")[:32])
+        if reroute:
+            await after_commit(request.app, Outcome(reroute=True))
+        return _xml(xml)
+    except Exception:
+        log.exception("callback dialog failed call=%s", tw.call_sid)
+        return _safe_route(request)
+
+
+async def callback_answer(request: Request, tw: TwilioRequest) -> Response:
+    """The customer answered our callback (``calls.create`` url): the agent is dialled."""
+    out = Outcome()
+    try:
+        xml = await request.app.state.db.run(_callbacks(request).answered, _attempt_id(tw),
+                                             tw.params, out)
+        await after_commit(request.app, out)
+        return _xml(xml)
+    except Exception:
+        log.exception("callback answer failed call=%s", tw.call_sid)
+        _failed(request)
+        return _xml(twiml.safe_route(request.app.state.settings.safe_queue))
+
+
+async def callback_dial(request: Request, tw: TwilioRequest) -> Response:
+    """The callback's ``<Dial>`` to the agent ended."""
+    out = Outcome()
+    try:
+        xml = await request.app.state.db.run(_callbacks(request).dial_ended, _attempt_id(tw),
+                                             tw.params, out)
+        await after_commit(request.app, out)
+        return _xml(xml)
+    except Exception:
+        log.exception("callback dial result failed call=%s", tw.call_sid)
+        return _safe_route(request)
+
+
+async def callback_status(request: Request, tw: TwilioRequest) -> Response:
+    """Status callbacks of a callback's customer leg (initiated … completed, busy, …)."""
+    out = Outcome()
+    try:
+        await request.app.state.db.run(_callbacks(request).leg_status, _attempt_id(tw),
+                                       tw.params, out)
+        await after_commit(request.app, out)
+    except Exception:
+        log.exception("callback status not recorded call=%s", tw.call_sid)
+        _failed(request)
+        return PlainTextResponse("status not recorded; retry", status_code=503)
+    return _xml(twiml.empty())
+
+
 ROUTES = [
     Route(f"/twilio/{handler.__name__.replace('_', '-')}", twilio_endpoint(handler),
           methods=["POST"])
     for handler in (voice, gather, dial, queue, wait, status, fallback, connect, agent_dial,
-                    agent_leg)
+                    agent_leg, callback_offer, callback, callback_answer, callback_dial,
+                    callback_status)
 ]
 
 

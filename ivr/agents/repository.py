@@ -170,10 +170,11 @@ def get_entry(conn: Connection, call_sid: str) -> Any:
 
 def join_queue(conn: Connection, *, call_sid: str, queue: str, queue_sid: str | None,
                priority: int, customer_id: int | None, preferred_agent_id: int | None,
-               now: datetime) -> None:
+               now: datetime, deadline_at: datetime | None = None) -> None:
     """The caller is waiting in ``queue`` (first time, or again in another queue)."""
     values = {"queue": queue, "twilio_queue_sid": queue_sid, "priority": priority,
-              "entered_at": now, "status": "waiting", "agent_id": None,
+              "entered_at": now, "deadline_at": deadline_at, "status": "waiting",
+              "agent_id": None, "callback_id": None,
               "preferred_agent_id": preferred_agent_id, "customer_id": customer_id,
               "offered_at": None, "connected_at": None, "ended_at": None, "updated_at": now}
     done = conn.execute(update(queue_entries).where(queue_entries.c.call_sid == call_sid)
@@ -197,11 +198,13 @@ def _locking(conn: Connection, query: Any) -> Any:
 def waiting(conn: Connection, limit: int = 200) -> list[Waiting]:
     q = (select(queue_entries.c.id, queue_entries.c.call_sid, queue_entries.c.queue,
                 queue_entries.c.priority, queue_entries.c.entered_at,
-                queue_entries.c.preferred_agent_id)
+                queue_entries.c.preferred_agent_id, queue_entries.c.deadline_at)
          .where(queue_entries.c.status == "waiting")
-         .order_by(queue_entries.c.priority.desc(), queue_entries.c.entered_at,
-                   queue_entries.c.id).limit(limit))
-    return [Waiting(r.id, r.call_sid, r.queue, r.priority, r.entered_at, r.preferred_agent_id)
+         .order_by(queue_entries.c.priority.desc(),
+                   func.coalesce(queue_entries.c.deadline_at, queue_entries.c.entered_at),
+                   queue_entries.c.entered_at, queue_entries.c.id).limit(limit))
+    return [Waiting(r.id, r.call_sid, r.queue, r.priority, r.entered_at, r.preferred_agent_id,
+                    r.deadline_at)
             for r in conn.execute(_locking(conn, q))]
 
 
@@ -310,3 +313,64 @@ def replay_from(conn: Connection, agent_id: int, call_sid: str | None) -> int:
         if first is not None:
             return int(first) - 1
     return last_event_id(conn, agent_id)
+
+
+def staffed(conn: Connection, queue: str) -> int:
+    """Agents of ``queue`` signed in (any state but offline): the servers of its wait."""
+    rows = conn.execute(select(agents.c.queues).where(agents.c.active.is_(True),
+                                                      agents.c.state != "offline"))
+    return sum(1 for (qs,) in rows if queue in (qs or ()))
+
+
+def recent_handle_times(conn: Connection, queue: str, limit: int = 20) -> list[timedelta]:
+    """Talk plus wrap-up of the queue's last handled calls, newest first."""
+    rows = conn.execute(
+        select(agent_calls.c.answered_at, agent_calls.c.ended_at, agent_calls.c.wrapped_up_at)
+        .where(agent_calls.c.queue == queue, agent_calls.c.answered_at.is_not(None),
+               agent_calls.c.ended_at.is_not(None))
+        .order_by(agent_calls.c.ended_at.desc()).limit(limit))
+    return [(r.wrapped_up_at or r.ended_at) - r.answered_at for r in rows]
+
+
+def position(conn: Connection, queue: str, priority: int, deadline: datetime,
+             entered_at: datetime) -> int:
+    """1 + the live callers of ``queue`` served before a call of this key."""
+    key = func.coalesce(queue_entries.c.deadline_at, queue_entries.c.entered_at)
+    ahead = conn.execute(select(func.count()).select_from(queue_entries).where(
+        queue_entries.c.queue == queue, queue_entries.c.status == "waiting",
+        (queue_entries.c.priority > priority)
+        | ((queue_entries.c.priority == priority)
+           & ((key < deadline) | ((key == deadline)
+                                  & (queue_entries.c.entered_at < entered_at)))))
+    ).scalar_one()
+    return int(ahead) + 1
+
+
+def offer_callback_key(conn: Connection, offer_id: int) -> str | None:
+    row = conn.execute(select(agent_calls.c.call_sid).where(agent_calls.c.id == offer_id)
+                       ).first()
+    return row.call_sid if row is not None else None
+
+
+def offer_agent(conn: Connection, agent_id: int, key: str, queue: str, now: datetime,
+                ) -> int | None:
+    """Reserve a free agent for a callback (agent key ``key``): the agent moves only from
+    available, and gets an offer row like a live call's; None if another router took them."""
+    with conn.begin_nested() as sp:
+        if not set_state(conn, agent_id, "reserved", now, call_sid=key, reason="callback",
+                         only_from=("available",)):
+            sp.rollback()
+            return None
+        result = conn.execute(insert(agent_calls).values(
+            call_sid=key, agent_id=agent_id, queue=queue, offered_at=now))
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def supervisor_ids(conn: Connection) -> list[int]:
+    return [r.id for r in conn.execute(select(agents.c.id).where(
+        agents.c.role == "admin", agents.c.active.is_(True)))]
+
+
+def offer_count(conn: Connection, call_sid: str) -> int:
+    return int(conn.execute(select(func.count()).select_from(agent_calls).where(
+        agent_calls.c.call_sid == call_sid)).scalar_one())

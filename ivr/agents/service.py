@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, select
 
@@ -21,6 +21,7 @@ from crm_sync.screenpop import customer_context, empty_context
 from crm_sync.wrapup import CallFacts, WrapUp, record_wrap_up
 from ivr.agents import repository as repo
 from ivr.agents.auth import DUMMY_HASH, verify_password
+from ivr.agents.callbacks import is_callback_key, pending_callbacks
 from ivr.agents.events import Published
 from ivr.agents.gateway import Gateway
 from ivr.agents.models import agent_calls
@@ -34,6 +35,9 @@ from ivr.menu.engine import Enqueue, Hangup, queue_priority
 from ivr.menu.model import QueueNode
 from ivr.menu.registry import MenuRegistry
 
+if TYPE_CHECKING:
+    from ivr.agents.callbacks import CallbackService, Dial
+
 log = logging.getLogger(__name__)
 
 ANSWERED = {"in-progress", "answered"}
@@ -46,6 +50,7 @@ class Offer:
     call_sid: str
     queue_sid: str | None
     agent_id: int
+    dial: Dial | None = None  # a claimed callback: the customer is to be dialled
 
 
 @dataclass
@@ -72,6 +77,8 @@ class AgentService:
         self.clock = clock
         self.settings = settings
         self.gateway = gateway
+        # Set by the app (and the worker) when callbacks are configured.
+        self.callbacks: CallbackService | None = None
 
     # ------------------------------------------------------------ sign-in and state
 
@@ -140,7 +147,8 @@ class AgentService:
         with self.engine.begin() as conn:
             entry = repo.get_entry(conn, call_sid)
             call = get_call(conn, call_sid)
-            if entry is None or entry.status in ("done", "abandoned") or entry.queue != queue:
+            if entry is None or entry.status in ("done", "abandoned", "callback") \
+                    or entry.queue != queue:
                 if call is None:
                     raise LookupError(call_sid)
                 attrs = dict(call["attributes"] or {})
@@ -149,18 +157,25 @@ class AgentService:
                 if (customer_id is not None and attrs.get("repeat_caller")
                         and attrs.get("has_open_incident")):
                     preferred = repo.last_agent_of(conn, int(customer_id))
+                deadline = (self.callbacks.deadline_for(queue, attrs.get("tier"), now)
+                            if self.callbacks is not None else None)
                 repo.join_queue(conn, call_sid=call_sid, queue=queue, queue_sid=queue_sid,
                                 priority=self._priority(call, attrs), customer_id=customer_id,
-                                preferred_agent_id=preferred, now=now)
+                                preferred_agent_id=preferred, now=now, deadline_at=deadline)
                 out.reroute = True
+                entry = repo.get_entry(conn, call_sid)
             elif queue_sid:
                 repo.note_queue_sid(conn, call_sid, queue_sid, now)
-            status = entry.status if entry is not None and entry.queue == queue else "waiting"
-        if status == "offered" and self.gateway.holds_callers:
-            out.twiml = twiml.leave()
-            return out
-        language = (call or {}).get("language") or "he-IL"
-        pause = self.settings.hold_poll_seconds if self.gateway.holds_callers else 20
+            status = entry.status if entry is not None else "waiting"
+            language = (call or {}).get("language") or "he-IL"
+            pause = self.settings.hold_poll_seconds if self.gateway.holds_callers else 20
+            if status in ("offered", "choosing") and (self.gateway.holds_callers
+                                                       or status == "choosing"):
+                out.twiml = twiml.leave()
+                return out
+            if self.callbacks is not None and entry is not None and status == "waiting":
+                out.twiml = self.callbacks.hold(conn, entry, language, params, pause, now)
+                return out
         queue_time = params.get("QueueTime", "0")
         seconds = int(queue_time) if queue_time.isdigit() else 0
         out.twiml = twiml.hold(language, params.get("QueuePosition"),
@@ -189,14 +204,27 @@ class AgentService:
         with self.engine.begin() as conn:
             # Waiting calls first: usually none, and then no agent row is read or locked
             # (the agents' rows were most of a routing pass: bench/results.md, issue 4).
+            # Due callbacks join the same plan (one ordering: priority, deadline, entry).
             calls = repo.waiting(conn)
+            if self.callbacks is not None:
+                calls = calls + self.callbacks.due_work(conn, now)
             if not calls:
                 return [], []
             queues = {c.queue for c in calls}
             preferred = {c.preferred_agent_id for c in calls}
             free = [a for a in repo.free_agents(conn)
                     if a.agent_id in preferred or not a.queues.isdisjoint(queues)]
+            out = Outcome()
             for call, agent in plan(calls, free):
+                if call.kind == "callback":
+                    # A process that does not dispatch callbacks leaves the agent free for
+                    # one that does (the order is kept: no later call takes the agent).
+                    if self.callbacks is None or not self.settings.dispatch_callbacks:
+                        continue
+                    dial = self.callbacks.claim(conn, call, agent.agent_id, now, out)
+                    if dial is not None:
+                        offers.append(Offer(0, call.call_sid, None, agent.agent_id, dial))
+                    continue
                 offer_id = repo.offer(conn, call, agent.agent_id, now)
                 if offer_id is None:
                     continue
@@ -206,6 +234,7 @@ class AgentService:
                 entry = repo.get_entry(conn, call.call_sid)
                 offers.append(Offer(offer_id, call.call_sid, entry.twilio_queue_sid,
                                     agent.agent_id))
+            published.extend(out.published)
         for o in offers:
             log.info("call offered to agent call=%s agent=%s offer=%s", o.call_sid,
                      o.agent_id, o.offer_id)
@@ -215,10 +244,15 @@ class AgentService:
         """Hand offers to the gateway (REST: dequeue now). A failure puts the caller back
         to waiting and the agent back to available."""
         out = Outcome()
+        dials = [o.dial for o in offers if o.dial is not None]
+        if dials and self.callbacks is not None:
+            self.callbacks.dial(dials, out)
         if self.gateway.holds_callers:
             return out
         base = self.settings.public_url or ""
         for o in offers:
+            if o.dial is not None:
+                continue
             try:
                 if not o.queue_sid:
                     raise RuntimeError("no QueueSid known for the call yet")
@@ -315,6 +349,10 @@ class AgentService:
         with self.engine.begin() as conn:  # one transaction: the offer is read once
             offer = repo.open_offer(conn, call_sid)
             if offer is None:
+                entry = repo.get_entry(conn, call_sid)
+                if (result == "leave" and entry is not None and entry.status == "choosing"
+                        and self.callbacks is not None):
+                    return Outcome(self.callbacks.dialog_start(conn, call_sid, entry))
                 return None
             if result == "redirected":
                 return Outcome(twiml.empty())
@@ -386,7 +424,7 @@ class AgentService:
         out = Outcome()
         with self.engine.begin() as conn:
             entry = repo.get_entry(conn, call_sid)
-            if entry is None or entry.status == "done":
+            if entry is None or entry.status in ("done", "callback", "abandoned"):
                 return out
             repo.update_entry(conn, call_sid, status="abandoned" if entry.status != "connected"
                               else "done", ended_at=now, updated_at=now)
@@ -410,7 +448,10 @@ class AgentService:
                       offer: Any = None) -> dict[str, Any]:
         """The screen-pop: the customer's side (``crm_sync.screenpop``) and the call's (who
         called, what they typed, the IVR path with timings, the wait). ``offer``: the call's
-        live offer when the caller has it at hand (else it is read)."""
+        live offer when the caller has it at hand (else it is read). A callback attempt's
+        key (``CB…``) gets the callback's pop."""
+        if self.callbacks is not None and is_callback_key(call_sid):
+            return self.callbacks.context(conn, call_sid, now)
         full = _call_row(conn, call_sid)
         entry = repo.get_entry(conn, call_sid)
         attrs = dict(full.get("attributes") or {})
@@ -453,7 +494,7 @@ class AgentService:
             "call_started_at": full["created_at"].isoformat() if full.get("created_at")
             else None,
             "ivr_path": ivr_path(path),
-            "pending_callbacks": [],
+            "pending_callbacks": pending_callbacks(conn, customer_id),
         })
         return ctx
 
@@ -463,7 +504,11 @@ class AgentService:
         with self.engine.connect() as conn:
             if agent["role"] != "admin" and not repo.offered_to(conn, agent["id"], call_sid):
                 raise AgentError(404, "no such call for you")
-            if get_call(conn, call_sid) is None:
+            if is_callback_key(call_sid):
+                if not repo.offered_to(conn, agent["id"], call_sid) and \
+                        repo.offer_count(conn, call_sid) == 0:
+                    raise AgentError(404, "no such call")
+            elif get_call(conn, call_sid) is None:
                 raise AgentError(404, "no such call")
             return self.build_context(conn, call_sid, now)
 
@@ -484,9 +529,12 @@ class AgentService:
             full = _call_row(conn, call_sid)  # one read: attributes, path, start
             attrs = dict(full.get("attributes") or {})
             customer_id = attrs.get("customer_id") if attrs.get("identified") else None
+            callback = self.callbacks is not None and is_callback_key(call_sid)
+            if callback and self.callbacks is not None:
+                customer_id = self.callbacks.customer_id_of(conn, call_sid)
             interaction_id = None
             if customer_id is not None:
-                entry = repo.get_entry(conn, call_sid)
+                entry = None if callback else repo.get_entry(conn, call_sid)
                 start = offer.answered_at or offer.offered_at
                 end = offer.ended_at or now
                 written = record_wrap_up(conn, CallFacts(
@@ -498,7 +546,8 @@ class AgentService:
                     talk_seconds=int((end - start).total_seconds()) if offer.answered_at
                     else 0,
                     ivr_path=list(full.get("path") or []),
-                    branch=self.settings.branch_name), wrap, now)
+                    branch=self.settings.branch_name,
+                    direction="out" if callback else "in"), wrap, now)
                 interaction_id = written.interaction_id
             repo.update_offer(conn, offer.id, wrapped_up_at=now, interaction_id=interaction_id)
             if repo.set_state(conn, agent["id"], "available", now, reason="wrapped up",
@@ -511,8 +560,12 @@ class AgentService:
     def board(self) -> dict[str, Any]:
         now = self.clock.now()
         with self.engine.connect() as conn:
-            return {"agents": repo.list_agents(conn), "queues": repo.queue_board(conn, now),
-                    "at": now.isoformat()}
+            board: dict[str, Any] = {"agents": repo.list_agents(conn),
+                                     "queues": repo.queue_board(conn, now),
+                                     "at": now.isoformat()}
+            if self.callbacks is not None:
+                board["callbacks"] = self.callbacks.board(conn, now)
+            return board
 
 
 def ivr_path(path: list[dict[str, Any]]) -> list[dict[str, Any]]:

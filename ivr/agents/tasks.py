@@ -1,6 +1,7 @@
 """Routing in the server process: right after every change that can make a match (inline,
 so a test or a caller sees the result at once), and a sweep every
-``route_every_seconds`` that takes back expired offers and matches what another process
+``route_every_seconds`` that takes back expired offers, runs the callback timers (when this
+process dispatches callbacks: leases, warnings, breaches) and matches what another process
 left (several processes on PostgreSQL share the rows; SKIP LOCKED keeps them apart)."""
 
 from __future__ import annotations
@@ -31,13 +32,18 @@ class RoutingLoop:
                 self.bus.published(published)
                 if not offers:
                     return
-                if not self.service.gateway.holds_callers:
-                    out: Outcome = await asyncio.to_thread(self.service.deliver, offers)
-                    self.bus.published(out.published)
+                # REST dequeues and callback dials: network calls, off the event loop.
+                out: Outcome = await asyncio.to_thread(self.service.deliver, offers)
+                self.bus.published(out.published)
 
     async def sweep(self) -> None:
         out = await self.db.run(self.service.expire_offers)
         self.bus.published(out.published)
+        callbacks = self.service.callbacks
+        if callbacks is not None and self.service.settings.dispatch_callbacks:
+            timers = Outcome()
+            await self.db.run(callbacks.sweep, timers)
+            self.bus.published(timers.published)
         await self.route_now()
 
     async def run(self, every: float, stop: asyncio.Event) -> None:

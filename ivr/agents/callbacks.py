@@ -1,0 +1,780 @@
+"""Callbacks: the offer in the wait loop, the dialog that takes the request, the dispatch
+(one ordering with the live calls: ``routing.plan``), the callback call and its outcome,
+and the timers (leases, warnings, breaches).
+
+The promise is a ``callback_requests`` row committed before the caller hears the time by
+which we call. Everything after is driven by rows with due times, so any process (an
+``ivr worker``, or ``ivr serve`` with ``IVR_DISPATCH_CALLBACKS``) picks up where another
+stopped.
+
+A due callback enters the router as a ``routing.Waiting`` of kind ``callback`` with the
+priority and deadline of the caller's place. When the router pairs it with a free agent,
+``claim`` reserves the agent (as for a live call), moves the request to ``dialing`` with a
+lease, records the attempt and pushes the screen-pop; after the commit ``dial`` places the
+call (``calls.create`` through the twilio client, or the local dialer). Twilio's status
+callbacks and the answer URL drive the rest:
+
+* answered by a person: a greeting and ``<Dial>`` to the reserved agent; the agent talked
+  → completed;
+* answered by a machine (``AnsweredBy`` machine_* or fax): a short message with no personal
+  data, then hang up; counted as an attempt that did not reach them;
+* busy / no-answer / failed / canceled: retry after the back-off (at the next callable
+  instant), or, with the attempts used up, ``failed`` and escalated;
+* the agent did not answer: the customer hears an apology; the agent goes offline (as for
+  live calls) and the request is due again at once, without using up an attempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import httpx
+from sqlalchemy import Connection, Engine, select
+
+from callbacks import repository as cbrepo
+from callbacks import sla
+from callbacks.policy import Policies, Policy
+from crm_sync.phones import is_withheld, mask, normalize
+from ivr.agents import callback_twiml as ctw
+from ivr.agents import repository as repo
+from ivr.agents.gateway import Dialer
+from ivr.agents.routing import Waiting
+from ivr.calls.repository import calls, get_call
+from ivr.core.clock import Clock
+from ivr.core.settings import Settings
+
+if TYPE_CHECKING:
+    from ivr.agents.service import Outcome
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "CB"  # agent-side key of an attempt: "CB<attempt id>"
+NOT_REACHED = {"busy", "no-answer", "failed", "canceled"}
+MACHINE = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other",
+           "fax")
+MAX_TRIES = 2  # a dialog step not understood this often: back to the queue
+
+
+def agent_key(attempt_id: int) -> str:
+    return f"{KEY_PREFIX}{attempt_id}"
+
+
+def is_callback_key(call_sid: str) -> bool:
+    return call_sid.startswith(KEY_PREFIX) and call_sid[len(KEY_PREFIX):].isdigit()
+
+
+@dataclass(frozen=True)
+class Dial:
+    """A claimed callback to place after the commit."""
+
+    attempt_id: int
+    request_id: int
+    phone: str
+    from_number: str
+
+
+class CallbackService:
+    def __init__(self, engine: Engine, clock: Clock, settings: Settings, policies: Policies,
+                 dialer: Dialer | None, owner: str) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.settings = settings
+        self.policies = policies
+        self.dialer = dialer
+        self.owner = owner[:64]
+
+    def policy(self, queue: str) -> Policy:
+        return self.policies.for_queue(queue)
+
+    # ------------------------------------------------------------ the wait loop
+
+    def deadline_for(self, queue: str, tier: str | None, entered_at: datetime) -> datetime:
+        """The SLA deadline of a caller's place: their tier's, from the time they joined."""
+        return sla.deadline(entered_at, self.policy(queue), tier)
+
+    def expected_wait(self, conn: Connection, entry: Any) -> timedelta:
+        """``callbacks.sla.expected_wait`` for this caller: their position among the live
+        callers and pending callbacks of the queue served before them, the queue's signed-in
+        agents, and its recent handle times."""
+        deadline = entry.deadline_at or entry.entered_at
+        live = repo.position(conn, entry.queue, entry.priority, deadline, entry.entered_at)
+        callbacks_ahead = cbrepo.ahead_in_queue(conn, entry.queue, entry.priority, deadline)
+        return sla.expected_wait(live + callbacks_ahead, repo.staffed(conn, entry.queue),
+                                 repo.recent_handle_times(conn, entry.queue),
+                                 self.policy(entry.queue).fallback_handle_time)
+
+    def hold(self, conn: Connection, entry: Any, language: str, params: dict[str, str],
+             pause: int, now: datetime) -> str:
+        """A wait round: the expected wait, and the offer when the queue's policy says so."""
+        policy = self.policy(entry.queue)
+        queue_time = params.get("QueueTime", "0")
+        seconds = int(queue_time) if queue_time.isdigit() else 0
+        every = max(int(policy.offer.repeat_every.total_seconds()), pause)
+        speak = seconds % every < pause
+        expected = offer = None
+        if speak:
+            expected = self.expected_wait(conn, entry)
+            offer = sla.offer_reason(now, expected, policy)
+        return ctw.hold(language, self.settings.hold_music_url, pause, expected=expected,
+                        offer=offer, queue=entry.queue, speak=speak)
+
+    def choose(self, call_sid: str, queue: str, language: str, digits: str,
+               holds_callers: bool) -> str:
+        """The wait loop's ``<Gather>`` got a key. 1: out of Twilio's queue into the dialog
+        (the place is kept: the entry is ``choosing``, which the router skips)."""
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            entry = repo.get_entry(conn, call_sid)
+            if entry is None or entry.queue != queue:
+                return ctw.redirect_wait(language, queue, None)
+            if entry.status == "offered":  # an agent is on the way: no callback needed
+                return ctw.leave() if holds_callers else ctw.redirect_wait(language, queue,
+                                                                           None)
+            if digits != "1" or entry.status != "waiting":
+                return ctw.redirect_wait(language, queue, "not_understood"
+                                         if digits != "1" else None)
+            repo.update_entry(conn, call_sid, status="choosing", updated_at=now)
+        log.info("caller chose a callback call=%s queue=%s", call_sid, queue)
+        return ctw.leave()
+
+    # ------------------------------------------------------------ the dialog
+
+    def dialog_start(self, conn: Connection, call_sid: str, entry: Any) -> str:
+        """The caller left the queue to ask for a callback (``<Enqueue action>``, leave)."""
+        call = _caller(conn, call_sid)
+        language = call.get("language") or "he-IL"
+        return self._menu(conn, call, entry.queue, language, 0)
+
+    def _menu(self, conn: Connection, call: dict[str, Any], queue: str, language: str,
+              tries: int, note: str | None = None, times: bool | None = None) -> str:
+        caller = _caller_e164(call.get("from_number"), self.settings.default_region)
+        if times is None:
+            times = bool(sla.time_choices(self.clock.now(), self.policy(queue)))
+        return ctw.dialog_menu(language, queue, caller[-4:] if caller else None, times,
+                               tries, note)
+
+    def dialog(self, call_sid: str, query: dict[str, str], digits: str,
+               ) -> tuple[str, bool]:
+        """A step of the callback dialog; (TwiML, whether routing should run)."""
+        now = self.clock.now()
+        queue = query.get("q", "")[:64]
+        language = query.get("lang", "he-IL")[:16]
+        step = query.get("step", "")
+        tries = int(query["n"]) if query.get("n", "").isdigit() else 0
+        with self.engine.begin() as conn:
+            entry = repo.get_entry(conn, call_sid)
+            call = _caller(conn, call_sid)
+            if entry is None or not call or entry.queue != queue:
+                raise LookupError(call_sid)
+            step_no = int(call.get("step") or 0)
+            if entry.status == "callback":  # a retried request after the commit
+                req = cbrepo.get(conn, entry.callback_id) if entry.callback_id else None
+                if req is not None:
+                    return self._confirmation(req, now, language, already=False), False
+            if entry.status != "choosing":
+                return self._back(conn, call_sid, entry, language, step_no, None, now)
+            caller = _caller_e164(call.get("from_number"), self.settings.default_region)
+            if step == "choice":
+                if digits == "1" and caller:
+                    return self._commit(conn, call, entry, caller, None, language, now)
+                if digits == "2":
+                    return ctw.type_number(language, queue, 0), False
+                if digits == "3" and self.policy(queue).offer.scheduled:
+                    return self._times(conn, call, entry, caller or "", language, now)
+                if digits == "*" or tries >= MAX_TRIES:
+                    return self._back(conn, call_sid, entry, language, step_no,
+                                      "keep_place", now)
+                return self._menu(conn, call, queue, language, tries + 1,
+                                  note=None if digits == "" else "not_understood"), False
+            if step == "number":
+                phone = normalize(digits, self.settings.default_region) if digits else None
+                if phone is None or not phone.ok or phone.e164 is None:
+                    if tries >= MAX_TRIES:
+                        return self._back(conn, call_sid, entry, language, step_no,
+                                          "keep_place", now)
+                    return ctw.type_number(language, queue, tries + 1, "bad_number"), False
+                return ctw.confirm_number(language, queue, digits, phone.e164), False
+            if step == "confirm":
+                phone_q = query.get("phone", "")
+                if digits == "1" and normalize(phone_q, self.settings.default_region).ok:
+                    if self.policy(queue).offer.scheduled and query.get("then") == "time":
+                        return self._times(conn, call, entry, phone_q, language, now)
+                    return self._commit(conn, call, entry, phone_q, None, language, now)
+                return ctw.type_number(language, queue, 0), False
+            if step == "time":
+                phone_q = query.get("phone", "") or (caller or "")
+                choices = sla.time_choices(now, self.policy(queue))
+                if digits.isdigit() and 1 <= int(digits) <= len(choices):
+                    if not phone_q:
+                        return ctw.type_number(language, queue, 0), False
+                    slot = choices[int(digits) - 1][1]
+                    return self._commit(conn, call, entry, phone_q, slot, language, now)
+                return self._back(conn, call_sid, entry, language, step_no,
+                                  "keep_place", now)
+            return self._back(conn, call_sid, entry, language, step_no, None, now)
+
+    def _times(self, conn: Connection, call: dict[str, Any], entry: Any, phone: str,
+               language: str, now: datetime) -> tuple[str, bool]:
+        policy = self.policy(entry.queue)
+        choices = sla.time_choices(now, policy)
+        zone = policy.business_hours.zone
+        options = [(name, ctw.when(slot, now, zone, language)) for name, slot in choices]
+        if not options:  # no time left to offer: the menu without the choice
+            return self._menu(conn, call, entry.queue, language, 0, note="no_times",
+                              times=False), False
+        return ctw.choose_time(language, entry.queue, options, phone), False
+
+    def _back(self, conn: Connection, call_sid: str, entry: Any, language: str, step: int,
+              note: str | None, now: datetime) -> tuple[str, bool]:
+        """Back to waiting, with the place the caller had (``entered_at`` kept)."""
+        if entry.status == "choosing":
+            repo.update_entry(conn, call_sid, status="waiting", updated_at=now)
+        return ctw.back_to_queue(language, note, entry.queue, step), True
+
+    def _confirmation(self, req: Any, now: datetime, language: str, *, already: bool) -> str:
+        zone = self.policy(req.queue).business_hours.zone
+        if req.kind == "scheduled" and req.scheduled_for is not None:
+            spoken = ctw.when(req.scheduled_for, now, zone, language, at=True)
+            return ctw.confirmed(language, spoken, scheduled=True, already=already)
+        return ctw.confirmed(language, ctw.when(req.deadline_at, now, zone, language),
+                             scheduled=False, already=already)
+
+    def _commit(self, conn: Connection, call: dict[str, Any], entry: Any, phone: str,
+                slot: datetime | None, language: str, now: datetime) -> tuple[str, bool]:
+        """Write the request (or update the open one), then say by when we call."""
+        policy = self.policy(entry.queue)
+        attrs = dict(call.get("attributes") or {})
+        customer_id = attrs.get("customer_id") if attrs.get("identified") else None
+        customer_id = int(customer_id) if customer_id is not None else None
+        tier = attrs.get("tier")
+        caller = _caller_e164(call.get("from_number"), self.settings.default_region)
+        key = cbrepo.open_key(entry.queue, customer_id, phone)
+        if slot is not None:
+            kind, due, deadline = "scheduled", slot, sla.scheduled_deadline(slot, policy)
+            warn = slot + (deadline - slot) * policy.warn_at
+            place = slot
+        else:
+            kind = "asap"
+            place = entry.entered_at
+            deadline = entry.deadline_at or sla.deadline(place, policy, tier)
+            warn = sla.warning_at(place, policy, tier)
+            due = sla.next_callable(now, policy)
+        values = {"queue": entry.queue, "phone": phone, "caller_number": caller,
+                  "call_sid": call["call_sid"], "customer_id": customer_id, "tier": tier,
+                  "language": language, "priority": entry.priority, "entered_at": place,
+                  "requested_at": now, "kind": kind, "scheduled_for": slot,
+                  "deadline_at": deadline, "warn_at": warn, "due_at": due,
+                  "status": "pending", "open_key": key, "attempts": 0,
+                  "max_attempts": policy.max_attempts, "updated_at": now}
+        existing = cbrepo.find_open(conn, key)
+        if existing is None:
+            refusal = self._capped(conn, caller, phone, now, policy)
+            if refusal is not None:
+                log.warning("callback refused (%s) caller=%s number=%s", refusal,
+                            mask(caller), mask(phone))
+                return self._back(conn, call["call_sid"], entry, language,
+                                  int(call.get("step") or 0), "capped", now)
+            request_id = cbrepo.create(conn, values)
+            if request_id is None:  # another request with that key committed just now
+                existing = cbrepo.find_open(conn, key)
+        if existing is not None:
+            request_id = existing.id
+            update = {k: values[k] for k in ("phone", "kind", "scheduled_for", "language",
+                                             "call_sid", "updated_at")}
+            if existing.status == "pending":
+                # A new, later place never makes the promise worse: keep the earlier one.
+                update.update(due_at=due if slot is not None else min(existing.due_at, due),
+                              deadline_at=deadline if slot is not None
+                              else min(existing.deadline_at, deadline),
+                              warn_at=warn if slot is not None else min(existing.warn_at, warn),
+                              entered_at=place if slot is not None
+                              else min(existing.entered_at, place))
+            cbrepo.update_request(conn, existing.id, **update)
+            cbrepo.add_event(conn, existing.id, "updated", now, {"call_sid": call["call_sid"],
+                                                                 "kind": kind})
+        else:
+            assert request_id is not None
+            cbrepo.add_event(conn, request_id, "requested", now,
+                             {"call_sid": call["call_sid"], "kind": kind,
+                              "other_number": bool(caller and phone != caller)})
+            if caller and phone != caller:
+                log.warning("callback to a number other than the caller ID caller=%s "
+                            "number=%s request=%s", mask(caller), mask(phone), request_id)
+        repo.update_entry(conn, call["call_sid"], status="callback", callback_id=request_id,
+                          ended_at=now, updated_at=now)
+        req = cbrepo.get(conn, request_id)
+        assert req is not None
+        log.info("callback %s request=%s queue=%s deadline=%s",
+                 "updated" if existing is not None else "requested", request_id,
+                 entry.queue, req.deadline_at.isoformat())
+        return self._confirmation(req, now, language, already=existing is not None), True
+
+    def _capped(self, conn: Connection, caller: str | None, phone: str, now: datetime,
+                policy: Policy) -> str | None:
+        zone = policy.business_hours.zone
+        local = now.astimezone(zone)
+        day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        cap = self.settings.callback_daily_cap
+        for number in {n for n in (caller, phone) if n}:
+            if cbrepo.requests_since(conn, number, day_start) >= cap:
+                return "daily cap per number"
+        if caller and phone != caller and cbrepo.other_number_requests_since(
+                conn, caller, day_start) >= self.settings.callback_other_number_daily_cap:
+            return "daily cap of requests for another number"
+        if not caller and cbrepo.requests_since(conn, phone, day_start) >= cap:
+            return "daily cap per number"
+        return None
+
+    # ------------------------------------------------------------ dispatch
+
+    def due_work(self, conn: Connection, now: datetime, limit: int = 50) -> list[Waiting]:
+        """Due callbacks as the router's work items (kind ``callback``)."""
+        out = []
+        for r in cbrepo.due(conn, now, None, limit):
+            out.append(Waiting(r.id, f"callback:{r.id}", r.queue, r.priority, r.entered_at,
+                               None, r.deadline_at, "callback"))
+        return out
+
+    def claim(self, conn: Connection, item: Waiting, agent_id: int, now: datetime,
+              out: Outcome) -> Dial | None:
+        """Reserve the agent and the request together (a savepoint), record the attempt,
+        push the screen-pop. None: the agent or the request went elsewhere, or now is no
+        time to call (the request is moved to its next callable instant)."""
+        req = cbrepo.get(conn, item.entry_id)
+        if req is None or req.status != "pending":
+            return None
+        policy = self.policy(req.queue)
+        zone = ZoneInfo(req.timezone) if req.timezone else None
+        if not sla.callable_at(now, policy, zone):
+            cbrepo.update_request(conn, req.id, only_status=("pending",),
+                                  due_at=sla.next_callable(now, policy, zone), updated_at=now)
+            return None
+        with conn.begin_nested() as sp:
+            attempt_no = cbrepo.attempt_count(conn, req.id) + 1
+            lease = now + timedelta(seconds=self.settings.callback_lease_seconds)
+            if not cbrepo.claim(conn, req.id, self.owner, lease, agent_id, now):
+                sp.rollback()
+                return None
+            attempt_id = cbrepo.new_attempt(conn, {
+                "request_id": req.id, "attempt_no": attempt_no, "agent_id": agent_id,
+                "claimed_by": self.owner, "claimed_at": now})
+            key = agent_key(attempt_id)
+            offer_id = repo.offer_agent(conn, agent_id, key, req.queue, now)
+            if offer_id is None:
+                sp.rollback()
+                return None
+            cbrepo.update_attempt(conn, attempt_id, agent_key=key, offer_id=offer_id)
+            cbrepo.add_event(conn, req.id, "attempt", now, {"attempt": attempt_no,
+                                                            "agent_id": agent_id})
+        out.published.append((agent_id, repo.add_event(
+            conn, agent_id, "state", repo.me(conn, agent_id) or {}, now)))
+        context = self.context(conn, key, now)
+        context["offer_id"] = offer_id
+        out.published.append((agent_id, repo.add_event(conn, agent_id, "screenpop", context,
+                                                       now, key)))
+        log.info("callback claimed request=%s attempt=%s agent=%s", req.id, attempt_id,
+                 agent_id)
+        from_number = self.settings.callback_caller_id or _to_number(conn, req.call_sid) or ""
+        return Dial(attempt_id, req.id, req.phone, from_number)
+
+    def dial(self, dials: list[Dial], out: Outcome) -> None:
+        """Place the claimed calls (after the claim's commit). A failure to place one ends
+        the attempt (``dial-error``) and retries it after the back-off."""
+        base = self.settings.public_url or ""
+        for d in dials:
+            try:
+                if self.dialer is None:
+                    raise RuntimeError("no dialer configured")
+                sid = self.dialer.place(
+                    d.phone, d.from_number, f"{base}{ctw.ANSWER_URL}?c={d.attempt_id}",
+                    f"{base}{ctw.STATUS_URL}?c={d.attempt_id}",
+                    self.settings.callback_machine_detection,
+                    self.settings.agent_ring_timeout + 10)
+            except Exception as exc:
+                log.exception("placing a callback failed request=%s", d.request_id)
+                self._end_attempt(d.attempt_id, "dial-error", out, error=str(exc)[:500])
+                continue
+            now = self.clock.now()
+            with self.engine.begin() as conn:
+                cbrepo.update_attempt(conn, d.attempt_id, call_sid=sid, dialed_at=now)
+            log.info("callback dialled request=%s attempt=%s", d.request_id, d.attempt_id)
+
+    # ------------------------------------------------------------ the callback call
+
+    def _attempt(self, conn: Connection, attempt_id: int) -> tuple[Any, Any]:
+        attempt = cbrepo.get_attempt(conn, attempt_id)
+        req = cbrepo.get(conn, attempt.request_id) if attempt is not None else None
+        return attempt, req
+
+    def answered(self, attempt_id: int, params: dict[str, str], out: Outcome) -> str:
+        """The customer picked up (the answer URL): connect the agent, or leave a short
+        message on a machine."""
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            attempt, req = self._attempt(conn, attempt_id)
+            if attempt is None or req is None or attempt.ended_at is not None \
+                    or req.status not in ("dialing", "connected"):
+                return ctw.message_then_hangup(req.language if req else "en-US", "gone")
+            answered_by = (params.get("AnsweredBy") or "")[:32] or None
+            cbrepo.update_attempt(conn, attempt.id, answered_at=now, answered_by=answered_by,
+                                  call_sid=attempt.call_sid or params.get("CallSid"))
+            if answered_by in MACHINE:
+                self._finish(conn, req, attempt, "machine", now, out)
+                return ctw.message_then_hangup(req.language, "machine")
+            cbrepo.update_request(conn, req.id, only_status=("dialing",), status="connected",
+                                  lease_until=None, updated_at=now)
+            agent = repo.me(conn, attempt.agent_id)
+            assert agent is not None
+            return ctw.connect_customer(req.language, attempt.id, attempt.offer_id,
+                                        agent["reach_kind"], agent["reach_target"],
+                                        self.settings.agent_ring_timeout)
+
+    def dial_ended(self, attempt_id: int, params: dict[str, str], out: Outcome) -> str:
+        """The ``<Dial>`` to the agent is over: talked → done; else an apology, and the
+        request is due again at once (the agent goes offline)."""
+        now = self.clock.now()
+        status = params.get("DialCallStatus", "failed")
+        with self.engine.begin() as conn:
+            attempt, req = self._attempt(conn, attempt_id)
+            if attempt is None or req is None:
+                return ctw.message_then_hangup("en-US", "gone")
+            offer = repo.get_offer(conn, attempt.offer_id) if attempt.offer_id else None
+            if attempt.ended_at is not None:
+                return ctw.message_then_hangup(req.language, "gone") \
+                    if attempt.outcome != "completed" else _hangup()
+            talked = status in ("completed", "answered") and offer is not None \
+                and offer.answered_at is not None
+            if talked:
+                self._finish(conn, req, attempt, "completed", now, out, offer=offer)
+                return _hangup()
+            self._finish(conn, req, attempt, "agent-missed", now, out, offer=offer)
+            return ctw.message_then_hangup(req.language, "agent_missed")
+
+    def leg_status(self, attempt_id: int, params: dict[str, str], out: Outcome) -> None:
+        """Status callbacks of the customer's leg."""
+        now = self.clock.now()
+        status = params.get("CallStatus", "")
+        with self.engine.begin() as conn:
+            attempt, req = self._attempt(conn, attempt_id)
+            if attempt is None or req is None:
+                return
+            if attempt.call_sid is None and params.get("CallSid"):
+                cbrepo.update_attempt(conn, attempt.id, call_sid=params["CallSid"][:64])
+            if attempt.ended_at is not None:
+                return
+            if status in ("initiated", "ringing", "queued"):
+                # Twilio has the call: the claim is confirmed (no takeover while it rings).
+                cbrepo.update_request(conn, req.id, only_status=("dialing",),
+                                      lease_until=now + timedelta(
+                                          seconds=self.settings.callback_lease_seconds),
+                                      updated_at=now)
+                return
+            if status in NOT_REACHED or status == "completed":
+                if status == "completed":
+                    outcome = "hung-up" if attempt.answered_at is not None else "no-answer"
+                else:
+                    outcome = status
+                self._finish(conn, req, attempt, outcome, now, out)
+
+    def _end_attempt(self, attempt_id: int, outcome: str, out: Outcome,
+                     error: str | None = None) -> None:
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            attempt, req = self._attempt(conn, attempt_id)
+            if attempt is not None and req is not None and attempt.ended_at is None:
+                self._finish(conn, req, attempt, outcome, now, out, error=error)
+
+    def _finish(self, conn: Connection, req: Any, attempt: Any, outcome: str, now: datetime,
+                out: Outcome, *, offer: Any = None, error: str | None = None) -> None:
+        """An attempt is over: the request is completed, due again, or failed."""
+        if not cbrepo.update_attempt(conn, attempt.id, only_open=True, ended_at=now,
+                                     outcome=outcome, error=error):
+            return  # another request (a retry) finished it first
+        cbrepo.add_event(conn, req.id, "attempt_end", now,
+                         {"attempt": attempt.attempt_no, "outcome": outcome})
+        key = attempt.agent_key
+        if offer is None and attempt.offer_id:
+            offer = repo.get_offer(conn, attempt.offer_id)
+        if outcome == "completed":
+            cbrepo.close(conn, req.id, "completed", now, completed_at=now,
+                         last_outcome=outcome)
+            cbrepo.add_event(conn, req.id, "completed", now,
+                             {"met": now <= req.deadline_at,
+                              "seconds": int((now - req.requested_at).total_seconds())})
+            agent_state = "wrap_up"
+        else:
+            reached = outcome in ("agent-missed", "lost", "dial-error")
+            attempts = req.attempts + (0 if reached else 1)
+            policy = self.policy(req.queue)
+            zone = ZoneInfo(req.timezone) if req.timezone else None
+            if outcome in ("agent-missed", "lost"):
+                nxt: datetime | None = sla.next_callable(now, policy, zone)
+            elif attempts >= req.max_attempts:
+                nxt = None
+            else:
+                nxt = sla.next_attempt_at(now, attempts, policy, zone) \
+                    if attempts >= 1 else sla.next_callable(now, policy, zone)
+            if nxt is None:
+                cbrepo.close(conn, req.id, "failed", now, attempts=attempts,
+                             last_outcome=outcome)
+                cbrepo.add_event(conn, req.id, "failed", now,
+                                 {"attempts": attempts, "last_outcome": outcome,
+                                  "queue": req.queue})
+                log.warning("callback failed after %d attempts (escalated) request=%s",
+                            attempts, req.id)
+                self._notify_supervisors(conn, "failed", req, now, out)
+            else:
+                cbrepo.release(conn, req.id, now, due_at=nxt, outcome=outcome,
+                               failed_attempt=not reached)
+            agent_state = "offline" if outcome == "agent-missed" else (
+                "wrap_up" if offer is not None and offer.answered_at is not None
+                else "available")
+        if offer is not None and offer.ended_at is None:
+            repo.update_offer(conn, offer.id, ended_at=now, outcome=outcome
+                              if outcome != "agent-missed" else "no-answer")
+        if key and attempt.agent_id is not None and repo.set_state(
+                conn, attempt.agent_id, agent_state, now, reason=f"callback {outcome}",
+                only_call=key):
+            me = repo.me(conn, attempt.agent_id)
+            out.published.append((attempt.agent_id, repo.add_event(
+                conn, attempt.agent_id, "state", me or {}, now)))
+            out.published.append((attempt.agent_id, repo.add_event(
+                conn, attempt.agent_id, "call",
+                {"call_sid": key, "status": "ended" if outcome == "completed" else "missed"},
+                now, key)))
+            out.reroute = out.reroute or agent_state == "available"
+        out.reroute = True
+
+    # ------------------------------------------------------------ timers
+
+    def sweep(self, out: Outcome) -> None:
+        """Leases run out, warnings and breaches due; escalation events to the webhook."""
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            for req in cbrepo.expired_leases(conn, now):
+                attempt = cbrepo.current_attempt(conn, req.id)
+                status = None
+                if attempt is not None and attempt.call_sid and self.dialer is not None:
+                    try:
+                        status = self.dialer.status(attempt.call_sid)
+                    except Exception:
+                        log.exception("cannot read the status of callback call "
+                                      "request=%s", req.id)
+                if status in ("queued", "ringing", "in-progress"):
+                    cbrepo.update_request(conn, req.id, lease_until=now + timedelta(
+                        seconds=self.settings.callback_lease_seconds), updated_at=now)
+                    continue
+                log.warning("callback claim of %s expired; taking it over request=%s",
+                            req.lease_owner, req.id)
+                if attempt is None:
+                    cbrepo.release(conn, req.id, now, due_at=now, outcome="lost",
+                                   failed_attempt=False)
+                    continue
+                self._finish(conn, req, attempt, status if status in NOT_REACHED
+                             else "lost", now, out)
+            for req in cbrepo.warnings_due(conn, now):
+                cbrepo.update_request(conn, req.id, warned_at=now)
+                cbrepo.add_event(conn, req.id, "warning", now, _event_detail(req, now))
+                log.warning("callback at risk request=%s queue=%s deadline=%s", req.id,
+                            req.queue, req.deadline_at.isoformat())
+                self._notify_supervisors(conn, "warning", req, now, out)
+            for req in cbrepo.breaches_due(conn, now):
+                cbrepo.update_request(conn, req.id, breached_at=now)
+                cbrepo.add_event(conn, req.id, "breach", now, _event_detail(req, now))
+                log.error("callback deadline breached request=%s queue=%s", req.id,
+                          req.queue)
+                self._notify_supervisors(conn, "breach", req, now, out)
+
+    def _notify_supervisors(self, conn: Connection, kind: str, req: Any, now: datetime,
+                            out: Outcome) -> None:
+        payload = {"kind": kind, **_event_detail(req, now)}
+        for agent_id in repo.supervisor_ids(conn):
+            out.published.append((agent_id, repo.add_event(conn, agent_id, "callback",
+                                                           payload, now)))
+
+    def notify(self, client: httpx.Client) -> int:
+        """POST warning, breach and failed events to ``IVR_CALLBACK_ESCALATION_URL`` (each
+        once; a failure is retried on the next sweep). Returns how many were delivered."""
+        url = self.settings.callback_escalation_url
+        if not url:
+            return 0
+        secret = self.settings.callback_escalation_secret.get_secret_value().encode()
+        sent = 0
+        with self.engine.begin() as conn:
+            for ev in cbrepo.unnotified(conn, 50):
+                body = json.dumps({"id": ev.id, "kind": ev.kind, "request_id": ev.request_id,
+                                   "at": ev.at.isoformat(), **(ev.detail or {})},
+                                  sort_keys=True).encode()
+                sig = hmac.new(secret, body, hashlib.sha256).hexdigest()
+                try:
+                    r = client.post(url, content=body, headers={
+                        "Content-Type": "application/json", "X-IVR-Signature": sig,
+                        "Idempotency-Key": f"callback-event-{ev.id}"})
+                    r.raise_for_status()
+                except httpx.HTTPError as exc:
+                    log.warning("escalation webhook failed (retried later): %s", exc)
+                    break
+                cbrepo.mark_notified(conn, ev.id, self.clock.now())
+                sent += 1
+        return sent
+
+    # ------------------------------------------------------------ the screen-pop
+
+    def context(self, conn: Connection, key: str, now: datetime) -> dict[str, Any]:
+        """The screen-pop of a callback attempt: the customer's side, the request (asked
+        when, deadline, attempt), and the IVR path of the call it was asked in."""
+        from crm_sync.screenpop import customer_context, empty_context  # noqa: PLC0415
+        from ivr.agents.service import ivr_path  # noqa: PLC0415
+
+        attempt = cbrepo.attempt_by_key(conn, key)
+        req = cbrepo.get(conn, attempt.request_id) if attempt is not None else None
+        if attempt is None or req is None:
+            raise LookupError(key)
+        if req.customer_id is not None:
+            ctx = customer_context(conn, int(req.customer_id), now,
+                                   call_sid=req.call_sid or key,
+                                   repeat_window_minutes=self.settings.repeat_window_minutes)
+        else:
+            ctx = empty_context()
+        path: list[dict[str, Any]] = []
+        if req.call_sid:
+            row = conn.execute(select(calls.c.path).where(calls.c.call_sid == req.call_sid)
+                               ).first()
+            path = list(row.path or []) if row is not None else []
+        offer = repo.get_offer(conn, attempt.offer_id) if attempt.offer_id else None
+        status = ("ended" if attempt.ended_at is not None else
+                  "answered" if offer is not None and offer.answered_at is not None
+                  else "ringing")
+        ctx.update({
+            "call_sid": key, "status": status, "kind": "callback",
+            "caller": {"number": req.phone, "outcome": "known" if req.customer_id
+                       else "unknown", "typed_account": None, "candidates": []},
+            "language": req.language, "queue": req.queue, "priority": req.priority,
+            "entered_queue_at": req.entered_at.isoformat(),
+            "waited_seconds": int((now - req.requested_at).total_seconds()),
+            "call_started_at": req.requested_at.isoformat(),
+            "ivr_path": ivr_path(path),
+            "callback": {"request_id": req.id, "requested_at": req.requested_at.isoformat(),
+                         "deadline_at": req.deadline_at.isoformat(),
+                         "seconds_left": int((req.deadline_at - now).total_seconds()),
+                         "attempt": attempt.attempt_no, "max_attempts": req.max_attempts,
+                         "kind": req.kind, "phone": req.phone,
+                         "other_number": bool(req.caller_number
+                                              and req.caller_number != req.phone)},
+            "pending_callbacks": pending_callbacks(conn, req.customer_id),
+        })
+        return ctx
+
+    def customer_id_of(self, conn: Connection, key: str) -> int | None:
+        attempt = cbrepo.attempt_by_key(conn, key)
+        req = cbrepo.get(conn, attempt.request_id) if attempt is not None else None
+        return int(req.customer_id) if req is not None and req.customer_id is not None \
+            else None
+
+    # ------------------------------------------------------------ the supervisor
+
+    def board(self, conn: Connection, now: datetime) -> dict[str, Any]:
+        """Open callbacks with their countdowns, the ones at risk, today's attainment."""
+        from callbacks.stats import summarise  # noqa: PLC0415
+
+        rows = cbrepo.open_requests(conn)
+        items = [{"id": r.id, "queue": r.queue, "status": r.status, "kind": r.kind,
+                  "phone": mask(r.phone), "customer_id": r.customer_id,
+                  "requested_at": r.requested_at.isoformat(),
+                  "deadline_at": r.deadline_at.isoformat(),
+                  "seconds_left": int((r.deadline_at - now).total_seconds()),
+                  "at_risk": now >= r.warn_at, "overdue": now >= r.deadline_at,
+                  "attempts": r.attempts, "due_at": r.due_at.isoformat()} for r in rows]
+        zone = self.policies.default.business_hours.zone
+        day = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+        today = summarise(cbrepo.requested_between(conn, day, day + timedelta(days=1)), now)
+        return {"open": items, "at_risk": sum(1 for i in items if i["at_risk"]),
+                "overdue": sum(1 for i in items if i["overdue"]), "today": today}
+
+
+def pending_callbacks(conn: Connection, customer_id: int | None) -> list[dict[str, Any]]:
+    if customer_id is None:
+        return []
+    return [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()}
+            for r in cbrepo.open_for_customer(conn, int(customer_id))]
+
+
+def _event_detail(req: Any, now: datetime) -> dict[str, Any]:
+    return {"request_id": req.id, "queue": req.queue, "status": req.status,
+            "deadline_at": req.deadline_at.isoformat(),
+            "seconds_left": int((req.deadline_at - now).total_seconds()),
+            "attempts": req.attempts, "customer_id": req.customer_id}
+
+
+def _hangup() -> str:
+    from twilio.twiml.voice_response import VoiceResponse  # noqa: PLC0415
+
+    r = VoiceResponse()
+    r.hangup()
+    return str(r.to_xml())
+
+
+def _caller(conn: Connection, call_sid: str) -> dict[str, Any]:
+    row = conn.execute(select(calls.c.call_sid, calls.c.from_number, calls.c.to_number,
+                              calls.c.language, calls.c.attributes, calls.c.step)
+                       .where(calls.c.call_sid == call_sid)).first()
+    return dict(row._mapping) if row is not None else {}
+
+
+def _to_number(conn: Connection, call_sid: str | None) -> str | None:
+    if not call_sid:
+        return None
+    row = conn.execute(select(calls.c.to_number).where(calls.c.call_sid == call_sid)).first()
+    return row.to_number if row is not None else None
+
+
+def _caller_e164(raw: str | None, region: str) -> str | None:
+    if raw is None or is_withheld(raw):
+        return None
+    phone = normalize(raw, region)
+    return phone.e164 if phone.ok else None
+
+
+__all__ = ["CallbackService", "Dial", "agent_key", "get_call", "is_callback_key"]
+
+
+def process_owner() -> str:
+    """Who holds a claim: host, process id and a random part (a restarted process with the
+    same pid is another owner)."""
+    import os  # noqa: PLC0415
+    import secrets  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def build_service(engine: Engine, clock: Clock, settings: Settings, gateway: object,
+                  local_url: str, dialer: Dialer | None = None) -> CallbackService | None:
+    """The callback service from ``IVR_CALLBACKS_FILE`` (None, with a warning, when the
+    file does not exist: no offers, no dispatch). A file with mistakes raises PolicyError.
+    The dialer: the twilio client's Calls API when the gateway is Twilio's, else the local
+    dialer that plays the customer against this server (the demo)."""
+    from callbacks.policy import load_policies  # noqa: PLC0415
+    from ivr.agents.gateway import TwilioDialer, TwilioGateway  # noqa: PLC0415
+    from ivr.agents.local_dialer import LocalDialer  # noqa: PLC0415
+
+    path = settings.callbacks_file
+    if not path.exists():
+        log.warning("no callback policy file %s: callbacks are off", path)
+        return None
+    policies = load_policies(path)
+    if dialer is None:
+        if isinstance(gateway, TwilioGateway):
+            dialer = TwilioDialer(gateway.client)
+        else:
+            dialer = LocalDialer(settings.public_url or local_url,
+                                 settings.twilio_auth_token.get_secret_value(),
+                                 settings.local_dialer_talk_seconds)
+    return CallbackService(engine, clock, settings, policies, dialer, process_owner())
