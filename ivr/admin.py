@@ -1,32 +1,14 @@
-"""Admin API: menu status and reload. Bearer-token authentication (IVR_ADMIN_TOKEN)."""
+"""Admin API: menu status and reload. A bearer token of the admin role (``ivr.api_tokens``)."""
 
 from __future__ import annotations
 
-import hmac
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Depends, Request
 
+from ivr.api_tokens import require_admin
 from ivr.core.db import Database
-from ivr.core.settings import Settings
 from ivr.menu.registry import MenuRegistry
-
-bearer = HTTPBearer(auto_error=False)
-
-
-def require_admin(request: Request,
-                  creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-                  ) -> None:
-    settings: Settings = request.app.state.settings
-    expected = settings.admin_token.get_secret_value()
-    if not expected:
-        raise HTTPException(401, "admin API disabled: set IVR_ADMIN_TOKEN",
-                            headers={"WWW-Authenticate": "Bearer"})
-    if creds is None or not hmac.compare_digest(creds.credentials.encode(), expected.encode()):
-        raise HTTPException(401, "invalid or missing admin token",
-                            headers={"WWW-Authenticate": "Bearer"})
-
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 

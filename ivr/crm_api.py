@@ -1,20 +1,19 @@
 """Customer-store HTTP API.
 
-* ``POST /crm/sources/{source}/records``: a CRM pushes a batch (integration token
-  ``IVR_CRM_TOKEN``, or the admin token). Same mapping, upsert, identity resolution and
-  rejection report as ``ivr crm import``; the batch is one transaction.
+* ``POST /crm/sources/{source}/records``: a CRM pushes a batch (a token of the
+  integration role, e.g. ``IVR_CRM_TOKEN``, or of the admin role: ``ivr.api_tokens``). Same
+  mapping, upsert, identity resolution and rejection report as ``ivr crm import``; the
+  batch is one transaction.
 * ``GET /crm/customers/{id}`` and ``GET /crm/customers?phone=&account=&name=``: the agent
-  console's look-ups (admin token until agents sign in with their own credentials).
+  console's look-ups (admin role until agents sign in with their own credentials).
 """
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -22,36 +21,11 @@ from crm_sync.config import Mappings, load_rules
 from crm_sync.importer import import_batch
 from crm_sync.mapping import MappingError
 from crm_sync.profile import customer_document, merged_into, search
+from ivr.api_tokens import require_admin, require_integration
 from ivr.core.db import Database
 from ivr.core.settings import Settings
 
 MAX_BATCH = 10_000
-bearer = HTTPBearer(auto_error=False)
-Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-
-
-def _matches(creds: HTTPAuthorizationCredentials | None, *secrets: str) -> bool:
-    if creds is None:
-        return False
-    given = creds.credentials.encode()
-    return any(s and hmac.compare_digest(given, s.encode()) for s in secrets)
-
-
-def _deny(detail: str) -> HTTPException:
-    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
-
-
-def require_reader(request: Request, creds: Creds) -> None:
-    settings: Settings = request.app.state.settings
-    if not _matches(creds, settings.admin_token.get_secret_value()):
-        raise _deny("invalid or missing admin token")
-
-
-def require_pusher(request: Request, creds: Creds) -> None:
-    settings: Settings = request.app.state.settings
-    if not _matches(creds, settings.crm_token.get_secret_value(),
-                    settings.admin_token.get_secret_value()):
-        raise _deny("invalid or missing integration token (IVR_CRM_TOKEN)")
 
 
 router = APIRouter(prefix="/crm", tags=["crm"])
@@ -63,7 +37,7 @@ class PushBody(BaseModel):
                                description="raw records in the source's own layout")
 
 
-@router.post("/sources/{source}/records", dependencies=[Depends(require_pusher)])
+@router.post("/sources/{source}/records", dependencies=[Depends(require_integration)])
 async def push_records(request: Request, source: str, body: PushBody) -> dict[str, Any]:
     """Upsert a batch from ``source``. Rejected records are listed with their position
     (0-based ``line``) and reason; they never stop the good ones."""
@@ -82,7 +56,7 @@ async def push_records(request: Request, source: str, body: PushBody) -> dict[st
     return report.as_dict()
 
 
-@router.get("/customers/{customer_id}", dependencies=[Depends(require_reader)],
+@router.get("/customers/{customer_id}", dependencies=[Depends(require_admin)],
             response_model=None)
 async def get_customer(request: Request, customer_id: int) -> dict[str, Any] | RedirectResponse:
     """The golden record, phones, e-mails, source records with lineage, incidents, recent
@@ -102,7 +76,7 @@ async def get_customer(request: Request, customer_id: int) -> dict[str, Any] | R
     raise HTTPException(404, f"no customer {customer_id}")
 
 
-@router.get("/customers", dependencies=[Depends(require_reader)])
+@router.get("/customers", dependencies=[Depends(require_admin)])
 async def find_customers(
         request: Request,
         phone: Annotated[str | None, Query(max_length=64)] = None,

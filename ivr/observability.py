@@ -1,6 +1,7 @@
 """Operations endpoints and metrics: ``GET /readyz``, ``GET /metrics`` (Prometheus text,
-bearer token ``IVR_METRICS_TOKEN``), the per-app metrics registry, and the redaction of
-customer data in log lines (phone numbers masked as ``crm_sync.phones.mask`` does).
+a bearer token of the metrics or admin role: ``ivr.api_tokens``), the per-app metrics
+registry, and the redaction of customer data in log lines (phone numbers masked as
+``crm_sync.phones.mask`` does).
 
 Counters and the webhook histogram are observed in the process (``ivr.webhooks``); the
 queue, agent, outbox and sync gauges are read from the database at scrape time by
@@ -9,29 +10,27 @@ queue, agent, outbox and sync gauges are read from the database at scrape time b
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 import time
 from collections.abc import Callable, Iterable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from crm_sync import outbox as crm_outbox
 from crm_sync import sync as crm_sync_status
 from crm_sync.phones import mask, normalize
 from ivr.agents.models import agents, queue_entries
+from ivr.api_tokens import require_metrics
 from ivr.core.clock import Clock
 from ivr.core.db import Database
 from ivr.core.migrate import is_at_head
-from ivr.core.settings import Settings
 
 # Webhook latency buckets (seconds): a menu step is a few ms; the safe route must stay far
 # below Twilio's 15 s timeout.
@@ -205,22 +204,6 @@ def redactor(region: str = "IL") -> Callable[[str], str]:
 
 # -- endpoints
 
-bearer = HTTPBearer(auto_error=False)
-
-
-def require_metrics_token(
-        request: Request,
-        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-    settings: Settings = request.app.state.settings
-    expected = settings.metrics_token.get_secret_value()
-    if not expected:
-        raise HTTPException(401, "metrics disabled: set IVR_METRICS_TOKEN",
-                            headers={"WWW-Authenticate": "Bearer"})
-    if creds is None or not hmac.compare_digest(creds.credentials.encode(), expected.encode()):
-        raise HTTPException(401, "invalid or missing metrics token",
-                            headers={"WWW-Authenticate": "Bearer"})
-
-
 router = APIRouter(tags=["ops"])
 
 
@@ -230,8 +213,7 @@ def readiness(db: Database, menus_loaded: bool) -> dict[str, Any]:
     checks: dict[str, Any] = {"menus": "ok" if menus_loaded else "failed: no menus loaded"}
     started = time.perf_counter()
     try:
-        with db.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        db.ping()  # SQLite: also that a write could begin (no other process's lock)
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"failed: {type(exc).__name__}"
@@ -269,7 +251,7 @@ async def readyz(request: Request) -> JSONResponse:
                         status_code=200 if ready else 503)
 
 
-@router.get("/metrics", dependencies=[Depends(require_metrics_token)])
+@router.get("/metrics", dependencies=[Depends(require_metrics)])
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition of this app's registry (gauges read from the database)."""
     registry: CollectorRegistry = request.app.state.metrics.registry
