@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
@@ -58,8 +58,25 @@ class Positions:
         return (1, 1)
 
 
+# An explicit tag YAML resolves itself (!!int, !!map, ...) never reaches _plain; !!str does.
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+class _TagError(Exception):
+    def __init__(self, tag: str, path: PathT) -> None:
+        super().__init__(tag)
+        self.tag, self.path = tag, path
+
+
 def _plain(node: Any, path: PathT, pos: Positions) -> Any:
-    """Convert ruamel's round-trip containers into plain data, recording positions."""
+    """Convert ruamel's round-trip containers into plain data, recording positions. A value
+    with a tag of its own (``!!python/object/apply:...``, ``!custom``) is refused: the
+    loader never builds objects from tags, and a menu holds plain values only."""
+    tag = getattr(getattr(node, "tag", None), "value", None)
+    if tag is not None:
+        if tag == _STR_TAG and isinstance(node, TaggedScalar):
+            return str(node.value)
+        raise _TagError(tag, path)
     if isinstance(node, CommentedMap):
         pos.values.setdefault(path, (node.lc.line + 1, node.lc.col + 1))
         out: dict[Any, Any] = {}
@@ -133,6 +150,12 @@ def parse_yaml(text: str, filename: str) -> tuple[Any, Positions, list[Problem]]
         return None, pos, [Problem(filename, exc.line, exc.column, "",
                                    f"duplicate key {exc.key!r}: 1 and \"1\" are the same key; "
                                    "each key may appear only once in a mapping")]
+    except _TagError as exc:
+        line, col = pos.of(exc.path)
+        shown = exc.tag.replace("tag:yaml.org,2002:", "!!")
+        return None, pos, [Problem(filename, line, col, dotted(exc.path),
+                                   f"YAML tag {shown!r} is not allowed: a menu holds plain "
+                                   "text, numbers, lists and mappings")]
 
 
 def _duplicate_key_name(exc: DuplicateKeyError) -> str:
