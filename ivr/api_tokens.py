@@ -165,7 +165,8 @@ def _lookup(db: Database, given: str, now: datetime) -> str | None:
 
 # -- the FastAPI dependency
 
-bearer = HTTPBearer(auto_error=False,
+# Its own scheme name: the agents' session bearer (ivr.agents.endpoints) is "HTTPBearer".
+bearer = HTTPBearer(auto_error=False, scheme_name="ApiToken",
                     description="an API token (`ivr tokens create`) or IVR_*_TOKEN")
 
 

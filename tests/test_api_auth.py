@@ -166,7 +166,7 @@ def test_the_schema_marks_the_protected_routes(client: TestClient) -> None:
     protected, _ = classify(client)
     for method, path, _roles in protected:
         operation = schema["paths"][path][method.lower()]
-        assert operation["security"] == [{"HTTPBearer": []}], (method, path)
+        assert operation["security"] == [{"ApiToken": []}], (method, path)
     assert schema["paths"]["/healthz"]["get"].get("security") is None
 
 
