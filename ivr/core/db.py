@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import select
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import NullPool, QueuePool
 from sqlalchemy.types import TypeDecorator
@@ -69,6 +71,21 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 SQLITE_CACHE_KIB = 64 * 1024
 SQLITE_MMAP_BYTES = 1 << 30
+SQLITE_PING_BUSY_MS = 200  # /readyz waits this long for another process's write lock
+
+
+# How long a webhook can wait on a PostgreSQL server that went away (README, "Running in
+# production"). Every answer must reach Twilio far within its 15 s timeout: the safe route
+# when the database is gone.
+PG_CONNECT_TIMEOUT_S = 3  # libpq connect_timeout: a host that takes a connection, no answer
+PG_TCP_USER_TIMEOUT_MS = 3000  # a request sent and not acknowledged this long: link is dead
+PG_KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3,
+                "keepalives_count": 3}  # an idle connection whose peer vanished: ~20 s
+STEP_POOL_WAIT_S = 2.0  # a menu step waits this long for a connection of its pool
+# A lost connection is retried this long (at 0, ~1 and 2 s), then again at the next request
+# that finds none: once the database is back, a step never waits for a long back-off.
+STEP_POOL_RECONNECT_S = 2.0
+STEP_STATEMENT_TIMEOUT_MS = 3000  # a menu step's statement (a lock held by a stuck session)
 
 
 def make_engine(url: str, pool_size: int = 16, busy_timeout_ms: int = 30000,
@@ -99,15 +116,48 @@ def make_engine(url: str, pool_size: int = 16, busy_timeout_ms: int = 30000,
             cursor.close()
 
         return engine
-    # No pre-ping: it is a round trip on every checkout. A connection the server dropped
-    # fails its statement, SQLAlchemy invalidates the pool on a disconnect error, and that
-    # one webhook answers the safe route; the next gets a fresh connection.
-    return create_engine(
+    # No pre-ping round trip on every checkout: ``_went_away`` looks at the idle socket
+    # instead (a poll, no round trip); a connection the server or a proxy closed is found
+    # there, and the whole pool is renewed. A connection that dies during its statement fails
+    # it, SQLAlchemy invalidates the pool on the disconnect error, and that one webhook
+    # answers the safe route.
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size // 2,
         pool_recycle=1800,
+        connect_args=pg_connect_args(),
     )
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        if _went_away(dbapi_conn):
+            try:
+                engine.dialect.do_ping(dbapi_conn)
+            except Exception as exc:
+                raise InvalidatePoolError(f"the database closed the connection: {exc}") from exc
+
+    return engine
+
+
+def pg_connect_args() -> dict[str, Any]:
+    """libpq connection parameters of every PostgreSQL connection of a process."""
+    return {"connect_timeout": PG_CONNECT_TIMEOUT_S, "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS,
+            **PG_KEEPALIVE}
+
+
+def _went_away(conn: Any) -> bool:
+    """An idle psycopg connection with something to read: most likely the end of the stream
+    (the server, or something in between, closed it), or a notice. Checked with a poll of
+    its socket, no round trip; the caller pings to tell the two apart."""
+    try:
+        if conn.closed:
+            return True
+        poller = select.poll()
+        poller.register(conn.pgconn.socket, select.POLLIN)
+        return bool(poller.poll(0))
+    except Exception:
+        return True
 
 
 T = TypeVar("T")
@@ -121,6 +171,7 @@ class Database:
         self.engine = make_engine(settings.database_url, settings.db_pool_size,
                                   settings.sqlite_busy_timeout_ms, sqlite_autocheckpoint=False)
         self.async_pool_size = settings.db_pool_size
+        self.busy_timeout_ms = settings.sqlite_busy_timeout_ms
         self._executor = (None if settings.is_sqlite else
                           ThreadPoolExecutor(max_workers=settings.db_pool_size,
                                              thread_name_prefix="db"))
@@ -147,10 +198,43 @@ class Database:
 
         conninfo = self.engine.url.set(drivername="postgresql").render_as_string(
             hide_password=False)
-        pool = AsyncConnectionPool(conninfo, min_size=self.async_pool_size,
-                                   max_size=self.async_pool_size, open=False)
+        async def alive(conn: Any) -> None:
+            """The pool's check when lending a connection (see ``_went_away``). One closed
+            connection means the others most likely are: they are all checked at once, so
+            the step waits for new connections rather than trying the dead ones one by one."""
+            if not _went_away(conn):
+                return
+            try:
+                await AsyncConnectionPool.check_connection(conn)
+            except Exception:
+                await pool.check()
+                raise
+
+        kwargs = {**pg_connect_args(),
+                  "options": f"-c statement_timeout={STEP_STATEMENT_TIMEOUT_MS}"}
+        pool = AsyncConnectionPool(conninfo, kwargs=kwargs, min_size=self.async_pool_size,
+                                   max_size=self.async_pool_size, open=False, check=alive,
+                                   timeout=STEP_POOL_WAIT_S,
+                                   reconnect_timeout=STEP_POOL_RECONNECT_S)
         await pool.open(wait=True, timeout=30)
         return pool
+
+    def ping(self) -> None:
+        """Raise unless this process could serve a call now (``/readyz``). PostgreSQL: a
+        statement answers. SQLite: a write can begin, since every call writes; a lock another
+        process holds (past a short wait) fails it, where a read would still succeed."""
+        with self.engine.connect() as conn:
+            if not self.is_sqlite:
+                conn.exec_driver_sql("SELECT 1")
+                return
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            raw.execute(f"PRAGMA busy_timeout={SQLITE_PING_BUSY_MS}")
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                raw.execute("ROLLBACK")
+            finally:
+                raw.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
 
     def checkpoint(self) -> None:
         """Fold the SQLite write-ahead log back into the database (PASSIVE: never blocks
