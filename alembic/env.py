@@ -8,13 +8,15 @@ from alembic import context
 from callbacks import models as callback_models
 from crm_sync import models as crm_models
 from crm_sync import sync_models
+from ivr import api_tokens
 from ivr.agents import models as agent_models
 from ivr.calls import models as call_models
 from ivr.core.db import Base
 from ivr.core.settings import Settings
 
 # Every table the migrations build, registered on Base.metadata by importing it.
-REGISTERED = (crm_models, sync_models, agent_models, call_models, callback_models)
+REGISTERED = (crm_models, sync_models, agent_models, call_models, callback_models,
+              api_tokens)
 
 config = context.config
 target_metadata = Base.metadata

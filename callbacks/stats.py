@@ -33,7 +33,7 @@ def _verdict(r: Any, now: datetime) -> str | None:
         return "met" if r.completed_at <= r.deadline_at else "missed"
     if r.status == "failed":
         return "missed"
-    if r.status in OPEN and now > r.deadline_at:
+    if r.status in OPEN and now >= r.deadline_at:
         return "missed"
     return None
 
@@ -59,7 +59,7 @@ def _figures(rows: list[Any], now: datetime) -> dict[str, Any]:
         missed += verdict == "missed"
         if r.status in OPEN:
             pending += 1
-            overdue += now > r.deadline_at
+            overdue += now >= r.deadline_at
         if r.status == "completed" and r.completed_at is not None:
             completed += 1
             start = r.scheduled_for if r.kind == "scheduled" and r.scheduled_for else \

@@ -14,8 +14,9 @@ from fastapi.staticfiles import StaticFiles
 
 from ivr import admin, crm_api, observability, webhooks
 from ivr.agents import endpoints as agent_endpoints
+from ivr.agents.callbacks import build_service as build_callbacks
 from ivr.agents.events import EventBus
-from ivr.agents.gateway import Gateway, HoldLoopGateway, TwilioGateway
+from ivr.agents.gateway import Dialer, Gateway, HoldLoopGateway, TwilioGateway
 from ivr.agents.service import AgentService
 from ivr.agents.tasks import RoutingLoop
 from ivr.calls.repository import DbVersionStore
@@ -60,12 +61,16 @@ def default_gateway(settings: Settings) -> Gateway:
         if not settings.public_url:
             raise RuntimeError("IVR_PUBLIC_URL is required with IVR_TWILIO_ACCOUNT_SID: "
                                "Twilio fetches the connect URL of a dequeued caller there")
-        return TwilioGateway(settings.twilio_account_sid, token)
+        return TwilioGateway(settings.twilio_account_sid, token,
+                             api_base_url=settings.twilio_api_base_url)
     return HoldLoopGateway()
 
 
 def create_app(settings: Settings, clock: Clock | None = None,
-               gateway: Gateway | None = None) -> FastAPI:
+               gateway: Gateway | None = None, dialer: Dialer | None = None,
+               local_url: str = "http://127.0.0.1:8000") -> FastAPI:
+    """``local_url``: where this server is reached from its own host (the local dialer
+    of the demo posts the callback's webhooks there when IVR_PUBLIC_URL is not set)."""
     clock = clock or SystemClock()
 
     @contextlib.asynccontextmanager
@@ -89,6 +94,12 @@ def create_app(settings: Settings, clock: Clock | None = None,
                                       settings.repeat_window_minutes)
         agents = AgentService(db.engine, registry, clock, settings,
                               gateway or default_gateway(settings))
+        try:
+            agents.callbacks = build_callbacks(db.engine, clock, settings, agents.gateway,
+                                               local_url, dialer)
+        except Exception:
+            db.close()
+            raise
         app.state.agents = agents
         bus = EventBus(None if db.is_sqlite else db.engine.url.set(
             drivername="postgresql").render_as_string(hide_password=False))

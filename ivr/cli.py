@@ -62,11 +62,26 @@ def _menus_schema(output: Path | None) -> int:
     return EXIT_OK
 
 
+def _check_menus_servable(settings: Settings) -> None:
+    """Refuse to start (exit 1, before touching the database) when no call could be answered:
+    the entry menu does not load (or no menu does). Each file's problems go to stderr first.
+    Another broken file does not stop the start: the lifespan logs it, /admin/menus reports
+    it, and the valid menus are served."""
+    from ivr.menu.bundle import load_directory  # noqa: PLC0415
+
+    bundle, report = load_directory(settings.menus_dir, settings.entry_menu)
+    if bundle is None:
+        for p in report.problems:
+            print(p, file=sys.stderr)
+        raise UserError(f"the server cannot start: {report.fatal}")
+
+
 def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
     import uvicorn  # noqa: PLC0415
 
     from ivr.core.migrate import upgrade  # noqa: PLC0415
 
+    _check_menus_servable(settings)
     upgrade(settings.database_url)
     # uvicorn formats every access-log line before the logger drops it; skip the work when
     # the level would drop it anyway.
@@ -83,7 +98,8 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
     else:
         from ivr.app import create_app  # noqa: PLC0415
 
-        uvicorn.run(create_app(settings), host=host, port=port, log_config=None,
+        uvicorn.run(create_app(settings, local_url=f"http://{host}:{port}"), host=host,
+                    port=port, log_config=None,
                     log_level=settings.log_level.lower(), access_log=access_log,
                     timeout_graceful_shutdown=SHUTDOWN_GRACE)
     return EXIT_OK
@@ -230,10 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--once", action="store_true", help="run every job once, then exit")
     worker.add_argument("--no-sync", action="store_true", help="no CRM pulls")
     worker.add_argument("--no-outbox", action="store_true", help="no outbox delivery")
-    from ivr import agents_cli, crm_cli  # noqa: PLC0415
+    from ivr import agents_cli, crm_cli, tokens_cli  # noqa: PLC0415
 
     crm_cli.add_parser(sub)
     agents_cli.add_parser(sub)
+    tokens_cli.add_parser(sub)
     return parser
 
 
@@ -268,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
             from ivr import crm_cli  # noqa: PLC0415
 
             return crm_cli.run(settings, args)
+        if args.command == "tokens":
+            from ivr import tokens_cli  # noqa: PLC0415
+
+            return tokens_cli.run(settings, args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER

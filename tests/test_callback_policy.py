@@ -128,8 +128,8 @@ def _refused(tmp_path: Path, text: str) -> list[str]:
 @pytest.mark.parametrize(("old", "new", "expected"), [
     ("  quiet_hours:", "  quiet_houres:",
      "F:10:3: default.quiet_houres: unknown key 'quiet_houres'; expected one of: "
-     "business_hours, deadline, fallback_handle_time, max_attempts, quiet_hours, "
-     "retry_backoff, scheduled_horizon, warn_at"),
+     "business_hours, deadline, fallback_handle_time, max_attempts, offer, quiet_hours, "
+     "retry_backoff, scheduled_horizon, scheduled_window, warn_at"),
     ("premium: 15m", "premium: 15 minutes",
      "F:11:14: default.deadline.premium: expected a duration like '15m', '2h' or '1h30m', "
      "got '15 minutes'"),

@@ -9,13 +9,15 @@ from sqlalchemy import create_engine
 from callbacks import models as callback_models
 from crm_sync import models as crm_models
 from crm_sync import sync_models
+from ivr import api_tokens
 from ivr.agents import models as agent_models
 from ivr.calls import models as call_models
 from ivr.core.db import Base
 from ivr.core.migrate import is_at_head
 
 # Every table the migrations build, registered on Base.metadata by importing it.
-REGISTERED = (crm_models, sync_models, agent_models, call_models, callback_models)
+REGISTERED = (crm_models, sync_models, agent_models, call_models, callback_models,
+              api_tokens)
 
 
 def test_migrations_match_the_models(database_url: str) -> None:

@@ -104,7 +104,8 @@ class CallbackService:
         callers and pending callbacks of the queue served before them, the queue's signed-in
         agents, and its recent handle times."""
         deadline = entry.deadline_at or entry.entered_at
-        live = repo.position(conn, entry.queue, entry.priority, deadline, entry.entered_at)
+        live = repo.position(conn, entry.queue, entry.priority, deadline, entry.entered_at,
+                            entry.id)
         callbacks_ahead = cbrepo.ahead_in_queue(conn, entry.queue, entry.priority, deadline)
         return sla.expected_wait(live + callbacks_ahead, repo.staffed(conn, entry.queue),
                                  repo.recent_handle_times(conn, entry.queue),

@@ -333,16 +333,17 @@ def recent_handle_times(conn: Connection, queue: str, limit: int = 20) -> list[t
 
 
 def position(conn: Connection, queue: str, priority: int, deadline: datetime,
-             entered_at: datetime) -> int:
-    """1 + the live callers of ``queue`` served before a call of this key."""
-    key = func.coalesce(queue_entries.c.deadline_at, queue_entries.c.entered_at)
+             entered_at: datetime, entry_id: int) -> int:
+    """1 + the live callers of ``queue`` served before this entry (``routing.order_key``)."""
+    q = queue_entries.c
+    key = func.coalesce(q.deadline_at, q.entered_at)
+    same_time = (q.entered_at < entered_at) | ((q.entered_at == entered_at)
+                                               & (q.id < entry_id))
     ahead = conn.execute(select(func.count()).select_from(queue_entries).where(
-        queue_entries.c.queue == queue, queue_entries.c.status == "waiting",
-        (queue_entries.c.priority > priority)
-        | ((queue_entries.c.priority == priority)
-           & ((key < deadline) | ((key == deadline)
-                                  & (queue_entries.c.entered_at < entered_at)))))
-    ).scalar_one()
+        q.queue == queue, q.status == "waiting", q.id != entry_id,
+        (q.priority > priority)
+        | ((q.priority == priority)
+           & ((key < deadline) | ((key == deadline) & same_time))))).scalar_one()
     return int(ahead) + 1
 
 

@@ -37,7 +37,10 @@ class Settings(BaseSettings):
     # Explicitly turning the signature check off logs a warning at every start.
     validate_signatures: bool = True
 
-    # Admin API (menu reload). Empty disables the admin API.
+    # Admin API (menu reload, customer look-ups). The environment's tokens, one per role
+    # (this, crm_token, metrics_token), are the token itself or "sha256:<64 hex>" (its
+    # SHA-256: the configuration then never holds the token); more tokens, stored hashed, with
+    # `ivr tokens create`. Empty: only the tokens made with `ivr tokens`.
     admin_token: SecretStr = SecretStr("")
 
     # Where a caller goes when something fails inside (no menu, database down, ...).
@@ -144,6 +147,17 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @field_validator("admin_token", "crm_token", "metrics_token")
+    @classmethod
+    def _token_or_digest(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if secret.startswith("sha256:"):
+            hexdigest = secret[len("sha256:"):]
+            if len(hexdigest) != 64 or not set(hexdigest.lower()) <= set("0123456789abcdef"):
+                raise ValueError("expected sha256: and the token's SHA-256 in 64 hex digits "
+                                 "(printf %s TOKEN | sha256sum), or the token itself")
+        return value
 
     @property
     def is_sqlite(self) -> bool:

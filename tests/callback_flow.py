@@ -1,0 +1,119 @@
+"""Twilio's part in callbacks: the wait loop's offer, the dialog, and the outbound call
+(answer URL, status callbacks, the agent leg, the Dial action), as signed posts that follow
+the TwiML. ``RecordingDialer`` stands in for ``calls.create``: it records each call placed
+and the test plays Twilio's side of it."""
+
+from __future__ import annotations
+
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+from tests.agent_flow import QUEUE_SID, TwilioDriver
+
+
+@dataclass
+class Placed:
+    sid: str
+    to: str
+    from_: str
+    url: str
+    status_callback: str
+    machine_detection: bool
+    agent_leg_sid: str = field(default_factory=lambda: "CA" + uuid.uuid4().hex)
+    dial_action: str | None = None
+    leg_callback: str | None = None
+
+
+class RecordingDialer:
+    def __init__(self) -> None:
+        self.placed: list[Placed] = []
+        self.fail_next = 0
+        self.statuses: dict[str, str] = {}
+
+    def place(self, to: str, from_: str, url: str, status_callback: str,
+              machine_detection: bool, timeout: int) -> str:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError("Twilio said no (stand-in)")
+        sid = "CA" + uuid.uuid4().hex
+        self.placed.append(Placed(sid, to, from_, url, status_callback, machine_detection))
+        return sid
+
+    def status(self, call_sid: str) -> str | None:
+        return self.statuses.get(call_sid)
+
+
+def gather_action(xml: str) -> str | None:
+    g = ET.fromstring(xml).find("Gather")
+    return g.get("action") if g is not None else None
+
+
+def spoken(xml: str) -> str:
+    return " ".join((s.text or "") for s in ET.fromstring(xml).iter("Say"))
+
+
+class CallbackDriver:
+    """Drives the caller through the offer and the dialog, and the customer's callback."""
+
+    def __init__(self, twilio: TwilioDriver) -> None:
+        self.twilio = twilio
+
+    def accept_offer(self, sid: str) -> str:
+        """Press 1 at the wait loop's offer; Twilio then requests the Enqueue action
+        (QueueResult=leave): the answer is the dialog's first menu."""
+        leg = self.twilio.calls[sid]
+        xml = self.twilio.wait(sid, 0)
+        action = gather_action(xml)
+        assert action, f"no callback offer in the wait loop: {xml}"
+        left = self.twilio.post(action, self.twilio.params(leg, Digits="1"))
+        assert ET.fromstring(left).find("Leave") is not None, left
+        assert leg.enqueue_action
+        menu = self.twilio.post(leg.enqueue_action, self.twilio.params(
+            leg, QueueResult="leave", QueueSid=QUEUE_SID, QueueTime=str(leg.waited)))
+        leg.last_twiml = menu
+        return menu
+
+    def press(self, sid: str, digits: str) -> str:
+        """Answer the dialog's current ``<Gather>``."""
+        leg = self.twilio.calls[sid]
+        action = gather_action(leg.last_twiml)
+        assert action, f"no Gather to answer: {leg.last_twiml}"
+        xml = self.twilio.post(action, self.twilio.params(leg, Digits=digits))
+        self.twilio._follow(leg, xml)
+        return xml
+
+    # -- the callback call (Twilio's side of calls.create)
+
+    def _params(self, call: Placed, **extra: str) -> dict[str, str]:
+        return {"AccountSid": "AC" + "0" * 32, "ApiVersion": "2010-04-01",
+                "CallSid": call.sid, "From": call.from_, "To": call.to,
+                "Direction": "outbound-api", **extra}
+
+    def status(self, call: Placed, status: str) -> str:
+        return self.twilio.post(call.status_callback, self._params(call, CallStatus=status))
+
+    def answer(self, call: Placed, answered_by: str = "human") -> str:
+        self.status(call, "initiated")
+        self.status(call, "ringing")
+        xml = self.twilio.post(call.url, self._params(call, CallStatus="in-progress",
+                                                      AnsweredBy=answered_by))
+        root = ET.fromstring(xml)
+        dial = root.find("Dial")
+        if dial is not None:
+            call.dial_action = dial.get("action")
+            noun = next(iter(dial))
+            call.leg_callback = noun.get("statusCallback")
+        return xml
+
+    def agent_answers(self, call: Placed) -> str:
+        assert call.leg_callback
+        return self.twilio.post(call.leg_callback, self._params(
+            call, CallSid=call.agent_leg_sid, ParentCallSid=call.sid,
+            CallStatus="in-progress", Direction="outbound-dial"))
+
+    def dial_ends(self, call: Placed, dial_status: str = "completed") -> str:
+        assert call.dial_action
+        return self.twilio.post(call.dial_action, self._params(
+            call, CallStatus="in-progress", DialCallStatus=dial_status,
+            DialCallSid=call.agent_leg_sid, DialCallDuration="120"))
