@@ -74,6 +74,19 @@ def _check_menus_servable(settings: Settings) -> None:
         for p in report.problems:
             print(p, file=sys.stderr)
         raise UserError(f"the server cannot start: {report.fatal}")
+    _check_callbacks_file(settings)
+
+
+def _check_callbacks_file(settings: Settings) -> None:
+    """A callbacks.yaml with mistakes stops the start with file:line:col (a missing file
+    only turns callbacks off, with a warning at start)."""
+    from callbacks.policy import PolicyError, load_policies  # noqa: PLC0415
+
+    if settings.callbacks_file.exists():
+        try:
+            load_policies(settings.callbacks_file)
+        except PolicyError as exc:
+            raise UserError(f"the server cannot start: {exc}") from None
 
 
 def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
@@ -175,6 +188,7 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from callbacks.policy import PolicyError  # noqa: PLC0415
     from crm_sync.mapping import MappingError  # noqa: PLC0415
     from ivr.core.clock import SystemClock  # noqa: PLC0415
     from ivr.core.db import make_engine  # noqa: PLC0415
@@ -190,13 +204,15 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         try:
             worker.jobs, closing = build_jobs(
                 engine, settings, clock, sleep=worker.sleep, stop=worker.stopping.is_set,
-                sync=not args.no_sync, outbox=not args.no_outbox)
-        except MappingError as exc:  # includes the source and subscriber files' errors
+                sync=not args.no_sync, outbox=not args.no_outbox,
+                callbacks=not args.no_callbacks)
+        except (MappingError, PolicyError) as exc:  # source, subscriber, callbacks files
             raise UserError(str(exc)) from None
         if not worker.jobs:
-            raise UserError(f"nothing to do: no source in {settings.crm_dir / 'sources'} "
-                            f"and no active subscriber in "
-                            f"{settings.crm_dir / 'subscribers.yaml'}")
+            raise UserError(f"nothing to do: no source in {settings.crm_dir / 'sources'}, "
+                            f"no active subscriber in "
+                            f"{settings.crm_dir / 'subscribers.yaml'} and no callbacks "
+                            f"({settings.callbacks_file})")
         logging.getLogger("ivr.worker").info(
             "worker: %s", ", ".join(f"{j.name} every {j.every:g} s" for j in worker.jobs))
         with worker.signals():
@@ -246,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--once", action="store_true", help="run every job once, then exit")
     worker.add_argument("--no-sync", action="store_true", help="no CRM pulls")
     worker.add_argument("--no-outbox", action="store_true", help="no outbox delivery")
+    worker.add_argument("--no-callbacks", action="store_true",
+                        help="no callback dispatch (timers, dialling)")
     from ivr import agents_cli, crm_cli, tokens_cli  # noqa: PLC0415
 
     crm_cli.add_parser(sub)

@@ -4,8 +4,9 @@ Each ``Job`` has a name, an interval and a function; a job whose function says t
 waiting (a full outbox batch) runs again at once, and one that raises is logged and runs
 again after its interval. Jobs today: one CRM pull per ``crm/sources/*.yaml`` (every
 ``every:`` seconds of the file, else ``IVR_CRM_SYNC_EVERY_S``) and outbox delivery to
-``crm/subscribers.yaml`` (every ``IVR_OUTBOX_EVERY_S``). A later job (the callbacks
-dispatcher) is one more ``Job`` in ``build_jobs``.
+``crm/subscribers.yaml`` (every ``IVR_OUTBOX_EVERY_S``), and the callbacks dispatcher
+(every ``IVR_CALLBACK_EVERY_S``: callback timers, routing with the due callbacks, dialling,
+escalation webhook).
 
 Time comes from an injected clock and waiting from an injected ``sleep`` (tests move a
 frozen clock instead of waiting). SIGTERM or SIGINT asks the loop to stop: the job running
@@ -166,14 +167,60 @@ def _outbox_job(engine: Engine, settings: Settings, subscribers: list[Subscriber
     return Job("outbox", settings.outbox_every_s, run)
 
 
+def callback_services(engine: Engine, settings: Settings, clock: Clock, *,
+                      gateway: Any = None, dialer: Any = None) -> Any:
+    """The agent service with its callback service, as a worker runs them (no menus: the
+    worker never answers a caller's webhook). None when callbacks are off."""
+    from ivr.agents.callbacks import build_service  # noqa: PLC0415
+    from ivr.agents.gateway import HoldLoopGateway, TwilioGateway  # noqa: PLC0415
+    from ivr.agents.service import AgentService  # noqa: PLC0415
+
+    if gateway is None:
+        token = settings.twilio_auth_token.get_secret_value()
+        gateway = (TwilioGateway(settings.twilio_account_sid, token,
+                                 api_base_url=settings.twilio_api_base_url)
+                   if settings.twilio_account_sid and token else HoldLoopGateway())
+    agents = AgentService(engine, None, clock, settings, gateway)
+    agents.callbacks = build_service(engine, clock, settings, gateway,
+                                     settings.public_url or "http://127.0.0.1:8000", dialer)
+    return agents if agents.callbacks is not None else None
+
+
+def _callbacks_job(agents: Any, settings: Settings, client: httpx.Client) -> Job:
+    """The dispatcher: timers (leases, warnings, breaches), then routing (due callbacks in
+    the one ordering with live calls; each claimed callback dialled after its commit), then
+    escalation events to the webhook."""
+    from ivr.agents.service import Outcome  # noqa: PLC0415
+
+    def run() -> bool:
+        agents.callbacks.sweep(Outcome())
+        agents.expire_offers()
+        for _ in range(10):
+            offers, _published = agents.route()
+            if not offers:
+                break
+            agents.deliver(offers)
+        agents.callbacks.notify(client)
+        return False
+
+    return Job("callbacks", settings.callback_every_s, run)
+
+
 def build_jobs(engine: Engine, settings: Settings, clock: Clock, *,
                sleep: Callable[[float], None], stop: Callable[[], bool] = lambda: False,
-               sync: bool = True, outbox: bool = True,
-               transport: httpx.BaseTransport | None = None) -> tuple[list[Job], list[Any]]:
+               sync: bool = True, outbox: bool = True, callbacks: bool = False,
+               transport: httpx.BaseTransport | None = None, gateway: Any = None,
+               dialer: Any = None) -> tuple[list[Job], list[Any]]:
     """The worker's jobs from the configuration, and the resources to close afterwards.
     Configuration mistakes raise ``ConfigError`` (a user error) before anything runs."""
     jobs: list[Job] = []
     closing: list[Any] = []
+    if callbacks:
+        agents = callback_services(engine, settings, clock, gateway=gateway, dialer=dialer)
+        if agents is not None:
+            client = httpx.Client(transport=transport, timeout=10)
+            closing.append(client)
+            jobs.append(_callbacks_job(agents, settings, client))
     if sync:
         for config in load_sources(settings.crm_dir / "sources").values():
             config.auth_headers()  # a missing token is reported at start

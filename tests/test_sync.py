@@ -621,7 +621,7 @@ def test_worker_command_refuses_bad_configuration(
     assert main(["worker", "--once", "--no-sync"]) == 1
     assert "subscribers.yaml:2:5: subscribers.0.url: Field required" in \
         capsys.readouterr().err
-    assert main(["worker", "--once", "--no-sync", "--no-outbox"]) == 1
+    assert main(["worker", "--once", "--no-sync", "--no-outbox", "--no-callbacks"]) == 1
     assert "nothing to do" in capsys.readouterr().err
 
 

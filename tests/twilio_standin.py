@@ -21,16 +21,54 @@ ACCOUNT_SID = "AC" + "a" * 32
 AUTH_TOKEN = "test-auth-token"
 
 
+def _call_resource(sid: str, form: dict[str, str], status: str) -> dict[str, object]:
+    return {"sid": sid, "account_sid": ACCOUNT_SID, "to": form.get("To"),
+            "from": form.get("From"), "status": status, "direction": "outbound-api",
+            "api_version": "2010-04-01", "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls/"
+                                               f"{sid}.json"}
+
+
 @dataclass
 class TwilioStandIn:
     dequeued: list[dict[str, str]] = field(default_factory=list)
     fail_next: int = 0
+    #: Calls API: every call created (the form Twilio got), and each one's status.
+    created: list[dict[str, str]] = field(default_factory=list)
+    call_status: dict[str, str] = field(default_factory=dict)
+    fail_calls: int = 0
+    #: Called (in the server's thread) before a create is recorded: a test can block here.
+    before_create: Any = None
 
     def app(self) -> Starlette:
+        expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+
+        async def calls(request: Request) -> JSONResponse:
+            if request.headers.get("authorization", "") != expected:
+                return JSONResponse({"code": 20003, "message": "Authenticate"}, 401)
+            form = dict(parse_qsl((await request.body()).decode()))
+            if self.before_create is not None:
+                import asyncio  # noqa: PLC0415
+
+                await asyncio.to_thread(self.before_create, form)
+            if self.fail_calls:
+                self.fail_calls -= 1
+                return JSONResponse({"code": 21215, "message": "not permitted"}, 400)
+            sid = f"CA{len(self.created) + 1:032x}"
+            self.created.append({"sid": sid, **form})
+            self.call_status[sid] = "queued"
+            return JSONResponse(_call_resource(sid, form, "queued"), 201)
+
+        async def call(request: Request) -> JSONResponse:
+            if request.headers.get("authorization", "") != expected:
+                return JSONResponse({"code": 20003, "message": "Authenticate"}, 401)
+            sid = request.path_params["sid"]
+            if sid not in self.call_status:
+                return JSONResponse({"code": 20404, "message": "not found"}, 404)
+            form = next(c for c in self.created if c["sid"] == sid)
+            return JSONResponse(_call_resource(sid, form, self.call_status[sid]))
+
         async def member(request: Request) -> JSONResponse:
             auth = request.headers.get("authorization", "")
-            expected = "Basic " + base64.b64encode(
-                f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
             if auth != expected:
                 return JSONResponse({"code": 20003, "message": "Authenticate"}, 401)
             if self.fail_next:
@@ -44,9 +82,12 @@ class TwilioStandIn:
                                  "wait_time": 5, "date_enqueued": None,
                                  "uri": str(request.url.path)})
 
-        return Starlette(routes=[Route(
-            "/2010-04-01/Accounts/{account}/Queues/{queue}/Members/{call}.json", member,
-            methods=["POST"])])
+        return Starlette(routes=[
+            Route("/2010-04-01/Accounts/{account}/Queues/{queue}/Members/{call}.json",
+                  member, methods=["POST"]),
+            Route("/2010-04-01/Accounts/{account}/Calls.json", calls, methods=["POST"]),
+            Route("/2010-04-01/Accounts/{account}/Calls/{sid}.json", call, methods=["GET"]),
+        ])
 
 
 class AsgiHttpClient(HttpClient):  # type: ignore[misc]

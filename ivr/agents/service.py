@@ -70,7 +70,7 @@ class AgentError(Exception):
 
 
 class AgentService:
-    def __init__(self, engine: Engine, registry: MenuRegistry, clock: Clock,
+    def __init__(self, engine: Engine, registry: MenuRegistry | None, clock: Clock,
                  settings: Settings, gateway: Gateway) -> None:
         self.engine = engine
         self.registry = registry
@@ -184,6 +184,8 @@ class AgentService:
         return out
 
     def _priority(self, call: Mapping[str, Any], attrs: dict[str, Any]) -> int:
+        if self.registry is None:
+            return 0
         try:
             bundle = self.registry.get(call["menu_version"])
             node = bundle.menus[call["menu"]].menu.nodes.get(call["node"])
