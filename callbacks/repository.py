@@ -194,9 +194,10 @@ def counts_by_status(conn: Connection) -> dict[tuple[str, str], int]:
     return {(q, s): int(n) for q, s, n in rows}
 
 
-def overdue_count(conn: Connection, now: datetime) -> int:
-    return int(conn.execute(select(func.count()).select_from(R).where(
-        R.c.closed_at.is_(None), R.c.deadline_at <= now)).scalar_one())
+def overdue_by_queue(conn: Connection, now: datetime) -> dict[str, int]:
+    rows = conn.execute(select(R.c.queue, func.count()).where(
+        R.c.closed_at.is_(None), R.c.deadline_at <= now).group_by(R.c.queue))
+    return {q: int(n) for q, n in rows}
 
 
 # ------------------------------------------------------------------ attempts

@@ -264,11 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--no-outbox", action="store_true", help="no outbox delivery")
     worker.add_argument("--no-callbacks", action="store_true",
                         help="no callback dispatch (timers, dialling)")
-    from ivr import agents_cli, crm_cli, tokens_cli  # noqa: PLC0415
+    from ivr import agents_cli, callbacks_cli, crm_cli, tokens_cli  # noqa: PLC0415
 
     crm_cli.add_parser(sub)
     agents_cli.add_parser(sub)
     tokens_cli.add_parser(sub)
+    callbacks_cli.add_parser(sub)
     return parser
 
 
@@ -303,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
             from ivr import crm_cli  # noqa: PLC0415
 
             return crm_cli.run(settings, args)
+        if args.command == "callbacks":
+            from ivr import callbacks_cli  # noqa: PLC0415
+
+            return callbacks_cli.run(settings, args)
         if args.command == "tokens":
             from ivr import tokens_cli  # noqa: PLC0415
 

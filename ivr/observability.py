@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -21,8 +22,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
+from callbacks import repository as cbrepo
+from callbacks.stats import summarise
 from crm_sync import outbox as crm_outbox
 from crm_sync import sync as crm_sync_status
 from crm_sync.phones import mask, normalize
@@ -107,7 +110,20 @@ class DatabaseCollector:
         lag = GaugeMetricFamily(
             "ivr_crm_sync_lag_seconds", "Seconds since the last successful pull of a source "
             "endpoint", labels=["source", "kind"])
+        cb_open = GaugeMetricFamily(
+            "ivr_callbacks_open", "Callback requests not yet kept, by queue and status "
+            "(pending, dialing, connected)", labels=["queue", "status"])
+        cb_overdue = GaugeMetricFamily(
+            "ivr_callbacks_overdue", "Open callback requests past their deadline",
+            labels=["queue"])
+        cb_attainment = GaugeMetricFamily(
+            "ivr_callback_sla_attainment", "Share of callback requests decided in the last "
+            "24 h that were kept by their deadline (callbacks.stats)", labels=["queue"])
+        cb_events = GaugeMetricFamily(
+            "ivr_callback_events_24h", "Callback events of the last 24 h by kind (requested, "
+            "warning, breach, completed, failed, ...)", labels=["kind"])
         with db.engine.connect() as conn:
+            self._callbacks(conn, now, cb_open, cb_overdue, cb_attainment, cb_events)
             rows = conn.execute(
                 select(queue_entries.c.queue, func.count(), func.min(queue_entries.c.entered_at))
                 .where(queue_entries.c.status.in_(("waiting", "offered")))
@@ -134,7 +150,24 @@ class DatabaseCollector:
                 if status_row["lag_seconds"] is not None:
                     lag.add_metric([status_row["source"], status_row["kind"]],
                                    status_row["lag_seconds"])
-        return [waiting, longest, by_state, events, due, oldest, lag]
+        return [waiting, longest, by_state, events, due, oldest, lag, cb_open, cb_overdue,
+                cb_attainment, cb_events]
+
+    @staticmethod
+    def _callbacks(conn: Connection, now: datetime, open_: GaugeMetricFamily,
+                   overdue: GaugeMetricFamily, attainment: GaugeMetricFamily,
+                   events: GaugeMetricFamily) -> None:
+        for (queue, status), count in sorted(cbrepo.counts_by_status(conn).items()):
+            open_.add_metric([queue, status], count)
+        day = now - timedelta(hours=24)
+        for queue, count in sorted(cbrepo.overdue_by_queue(conn, now).items()):
+            overdue.add_metric([queue], count)
+        figures = summarise(cbrepo.requested_between(conn, day, now), now)
+        for queue, f in figures["queues"].items():
+            if f["attainment"] is not None:
+                attainment.add_metric([queue], f["attainment"])
+        for kind, count in sorted(cbrepo.event_counts_since(conn, day).items()):
+            events.add_metric([kind], count)
 
 
 # -- redaction of customer data in log lines

@@ -642,3 +642,83 @@ def test_the_live_screen_pop_lists_pending_callbacks(
     ctx = client.get(f"/agent/calls/{live}/context", headers=noa).json()
     [pending] = ctx["pending_callbacks"]
     assert pending["kind"] == "scheduled" and pending["status"] == "pending"
+
+
+# ------------------------------------------------------------------ the CLI
+
+
+def test_ivr_callbacks_list_and_stats(
+        client: TestClient, twilio: TwilioDriver, cb: CallbackDriver, people: dict[str, int],
+        cb_settings: Settings, clock: FrozenClock, dialer: RecordingDialer,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from ivr import callbacks_cli
+    from ivr.cli import build_parser
+
+    first = ask_for_callback(twilio, cb, DANA, ["2"])
+    cb.press(first, "1")
+    second = ask_for_callback(twilio, cb, YOSSI, ["0"])
+    cb.press(second, "1")
+    noa = login(client, "dana.agent")
+    _claimed(client, noa)  # Dana (premium: the earlier deadline) first
+    call = dialer.placed[-1]
+    assert call.to == DANA
+    clock.advance(minutes=5)
+    cb.answer(call)
+    cb.agent_answers(call)
+    cb.dial_ends(call)
+    clock.advance(hours=3)  # Yossi's 2 hours are up
+
+    def cli(*argv: str) -> Any:
+        args = build_parser().parse_args(["callbacks", *argv])
+        assert callbacks_cli.run(cb_settings, args, clock) == 0
+        return capsys.readouterr().out
+
+    rows = json.loads(cli("list", "--json"))
+    assert [(r["queue"], r["status"], r["phone"]) for r in rows] == [
+        ("operator", "pending", "+97252***4321")]
+    assert rows[0]["seconds_left"] == -65 * 60  # due 12:00, now 13:05
+    text = cli("list", "--status", "completed")
+    assert "support-open-incidents" in text and "completed" in text
+    stats = json.loads(cli("stats", "--json"))
+    assert (stats["requests"], stats["completed"], stats["pending"], stats["overdue"]) == (
+        2, 1, 1, 1)
+    assert (stats["met"], stats["missed"], stats["attainment"]) == (1, 1, 0.5)
+    assert stats["time_to_callback_s"]["p50"] == 300.0
+    assert stats["queues"]["support-open-incidents"]["attainment"] == 1.0
+    human = cli("stats")
+    assert "SLA  50.0%" in human and "p50/p90/p99 5m / 5m / 5m" in human
+
+
+def test_callback_metrics(client: TestClient, twilio: TwilioDriver, cb: CallbackDriver,
+                          people: dict[str, int], cb_settings: Settings, clock: FrozenClock,
+                          dialer: RecordingDialer) -> None:
+    from pydantic import SecretStr
+
+    from ivr.agents.service import Outcome
+
+    scraped = cb_settings.model_copy(update={"metrics_token": SecretStr("m-token")})
+    with TestClient(create_app(scraped, clock, dialer=dialer)) as c:
+        t = TwilioDriver(c, "http://testserver", TOKEN)
+        d = CallbackDriver(t)
+        first = ask_for_callback(t, d, DANA, ["2"])
+        d.press(first, "1")
+        second = ask_for_callback(t, d, YOSSI, ["0"])
+        d.press(second, "1")
+        noa = login(c, "dana.agent")
+        _claimed(c, noa)  # Dana's: kept within her 15 minutes
+        call = dialer.placed[-1]
+        d.answer(call)
+        d.agent_answers(call)
+        d.dial_ends(call)
+        clock.advance(hours=2, minutes=1)
+        c.app.state.agents.callbacks.sweep(Outcome())  # type: ignore[attr-defined]
+        text = c.get("/metrics", headers={"Authorization": "Bearer m-token"}).text
+    lines = set(text.splitlines())
+    assert 'ivr_callbacks_open{queue="operator",status="pending"} 1.0' in lines
+    assert 'ivr_callbacks_overdue{queue="operator"} 1.0' in lines
+    assert 'ivr_callback_sla_attainment{queue="support-open-incidents"} 1.0' in lines
+    assert 'ivr_callback_sla_attainment{queue="operator"} 0.0' in lines
+    assert 'ivr_callback_events_24h{kind="breach"} 1.0' in lines
+    assert 'ivr_callback_events_24h{kind="requested"} 2.0' in lines
