@@ -298,6 +298,7 @@
     source.addEventListener("state", (e) => { const me = data(e); if (me) setMe(me); });
     source.addEventListener("screenpop", (e) => { const ctx = data(e); if (ctx) screenpop(ctx); });
     source.addEventListener("call", (e) => { const c = data(e); if (c) callChanged(c); });
+    source.addEventListener("callback", (e) => { const c = data(e); if (c) callbackAlert(c); });
   }
 
   function data(event) {
@@ -456,6 +457,17 @@
       const b = banner("danger", `${overdue.length} promise${overdue.length === 1 ? "" : "s"} overdue`,
         txt(overdue[0].action), overdue.length > 1 ? ` and ${overdue.length - 1} more` : "");
       b.id = "overdue-banner";
+      out.push(b);
+    }
+    const cb = ctx.callback;
+    if (cb) {
+      const b = banner(cb.seconds_left < 0 ? "danger" : "info", "Callback",
+        `we promised to call by ${when(cb.deadline_at)}`,
+        ` (${cb.seconds_left < 0 ? "overdue by " + duration(-cb.seconds_left) : duration(cb.seconds_left) + " left"})`,
+        `; attempt ${cb.attempt} of ${cb.max_attempts}`,
+        cb.kind === "scheduled" ? "; a time the caller chose" : "",
+        cb.other_number ? "; a number other than their caller ID" : "");
+      b.id = "callback-banner";
       out.push(b);
     }
     const incidents = ctx.open_incidents || [];
@@ -739,6 +751,56 @@
             el("td", {}, duration(c.waited_seconds)),
             el("td", {}, txt(c.status || "")))))))
       : el("p", { class: "empty" }, "No queues."));
+    renderSupervisorCallbacks(data.callbacks, at);
+  }
+
+  const ALERT_TITLES = { warning: "Callback at risk", breach: "Callback deadline missed",
+    failed: "Callback failed: attempts used up" };
+
+  function callbackAlert(c) {
+    if (!ui.me || ui.me.role !== "admin") return;
+    const item = el("p", { class: `banner ${c.kind === "warning" ? "info" : "danger"}`,
+      dataset: { request: c.request_id, kind: c.kind } },
+      el("strong", { class: "banner-title" }, ALERT_TITLES[c.kind] || txt(c.kind)),
+      ` — #${c.request_id} in `, txt(c.queue || ""), `, deadline ${when(c.deadline_at)}`);
+    const box = $("sup-alerts");
+    box.prepend(item);
+    while (box.children.length > 5) box.lastElementChild.remove();
+  }
+
+  function renderSupervisorCallbacks(cb, at) {
+    if (!cb) { fill($("sup-callbacks"), el("p", { class: "empty" }, "Callbacks are off.")); return; }
+    const today = cb.today || {};
+    const att = today.attainment === null || today.attainment === undefined
+      ? "no deadline decided yet" : `${(today.attainment * 100).toFixed(1)}% kept on time`;
+    $("sup-sla").textContent = `Today: ${att}; ${today.completed || 0} completed, `
+      + `${today.failed || 0} failed, ${cb.open.length} open, ${cb.at_risk} at risk, `
+      + `${cb.overdue} overdue.`;
+    ui.callbackDeadlines = (cb.open || []).map((c) => ({ id: c.id, deadline: parse(c.deadline_at) }));
+    fill($("sup-callbacks"), table("No callbacks open.",
+      ["#", "Queue", "Number", "Status", "Deadline", "Left", "Attempts"],
+      (cb.open || []).map((c) => el("tr", {
+        class: c.overdue ? "overdue" : c.at_risk ? "at-risk" : "",
+        dataset: { request: c.id } },
+      el("td", { class: "mono" }, String(c.id)),
+      el("td", {}, txt(c.queue)),
+      el("td", { class: "mono" }, txt(c.phone)),
+      el("td", {}, txt(c.kind === "scheduled" ? `${c.status} (scheduled)` : c.status)),
+      el("td", { class: "time" }, when(c.deadline_at)),
+      el("td", { class: "countdown", dataset: { deadline: c.deadline_at } }, countdown(c.deadline_at, at)),
+      el("td", {}, String(c.attempts)))), "sup-callbacks"));
+  }
+
+  function countdown(iso, now) {
+    const left = Math.round(((parse(iso)?.getTime() ?? now.getTime()) - now.getTime()) / 1000);
+    return left < 0 ? `overdue ${duration(-left)}` : duration(left);
+  }
+
+  function tickCountdowns() {
+    const now = new Date();
+    document.querySelectorAll("#sup-callbacks td.countdown").forEach((td) => {
+      td.textContent = countdown(td.dataset.deadline, now);
+    });
   }
 
   // --- start -------------------------------------------------------------------------------
@@ -748,7 +810,7 @@
     $("sign-out").addEventListener("click", logout);
     $("toggle-available").addEventListener("click", toggleState);
     $("wrapup-form").addEventListener("submit", submitWrapup);
-    ui.tick = setInterval(tickState, 1000);
+    ui.tick = setInterval(() => { tickState(); tickCountdowns(); }, 1000);
     try {
       const response = await fetch("/agent/me", { credentials: "same-origin", headers: { Accept: "application/json" } });
       if (response.ok) { start(await response.json()); return; }
