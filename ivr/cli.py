@@ -146,7 +146,8 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
         elif h.kind == "dial":
             print(f"  ☎  dialling {h.text} (answer: {args.dial_status})")
         elif h.kind == "leave":
-            print("  ↪  an agent is free: leaving the queue")
+            print("  ↪  leaving the queue for the callback dialog" if h.text == "callback"
+                  else "  ↪  an agent is free: leaving the queue")
         elif h.kind == "answered":
             print(f"  ☏  the agent answered; talking for {args.talk:g} s")
         elif h.kind in ("hangup", "end"):
@@ -175,7 +176,7 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
                          to_number=args.to_number, inputs=inputs,  # type: ignore[arg-type]
                          dial_status=args.dial_status, queue_result=args.queue_result,
                          on_hear=show, agent_wait=args.wait_for_agent,
-                         talk_seconds=args.talk)
+                         talk_seconds=args.talk, accept_callback=args.accept_callback)
         print(f"Calling {args.url} from {args.from_number} (CallSid {call.call_sid})")
         try:
             call.run()
@@ -255,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--wait-for-agent", type=float, default=0, metavar="SECONDS",
                      help="stay in a queue this long, until an available agent takes the "
                      "call (use with --dial-status completed: the agent answers)")
+    sim.add_argument("--accept-callback", action="store_true",
+                     help="press 1 at the wait loop's callback offer (then --press goes on "
+                          "with the callback dialog: 1 confirms the number)")
     sim.add_argument("--talk", type=float, default=5, metavar="SECONDS",
                      help="how long an answered agent leg lasts")
     worker = sub.add_parser("worker", help="background jobs: CRM sync per source, outbox "

@@ -78,11 +78,14 @@ class PhoneCall:
                  on_hear: Callable[[Heard], None] | None = None,
                  call_sid: str | None = None, max_requests: int = 100,
                  agent_wait: float = 0.0, talk_seconds: float = 0.0,
+                 accept_callback: bool = False,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         """``agent_wait``: seconds to stay in a queue's wait loop (requesting the waitUrl
         again as Twilio does) until the server releases the caller for an agent with
         ``<Leave/>``; 0 answers the Enqueue action at once with ``queue_result``.
-        ``talk_seconds``: how long an answered agent leg lasts."""
+        ``talk_seconds``: how long an answered agent leg lasts. ``accept_callback``: press
+        1 at the wait loop's callback offer (a ``<Gather>`` in the waitUrl's TwiML); the
+        callback dialog then reads the next scripted inputs."""
         self.client = client
         self.base = base_url.rstrip("/")
         self.validator = RequestValidator(auth_token)
@@ -97,6 +100,7 @@ class PhoneCall:
         self.max_requests = max_requests
         self.agent_wait = agent_wait
         self.talk_seconds = talk_seconds
+        self.accept_callback = accept_callback
         self.sleep = sleep
         self.transcript = Transcript(self.call_sid)
 
@@ -178,6 +182,18 @@ class PhoneCall:
                 if w.tag == "Leave":
                     self.hear(Heard("leave", "", {}))
                     return "leave", int(waited)
+                if w.tag == "Gather":
+                    for child in w:
+                        self._check(child)
+                        self._audio(child)
+                    if self.accept_callback and w.get("action"):
+                        self.hear(Heard("gather", "1", dict(w.attrib)))
+                        answer = self._twiml(self.post(w.get("action") or "",
+                                                       {**base, "Digits": "1"}))
+                        if answer.find("Leave") is not None:
+                            self.hear(Heard("leave", "callback", {}))
+                            return "leave", int(waited)
+                    continue
                 self._audio(w)
                 if w.tag == "Pause":
                     length = w.get("length", "1")

@@ -238,8 +238,9 @@ class AgentService:
                                     agent.agent_id))
             published.extend(out.published)
         for o in offers:
-            log.info("call offered to agent call=%s agent=%s offer=%s", o.call_sid,
-                     o.agent_id, o.offer_id)
+            if o.dial is None:  # a callback's claim is logged by the callback service
+                log.info("call offered to agent call=%s agent=%s offer=%s", o.call_sid,
+                         o.agent_id, o.offer_id)
         return offers, published
 
     def deliver(self, offers: list[Offer]) -> Outcome:
