@@ -722,3 +722,73 @@ def test_callback_metrics(client: TestClient, twilio: TwilioDriver, cb: Callback
     assert 'ivr_callback_sla_attainment{queue="operator"} 0.0' in lines
     assert 'ivr_callback_events_24h{kind="breach"} 1.0' in lines
     assert 'ivr_callback_events_24h{kind="requested"} 2.0' in lines
+
+
+def test_the_simulator_accepts_the_offer(client: TestClient, people: dict[str, int],
+                                         engine: Engine) -> None:
+    from ivr.simulate import PhoneCall
+
+    call = PhoneCall(client, "http://testserver", TOKEN, from_number=YOSSI,
+                     inputs=iter(["0", "1"]), accept_callback=True, sleep=lambda _s: None)
+    says = call.run().says()
+    assert any("call you back by 12:00" in s for s in says), says
+    [req] = requests(engine)
+    assert (req.phone, req.status) == (YOSSI, "pending")
+
+
+def test_the_worker_dispatches_warns_and_posts_escalations(
+        people: dict[str, int], cb_settings: Settings, clock: FrozenClock, engine: Engine,
+        dialer: RecordingDialer) -> None:
+    import hashlib
+    import hmac
+    import json
+
+    import httpx
+    from pydantic import SecretStr
+
+    from ivr.worker import Worker, build_jobs
+
+    server = cb_settings.model_copy(update={"dispatch_callbacks": False})
+    client = TestClient(create_app(server, clock, dialer=dialer))
+    client.__enter__()
+    twilio = TwilioDriver(client, "http://testserver", TOKEN)
+    cb = CallbackDriver(twilio)
+    sid = ask_for_callback(twilio, cb, DANA, ["2"])
+    cb.press(sid, "1")
+    posted: list[httpx.Request] = []
+
+    def hook(request: httpx.Request) -> httpx.Response:
+        posted.append(request)
+        return httpx.Response(200 if len(posted) > 1 else 503)  # the first post fails
+
+    settings = cb_settings.model_copy(update={
+        "callback_escalation_url": "https://alerts.example/hook",
+        "callback_escalation_secret": SecretStr("s3cret")})
+    worker_dialer = RecordingDialer()
+    worker = Worker([], clock, sleep=lambda s: clock.advance(seconds=s))
+    worker.jobs, closing = build_jobs(engine, settings, clock, sleep=worker.sleep,
+                                      sync=False, outbox=False, callbacks=True,
+                                      transport=httpx.MockTransport(hook),
+                                      dialer=worker_dialer)
+    try:
+        assert [j.name for j in worker.jobs] == ["callbacks"]
+        clock.advance(minutes=12)  # 80 % of Dana's 15 minutes
+        worker.run(max_ticks=1)
+        assert len(posted) == 1  # the warning; refused (503): kept for the next round
+        noa = login(client, "dana.agent")
+        available(client, noa)  # the server does not dispatch here: only the worker does
+        clock.advance(seconds=settings.callback_every_s)
+        worker.run(max_ticks=1)
+        [call] = worker_dialer.placed
+        assert call.to == DANA
+        assert requests(engine)[0].status == "dialing"
+        body = posted[-1].content
+        assert json.loads(body)["kind"] == "warning"
+        assert posted[-1].headers["X-IVR-Signature"] == hmac.new(
+            b"s3cret", body, hashlib.sha256).hexdigest()
+        assert len(posted) == 2
+        assert dialer.placed == []  # the server left the callback to the worker
+    finally:
+        for c in closing:
+            c.close()
+        client.__exit__(None, None, None)
