@@ -1,8 +1,10 @@
 """A stand-in for Twilio's REST API: a small ASGI app, reached by the real twilio client
-through its ``http_client`` (no network). It records what the product asked Twilio to do."""
+through its ``http_client`` (no network). It records what the product asked Twilio to do.
+Process tests serve the same app over HTTP (``IVR_TWILIO_API_BASE_URL``)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from dataclasses import dataclass, field
@@ -12,6 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.responses import Response as StarletteResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 from twilio.http import HttpClient
@@ -37,31 +40,41 @@ class TwilioStandIn:
     call_status: dict[str, str] = field(default_factory=dict)
     fail_calls: int = 0
     #: Called (in the server's thread) before a create is recorded: a test can block here.
+    #: Returning a starlette ``Response`` answers it instead (nothing is recorded: Twilio
+    #: never got the create).
     before_create: Any = None
+    #: Called (in a thread) with the recorded call, before the create is answered: a test
+    #: can hang the answer of a create Twilio did receive.
+    after_create: Any = None
+    #: Each status fetch (``calls(sid).fetch()``): the CallSids asked about, in order.
+    fetched: list[str] = field(default_factory=list)
 
     def app(self) -> Starlette:
         expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
 
-        async def calls(request: Request) -> JSONResponse:
+        async def calls(request: Request) -> StarletteResponse:
             if request.headers.get("authorization", "") != expected:
                 return JSONResponse({"code": 20003, "message": "Authenticate"}, 401)
             form = dict(parse_qsl((await request.body()).decode()))
             if self.before_create is not None:
-                import asyncio  # noqa: PLC0415
-
-                await asyncio.to_thread(self.before_create, form)
+                answer = await asyncio.to_thread(self.before_create, form)
+                if isinstance(answer, StarletteResponse):
+                    return answer
             if self.fail_calls:
                 self.fail_calls -= 1
                 return JSONResponse({"code": 21215, "message": "not permitted"}, 400)
             sid = f"CA{len(self.created) + 1:032x}"
             self.created.append({"sid": sid, **form})
             self.call_status[sid] = "queued"
+            if self.after_create is not None:
+                await asyncio.to_thread(self.after_create, self.created[-1])
             return JSONResponse(_call_resource(sid, form, "queued"), 201)
 
         async def call(request: Request) -> JSONResponse:
             if request.headers.get("authorization", "") != expected:
                 return JSONResponse({"code": 20003, "message": "Authenticate"}, 401)
             sid = request.path_params["sid"]
+            self.fetched.append(sid)
             if sid not in self.call_status:
                 return JSONResponse({"code": 20404, "message": "not found"}, 404)
             form = next(c for c in self.created if c["sid"] == sid)
