@@ -52,6 +52,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.reader import ReaderError
 
 DEFAULT_FILE = Path("callbacks.yaml")  # IVR_CALLBACKS_FILE
 DEFAULT_TIER = "default"  # the deadline of callers with no tier, or a tier not listed
@@ -430,13 +431,19 @@ def _foreign_tag(node: Any, loc: tuple[Any, ...] = ()) -> tuple[str, tuple[Any, 
 def load_policies(path: Path = DEFAULT_FILE) -> Policies:
     """``callbacks.yaml`` (``IVR_CALLBACKS_FILE``), validated; mistakes raise PolicyError."""
     try:
-        data = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = YAML(typ="rt").load(text)
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read: {exc.strerror}") from None
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise PolicyError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else f"{path}:1:1"
+        if isinstance(exc, ReaderError):  # a character YAML does not allow (a control one)
+            line = text.count("\n", 0, exc.position) + 1
+            column = exc.position - text.rfind("\n", 0, exc.position)
+            where = f"{path}:{line}:{column}"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PolicyError(f"{where}: not valid YAML: {problem}") from None
     except ValueError as exc:  # a date key that is no date (2026-13-01)
         raise PolicyError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):

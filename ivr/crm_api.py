@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -58,7 +58,9 @@ async def push_records(request: Request, source: str, body: PushBody) -> dict[st
 
 @router.get("/customers/{customer_id}", dependencies=[Depends(require_admin)],
             response_model=None)
-async def get_customer(request: Request, customer_id: int) -> dict[str, Any] | RedirectResponse:
+async def get_customer(request: Request,
+                       customer_id: Annotated[int, Path(ge=1, le=2**31 - 1)],  # INTEGER ids
+                       ) -> dict[str, Any] | RedirectResponse:
     """The golden record, phones, e-mails, source records with lineage, incidents, recent
     interactions and merges. A customer merged into another redirects there (308)."""
     db: Database = request.app.state.db

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
@@ -284,7 +284,8 @@ async def readyz(request: Request) -> JSONResponse:
                         status_code=200 if ready else 503)
 
 
-@router.get("/metrics", dependencies=[Depends(require_metrics)])
+@router.get("/metrics", dependencies=[Depends(require_metrics)],
+            response_class=PlainTextResponse)  # documents text/plain, not JSON
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition of this app's registry (gauges read from the database)."""
     registry: CollectorRegistry = request.app.state.metrics.registry

@@ -47,6 +47,19 @@ def fingerprint(path: str, query: str, params: Mapping[str, str]) -> str:
     return h.hexdigest()
 
 
+def _column(value: str | None, size: int) -> str | None:
+    """A form field as its column keeps it: at most ``size`` characters and no NUL (which
+    PostgreSQL text cannot hold). Twilio's own values fit; a SIP caller ID may not."""
+    return None if value is None else value.replace("\0", "")[:size]
+
+
+def _count(value: str | None) -> int | None:
+    """A whole number Twilio sends (a sequence number, seconds): ASCII digits only ("²" is
+    a digit to ``str.isdigit`` but not to ``int``) and small enough for an INTEGER column."""
+    return int(value) if value and value.isascii() and value.isdigit() and len(value) < 10 \
+        else None
+
+
 @dataclass(frozen=True)
 class Answer:
     twiml: str
@@ -83,7 +96,7 @@ class CallService:
     # -- use cases
 
     def start_call(self, params: Mapping[str, str], fp: str) -> Answer:
-        sid = params["CallSid"]
+        sid = params["CallSid"][:64]  # as the webhooks read it on every later step
         bundle = self.registry.current
         now = self.clock.now()
         with self.engine.begin() as conn:
@@ -98,13 +111,16 @@ class CallService:
             result = step(bundle, state, Start(), now)
             xml = twiml.render(result.actions, 1)
             values = self._state_values(result, 1, fp, xml)
-            values.update(call_sid=sid, account_sid=params.get("AccountSid"),
-                          from_number=params.get("From"), to_number=params.get("To"),
-                          direction=params.get("Direction"),
-                          status=params.get("CallStatus") or "ringing", created_at=now)
+            values.update(call_sid=sid, account_sid=_column(params.get("AccountSid"), 64),
+                          from_number=_column(params.get("From"), 64),
+                          to_number=_column(params.get("To"), 64),
+                          direction=_column(params.get("Direction"), 32),
+                          status=_column(params.get("CallStatus"), 32) or "ringing",
+                          created_at=now)
             if repo.insert_call(conn, values):
                 if match.outcome == "known":  # the customer's history shows this call
-                    record_inbound_call(conn, match.customer_ids[0], sid, params.get("To"), now)
+                    record_inbound_call(conn, match.customer_ids[0], sid, values["to_number"],
+                                        now)
                 return Answer(xml, caller_outcome=match.outcome)
             row = repo.get_call(conn, sid)
         # The CallSid exists: Twilio retried the request (or redirected to the voice URL).
@@ -196,15 +212,14 @@ class CallService:
         return Answer((again or {}).get("last_response") or twiml.empty(), replayed=True)
 
     def record_status(self, params: Mapping[str, str]) -> None:
-        sid = params["CallSid"]
-        status = params.get("CallStatus", "unknown")[:32]
-        seq = params.get("SequenceNumber", "0")
-        duration = params.get("CallDuration")
+        sid = params["CallSid"][:64]
+        status = _column(params.get("CallStatus", "unknown"), 32) or ""
+        duration = _count(params.get("CallDuration"))
         final = status in FINAL_STATUSES
         with self.engine.begin() as conn:
             first_time = repo.record_status(
-                conn, sid, status, int(seq) if seq.isdigit() else 0, params, self.clock.now(),
-                int(duration) if duration and duration.isdigit() else None, final)
+                conn, sid, status, _count(params.get("SequenceNumber")) or 0, params,
+                self.clock.now(), duration, final)
             if final and first_time:
                 row = repo.get_call(conn, sid)
                 # Only an identified caller's call is in a customer's history.

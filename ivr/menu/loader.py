@@ -17,6 +17,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from ivr.menu.model import Menu
 
@@ -142,6 +143,11 @@ def parse_yaml(text: str, filename: str) -> tuple[Any, Positions, list[Problem]]
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = " ".join(x for x in (exc.context, exc.problem) if x)
         return None, pos, [Problem(filename, line, col, "", f"invalid YAML: {what}")]
+    except ReaderError as exc:  # a character YAML does not allow (a control character)
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        return None, pos, [Problem(filename, line, column, "",
+                                   f"invalid YAML: {str(exc).splitlines()[0]}")]
     except YAMLError as exc:
         return None, pos, [Problem(filename, 1, 1, "", f"invalid YAML: {exc}")]
     try:
