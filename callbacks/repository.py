@@ -121,10 +121,11 @@ def release(conn: Connection, request_id: int, now: datetime, *, due_at: datetim
     return update_request(conn, request_id, only_status=("dialing", "connected"), **values)
 
 
-def expired_leases(conn: Connection, now: datetime, limit: int = 100) -> list[Row[Any]]:
+def expired_leases(conn: Connection, now: datetime, limit: int = 100, *,
+                   lock: bool = True) -> list[Row[Any]]:
     stmt = (select(R).where(R.c.status == "dialing", R.c.lease_until < now)
             .order_by(R.c.lease_until).limit(limit))
-    if _skip_locked(conn):
+    if lock and _skip_locked(conn):
         stmt = stmt.with_for_update(skip_locked=True, of=R)
     return list(conn.execute(stmt))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from tests.agent_flow import QUEUE_SID, TwilioDriver
 
@@ -30,6 +31,7 @@ class RecordingDialer:
         self.placed: list[Placed] = []
         self.fail_next = 0
         self.statuses: dict[str, str] = {}
+        self.canceled: list[str] = []
 
     def place(self, to: str, from_: str, url: str, status_callback: str,
               machine_detection: bool, timeout: int) -> str:
@@ -42,6 +44,13 @@ class RecordingDialer:
 
     def status(self, call_sid: str) -> str | None:
         return self.statuses.get(call_sid)
+
+    def find(self, to: str, from_: str, since: datetime) -> list[tuple[str, str]] | None:
+        return [(p.sid, self.statuses.get(p.sid, "queued"))
+                for p in reversed(self.placed) if p.to == to and p.from_ == from_]
+
+    def cancel(self, call_sid: str) -> None:
+        self.canceled.append(call_sid)
 
 
 def gather_action(xml: str) -> str | None:

@@ -237,7 +237,7 @@ def test_a_missing_file(tmp_path: Path) -> None:
 
 def test_the_readme_example_is_a_valid_policy(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Callback SLA policy (groundwork)"):]
+    section = readme[readme.index("## Callbacks"):]
     example = section[section.index("```yaml\n") + 8:section.index("```\n", 10)]
     policies = load_policies(write(tmp_path / "callbacks.yaml", example))
     assert policies.for_queue("billing").deadline_for("premium") == timedelta(minutes=15)

@@ -106,3 +106,54 @@ def test_a_refused_create_is_retried_and_a_lapsed_claim_checks_twilio_first(
         req = conn.execute(select(callback_requests)).one()
     assert (req.status, req.attempts, req.last_outcome) == ("pending", 1, "no-answer")
     assert len(standin.created) == 1
+
+
+def test_a_create_whose_answer_was_lost_is_adopted_not_dialled_again(
+        rest_client: TestClient, standin: TwilioStandIn, people: dict[str, int],
+        engine: Engine, clock: FrozenClock) -> None:
+    from starlette.responses import JSONResponse
+
+    # Twilio creates the call but its answer never arrives (a 503 from a proxy, say):
+    # the claim stays, and when the lease runs out Twilio is asked for calls to the number.
+    standin.after_create = lambda _call: JSONResponse({"message": "upstream"}, 503)
+    _request_callback(rest_client)
+    noa = login(rest_client, "dana.agent")
+    available(rest_client, noa)
+    assert len(standin.created) == 1
+    with engine.connect() as conn:
+        attempt = conn.execute(select(callback_attempts)).one()
+    assert (attempt.call_sid, attempt.outcome) == (None, None)
+    standin.after_create = None
+    standin.call_status[standin.created[0]["sid"]] = "ringing"
+    service = rest_client.app.state.agents  # type: ignore[attr-defined]
+    clock.advance(seconds=61)
+    service.callbacks.sweep(Outcome())
+    assert standin.listed and standin.listed[-1]["To"] == DANA
+    with engine.connect() as conn:
+        req = conn.execute(select(callback_requests)).one()
+        attempt = conn.execute(select(callback_attempts)).one()
+    assert req.status == "dialing" and attempt.call_sid == standin.created[0]["sid"]
+    assert len(standin.created) == 1  # adopted, not dialled again
+
+
+def test_a_create_answered_after_a_takeover_is_ended(
+        rest_client: TestClient, standin: TwilioStandIn, people: dict[str, int],
+        engine: Engine, clock: FrozenClock) -> None:
+    _request_callback(rest_client)
+    service = rest_client.app.state.agents  # type: ignore[attr-defined]
+    noa = login(rest_client, "dana.agent")
+    # The router claims, but the create is slow: meanwhile the lease lapses and another
+    # process takes the claim over (Twilio knew of no call then).
+    def slow_create(_form: dict[str, str]) -> None:
+        clock.advance(seconds=61)
+        service.callbacks.sweep(Outcome())
+
+    standin.before_create = slow_create
+    available(rest_client, noa)
+    standin.before_create = None
+    with engine.connect() as conn:
+        outcomes = [a.outcome for a in conn.execute(
+            select(callback_attempts).order_by(callback_attempts.c.id))]
+    assert outcomes[0] == "lost"
+    first = standin.created[0]["sid"]
+    assert first in standin.ended_by_us  # the late call was ended at once

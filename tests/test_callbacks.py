@@ -792,3 +792,25 @@ def test_the_worker_dispatches_warns_and_posts_escalations(
         for c in closing:
             c.close()
         client.__exit__(None, None, None)
+
+
+def test_the_offer_expiry_of_live_calls_leaves_a_callback_alone(
+        client: TestClient, twilio: TwilioDriver, cb: CallbackDriver,
+        people: dict[str, int], clock: FrozenClock, dialer: RecordingDialer) -> None:
+    sid = ask_for_callback(twilio, cb, DANA, ["2"])
+    cb.press(sid, "1")
+    noa = login(client, "dana.agent")
+    _claimed(client, noa)
+    call = dialer.placed[-1]
+    cb.answer(call)
+    cb.agent_answers(call)
+    clock.advance(seconds=cb_offer_timeout(client) + 1)
+    client.app.state.agents.expire_offers()  # type: ignore[attr-defined]
+    me = client.get("/agent/me", headers=noa).json()
+    assert me["state"] == "on_call" and me["current_call_sid"].startswith("CB")
+    cb.dial_ends(call)
+    assert client.get("/agent/me", headers=noa).json()["state"] == "wrap_up"
+
+
+def cb_offer_timeout(client: TestClient) -> int:
+    return int(client.app.state.settings.offer_timeout_seconds)  # type: ignore[attr-defined]

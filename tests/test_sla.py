@@ -24,6 +24,7 @@ from callbacks.hours import (
     is_open,
     next_open,
 )
+from callbacks import sla
 from callbacks.policy import Policy, load_policies
 from callbacks.sla import (
     NoCallableTime,
@@ -88,7 +89,66 @@ def test_the_calendar_used_below() -> None:
 
 
 def test_the_demo_file_is_the_policy_these_cases_use() -> None:
-    assert load_policies(ROOT / "callbacks.yaml").default == DEMO
+    demo = load_policies(ROOT / "callbacks.yaml").default
+    assert demo.model_copy(update={"offer": DEMO.offer}) == DEMO
+    assert demo.offer == OFFERING.offer
+
+
+OFFERING = policy(offer={"enabled": True, "threshold": "2m", "closing_within": "30m",
+                         "scheduled": True, "hours": ["08:00-19:45"], "repeat_every": "1m"})
+
+
+# ------------------------------------------------------------------------------ the offer
+
+
+@pytest.mark.parametrize(("now", "expected_wait", "reason"), [
+    (j(11, 23, 10), timedelta(minutes=5), "wait"),        # over the 2-minute threshold
+    (j(11, 23, 10), timedelta(minutes=2), None),          # not over it
+    (j(11, 23, 19, 31), timedelta(minutes=1), "closing"),  # closes at 20:00, within 30 min
+    (j(11, 23, 19, 29), timedelta(minutes=1), None),       # 31 minutes before closing
+    (j(11, 23, 19, 50), timedelta(minutes=9), None),       # after the offer's hours
+    (j(11, 27, 12, 40), timedelta(minutes=1), "closing"),  # Friday: closes at 13:00
+    (j(11, 28, 10), timedelta(minutes=9), "wait"),         # closed: called when open
+])
+def test_when_the_callback_is_offered(now: datetime, expected_wait: timedelta,
+                                      reason: str | None) -> None:
+    assert sla.offer_reason(now, expected_wait, OFFERING) == reason
+
+
+def test_no_offer_when_the_queue_does_not_offer() -> None:
+    assert sla.offer_reason(j(11, 23, 10), timedelta(hours=3), DEMO) is None
+
+
+@pytest.mark.parametrize(("now", "choices"), [
+    # Monday 10:00: later today (12:00), tomorrow 09:00 and 14:00.
+    (j(11, 23, 10), [("later_today", j(11, 23, 12)), ("tomorrow_morning", j(11, 24, 9)),
+                     ("tomorrow_afternoon", j(11, 24, 14))]),
+    # Monday 19:00: two hours later the centre is closed: no "later today".
+    (j(11, 23, 19), [("tomorrow_morning", j(11, 24, 9)),
+                     ("tomorrow_afternoon", j(11, 24, 14))]),
+    # Thursday 10:00: tomorrow is Friday, open 08:00-13:00 — 14:00 moves to Sunday 08:00.
+    (j(11, 26, 10), [("later_today", j(11, 26, 12)), ("tomorrow_morning", j(11, 27, 9)),
+                     ("tomorrow_afternoon", j(11, 29, 8))]),
+    # Friday 12:00: Saturday is closed, so both tomorrow times are Sunday 08:00 (one kept).
+    (j(11, 27, 12), [("tomorrow_morning", j(11, 29, 8))]),
+])
+def test_the_times_a_caller_may_choose(now: datetime,
+                                       choices: list[tuple[str, datetime]]) -> None:
+    assert sla.time_choices(now, OFFERING) == choices
+
+
+def test_no_times_when_scheduling_is_off() -> None:
+    off = policy(offer={"enabled": True, "scheduled": False})
+    assert sla.time_choices(j(11, 23, 10), off) == []
+
+
+@pytest.mark.parametrize(("slot", "deadline"), [
+    (j(11, 23, 9), j(11, 23, 9, 30)),
+    (j(11, 23, 19, 50), j(11, 24, 8, 20)),  # 10 minutes today, 20 tomorrow
+])
+def test_a_scheduled_callback_is_due_within_its_window(slot: datetime,
+                                                       deadline: datetime) -> None:
+    assert sla.scheduled_deadline(slot, DEMO) == deadline
 
 
 # ------------------------------------------------------------------------------ deadlines

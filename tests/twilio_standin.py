@@ -44,10 +44,15 @@ class TwilioStandIn:
     #: never got the create).
     before_create: Any = None
     #: Called (in a thread) with the recorded call, before the create is answered: a test
-    #: can hang the answer of a create Twilio did receive.
+    #: can hang the answer of a create Twilio did receive, or return a starlette
+    #: ``Response`` to answer with instead (the call exists; its answer is lost).
     after_create: Any = None
     #: Each status fetch (``calls(sid).fetch()``): the CallSids asked about, in order.
     fetched: list[str] = field(default_factory=list)
+    #: Each list of calls (``calls.list(to=…, from_=…)``): its query.
+    listed: list[dict[str, str]] = field(default_factory=list)
+    #: Calls we asked Twilio to end (``calls(sid).update(status=canceled)``).
+    ended_by_us: list[str] = field(default_factory=list)
 
     def app(self) -> Starlette:
         expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
@@ -67,7 +72,9 @@ class TwilioStandIn:
             self.created.append({"sid": sid, **form})
             self.call_status[sid] = "queued"
             if self.after_create is not None:
-                await asyncio.to_thread(self.after_create, self.created[-1])
+                late = await asyncio.to_thread(self.after_create, self.created[-1])
+                if isinstance(late, StarletteResponse):
+                    return late  # Twilio has the call; its answer is lost on the way
             return JSONResponse(_call_resource(sid, form, "queued"), 201)
 
         async def call(request: Request) -> JSONResponse:
@@ -79,6 +86,34 @@ class TwilioStandIn:
                 return JSONResponse({"code": 20404, "message": "not found"}, 404)
             form = next(c for c in self.created if c["sid"] == sid)
             return JSONResponse(_call_resource(sid, form, self.call_status[sid]))
+
+        async def call_list(request: Request) -> JSONResponse:
+            if request.headers.get("authorization", "") != expected:
+                return JSONResponse({"code": 20003, "message": "Authenticate"}, 401)
+            to, from_ = request.query_params.get("To"), request.query_params.get("From")
+            self.listed.append(dict(request.query_params))
+            found = [_call_resource(c["sid"], c, self.call_status[c["sid"]])
+                     for c in reversed(self.created)
+                     if (to is None or c.get("To") == to)
+                     and (from_ is None or c.get("From") == from_)]
+            uri = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
+            return JSONResponse({"calls": found, "page": 0, "page_size": 50, "start": 0,
+                                 "end": max(len(found) - 1, 0), "uri": uri,
+                                 "first_page_uri": uri, "next_page_uri": None,
+                                 "previous_page_uri": None})
+
+        async def call_update(request: Request) -> JSONResponse:
+            if request.headers.get("authorization", "") != expected:
+                return JSONResponse({"code": 20003, "message": "Authenticate"}, 401)
+            sid = request.path_params["sid"]
+            form = dict(parse_qsl((await request.body()).decode()))
+            if sid not in self.call_status:
+                return JSONResponse({"code": 20404, "message": "not found"}, 404)
+            if form.get("Status") in ("canceled", "completed"):
+                self.call_status[sid] = form["Status"]
+                self.ended_by_us.append(sid)
+            created = next(c for c in self.created if c["sid"] == sid)
+            return JSONResponse(_call_resource(sid, created, self.call_status[sid]))
 
         async def member(request: Request) -> JSONResponse:
             auth = request.headers.get("authorization", "")
@@ -99,7 +134,10 @@ class TwilioStandIn:
             Route("/2010-04-01/Accounts/{account}/Queues/{queue}/Members/{call}.json",
                   member, methods=["POST"]),
             Route("/2010-04-01/Accounts/{account}/Calls.json", calls, methods=["POST"]),
+            Route("/2010-04-01/Accounts/{account}/Calls.json", call_list, methods=["GET"]),
             Route("/2010-04-01/Accounts/{account}/Calls/{sid}.json", call, methods=["GET"]),
+            Route("/2010-04-01/Accounts/{account}/Calls/{sid}.json", call_update,
+                  methods=["POST"]),
         ])
 
 

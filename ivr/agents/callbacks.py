@@ -44,7 +44,7 @@ from callbacks.policy import Policies, Policy
 from crm_sync.phones import is_withheld, mask, normalize
 from ivr.agents import callback_twiml as ctw
 from ivr.agents import repository as repo
-from ivr.agents.gateway import Dialer
+from ivr.agents.gateway import Dialer, uncertain
 from ivr.agents.routing import Waiting
 from ivr.calls.repository import calls, get_call
 from ivr.core.clock import Clock
@@ -68,6 +68,18 @@ def agent_key(attempt_id: int) -> str:
 
 def is_callback_key(call_sid: str) -> bool:
     return call_sid.startswith(KEY_PREFIX) and call_sid[len(KEY_PREFIX):].isdigit()
+
+
+LIVE = ("queued", "initiated", "ringing", "in-progress")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What Twilio says about a lapsed claim's call: a call status, ``none`` (no such
+    call: the claim is lost) or ``unknown`` (Twilio could not be asked)."""
+
+    status: str
+    call_sid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -386,8 +398,11 @@ class CallbackService:
         return Dial(attempt_id, req.id, req.phone, from_number)
 
     def dial(self, dials: list[Dial], out: Outcome) -> None:
-        """Place the claimed calls (after the claim's commit). A failure to place one ends
-        the attempt (``dial-error``) and retries it after the back-off."""
+        """Place the claimed calls (after the claim's commit). Twilio refusing one (4xx)
+        ends the attempt (``dial-error``: retried after the back-off rules); a failure that
+        may have reached Twilio (timeout, dropped connection, 5xx) keeps the claim, and the
+        sweep asks Twilio about it when the lease runs out. A create answered after another
+        process took the claim over is canceled at once."""
         base = self.settings.public_url or ""
         for d in dials:
             try:
@@ -399,12 +414,26 @@ class CallbackService:
                     self.settings.callback_machine_detection,
                     self.settings.agent_ring_timeout + 10)
             except Exception as exc:
+                if uncertain(exc):
+                    log.warning("placing a callback may have reached Twilio (%s); the lease "
+                                "decides request=%s", type(exc).__name__, d.request_id)
+                    continue
                 log.exception("placing a callback failed request=%s", d.request_id)
                 self._end_attempt(d.attempt_id, "dial-error", out, error=str(exc)[:500])
                 continue
             now = self.clock.now()
             with self.engine.begin() as conn:
-                cbrepo.update_attempt(conn, d.attempt_id, call_sid=sid, dialed_at=now)
+                kept = cbrepo.update_attempt(conn, d.attempt_id, only_open=True, call_sid=sid,
+                                             dialed_at=now)
+            if not kept:
+                log.error("a callback's create was answered after its claim was taken "
+                          "over; ending that call request=%s", d.request_id)
+                try:
+                    self.dialer.cancel(sid)
+                except Exception:
+                    log.exception("could not end the superseded callback call request=%s",
+                                  d.request_id)
+                continue
             log.info("callback dialled request=%s attempt=%s", d.request_id, d.attempt_id)
 
     # ------------------------------------------------------------ the callback call
@@ -556,30 +585,17 @@ class CallbackService:
     # ------------------------------------------------------------ timers
 
     def sweep(self, out: Outcome) -> None:
-        """Leases run out, warnings and breaches due; escalation events to the webhook."""
+        """Leases run out, warnings and breaches due. Twilio is asked about lapsed claims
+        before the transaction that acts on them (no network call while rows are locked)."""
         now = self.clock.now()
+        verdicts = self._lapsed_verdicts(now)
         with self.engine.begin() as conn:
             for req in cbrepo.expired_leases(conn, now):
                 attempt = cbrepo.current_attempt(conn, req.id)
-                status = None
-                if attempt is not None and attempt.call_sid and self.dialer is not None:
-                    try:
-                        status = self.dialer.status(attempt.call_sid)
-                    except Exception:
-                        log.exception("cannot read the status of callback call "
-                                      "request=%s", req.id)
-                if status in ("queued", "ringing", "in-progress"):
-                    cbrepo.update_request(conn, req.id, lease_until=now + timedelta(
-                        seconds=self.settings.callback_lease_seconds), updated_at=now)
-                    continue
-                log.warning("callback claim of %s expired; taking it over request=%s",
-                            req.lease_owner, req.id)
-                if attempt is None:
-                    cbrepo.release(conn, req.id, now, due_at=now, outcome="lost",
-                                   failed_attempt=False)
-                    continue
-                self._finish(conn, req, attempt, status if status in NOT_REACHED
-                             else "lost", now, out)
+                verdict = verdicts.get((req.id, attempt.id if attempt is not None else None))
+                if verdict is None:
+                    continue  # lapsed since the look-up: the next sweep asks about it
+                self._take_over(conn, req, attempt, verdict, now, out)
             for req in cbrepo.warnings_due(conn, now):
                 cbrepo.update_request(conn, req.id, warned_at=now)
                 cbrepo.add_event(conn, req.id, "warning", now, _event_detail(req, now))
@@ -592,6 +608,65 @@ class CallbackService:
                 log.error("callback deadline breached request=%s queue=%s", req.id,
                           req.queue)
                 self._notify_supervisors(conn, "breach", req, now, out)
+
+    def _lapsed_verdicts(self, now: datetime) -> dict[tuple[int, int | None], Verdict]:
+        """For each claim whose lease ran out: what Twilio knows of its call.
+
+        * the attempt has a CallSid: that call's status;
+        * it has none (the create's answer was lost, or the claimer died): the calls placed
+          to the number from our caller ID since the claim — a live one is adopted;
+        * Twilio cannot be asked (an error): ``unknown``, the lease is extended."""
+        with self.engine.connect() as conn:
+            lapsed = [(req, cbrepo.current_attempt(conn, req.id),
+                       self.settings.callback_caller_id or _to_number(conn, req.call_sid)
+                       or "") for req in cbrepo.expired_leases(conn, now, lock=False)]
+        verdicts: dict[tuple[int, int | None], Verdict] = {}
+        for req, attempt, from_number in lapsed:
+            key = (req.id, attempt.id if attempt is not None else None)
+            if attempt is None or self.dialer is None:
+                verdicts[key] = Verdict("none")
+                continue
+            try:
+                if attempt.call_sid:
+                    status = self.dialer.status(attempt.call_sid)
+                    verdicts[key] = (Verdict("none") if status is None
+                                     else Verdict(status, attempt.call_sid))
+                    continue
+                found = self.dialer.find(req.phone, from_number, attempt.claimed_at)
+            except Exception:
+                log.exception("cannot ask Twilio about a lapsed callback claim request=%s",
+                              req.id)
+                verdicts[key] = Verdict("unknown")
+                continue
+            if not found:
+                verdicts[key] = Verdict("none")
+                continue
+            live = next(((sid, st) for sid, st in found if st in LIVE), None)
+            sid, status = live or found[0]
+            verdicts[key] = Verdict(status, sid)
+        return verdicts
+
+    def _take_over(self, conn: Connection, req: Any, attempt: Any, verdict: Verdict,
+                   now: datetime, out: Outcome) -> None:
+        lease = now + timedelta(seconds=self.settings.callback_lease_seconds)
+        if verdict.status in LIVE or verdict.status == "unknown":
+            if verdict.call_sid and attempt is not None and attempt.call_sid is None:
+                cbrepo.update_attempt(conn, attempt.id, call_sid=verdict.call_sid)
+            cbrepo.update_request(conn, req.id, lease_until=lease, updated_at=now)
+            log.info("callback claim lapsed but its call is %s; lease extended request=%s",
+                     verdict.status, req.id)
+            return
+        log.warning("callback claim of %s expired (%s); taking it over request=%s",
+                    req.lease_owner, verdict.status, req.id)
+        if attempt is None:
+            cbrepo.release(conn, req.id, now, due_at=now, outcome="lost", failed_attempt=False)
+            return
+        if verdict.call_sid and attempt.call_sid is None:
+            cbrepo.update_attempt(conn, attempt.id, call_sid=verdict.call_sid)
+        outcome = ("lost" if verdict.status == "none" else
+                   verdict.status if verdict.status in NOT_REACHED else
+                   "hung-up" if attempt.answered_at is not None else "no-answer")
+        self._finish(conn, req, attempt, outcome, now, out)
 
     def _notify_supervisors(self, conn: Connection, kind: str, req: Any, now: datetime,
                             out: Outcome) -> None:

@@ -362,8 +362,10 @@ def offer_agent(conn: Connection, agent_id: int, key: str, queue: str, now: date
                          only_from=("available",)):
             sp.rollback()
             return None
+        # connected_at: the agent's side is set up at once (the customer is dialled next),
+        # so the live calls' offer expiry (an offer never connected) leaves it alone.
         result = conn.execute(insert(agent_calls).values(
-            call_sid=key, agent_id=agent_id, queue=queue, offered_at=now))
+            call_sid=key, agent_id=agent_id, queue=queue, offered_at=now, connected_at=now))
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
