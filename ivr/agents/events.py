@@ -51,11 +51,20 @@ class EventBus:
         import psycopg  # noqa: PLC0415
 
         assert self.conninfo is not None
+        failures = 0
         while True:
             try:
+                # Bounded connect and keepalives (as the engine's): a dead database or link
+                # is noticed, not waited on; the consoles fall back to their own reads.
                 async with await psycopg.AsyncConnection.connect(
-                        self.conninfo, autocommit=True) as conn:
+                        self.conninfo, autocommit=True, connect_timeout=3, keepalives=1,
+                        keepalives_idle=10, keepalives_interval=3,
+                        keepalives_count=3) as conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    if failures:
+                        log.info("LISTEN connection back after %d failed attempt(s)",
+                                 failures)
+                    failures = 0
                     self.listening.set()
                     self._wake_all()  # anything sent while we were not listening
                     async for note in conn.notifies():
@@ -64,10 +73,15 @@ class EventBus:
                             self._deliver(int(agent), int(event))
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 self.listening.clear()
-                log.exception("LISTEN connection lost; reconnecting")
-                await asyncio.sleep(1)
+                failures += 1
+                if failures == 1:
+                    log.exception("LISTEN connection lost; reconnecting")
+                elif failures % 60 == 0:  # every 60th attempt (5 minutes) while it is away
+                    log.warning("LISTEN connection still down (%d attempts): %s", failures,
+                                exc)
+                await asyncio.sleep(min(1.0 * failures, 5.0))
 
     # -- subscribers (consoles)
 
