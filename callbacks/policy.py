@@ -52,6 +52,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
 DEFAULT_FILE = Path("callbacks.yaml")  # IVR_CALLBACKS_FILE
@@ -428,6 +429,24 @@ def _foreign_tag(node: Any, loc: tuple[Any, ...] = ()) -> tuple[str, tuple[Any, 
     return None
 
 
+def _bad_timestamp(text: str) -> tuple[int, int, str | None]:
+    """Where the first date-looking scalar that is no real date or time is (1-based)."""
+    stack = [YAML(typ="rt").compose(text)]
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, ScalarNode):
+            if str(node.tag) == "tag:yaml.org,2002:timestamp":
+                try:
+                    YAML(typ="rt").load(node.value)
+                except ValueError:
+                    return node.start_mark.line + 1, node.start_mark.column + 1, node.value
+        elif isinstance(node, MappingNode):
+            stack[:0] = [part for pair in node.value for part in pair]
+        elif isinstance(node, SequenceNode):
+            stack[:0] = list(node.value)
+    return 1, 1, None
+
+
 def load_policies(path: Path = DEFAULT_FILE) -> Policies:
     """``callbacks.yaml`` (``IVR_CALLBACKS_FILE``), validated; mistakes raise PolicyError."""
     try:
@@ -445,7 +464,9 @@ def load_policies(path: Path = DEFAULT_FILE) -> Policies:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise PolicyError(f"{where}: not valid YAML: {problem}") from None
     except ValueError as exc:  # a date key that is no date (2026-13-01)
-        raise PolicyError(f"{path}: not valid YAML: {exc}") from None
+        line, column, value = _bad_timestamp(text)
+        what = f"{value!r} is no date ({exc})" if value is not None else str(exc)
+        raise PolicyError(f"{path}:{line}:{column}: not valid YAML: {what}") from None
     if not isinstance(data, dict):
         raise PolicyError(f"{path}:1:1: expected a mapping with default: and queues:")
     foreign = _foreign_tag(data)

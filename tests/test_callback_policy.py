@@ -221,7 +221,7 @@ def test_every_mistake_of_a_file_at_once(tmp_path: Path) -> None:
      ['F:2:1: not valid YAML: found duplicate key "default" with value "{}" (original '
       'value: "{}")']),
     ("default:\n  business_hours:\n    special_days: {2026-13-01: closed}\n",
-     ["F: not valid YAML: month must be in 1..12"]),
+     ["F:3:20: not valid YAML: '2026-13-01' is no date (month must be in 1..12)"]),
 ], ids=["no-default", "missing-hours", "never-open", "a-list", "empty", "broken-yaml",
         "duplicate-key", "bad-date"])
 def test_file_shape_mistakes(tmp_path: Path, text: str, expected: list[str]) -> None:

@@ -76,7 +76,7 @@ def line_mutations(draw: st.DrawFn, text: str) -> str:
             break
         i = draw(st.integers(0, len(lines) - 1))
         op = draw(st.sampled_from(["drop", "repeat", "indent", "dedent", "tab", "swap", "cut",
-                                   "value", "tag", "junk"]))
+                                   "value", "tag", "date", "junk"]))
         line = lines[i]
         if op == "drop":
             del lines[i]
@@ -94,6 +94,13 @@ def line_mutations(draw: st.DrawFn, text: str) -> str:
         elif op == "cut":
             lines[i] = line[:draw(st.integers(0, len(line)))]
             del lines[i + 1:i + 1 + draw(st.integers(0, 3))]
+        elif op == "date":  # a key or value YAML reads as a date that the calendar has not
+            keys = [j for j, x in enumerate(lines) if re.match(r"^ *[\w-]+:", x)]
+            i = draw(st.sampled_from(keys)) if keys else i
+            line = lines[i]
+            indent = line[:len(line) - len(line.lstrip())]
+            bad = draw(st.sampled_from(["2026-13-01", "2026-02-30", "2026-01-01T25:00:00"]))
+            lines[i] = draw(st.sampled_from([f"{indent}{bad}: x", f"{line.split(':')[0]}: {bad}"]))
         elif op in ("value", "tag"):
             key, sep, _ = line.partition(":")
             value = (draw(st.sampled_from(["", " [1, 2]", " {a: 1}", " 42", " -1", " 1e9",
@@ -134,9 +141,11 @@ def data_mutations(draw: st.DrawFn, text: str) -> str:
 
 
 def any_yaml(base: str) -> st.SearchStrategy[str]:
+    """Mostly the demo file mutated (what an admin's mistakes look like), else anything."""
+    mutated = line_mutations(base)
     return st.one_of(RANDOM_TEXT, st.builds(dump, DATA, st.sampled_from(["block", "flow",
                                                                          "json"])),
-                     line_mutations(base), data_mutations(base))
+                     mutated, mutated, mutated, data_mutations(base))
 
 
 # --------------------------------------------------------------------------- checking
@@ -268,3 +277,24 @@ def test_a_control_character_in_the_policy_file_is_refused_with_its_position(
         load_policies(path)
     assert str(refused.value) == (f"{path}:2:18: not valid YAML: unacceptable character "
                                   "#x001b: special characters are not allowed")
+
+
+def test_a_date_that_is_no_date_in_a_menu_is_refused_where_it_is() -> None:
+    """2026-13-01 looks like a YAML timestamp and failed to construct: the ValueError
+    escaped the loader (``ivr menus check`` exit 3, a reload's traceback)."""
+    text = DEMO["main.yaml"].replace("start:", "x: 2026-13-01\nstart:", 1)
+    line = text[:text.index("x: 2026")].count("\n") + 1
+    _, problems = load_menu_text(text, Path("menus/main.yaml"))
+    assert [str(p) for p in problems] == [
+        f"menus/main.yaml:{line}:4: error: invalid YAML: '2026-13-01' is no date or time "
+        "(month must be in 1..12)"]
+
+
+def test_a_date_that_is_no_date_in_the_policy_file_has_its_position(tmp_path: Path) -> None:
+    path = tmp_path / "callbacks.yaml"
+    path.write_text("default:\n  business_hours:\n    special_days: {2026-02-30: closed}\n",
+                    encoding="utf-8")
+    with pytest.raises(PolicyError) as refused:
+        load_policies(path)
+    assert str(refused.value) == (f"{path}:3:20: not valid YAML: '2026-02-30' is no date "
+                                  "(day is out of range for month)")

@@ -17,6 +17,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
 from ivr.menu.model import Menu
@@ -150,6 +151,10 @@ def parse_yaml(text: str, filename: str) -> tuple[Any, Positions, list[Problem]]
                                    f"invalid YAML: {str(exc).splitlines()[0]}")]
     except YAMLError as exc:
         return None, pos, [Problem(filename, 1, 1, "", f"invalid YAML: {exc}")]
+    except ValueError as exc:  # a date YAML recognises that the calendar has not: 2026-13-01
+        line, col, value = _bad_timestamp(text)
+        what = f"{value!r} is no date or time ({exc})" if value is not None else str(exc)
+        return None, pos, [Problem(filename, line, col, "", f"invalid YAML: {what}")]
     try:
         return _plain(doc, (), pos), pos, []
     except _DuplicateKeyError as exc:
@@ -162,6 +167,24 @@ def parse_yaml(text: str, filename: str) -> tuple[Any, Positions, list[Problem]]
         return None, pos, [Problem(filename, line, col, dotted(exc.path),
                                    f"YAML tag {shown!r} is not allowed: a menu holds plain "
                                    "text, numbers, lists and mappings")]
+
+
+def _bad_timestamp(text: str) -> tuple[int, int, str | None]:
+    """Where the first timestamp-looking scalar that is no real date or time is."""
+    stack = [YAML(typ="rt").compose(text)]
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, ScalarNode):
+            if str(node.tag) == "tag:yaml.org,2002:timestamp":
+                try:
+                    YAML(typ="rt").load(node.value)
+                except ValueError:
+                    return node.start_mark.line + 1, node.start_mark.column + 1, node.value
+        elif isinstance(node, MappingNode):
+            stack[:0] = [part for pair in node.value for part in pair]
+        elif isinstance(node, SequenceNode):
+            stack[:0] = list(node.value)
+    return 1, 1, None
 
 
 def _duplicate_key_name(exc: DuplicateKeyError) -> str:
