@@ -23,6 +23,7 @@ from crm_sync.mapping import MappingError
 from crm_sync.profile import customer_document, merged_into, search
 from ivr.api_tokens import require_admin, require_integration
 from ivr.core.db import Database
+from ivr.core.http import UNPROCESSABLE
 from ivr.core.settings import Settings
 
 MAX_BATCH = 10_000
@@ -78,7 +79,7 @@ async def get_customer(request: Request,
     raise HTTPException(404, f"no customer {customer_id}")
 
 
-@router.get("/customers", dependencies=[Depends(require_admin)])
+@router.get("/customers", dependencies=[Depends(require_admin)], responses=UNPROCESSABLE)
 async def find_customers(
         request: Request,
         phone: Annotated[str | None, Query(max_length=64)] = None,

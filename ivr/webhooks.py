@@ -75,7 +75,13 @@ async def twilio_request(request: Request) -> TwilioRequest:
         log.warning("refused webhook with a bad or missing signature path=%s", scope["path"])
         raise Refused(403, "invalid Twilio signature")
     qs = dict(parse_qsl(query))
-    return TwilioRequest(params, qs, fingerprint(scope["path"], query, params))
+    fp = fingerprint(scope["path"], query, params)
+    # Verified as sent; from here on without NULs, which no column (PostgreSQL text) holds
+    # and no Twilio value contains.
+    if any("\0" in v for v in params.values()) or any("\0" in v for v in qs.values()):
+        params = {k: v.replace("\0", "") for k, v in params.items()}
+        qs = {k: v.replace("\0", "") for k, v in qs.items()}
+    return TwilioRequest(params, qs, fp)
 
 
 Handler = Callable[[Request, TwilioRequest], Awaitable[Response]]
@@ -120,9 +126,13 @@ def _safe_route(request: Request) -> Response:
     return _xml(twiml.safe_route(request.app.state.settings.safe_queue))
 
 
+def _number(raw: str, digits: int) -> int | None:
+    """A query id we wrote (ASCII digits: "²" is a digit to ``str.isdigit``), else None."""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < digits else None
+
+
 def _step(tw: TwilioRequest) -> int | None:
-    raw = tw.query.get("s", "")
-    return int(raw) if raw.isdigit() and len(raw) < 9 else None
+    return _number(tw.query.get("s", ""), 9)
 
 
 async def _answer(request: Request, tw: TwilioRequest, event: Event | None) -> Response:
@@ -220,8 +230,7 @@ async def wait(request: Request, tw: TwilioRequest) -> Response:
 
 
 def _offer_id(tw: TwilioRequest) -> int | None:
-    raw = tw.query.get("a", "")
-    return int(raw) if raw.isdigit() and len(raw) < 12 else None
+    return _number(tw.query.get("a", ""), 12)
 
 
 async def connect(request: Request, tw: TwilioRequest) -> Response:
@@ -241,9 +250,10 @@ async def agent_dial(request: Request, tw: TwilioRequest) -> Response:
     queue (the caller keeps their place; the agent who did not answer goes offline)."""
     agents: AgentService = request.app.state.agents
     offer = _offer_id(tw)
+    if offer is None:
+        log.warning("agent dial result without an offer id call=%s", tw.call_sid)
+        return _safe_route(request)
     try:
-        if offer is None:
-            raise ValueError("no offer id")
         out = await request.app.state.db.run(agents.agent_dial_ended, offer, tw.call_sid,
                                              tw.params.get("DialCallStatus", "failed"))
         await after_commit(request.app, out)
@@ -302,11 +312,8 @@ def _callbacks(request: Request) -> CallbackService:
     return service
 
 
-def _attempt_id(tw: TwilioRequest) -> int:
-    raw = tw.query.get("c", "")
-    if not (raw.isdigit() and len(raw) < 12):
-        raise ValueError("no callback attempt id")
-    return int(raw)
+def _attempt_id(tw: TwilioRequest) -> int | None:
+    return _number(tw.query.get("c", ""), 12)
 
 
 async def callback_offer(request: Request, tw: TwilioRequest) -> Response:
@@ -335,6 +342,10 @@ async def callback(request: Request, tw: TwilioRequest) -> Response:
         if reroute:
             await after_commit(request.app, Outcome(reroute=True))
         return _xml(xml)
+    except LookupError:
+        log.warning("callback dialog of a call not in a callback dialog; the safe queue "
+                    "call=%s", tw.call_sid)
+        return _safe_route(request)
     except Exception:
         log.exception("callback dialog failed call=%s", tw.call_sid)
         return _safe_route(request)
@@ -343,8 +354,12 @@ async def callback(request: Request, tw: TwilioRequest) -> Response:
 async def callback_answer(request: Request, tw: TwilioRequest) -> Response:
     """The customer answered our callback (``calls.create`` url): the agent is dialled."""
     out = Outcome()
+    attempt = _attempt_id(tw)
+    if attempt is None:
+        log.warning("callback answer without an attempt id call=%s", tw.call_sid)
+        return _xml(twiml.safe_route(request.app.state.settings.safe_queue))
     try:
-        xml = await request.app.state.db.run(_callbacks(request).answered, _attempt_id(tw),
+        xml = await request.app.state.db.run(_callbacks(request).answered, attempt,
                                              tw.params, out)
         await after_commit(request.app, out)
         return _xml(xml)
@@ -357,8 +372,12 @@ async def callback_answer(request: Request, tw: TwilioRequest) -> Response:
 async def callback_dial(request: Request, tw: TwilioRequest) -> Response:
     """The callback's ``<Dial>`` to the agent ended."""
     out = Outcome()
+    attempt = _attempt_id(tw)
+    if attempt is None:
+        log.warning("callback dial result without an attempt id call=%s", tw.call_sid)
+        return _safe_route(request)
     try:
-        xml = await request.app.state.db.run(_callbacks(request).dial_ended, _attempt_id(tw),
+        xml = await request.app.state.db.run(_callbacks(request).dial_ended, attempt,
                                              tw.params, out)
         await after_commit(request.app, out)
         return _xml(xml)
@@ -370,8 +389,12 @@ async def callback_dial(request: Request, tw: TwilioRequest) -> Response:
 async def callback_status(request: Request, tw: TwilioRequest) -> Response:
     """Status callbacks of a callback's customer leg (initiated … completed, busy, …)."""
     out = Outcome()
+    attempt = _attempt_id(tw)
+    if attempt is None:  # no retry could make it right: acknowledged, nothing recorded
+        log.warning("callback status without an attempt id call=%s", tw.call_sid)
+        return _xml(twiml.empty())
     try:
-        await request.app.state.db.run(_callbacks(request).leg_status, _attempt_id(tw),
+        await request.app.state.db.run(_callbacks(request).leg_status, attempt,
                                        tw.params, out)
         await after_commit(request.app, out)
     except Exception:

@@ -22,6 +22,7 @@ from ivr.agents import repository as repo
 from ivr.agents.events import EventBus, console_stream
 from ivr.agents.service import AgentError, AgentService, Outcome
 from ivr.core.db import Database
+from ivr.core.http import UNPROCESSABLE
 
 COOKIE = "ivr_agent_session"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -193,7 +194,7 @@ async def call_context(request: Request, call_sid: str, agent: Agent) -> dict[st
         raise _error(exc) from None
 
 
-@router.post("/calls/{call_sid}/wrapup", status_code=201)
+@router.post("/calls/{call_sid}/wrapup", status_code=201, responses=UNPROCESSABLE)
 async def wrap_up(request: Request, call_sid: str, body: WrapUpIn,
                   agent: Agent) -> dict[str, Any]:
     db: Database = request.app.state.db
