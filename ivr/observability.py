@@ -59,6 +59,10 @@ class Metrics:
             "ivr_caller_identifications_total", "New calls by how the caller was identified "
             "from the calling number (known, ambiguous, unknown, withheld)", ["outcome"],
             registry=self.registry)
+        self.calls_ended = Counter(
+            "ivr_calls_ended_total", "Calls ended (their final status callback), by the menu "
+            "and node they were at and how they ended (completed, busy, no-answer, failed, "
+            "canceled)", ["menu", "node", "status"], registry=self.registry)
         self._observe: dict[str, Callable[[float], None]] = {}
         if collector is not None:
             self.registry.register(collector)
@@ -75,6 +79,9 @@ class Metrics:
 
     def webhook_failed(self, route: str) -> None:
         self.webhook_failures.labels(route).inc()
+
+    def call_ended(self, menu: str, node: str, status: str) -> None:
+        self.calls_ended.labels(menu[:64], node[:64], status[:32]).inc()
 
 
 class DatabaseCollector:

@@ -284,7 +284,9 @@ async def status(request: Request, tw: TwilioRequest) -> Response:
     service: CallService = request.app.state.calls
     if tw.call_sid:
         try:
-            await db.run(service.record_status, tw.params)
+            ended = await db.run(service.record_status, tw.params)
+            if ended is not None:
+                request.app.state.metrics.call_ended(*ended)
             if tw.params.get("CallStatus") in FINAL_STATUSES:
                 agents: AgentService = request.app.state.agents
                 await after_commit(request.app, await db.run(agents.call_ended, tw.call_sid))

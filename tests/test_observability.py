@@ -372,3 +372,19 @@ def test_configure_sets_up_the_root_handler_for_uvicorn_too(settings: Settings) 
     record = json.loads(json_out.getvalue())
     assert (record["level"], record["logger"], record["message"]) == ("ERROR", "ivr.test",
                                                                       "json now")
+
+
+def test_ended_calls_are_counted_by_menu_node_and_status(ops: TestClient) -> None:
+    sid, other = new_sid(), new_sid()
+    signed_post(ops, "/twilio/voice", call_params(sid, "ringing"))
+    signed_post(ops, "/twilio/voice", call_params(other, "ringing"))
+    for call, status in ((sid, "completed"), (other, "no-answer"), (sid, "completed")):
+        r = signed_post(ops, "/twilio/status", call_params(call, status, SequenceNumber="3"))
+        assert r.status_code == 200
+    # Nobody started this one: not counted.
+    signed_post(ops, "/twilio/status", call_params(new_sid(), "completed"))
+    after = scrape(ops)
+    ended = {k: v for k, v in after.items() if k.startswith("ivr_calls_ended_total{")}
+    assert sum(ended.values()) == 2, ended
+    assert any('status="completed"' in k and 'menu="main"' in k for k in ended), ended
+    assert any('status="no-answer"' in k for k in ended), ended

@@ -211,7 +211,9 @@ class CallService:
         log.info("webhook answered concurrently elsewhere call=%s step=%s", sid, at_step)
         return Answer((again or {}).get("last_response") or twiml.empty(), replayed=True)
 
-    def record_status(self, params: Mapping[str, str]) -> None:
+    def record_status(self, params: Mapping[str, str]) -> tuple[str, str, str] | None:
+        """Record a status callback once. The first final status of a known call returns
+        (menu, node, status): where the call was when it ended, for the metrics."""
         sid = params["CallSid"][:64]
         status = _column(params.get("CallStatus", "unknown"), 32) or ""
         duration = _count(params.get("CallDuration"))
@@ -225,3 +227,6 @@ class CallService:
                 # Only an identified caller's call is in a customer's history.
                 if row is not None and (row["attributes"] or {}).get("identified"):
                     close_inbound_call(conn, sid, self.clock.now(), list(row["path"] or ()))
+                if row is not None:
+                    return str(row["menu"]), str(row["node"]), status
+        return None
