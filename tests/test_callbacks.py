@@ -814,3 +814,17 @@ def test_the_offer_expiry_of_live_calls_leaves_a_callback_alone(
 
 def cb_offer_timeout(client: TestClient) -> int:
     return int(client.app.state.settings.offer_timeout_seconds)  # type: ignore[attr-defined]
+
+
+def test_a_withheld_caller_types_the_number_then_chooses_a_time(
+        twilio: TwilioDriver, cb: CallbackDriver, people: dict[str, int],
+        engine: Engine) -> None:
+    sid = ask_for_callback(twilio, cb, "anonymous", ["2"])
+    assert "type the number" in spoken(cb.press(sid, "3"))
+    assert "You typed" in spoken(cb.press(sid, "0541234567"))
+    times = cb.press(sid, "1")
+    assert "tomorrow morning" in spoken(times)
+    done = cb.press(sid, "2")
+    assert "call you back tomorrow at 09:00" in spoken(done)
+    [req] = requests(engine)
+    assert (req.phone, req.caller_number, req.kind) == ("+972541234567", None, "scheduled")

@@ -168,21 +168,24 @@ def dialog_menu(language: str, queue: str, last4: str | None, times: bool, tries
     return str(r.to_xml())
 
 
-def type_number(language: str, queue: str, tries: int, note: str | None = None) -> str:
+def type_number(language: str, queue: str, tries: int, note: str | None = None,
+                then: str = "") -> str:
+    """``then=time``: after the number, the caller chooses a time (a withheld caller ID)."""
     r = VoiceResponse()
     if note:
         say(r, note, language)
     g = r.gather(finish_on_key="#", timeout=10, method="POST", action_on_empty_result=True,
-                 action=_url(DIALOG_URL, q=queue, lang=language, step="number", n=str(tries)))
+                 action=_url(DIALOG_URL, q=queue, lang=language, step="number", n=str(tries),
+                             then=then))
     say(g, "type_number", language)
     return str(r.to_xml())
 
 
-def confirm_number(language: str, queue: str, typed: str, phone: str) -> str:
+def confirm_number(language: str, queue: str, typed: str, phone: str, then: str = "") -> str:
     r = VoiceResponse()
     g = r.gather(num_digits=1, timeout=6, method="POST", action_on_empty_result=True,
                  action=_url(DIALOG_URL, q=queue, lang=language, step="confirm",
-                             phone=phone))
+                             phone=phone, then=then))
     say(g, "confirm_number", language, digits=" ".join(typed))
     return str(r.to_xml())
 

@@ -200,33 +200,37 @@ class CallbackService:
                 if digits == "2":
                     return ctw.type_number(language, queue, 0), False
                 if digits == "3" and self.policy(queue).offer.scheduled:
-                    return self._times(conn, call, entry, caller or "", language, now)
+                    if not caller:  # withheld: the number first, then the time
+                        return ctw.type_number(language, queue, 0, then="time"), False
+                    return self._times(conn, call, entry, caller, language, now)
                 if digits == "*" or tries >= MAX_TRIES:
                     return self._back(conn, call_sid, entry, language, step_no,
                                       "keep_place", now)
                 return self._menu(conn, call, queue, language, tries + 1,
                                   note=None if digits == "" else "not_understood"), False
+            then = "time" if query.get("then") == "time" else ""
             if step == "number":
                 phone = normalize(digits, self.settings.default_region) if digits else None
                 if phone is None or not phone.ok or phone.e164 is None:
                     if tries >= MAX_TRIES:
                         return self._back(conn, call_sid, entry, language, step_no,
                                           "keep_place", now)
-                    return ctw.type_number(language, queue, tries + 1, "bad_number"), False
-                return ctw.confirm_number(language, queue, digits, phone.e164), False
+                    return ctw.type_number(language, queue, tries + 1, "bad_number",
+                                           then=then), False
+                return ctw.confirm_number(language, queue, digits, phone.e164, then), False
             if step == "confirm":
                 phone_q = query.get("phone", "")
                 if digits == "1" and normalize(phone_q, self.settings.default_region).ok:
-                    if self.policy(queue).offer.scheduled and query.get("then") == "time":
+                    if self.policy(queue).offer.scheduled and then == "time":
                         return self._times(conn, call, entry, phone_q, language, now)
                     return self._commit(conn, call, entry, phone_q, None, language, now)
-                return ctw.type_number(language, queue, 0), False
+                return ctw.type_number(language, queue, 0, then=then), False
             if step == "time":
                 phone_q = query.get("phone", "") or (caller or "")
                 choices = sla.time_choices(now, self.policy(queue))
-                if digits.isdigit() and 1 <= int(digits) <= len(choices):
+                if digits.isascii() and digits.isdigit() and 1 <= int(digits) <= len(choices):
                     if not phone_q:
-                        return ctw.type_number(language, queue, 0), False
+                        return ctw.type_number(language, queue, 0, then="time"), False
                     slot = choices[int(digits) - 1][1]
                     return self._commit(conn, call, entry, phone_q, slot, language, now)
                 return self._back(conn, call_sid, entry, language, step_no,
