@@ -65,10 +65,6 @@ class CallbackRequest(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (
-        # The dispatcher's claim: pending rows in dispatch order (see repository.due).
-        Index("ix_callback_requests_claim", "priority", "deadline_at", "entered_at", "id",
-              postgresql_where=text("status = 'pending'"),
-              sqlite_where=text("status = 'pending'")),
         # Timers: leases that ran out, warnings and breaches due.
         Index("ix_callback_requests_lease", "lease_until",
               postgresql_where=text("status = 'dialing'"),
@@ -80,6 +76,16 @@ class CallbackRequest(Base):
         Index("ix_callback_requests_phone_requested", "phone", "requested_at"),
         Index("ix_callback_requests_customer", "customer_id"),
     )
+
+
+# The dispatcher's claim (repository.due): pending rows in dispatch order, ``priority``
+# descending. With ``priority`` ascending PostgreSQL cannot walk the index for ``ORDER BY
+# priority DESC, deadline_at`` (a backward scan gives ``deadline_at DESC`` too), and under
+# ``FOR UPDATE SKIP LOCKED`` it sorted every due row per claim (6.2 s at 1,000,000 pending
+# rows); in this order the claim reads the head of the index, 0.08 ms (bench/results.md).
+Index("ix_callback_requests_claim", CallbackRequest.priority.desc(),
+      CallbackRequest.deadline_at, CallbackRequest.entered_at, CallbackRequest.id,
+      postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'"))
 
 
 class CallbackAttempt(Base):
