@@ -8,7 +8,19 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from callbacks.models import OPEN, callback_attempts, callback_events, callback_requests
@@ -85,6 +97,33 @@ def add_event(conn: Connection, request_id: int, kind: str, at: datetime,
                .scalar_one())
 
 
+# The claim's two statements, built once per (dialect, filtered by queue): building a Core
+# statement and its cache key on every call cost more than PostgreSQL's execution of it
+# (bench/results.md, "Callbacks").
+_DUE: dict[tuple[str, bool], Select[Any]] = {}
+_CLAIM = (update(R).where(R.c.id == bindparam("b_id"), R.c.status == "pending")
+          .values(status="dialing", lease_owner=bindparam("b_owner"),
+                  lease_until=bindparam("b_lease", type_=R.c.lease_until.type),
+                  agent_id=bindparam("b_agent"),
+                  updated_at=bindparam("b_now", type_=R.c.updated_at.type)))
+
+
+def _due_statement(conn: Connection, filtered: bool) -> Select[Any]:
+    key = (conn.dialect.name, filtered)
+    stmt = _DUE.get(key)
+    if stmt is None:
+        stmt = (select(R).where(R.c.status == "pending",
+                                R.c.due_at <= bindparam("b_now", type_=R.c.due_at.type))
+                .order_by(R.c.priority.desc(), R.c.deadline_at, R.c.entered_at, R.c.id)
+                .limit(bindparam("b_limit", type_=Integer)))
+        if filtered:
+            stmt = stmt.where(R.c.queue.in_(bindparam("b_queues", expanding=True)))
+        if _skip_locked(conn):
+            stmt = stmt.with_for_update(skip_locked=True, of=R)
+        _DUE[key] = stmt
+    return stmt
+
+
 def due(conn: Connection, now: datetime, queues: Iterable[str] | None, limit: int,
         ) -> list[Row[Any]]:
     """Pending requests that may be dialled now, in dispatch order (priority, then
@@ -92,22 +131,20 @@ def due(conn: Connection, now: datetime, queues: Iterable[str] | None, limit: in
     all with None."""
     if limit <= 0:
         return []
-    stmt = (select(R).where(R.c.status == "pending", R.c.due_at <= now)
-            .order_by(R.c.priority.desc(), R.c.deadline_at, R.c.entered_at, R.c.id)
-            .limit(limit))
+    params: dict[str, Any] = {"b_now": now, "b_limit": limit}
     if queues is not None:
-        stmt = stmt.where(R.c.queue.in_(sorted(set(queues))))
-    if _skip_locked(conn):
-        stmt = stmt.with_for_update(skip_locked=True, of=R)
-    return list(conn.execute(stmt))
+        params["b_queues"] = sorted(set(queues))
+        if not params["b_queues"]:
+            return []
+    return list(conn.execute(_due_statement(conn, queues is not None), params))
 
 
 def claim(conn: Connection, request_id: int, owner: str, lease_until: datetime,
           agent_id: int, now: datetime) -> bool:
     """pending → dialing, with the lease; False if another process took it first."""
-    return update_request(conn, request_id, only_status=("pending",), status="dialing",
-                          lease_owner=owner, lease_until=lease_until, agent_id=agent_id,
-                          updated_at=now)
+    return bool(conn.execute(_CLAIM, {"b_id": request_id, "b_owner": owner,
+                                      "b_lease": lease_until, "b_agent": agent_id,
+                                      "b_now": now}).rowcount)
 
 
 def release(conn: Connection, request_id: int, now: datetime, *, due_at: datetime,
