@@ -78,13 +78,18 @@ class CallbackRequest(Base):
     )
 
 
-# The dispatcher's claim (repository.due): pending rows in dispatch order, ``priority``
-# descending. With ``priority`` ascending PostgreSQL cannot walk the index for ``ORDER BY
-# priority DESC, deadline_at`` (a backward scan gives ``deadline_at DESC`` too), and under
-# ``FOR UPDATE SKIP LOCKED`` it sorted every due row per claim (6.2 s at 1,000,000 pending
-# rows); in this order the claim reads the head of the index, 0.08 ms (bench/results.md).
-Index("ix_callback_requests_claim", CallbackRequest.priority.desc(),
+# The dispatcher's claim (repository.due, one read per queue with a free agent): a queue's
+# pending rows in dispatch order, ``priority`` descending. With ``priority`` ascending
+# PostgreSQL cannot walk the index for ``ORDER BY priority DESC, deadline_at`` (a backward
+# scan gives ``deadline_at DESC`` too), and under ``FOR UPDATE SKIP LOCKED`` it sorted every
+# due row per claim (6.2 s at 1,000,000 pending rows); in this order the claim reads the head
+# of its queue's part of the index (bench/results.md). ``queue`` leads, so a queue swamped
+# with due callbacks and no free agent never stands in front of another queue's.
+Index("ix_callback_requests_claim", CallbackRequest.queue, CallbackRequest.priority.desc(),
       CallbackRequest.deadline_at, CallbackRequest.entered_at, CallbackRequest.id,
+      postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'"))
+# "Is any callback due?" (repository.any_due): the router's first, cheap question.
+Index("ix_callback_requests_pending_due", CallbackRequest.due_at,
       postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'"))
 
 

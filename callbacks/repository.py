@@ -139,6 +139,12 @@ def due(conn: Connection, now: datetime, queues: Iterable[str] | None, limit: in
     return list(conn.execute(_due_statement(conn, queues is not None), params))
 
 
+def any_due(conn: Connection, now: datetime) -> bool:
+    """Whether any pending request may be dialled now (an index probe)."""
+    return conn.execute(select(R.c.id).where(R.c.status == "pending", R.c.due_at <= now)
+                        .limit(1)).first() is not None
+
+
 def claim(conn: Connection, request_id: int, owner: str, lease_until: datetime,
           agent_id: int, now: datetime) -> bool:
     """pending → dialing, with the lease; False if another process took it first."""

@@ -828,3 +828,25 @@ def test_a_withheld_caller_types_the_number_then_chooses_a_time(
     assert "call you back tomorrow at 09:00" in spoken(done)
     [req] = requests(engine)
     assert (req.phone, req.caller_number, req.kind) == ("+972541234567", None, "scheduled")
+
+
+def test_a_swamped_queue_does_not_hold_up_another_queues_callbacks(
+        client: TestClient, twilio: TwilioDriver, cb: CallbackDriver, people: dict[str, int],
+        engine: Engine, clock: FrozenClock, dialer: RecordingDialer) -> None:
+    # 60 due billing callbacks nobody is free for (ahead in the order: priority 10), and one
+    # support callback; Avi is free for support only: he gets it.
+    sid = ask_for_callback(twilio, cb, DANA, ["2"])
+    cb.press(sid, "1")
+    now = clock.now()
+    with engine.begin() as conn:
+        conn.execute(update(agents).where(agents.c.id == people["avi"])
+                     .values(queues=["support-open-incidents"]))
+        conn.execute(callback_requests.insert(), [{
+            "queue": "billing", "phone": f"+9725410000{n:02d}", "language": "en-US",
+            "priority": 10, "entered_at": now, "requested_at": now, "kind": "asap",
+            "deadline_at": now, "warn_at": now, "due_at": now, "status": "pending",
+            "open_key": f"billing|phone:{n}", "attempts": 0, "max_attempts": 3,
+            "updated_at": now} for n in range(60)])
+    avi = login(client, "avi")
+    _claimed(client, avi)
+    assert [p.to for p in dialer.placed] == [DANA]

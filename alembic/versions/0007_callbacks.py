@@ -53,7 +53,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('callback_requests', schema=None) as batch_op:
         batch_op.create_index('ix_callback_requests_caller_requested', ['caller_number', 'requested_at'], unique=False)
-        batch_op.create_index('ix_callback_requests_claim', [sa.text('priority DESC'), 'deadline_at', 'entered_at', 'id'], unique=False, postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"))
+        batch_op.create_index('ix_callback_requests_claim', ['queue', sa.text('priority DESC'), 'deadline_at', 'entered_at', 'id'], unique=False, postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"))
+        batch_op.create_index('ix_callback_requests_pending_due', ['due_at'], unique=False, postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"))
         batch_op.create_index('ix_callback_requests_customer', ['customer_id'], unique=False)
         batch_op.create_index('ix_callback_requests_lease', ['lease_until'], unique=False, postgresql_where=sa.text("status = 'dialing'"), sqlite_where=sa.text("status = 'dialing'"))
         batch_op.create_index('ix_callback_requests_open_deadline', ['deadline_at'], unique=False, postgresql_where=sa.text('closed_at IS NULL'), sqlite_where=sa.text('closed_at IS NULL'))
@@ -125,6 +126,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_callback_requests_open_deadline', postgresql_where=sa.text('closed_at IS NULL'), sqlite_where=sa.text('closed_at IS NULL'))
         batch_op.drop_index('ix_callback_requests_lease', postgresql_where=sa.text("status = 'dialing'"), sqlite_where=sa.text("status = 'dialing'"))
         batch_op.drop_index('ix_callback_requests_customer')
+        batch_op.drop_index('ix_callback_requests_pending_due', postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"))
         batch_op.drop_index('ix_callback_requests_claim', postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"))
         batch_op.drop_index('ix_callback_requests_caller_requested')
 

@@ -30,6 +30,7 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -351,13 +352,20 @@ class CallbackService:
 
     # ------------------------------------------------------------ dispatch
 
-    def due_work(self, conn: Connection, now: datetime, limit: int = 50) -> list[Waiting]:
-        """Due callbacks as the router's work items (kind ``callback``)."""
+    def due_work(self, conn: Connection, now: datetime, free_per_queue: Mapping[str, int],
+                 ) -> list[Waiting]:
+        """Due callbacks as the router's work items (kind ``callback``): for each queue with
+        free agents, its first callbacks in dispatch order, as many as it has free agents
+        (one read per queue: a queue nobody is free for never hides another's)."""
         out = []
-        for r in cbrepo.due(conn, now, None, limit):
-            out.append(Waiting(r.id, f"callback:{r.id}", r.queue, r.priority, r.entered_at,
-                               None, r.deadline_at, "callback"))
+        for queue, free in sorted(free_per_queue.items()):
+            for r in cbrepo.due(conn, now, (queue,), free):
+                out.append(Waiting(r.id, f"callback:{r.id}", r.queue, r.priority,
+                                   r.entered_at, None, r.deadline_at, "callback"))
         return out
+
+    def any_due(self, conn: Connection, now: datetime) -> bool:
+        return cbrepo.any_due(conn, now)
 
     def claim(self, conn: Connection, item: Waiting, agent_id: int, now: datetime,
               out: Outcome) -> Dial | None:

@@ -9,6 +9,7 @@ in it (see ``ivr.agents.events``). Decisions that need no I/O are pure (``routin
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -208,13 +209,16 @@ class AgentService:
             # (the agents' rows were most of a routing pass: bench/results.md, issue 4).
             # Due callbacks join the same plan (one ordering: priority, deadline, entry).
             calls = repo.waiting(conn)
-            if self.callbacks is not None:
-                calls = calls + self.callbacks.due_work(conn, now)
-            if not calls:
+            due = self.callbacks is not None and self.callbacks.any_due(conn, now)
+            if not calls and not due:
                 return [], []
+            free_all = repo.free_agents(conn)
+            if due and self.callbacks is not None:
+                per_queue = Counter(q for a in free_all for q in a.queues)
+                calls = calls + self.callbacks.due_work(conn, now, per_queue)
             queues = {c.queue for c in calls}
             preferred = {c.preferred_agent_id for c in calls}
-            free = [a for a in repo.free_agents(conn)
+            free = [a for a in free_all
                     if a.agent_id in preferred or not a.queues.isdisjoint(queues)]
             out = Outcome()
             for call, agent in plan(calls, free):
