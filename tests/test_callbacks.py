@@ -566,7 +566,6 @@ def test_a_crashed_claim_is_taken_over_after_the_lease_and_dialled_once(
     offers, _ = service.route()  # claimed, then the process "dies" before dialling
     assert len(offers) == 1 and dialer.placed == []
     clock.advance(seconds=30)
-    client.app.state.routing and None  # type: ignore[attr-defined]
     from ivr.agents.service import Outcome
     out = Outcome()
     service.callbacks.sweep(out)

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from callbacks import sla
 from callbacks.hours import (
     NeverOpen,
     add_business_time,
@@ -24,7 +25,6 @@ from callbacks.hours import (
     is_open,
     next_open,
 )
-from callbacks import sla
 from callbacks.policy import Policy, load_policies
 from callbacks.sla import (
     NoCallableTime,
