@@ -1,0 +1,1293 @@
+"""Benchmark: mixed traffic at a fixed arrival rate (issue 6) against real ``ivr serve``
+processes, next to a bare Starlette baseline hit with the same requests at the same times.
+
+Not a test. Per offered rate (``--rates``, calls started per second), in this order:
+
+1. SQLite: one ``ivr serve`` process (pinned to CPU 0; the load generator to CPU 1);
+2. the bare baseline: bench/bare_app.py's ``POST /twilio/gather`` (plus bench/bare_sse.py's
+   ``GET /events`` for the held streams), served by uvicorn as ``ivr serve`` serves, pinned
+   the same way, sent **the same requests** (the same bodies, at the same offsets from the
+   start) the SQLite run sent, all to ``/twilio/gather``: what the machine, uvicorn and the
+   load generator do with this traffic and no IVR code;
+3. PostgreSQL: two ``ivr serve`` processes on one database, nothing pinned (2 cores); the
+   load generator spreads every request round-robin over them (a tiny load balancer:
+   ``IVR_PUBLIC_URL`` is set on both, so a request signed for the public URL is valid on
+   either), and the agents' streams alternate between them (a pop written by one process
+   reaches a console on the other through ``NOTIFY``/``LISTEN``).
+
+Preparation, both databases at once: a fresh database (SQLite file in a temp dir;
+PostgreSQL database ``ivr_load``, dropped and created again at every start, dropped at the
+end), migrated and loaded with ``--customers`` synthetic customers through the real
+importer, the callers' history (incidents, interactions) through it too, and the agents,
+serving every benchmark queue.
+
+The traffic (one asyncio process, aiohttp on uvloop; every Twilio request signed with
+``X-Twilio-Signature`` exactly as Twilio signs it, the TwiML answers followed):
+
+* **new calls** (``POST /twilio/voice``) start at a fixed rate, one every ``1/rate``
+  seconds, from an 80% known / 20% unknown mix of callers (``bench/webhooks.py``'s mix);
+* **menu steps** (``POST /twilio/gather``, the ``<Gather action>`` of the last answer) with
+  keys drawn per call from ``SCRIPTS`` (billing, support — to the incidents queue when the
+  caller has an open incident —, English, a silence first, two that end with a message and
+  ``<Hangup/>``), each sent a "think time" (2–5 s) after the previous answer;
+* **queue waits** (the ``<Enqueue waitUrl>``, first at once — kind ``join``: the caller
+  joins the routing queue and a routing pass runs —, then every round's pause + 2 s for a
+  spoken message — kind ``wait``); a caller who is not released within their patience (2–6
+  rounds) hangs up (the ``<Enqueue action>`` with ``QueueResult=hangup``);
+* a caller released for an agent (``<Leave/>``) is connected (``QueueResult=leave``:
+  ``<Dial>`` to the agent, the screen-pop written); the agent's leg is answered 1 s later
+  (``/twilio/agent-leg``), they talk 5–10 s, then the leg's ``completed`` and the ``<Dial
+  action>`` (``/twilio/agent-dial``) arrive together; the call's final status comes with
+  them when the caller hangs up (half the calls), after the action's ``<Hangup/>`` when
+  the agent does; the agent posts the wrap-up 2 s after the ``<Dial action>``'s answer
+  (``POST /agent/calls/{sid}/wrapup``), which makes them available again;
+* **status callbacks** (``POST /twilio/status``, ``completed``) end every call;
+* **agent consoles**: every agent signs in before the timed part and holds ``GET
+  /agent/events`` (SSE) open throughout; half are available from the start, the other half
+  **go available** (``POST /agent/state``) at times spread over the timed window, so some
+  calls are routed and some callers give up.
+
+Open loop: a request is sent at its scheduled time whether or not other requests are done;
+the latency of every request is measured **from its scheduled time** (a generator running
+late, or a connection pool full, counts against the figure: coordinated omission does not
+hide queueing). A call's next request depends on its previous answer (the URL to post is in
+the TwiML), so it is scheduled at that answer plus the script's delay, as Twilio does it;
+new calls and agents going available are on a fixed schedule, and requests Twilio sends
+together (the end of a conversation) go concurrently, each at its own time.
+The first ``--warmup`` seconds are not timed; the window is the next ``--duration``
+seconds (requests scheduled in it are the timed ones); then no new call starts and the
+calls in progress finish (their requests are checked, not timed).
+
+Errors (must be 0): a non-2xx answer, a timeout (``--timeout``), an answer that is not the
+TwiML (or JSON) the request should get — among them the apology and the safe queue, which
+is what the server answers when something failed inside —, an agent stream that ends or
+fails. Also checked: every routed call's screen-pop reached the console of the agent its
+``<Dial>`` rings, and at the end no call waits or is offered and no agent holds a call.
+
+    python bench/load.py                              # rates 12 and 16 calls/s, ~16 min
+    python bench/load.py --rates 3 --duration 15 --customers 10000 --no-write   # a try
+    python bench/load.py --serve-bare --port 8102     # the baseline server alone
+
+Writes a dated section "## Load: mixed traffic, <date> (issue 6)" to bench/results.md
+(other sections kept; ``--no-write``: printed only; ``--results FILE``: another file) and
+to bench/out/ (gitignored) the raw JSON, every request of every run as CSV
+(``load-<backend>-<rate>.csv``: when it was due, how late it was sent, its latency, kind,
+server, CallSid) and the server logs. Servers run this checkout's code (``PYTHONPATH``), so
+a clean ``git worktree`` of a commit measures that commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import concurrent.futures as cf
+import contextlib
+import fcntl
+import itertools
+import json
+import math
+import multiprocessing as mp
+import os
+import random
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+from xml.etree.ElementTree import Element
+
+import aiohttp
+import defusedxml.ElementTree as DET
+import uvloop
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from twilio.request_validator import RequestValidator
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+import screenpop as sp  # noqa: E402  (bench/screenpop.py: callers' history, summaries)
+import webhooks as wh  # noqa: E402  (bench/webhooks.py: servers, customer load, CPU)
+
+from crm_sync.demo import MAX_STREAM_ROWS  # noqa: E402
+from ivr.agents import repository as agents_repo  # noqa: E402
+
+SECTION = "## Load: mixed traffic, {date} (issue 6)"
+TARGET_P99_MS = 200.0
+PUBLIC_URL = "https://ivr-load.example.com"  # IVR_PUBLIC_URL of every server
+PG_DB = "ivr_load"
+SAFE_QUEUE = "bench-safe"  # IVR_SAFE_QUEUE: an answer sending a caller here is a failure
+QUEUES = ("bench-billing", "bench-support", "bench-incidents", "bench-general")
+AGENT_PASSWORD = "bench-agent-pw"
+ACCOUNT = "AC" + "0" * 32
+CALLED = "+97235550100"
+HOLD_POLL_SECONDS = 3  # IVR_HOLD_POLL_SECONDS: one wait round
+SAY_SECONDS = 2.0  # what a round's spoken message adds to its pause
+THINK_SECONDS = (2.0, 5.0)  # a menu prompt heard + the keys pressed
+PATIENCE_ROUNDS = (2, 6)  # wait rounds before a caller hangs up
+RING_SECONDS = 1.0
+TALK_SECONDS = (5.0, 10.0)
+WRAP_SECONDS = 2.0
+CALLER_HANGS_UP = 0.5  # share of conversations the caller ends (else the agent does)
+AGENTS_PER_CALL_PER_S = 6  # default --agents = this x the rate: about half the queued
+                           # callers are routed, the rest give up
+CONNECTIONS = 256  # the generator's connection pool per server (open loop: not a limit)
+MAX_MENU_STEPS = 8
+KEEPALIVE_SECONDS = 2.0  # the generator's idle connections (uvicorn closes them after 5 s)
+KINDS = ("voice", "gather", "join", "wait", "connect", "abandon", "agent-leg", "agent-dial",
+         "status", "wrapup", "available")
+
+# (weight, keys pressed at each menu, what it is). "" = silence at that menu.
+SCRIPTS: tuple[tuple[int, tuple[str, ...], str], ...] = (
+    (35, ("1", "1"), "billing -> queue"),
+    (25, ("2",), "support -> queue (incidents queue with an open incident)"),
+    (10, ("9", "2"), "English, support -> queue"),
+    (10, ("", "1", "1"), "silence, then billing -> queue"),
+    (10, ("1", "2"), "billing, balance message -> hangup"),
+    (10, ("3",), "opening hours message -> hangup"),
+)
+
+MENU_YAML = """\
+# Benchmark-only menu (written by bench/load.py). No opening hours: the same menu at any
+# time of day. Two menu levels, a branch on the customer store's look-up, four queues.
+description: Load benchmark menu
+languages: [he-IL, en-US]
+default_language: he-IL
+voices:
+  he-IL: Google.he-IL-Standard-A
+  en-US: Polly.Joanna-Neural
+start: main_menu
+fallback: general
+nodes:
+  main_menu:
+    type: menu
+    input: [dtmf, speech]
+    timeout: 5
+    prompt:
+      say:
+        he-IL: "לחשבון הקישו 1. לתמיכה הקישו 2. לשעות הפעילות הקישו 3. For English, press 9."
+        en-US: "For billing, press 1. For support, press 2. For our opening hours, press 3."
+    no_input_prompt:
+      say:
+        he-IL: "לא שמענו בחירה."
+        en-US: "We did not hear a choice."
+    invalid_prompt:
+      say:
+        he-IL: "הבחירה אינה קיימת."
+        en-US: "That is not one of the choices."
+    on_failure: general
+    options:
+      "1": {next: billing_menu, speech: {he-IL: [חשבון], en-US: [billing]}}
+      "2": {next: support_route, speech: {he-IL: [תמיכה], en-US: [support]}}
+      "3": {next: hours_info, speech: {he-IL: [שעות], en-US: [hours]}}
+      "9": {next: main_menu, language: en-US, speech: {he-IL: [אנגלית], en-US: [english]}}
+  billing_menu:
+    type: menu
+    input: [dtmf]
+    prompt:
+      say:
+        he-IL: "לנציג שירות הקישו 1. ליתרה הקישו 2."
+        en-US: "For an agent, press 1. For your balance, press 2."
+    on_failure: billing
+    options:
+      "1": {next: billing}
+      "2": {next: balance}
+  support_route:
+    type: branch
+    branches:
+      - when: {attribute: has_open_incident, equals: true}
+        next: incidents
+    default: support
+  billing:
+    type: queue
+    queue: bench-billing
+    on_failure: bye
+  support:
+    type: queue
+    queue: bench-support
+    on_failure: bye
+  incidents:
+    type: queue
+    queue: bench-incidents
+    priority:
+      - when: {attribute: tier, equals: premium}
+        priority: 10
+    on_failure: bye
+  general:
+    type: queue
+    queue: bench-general
+    on_failure: bye
+  balance:
+    type: message
+    prompt:
+      say:
+        he-IL: "היתרה בחשבונכם תישלח אליכם במסרון."
+        en-US: "Your balance will be sent to you by text message."
+    next: bye
+  hours_info:
+    type: message
+    prompt:
+      say:
+        he-IL: "מוקד השירות פתוח בימים א' עד ה' בין 8 ל-20."
+        en-US: "We are open Sunday to Thursday, 8 to 20."
+    next: bye
+  bye:
+    type: hangup
+    prompt:
+      say:
+        he-IL: "להתראות."
+        en-US: "Goodbye."
+"""
+
+
+# ---------------------------------------------------------------- the bare baseline server
+
+
+def serve_bare(host: str, port: int) -> None:
+    """bench/bare_app.py's routes plus bench/bare_sse.py's stream, one uvicorn process with
+    the settings ``ivr serve`` uses (as both scripts run them)."""
+    import bare_app  # noqa: PLC0415
+    import bare_sse  # noqa: PLC0415
+    import uvicorn  # noqa: PLC0415
+    from starlette.applications import Starlette  # noqa: PLC0415
+    from starlette.routing import Route  # noqa: PLC0415
+
+    app = Starlette(routes=[Route("/twilio/gather", bare_app.gather, methods=["POST"]),
+                            Route("/events", bare_sse.events, methods=["GET"]),
+                            Route("/healthz", bare_app.healthz, methods=["GET"])])
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+# ---------------------------------------------------------------- preparation
+
+
+def pg_database(admin_url: str) -> str:
+    """Drop and create ``ivr_load``; its URL."""
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{PG_DB}"'))
+    except Exception as exc:
+        raise wh.BenchError(f"PostgreSQL at {admin_url} is not usable: {exc}") from None
+    finally:
+        admin.dispose()
+    return make_url(admin_url).set(database=PG_DB).render_as_string(hide_password=False)
+
+
+def drop_pg_database(admin_url: str) -> None:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def agent_names(n: int) -> list[str]:
+    return [f"load-agent-{k:03d}" for k in range(n)]
+
+
+def prepare(backend: str, url: str, csv_path: str, count: int, phones: list[str],
+            agents: int, work: str) -> dict[str, Any]:
+    """In a worker process: migrate, load the customers, the known callers' history and
+    the agents."""
+    print(f"  {backend}: loading {count:,} customers (importer) ...", flush=True)
+    load = wh.load_customers(url, wh.Customers(count, Path(csv_path), [], frozenset(), 0.0))
+    print(f"  {backend}: loaded {load['records']:,} records in {load['seconds']:.1f} s",
+          flush=True)
+    callers = sp.caller_records(url, phones)
+    if callers:
+        load["history"] = sp.load_history(url, callers, Path(work), f"load-{backend}")
+    engine = create_engine(url)
+    now = datetime.now(UTC)
+    try:
+        with engine.begin() as conn:
+            for k, username in enumerate(agent_names(agents)):
+                agents_repo.create_agent(conn, username=username, name=f"Load Agent {k}",
+                                         password=AGENT_PASSWORD, queues=QUEUES, now=now)
+    finally:
+        engine.dispose()
+    return load
+
+
+# ---------------------------------------------------------------- the load generator
+
+
+class CallFailed(Exception):
+    """A request of the call failed (recorded): the call stops there."""
+
+
+@dataclass
+class Req:
+    kind: str
+    scheduled: float  # time.monotonic() of the intended send
+    sent: float
+    done: float
+    error: str | None
+    path: str
+    body: bytes
+    content_type: str
+    target: int  # index of the server it went to
+
+    @property
+    def latency_ms(self) -> float:
+        return (self.done - self.scheduled) * 1e3
+
+
+@dataclass
+class Plan:
+    """What a run sends: its calls (start times, callers, scripts), agents going available."""
+
+    rate: float
+    warmup: float
+    duration: float
+    calls: list[tuple[float, str, tuple[str, ...], int, float, bool]]  # offset, from,
+    # keys, patience rounds, talk seconds, whether the caller hangs up (else the agent)
+    late_agents: list[tuple[float, str]]  # offset, username: goes available then
+    think: list[float]  # a pool of think times, drawn in order
+
+    @property
+    def window(self) -> tuple[float, float]:
+        return self.warmup, self.warmup + self.duration
+
+
+def make_plan(rate: float, warmup: float, duration: float, callers: Sequence[str],
+              agents: Sequence[str], seed: str) -> Plan:
+    rng = random.Random(seed)
+    n = math.ceil((warmup + duration) * rate)
+    weights = [w for w, _k, _d in SCRIPTS]
+    calls = []
+    for i in range(n):
+        _w, keys, _d = rng.choices(SCRIPTS, weights)[0]
+        calls.append((i / rate, callers[i % len(callers)], keys,
+                      rng.randint(*PATIENCE_ROUNDS), rng.uniform(*TALK_SECONDS),
+                      rng.random() < CALLER_HANGS_UP))
+    late = list(agents[len(agents) // 2:])
+    spread = [(warmup + duration * (k + 0.5) / max(len(late), 1), name)
+              for k, name in enumerate(late)]
+    think = [rng.uniform(*THINK_SECONDS) for _ in range(4096)]
+    return Plan(rate, warmup, duration, calls, spread, think)
+
+
+def _sid() -> str:
+    return "CA" + uuid.uuid4().hex
+
+
+class Invalid(Exception):
+    pass
+
+
+def twiml(body: str) -> Element:
+    try:
+        root: Element = DET.fromstring(body)
+    except Exception as exc:  # defusedxml's and expat's errors alike
+        raise Invalid(f"not XML: {body[:120]!r}") from exc
+    if root.tag != "Response":
+        raise Invalid(f"not TwiML: {body[:120]!r}")
+    for enqueue in root.iter("Enqueue"):
+        if (enqueue.text or "").strip() == SAFE_QUEUE:
+            raise Invalid("the apology and the safe queue (a failure inside)")
+    return root
+
+
+def check_answer(kind: str, status: int, body: str) -> Element | None:
+    """The answer's TwiML (None for the agent API's JSON); raises Invalid."""
+    if kind == "wrapup":
+        if status != 201 or "agent" not in json.loads(body):
+            raise Invalid(f"HTTP {status} {body[:120]!r}")
+        return None
+    if kind == "available":
+        if status != 200 or json.loads(body).get("state") not in ("available", "reserved"):
+            raise Invalid(f"HTTP {status} {body[:120]!r}")
+        return None
+    if status != 200:
+        raise Invalid(f"HTTP {status} {body[:120]!r}")
+    root = twiml(body)
+    if kind in ("voice", "gather"):
+        if not any(root.find(v) is not None for v in ("Gather", "Enqueue", "Hangup")):
+            raise Invalid(f"no Gather, Enqueue or Hangup: {body[:160]!r}")
+    elif kind in ("join", "wait"):
+        if root.find("Leave") is None and root.find("Pause") is None:
+            raise Invalid(f"neither Leave nor a hold Pause: {body[:160]!r}")
+    elif kind == "connect":
+        dial = root.find("Dial")
+        if dial is None or dial.find("Client") is None or not dial.get("action"):
+            raise Invalid(f"no <Dial action><Client>: {body[:160]!r}")
+    elif kind == "agent-dial" and root.find("Hangup") is None:
+        raise Invalid(f"no Hangup after the conversation: {body[:160]!r}")
+    return root
+
+
+def _path(url: str) -> str:
+    if url.startswith(PUBLIC_URL):
+        return url[len(PUBLIC_URL):]
+    if url.startswith("http"):
+        raise Invalid(f"an action URL on another host: {url}")
+    return url if url.startswith("/") else "/" + url
+
+
+@dataclass
+class Pop:
+    stream: str  # the agent whose console got it
+    at: float
+
+
+@dataclass
+class Generator:
+    """One run's traffic: the calls of a plan against ``bases`` (round-robin)."""
+
+    bases: list[str]
+    plan: Plan
+    tokens: dict[str, str]  # username -> bearer token
+    timeout: float
+    replay: list[Req] | None = None  # the bare baseline: these requests, at their offsets
+    start: float = 0.0
+    reqs: list[Req] = field(default_factory=list)
+    stream_errors: list[str] = field(default_factory=list)
+    pops: dict[str, list[Pop]] = field(default_factory=lambda: collections.defaultdict(list))
+    routed: dict[str, str] = field(default_factory=dict)  # CallSid -> agent dialled
+    outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
+    streams_open: int = 0
+    session: aiohttp.ClientSession = field(init=False, repr=False)
+    streams: aiohttp.ClientSession = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.validator = RequestValidator(wh.TOKEN)
+        self.rr = itertools.count()
+        self.think = itertools.cycle(self.plan.think)
+
+    # -- plumbing
+
+    async def until(self, at: float) -> None:
+        delay = at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def send(self, kind: str, path: str, body: bytes, content_type: str, at: float,
+                   headers: dict[str, str] | None = None) -> tuple[str, float, int]:
+        """POST at ``at`` (monotonic) to the next server; (text, done, status). Failures
+        are recorded and raise CallFailed."""
+        await self.until(at)
+        target = next(self.rr) % len(self.bases)
+        sent = time.monotonic()
+        error: str | None = None
+        body_text = ""
+        status = 0
+        try:
+            async with self.session.post(
+                    self.bases[target] + path, data=body,
+                    headers={"Content-Type": content_type, **(headers or {})}) as r:
+                body_text = await r.text()
+                status = r.status
+        except TimeoutError:
+            error = f"timeout after {self.timeout:g} s"
+        except aiohttp.ClientError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        done = time.monotonic()
+        if error is None and self.replay is not None:
+            try:
+                if status != 200:
+                    raise Invalid(f"HTTP {status}")
+                twiml(body_text)
+            except Invalid as exc:
+                error = str(exc)
+        self.reqs.append(Req(kind, at, sent, done, error, path, body, content_type, target))
+        if error is not None:
+            raise CallFailed(error)
+        return body_text, done, status
+
+    async def twilio(self, kind: str, url: str, params: dict[str, str], at: float,
+                     ) -> tuple[Element, float]:
+        path = _path(url)
+        signature = self.validator.compute_signature(PUBLIC_URL + path, params)
+        body = urlencode(params).encode()
+        text_, done, status = await self.send(kind, path, body,
+                                              "application/x-www-form-urlencoded", at,
+                                              {"X-Twilio-Signature": signature})
+        try:
+            root = check_answer(kind, status, text_)
+        except Invalid as exc:
+            self.reqs[-1].error = str(exc)
+            raise CallFailed(str(exc)) from None
+        assert root is not None
+        return root, done
+
+    async def api(self, kind: str, path: str, token: str, doc: dict[str, Any], at: float,
+                  ) -> float:
+        body = json.dumps(doc).encode()
+        text_, done, status = await self.send(kind, path, body, "application/json", at,
+                                              {"Authorization": f"Bearer {token}"})
+        try:
+            check_answer(kind, status, text_)
+        except (Invalid, ValueError) as exc:
+            self.reqs[-1].error = str(exc)
+            raise CallFailed(str(exc)) from None
+        return done
+
+    # -- a call, as Twilio and the caller make it
+
+    async def call(self, offset: float, caller: str, keys: tuple[str, ...], patience: int,
+                   talk: float, caller_hangs_up: bool) -> None:
+        try:
+            self.outcomes[await self._call(offset, caller, keys, patience, talk,
+                                           caller_hangs_up)] += 1
+        except CallFailed:
+            self.outcomes["failed"] += 1
+        except Exception as exc:  # a bug of the generator: visible, not silent
+            self.outcomes["failed"] += 1
+            self.reqs.append(Req("voice", self.start + offset, time.monotonic(),
+                                 time.monotonic(), f"generator: {exc!r}", "", b"", "", 0))
+
+    async def _call(self, offset: float, caller: str, keys: tuple[str, ...], patience: int,
+                    talk: float, caller_hangs_up: bool) -> str:
+        sid = _sid()
+        base = {"AccountSid": ACCOUNT, "ApiVersion": "2010-04-01", "CallSid": sid,
+                "Direction": "inbound", "From": caller, "Caller": caller, "To": CALLED,
+                "Called": CALLED, "FromCountry": "IL", "ToCountry": "IL"}
+        live = {**base, "CallStatus": "in-progress"}
+        root, done = await self.twilio("voice", "/twilio/voice",
+                                       {**base, "CallStatus": "ringing"},
+                                       self.start + offset)
+        pending = list(keys)
+        for _ in range(MAX_MENU_STEPS):
+            gather = root.find("Gather")
+            if root.find("Enqueue") is not None or gather is None:
+                break
+            digits = pending.pop(0) if pending else ""
+            root, done = await self.twilio("gather", gather.get("action") or "",
+                                           {**live, "Digits": digits}, done + next(self.think))
+        else:
+            raise self._fail("gather", f"{sid}: still in the menu after {MAX_MENU_STEPS} steps")
+        enqueue = root.find("Enqueue")
+        if enqueue is None:  # a message and <Hangup/>: the call ends when it is said
+            await self.twilio("status", "/twilio/status",
+                              {**base, "CallStatus": "completed", "CallDuration": "20",
+                               "SequenceNumber": "2"}, done + SAY_SECONDS)
+            return "menu only"
+        queue = (enqueue.text or "").strip()
+        action, wait_url = enqueue.get("action") or "", enqueue.get("waitUrl") or ""
+        queue_sid = "QU" + uuid.uuid5(uuid.NAMESPACE_URL, queue).hex
+        waited = 0.0
+        rounds = 0
+        at = done
+        while True:
+            # The first round puts the caller in the routing queue (and routes at once).
+            root, done = await self.twilio("join" if rounds == 0 else "wait", wait_url, {
+                **live, "QueueSid": queue_sid, "QueuePosition": "1",
+                "QueueTime": str(int(waited)), "AvgQueueTime": "0", "CurrentQueueSize": "1",
+                "MaxQueueSize": "100"}, at)
+            if root.find("Leave") is not None:
+                break
+            rounds += 1
+            pause = root.find("Pause")
+            delay = float(pause.get("length") or 1) if pause is not None else 1.0
+            delay += SAY_SECONDS if root.find("Say") is not None else 0.0
+            waited += delay
+            at = done + delay
+            if rounds >= patience:  # the caller hangs up while waiting
+                queued = {**live, "QueueSid": queue_sid, "QueueTime": str(int(waited))}
+                await asyncio.gather(
+                    self.twilio("abandon", action, {**queued, "QueueResult": "hangup"}, at),
+                    self.twilio("status", "/twilio/status", {
+                        **base, "CallStatus": "completed", "CallDuration": str(int(waited)),
+                        "SequenceNumber": "2"}, at + 0.05))
+                return "gave up waiting"
+        root, done = await self.twilio("connect", action, {
+            **live, "QueueResult": "leave", "QueueSid": queue_sid,
+            "QueueTime": str(int(waited))}, done)
+        dial = root.find("Dial")
+        assert dial is not None
+        client = dial.find("Client")
+        assert client is not None
+        agent = (client.text or "").strip()
+        leg_cb, dial_action = client.get("statusCallback") or "", dial.get("action") or ""
+        if agent not in self.tokens or not leg_cb:
+            raise self._fail("connect", f"{sid}: dialled {agent!r}, leg callback {leg_cb!r}")
+        self.routed[sid] = agent
+        leg = {**base, "CallSid": _sid(), "ParentCallSid": sid, "Direction": "outbound-dial",
+               "CallbackSource": "call-progress-events"}
+        _root, done = await self.twilio("agent-leg", leg_cb, {**leg, "CallStatus": "in-progress"},
+                                        done + RING_SECONDS)
+        end = done + talk
+        seconds = str(int(talk))
+        final = {**base, "CallStatus": "completed", "CallDuration": str(int(waited + talk) + 20),
+                 "SequenceNumber": "3"}
+        # The agent hangs up: the <Dial> ends, its action answers <Hangup/>, then the call
+        # ends (its status callback). The caller hangs up: the call is over at once, and
+        # Twilio sends the <Dial action> and the call's status callback together. Either
+        # way the agent leg's own "completed" comes at the same time as the action.
+        ending = [
+            self.twilio("agent-leg", leg_cb, {**leg, "CallStatus": "completed",
+                                              "CallDuration": seconds}, end),
+            self.twilio("agent-dial", dial_action, {
+                **live, "DialCallStatus": "completed", "DialCallSid": leg["CallSid"],
+                "DialCallDuration": seconds}, end + 0.02)]
+        if caller_hangs_up:
+            ending.append(self.twilio("status", "/twilio/status", final, end + 0.05))
+        answers = await asyncio.gather(*ending)
+        dial_done = answers[1][1]
+        if not caller_hangs_up:
+            await self.twilio("status", "/twilio/status", final, dial_done + 0.05)
+        await self.api("wrapup", f"/agent/calls/{sid}/wrapup", self.tokens[agent],
+                       {"topic": "load", "outcome": "answered", "resolved": True,
+                        "notes": "בדיקת עומס"}, dial_done + WRAP_SECONDS)
+        return "routed to an agent"
+
+    def _fail(self, kind: str, error: str) -> CallFailed:
+        now = time.monotonic()
+        self.reqs.append(Req(kind, now, now, now, error, "", b"", "", 0))
+        return CallFailed(error)
+
+    async def go_available(self, offset: float, agent: str) -> None:
+        with contextlib.suppress(CallFailed):
+            await self.api("available", "/agent/state", self.tokens[agent],
+                           {"state": "available"}, self.start + offset)
+
+    # -- the agents' consoles
+
+    async def console(self, k: int, agent: str, opened: asyncio.Event,
+                      count: list[int]) -> None:
+        base = self.bases[k % len(self.bases)]
+        if self.replay is not None:
+            url, headers = f"{base}/events?agent={k}", {"Accept": "text/event-stream"}
+        else:
+            url = f"{base}/agent/events"
+            headers = {"Accept": "text/event-stream",
+                       "Authorization": f"Bearer {self.tokens[agent]}"}
+        try:
+            async with self.streams.get(url, headers=headers) as r:
+                if r.status != 200:
+                    self.stream_errors.append(f"{agent}: HTTP {r.status}")
+                    return
+                pending = False
+                async for raw in r.content:
+                    line = raw.decode().rstrip("\n")
+                    if line == "event: state" and not opened.is_set():
+                        count[0] += 1
+                        opened.set()
+                    elif line == "event: screenpop":
+                        pending = True
+                    elif pending and line.startswith("data: "):
+                        sid = json.loads(line[6:]).get("call_sid")
+                        self.pops[str(sid)].append(Pop(agent, time.monotonic()))
+                        pending = False
+                self.stream_errors.append(f"{agent}: the stream ended")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.stream_errors.append(f"{agent}: {type(exc).__name__}: {exc}")
+
+    # -- the run
+
+    async def run(self, agents: Sequence[str], drain: float) -> dict[str, float]:
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        # Idle connections are dropped before uvicorn's own 5 s keep-alive timeout closes
+        # them: reusing one the server is closing fails the request ("Server disconnected").
+        conns = aiohttp.TCPConnector(limit=CONNECTIONS * len(self.bases), limit_per_host=0,
+                                     force_close=False, keepalive_timeout=KEEPALIVE_SECONDS)
+        stream_conns = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=conns, timeout=timeout,
+                                         auto_decompress=False) as self.session, \
+                aiohttp.ClientSession(connector=stream_conns,
+                                      timeout=aiohttp.ClientTimeout(total=None,
+                                                                    sock_read=None)) \
+                as self.streams:
+            opened = [asyncio.Event() for _ in agents]
+            count = [0]
+            readers = [asyncio.create_task(self.console(k, a, opened[k], count))
+                       for k, a in enumerate(agents)]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(e.wait() for e in opened)), 30)
+            self.streams_open = count[0]
+            if count[0] != len(agents):
+                self.stream_errors.append(f"only {count[0]}/{len(agents)} streams opened")
+            self.start = time.monotonic() + 0.5
+            if self.replay is not None:
+                tasks = [asyncio.create_task(self._replay(r)) for r in self.replay]
+            else:
+                tasks = [asyncio.create_task(self.call(*c)) for c in self.plan.calls]
+                tasks += [asyncio.create_task(self.go_available(o, a))
+                          for o, a in self.plan.late_agents]
+            last_start = self.start + self.plan.warmup + self.plan.duration
+            _done, pending = await asyncio.wait(tasks, timeout=last_start - time.monotonic()
+                                                + drain)
+            for t in pending:
+                t.cancel()
+            if pending:
+                self.stream_errors.append(f"{len(pending)} calls not finished {drain:g} s "
+                                          "after the last start")
+            await asyncio.sleep(1.0)  # the last pops on their way
+            for t in readers:
+                t.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            await asyncio.gather(*pending, return_exceptions=True)
+        return {"start": self.start, "end": time.monotonic()}
+
+    async def _replay(self, r: Req) -> None:
+        with contextlib.suppress(CallFailed):
+            query = r.path.partition("?")[2]
+            await self.send(r.kind, "/twilio/gather" + (f"?{query}" if query else ""),
+                            r.body, r.content_type, self.start + r.scheduled)
+
+
+# ---------------------------------------------------------------- a measured run
+
+
+@dataclass
+class Options:
+    rates: list[float]
+    warmup: float
+    duration: float
+    drain: float
+    customers: int
+    agents: int | None
+    timeout: float
+    work: Path
+    pg_admin: str
+    pg_pool: int
+    pin: bool
+    write: bool
+
+
+def server_env(url: str, menus: Path, pg_pool: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
+    env.update(IVR_DATABASE_URL=url, IVR_MENUS_DIR=str(menus), IVR_TWILIO_AUTH_TOKEN=wh.TOKEN,
+               IVR_PUBLIC_URL=PUBLIC_URL, IVR_ADMIN_TOKEN=secrets.token_hex(16),
+               IVR_SAFE_QUEUE=SAFE_QUEUE, IVR_HOLD_POLL_SECONDS=str(HOLD_POLL_SECONDS),
+               IVR_WATCH_MENUS="false", IVR_ROUTE_EVERY_SECONDS="1", IVR_LOG_LEVEL="warning")
+    # The code served is this checkout's (a clean worktree of a commit runs its own code,
+    # not the editable install's tree).
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    if url.startswith("postgresql"):
+        env["IVR_DB_POOL_SIZE"] = str(pg_pool)
+    return env
+
+
+def login_all(base: str, names: Sequence[str]) -> dict[str, str]:
+    tokens = {}
+    import httpx  # noqa: PLC0415
+
+    with httpx.Client(base_url=base, timeout=30.0) as c:
+        for name in names:
+            r = c.post("/agent/login", json={"username": name, "password": AGENT_PASSWORD})
+            if r.status_code != 200:
+                raise wh.BenchError(f"login {name}: HTTP {r.status_code} {r.text[:200]}")
+            tokens[name] = str(r.json()["token"])
+    return tokens
+
+
+def set_states(base: str, tokens: dict[str, str], available: Sequence[str]) -> None:
+    import httpx  # noqa: PLC0415
+
+    with httpx.Client(base_url=base, timeout=30.0) as c:
+        for name, token in tokens.items():
+            state = "available" if name in available else "offline"
+            r = c.post("/agent/state", json={"state": state},
+                       headers={"Authorization": f"Bearer {token}"})
+            if r.status_code != 200 or r.json().get("state") != state:
+                raise wh.BenchError(f"{name} {state}: HTTP {r.status_code} {r.text[:200]}")
+
+
+def reset_state(url: str) -> dict[str, int]:
+    """Before a run: a previous run that failed can leave callers queued and agents holding
+    calls (their calls stopped at the error). Abandon those entries, agents offline."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            entries = conn.execute(text(
+                "UPDATE queue_entries SET status = 'abandoned'"
+                " WHERE status IN ('waiting', 'offered', 'connected')")).rowcount
+            agents = conn.execute(text(
+                "UPDATE agents SET state = 'offline', current_call_sid = NULL"
+                " WHERE state IN ('reserved', 'on_call', 'wrap_up')"
+                " OR current_call_sid IS NOT NULL")).rowcount
+    finally:
+        engine.dispose()
+    return {"entries": int(entries), "agents": int(agents)}
+
+
+def db_check(url: str) -> dict[str, Any]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            open_entries = int(conn.execute(text(
+                "SELECT count(*) FROM queue_entries WHERE status IN ('waiting', 'offered')"))
+                .scalar_one())
+            busy = int(conn.execute(text(
+                "SELECT count(*) FROM agents WHERE state IN ('reserved', 'on_call', 'wrap_up')"
+                " OR current_call_sid IS NOT NULL")).scalar_one())
+            calls = int(conn.execute(text("SELECT count(*) FROM calls")).scalar_one())
+    finally:
+        engine.dispose()
+    ok = open_entries == 0 and busy == 0
+    return {"ok": ok, "open_queue_entries": open_entries, "agents_holding_a_call": busy,
+            "calls_in_db": calls,
+            "text": f"{'ok' if ok else 'MISMATCH'}: {open_entries} queue entries waiting or"
+                    f" offered, {busy} agents holding a call at the end; {calls:,} calls"
+                    " in the database"}
+
+
+@contextlib.contextmanager
+def pinned_here(cpu: int | None) -> Iterator[None]:
+    before = os.sched_getaffinity(0)
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def measure(gen: Generator, agents: Sequence[str], drain: float, server_pids: list[int],
+            postgres: bool) -> dict[str, Any]:
+    busy0 = wh.machine_busy_seconds()
+    srv0 = [wh.cpu_seconds(p) for p in server_pids]
+    pg0 = wh.postgres_cpu_seconds() if postgres else None
+    me0 = wh.cpu_seconds(os.getpid())
+    load0 = os.getloadavg()
+    wall0 = time.monotonic()
+    times = uvloop.run(gen.run(agents, drain))
+    seconds = time.monotonic() - wall0
+    busy = wh.machine_busy_seconds() - busy0
+    srv = [wh.cpu_seconds(p) - c for p, c in zip(server_pids, srv0, strict=True)]
+    pg1 = wh.postgres_cpu_seconds() if postgres else None
+    pg = pg1 - pg0 if pg0 is not None and pg1 is not None else None
+    if pg is not None and pg < 0:  # a backend (another user's) exited: its CPU is gone
+        pg = None
+    me = wh.cpu_seconds(os.getpid()) - me0
+    other = busy - sum(srv) - (pg or 0.0) - me
+    return {"seconds": seconds, "server_cpu": [c / seconds for c in srv],
+            "postgres_cpu": pg / seconds if pg is not None else None,
+            "client_cpu": me / seconds, "other_cpu": max(other, 0.0) / seconds,
+            "loadavg_before": load0, "loadavg_after": os.getloadavg(), **times}
+
+
+def summarise(gen: Generator, name: str, backend: str, cpu: dict[str, Any],
+              ) -> dict[str, Any]:
+    plan = gen.plan
+    w0, w1 = (gen.start + plan.window[0], gen.start + plan.window[1])
+    timed = [r for r in gen.reqs if w0 <= r.scheduled < w1]
+    ok = [r for r in timed if r.error is None]
+    by_kind: dict[str, Any] = {}
+    for kind in KINDS:
+        lat = [r.latency_ms for r in ok if r.kind == kind]
+        if lat or any(r.kind == kind for r in timed):
+            by_kind[kind] = {"n": sum(r.kind == kind for r in timed),
+                             **sp.summary(lat)}
+    errors = [f"{r.kind} {r.path[:60]}: {r.error}" for r in gen.reqs if r.error is not None]
+    last_done = max((r.done for r in ok), default=w1)
+    missing = wrong = 0
+    for sid, agent in gen.routed.items():
+        got = gen.pops.get(sid, [])
+        if not got:
+            missing += 1
+        elif got[0].stream != agent:
+            wrong += 1
+    late = [r.sent - r.scheduled for r in timed]
+    slices: dict[int, list[float]] = collections.defaultdict(list)
+    for r in ok:
+        slices[int((r.scheduled - w0) // 10)].append(r.latency_ms)
+    worst = max(slices.items(), key=lambda kv: sp.pct(kv[1], 0.99), default=None)
+    return {"name": name, "backend": backend, "rate": plan.rate,
+            "offered_rps": len(timed) / plan.duration,
+            "achieved_rps": len(ok) / max(last_done - w0, plan.duration),
+            "requests": len(timed), "requests_all": len(gen.reqs),
+            "errors": errors, "stream_errors": gen.stream_errors,
+            "overall": sp.summary([r.latency_ms for r in ok]), "by_kind": by_kind,
+            "send_late_ms": sp.summary([1e3 * x for x in late]),
+            "worst_10s": None if worst is None else
+            {"from_s": 10 * worst[0], "p99": sp.pct(worst[1], 0.99), "n": len(worst[1])},
+            "p99_per_10s": [round(sp.pct(v, 0.99), 1) for _k, v in sorted(slices.items())],
+            "calls": dict(gen.outcomes), "routed": len(gen.routed), "pops_missing": missing,
+            "pops_wrong_agent": wrong, "streams": gen.streams_open,
+            "targets": sorted({r.target for r in gen.reqs}), "cpu": cpu}
+
+
+def dump(gen: Generator, tag: str) -> None:
+    """Every request of a run to bench/out/<tag>.csv: when it was due (s from the start),
+    how late it was sent, its latency, kind, server, error."""
+    with (wh.OUT / f"{tag}.csv").open("w", encoding="utf-8") as fh:
+        fh.write("due_s,sent_late_ms,latency_ms,kind,server,call,error\n")
+        for r in sorted(gen.reqs, key=lambda r: r.scheduled):
+            form = dict(parse_qsl(r.body.decode())) if r.content_type.startswith(
+                "application/x-www") else {}
+            sid = form.get("ParentCallSid") or form.get("CallSid") or r.path.split("/")[-2:][0]
+            fh.write(f"{r.scheduled - gen.start:.3f},{1e3 * (r.sent - r.scheduled):.1f},"
+                     f"{r.latency_ms:.1f},{r.kind},{r.target},{sid},"
+                     f"{(r.error or '')[:80]!r}\n")
+
+
+def ivr_run(opt: Options, backend: str, url: str, plan: Plan, agents: list[str],
+            ) -> tuple[dict[str, Any], list[Req]]:
+    n = 2 if backend == "postgresql" else 1
+    cpus: list[int | None] = [0] if opt.pin and n == 1 else [None] * n
+    servers = []
+    for k in range(n):
+        port = wh.free_port()
+        servers.append(wh.Server(
+            f"ivr serve {'AB'[k]} ({backend})",
+            wh.pinned([wh.ivr_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                      cpus[k]),
+            server_env(url, opt.work / "menus", opt.pg_pool), opt.work, port,
+            opt.work / f"load-{backend}-{'AB'[k]}-{plan.rate:g}.log"))
+    name = f"ivr, {backend} ({n} process{'es' if n > 1 else ''}), {plan.rate:g} calls/s"
+    reset = reset_state(url)
+    if any(reset.values()):
+        print(f"  reset what a failed run left: {reset}", flush=True)
+    try:
+        for s in servers:
+            s.start()
+        bases = [f"http://127.0.0.1:{s.port}" for s in servers]
+        tokens = login_all(bases[0], agents)
+        set_states(bases[0], tokens, agents[:len(agents) // 2])
+        gen = Generator(bases, plan, tokens, opt.timeout)
+        with pinned_here(1 if opt.pin and n == 1 else None):
+            cpu = measure(gen, agents, opt.drain, [s.pid for s in servers],
+                          backend == "postgresql")
+    finally:
+        logs = {}
+        for s in servers:
+            s.stop()
+            logs[s.name] = dict(s.log_warnings())
+            with contextlib.suppress(OSError):
+                shutil.copy(s.log, wh.OUT / s.log.name)
+    result = summarise(gen, name, backend, cpu)
+    dump(gen, f"load-{backend}-{plan.rate:g}")
+    result["server_log"] = logs
+    result["db_check"] = db_check(url)
+    result["agents"] = len(agents)
+    result["reset_before"] = reset
+    return result, gen.reqs
+
+
+def bare_run(opt: Options, plan: Plan, reqs: list[Req], agents: list[str],
+             start: float) -> dict[str, Any]:
+    port = wh.free_port()
+    server = wh.Server("bare", wh.pinned([sys.executable, str(Path(__file__).resolve()),
+                                          "--serve-bare", "--port", str(port)],
+                                         0 if opt.pin else None),
+                       dict(os.environ), opt.work, port, opt.work / "bare.log")
+    replay = [Req(r.kind, r.scheduled - start, 0.0, 0.0, None, r.path, r.body,
+                  r.content_type, 0) for r in reqs if r.body]
+    try:
+        server.start()
+        gen = Generator([f"http://127.0.0.1:{port}"], plan, {}, opt.timeout, replay=replay)
+        with pinned_here(1 if opt.pin else None):
+            cpu = measure(gen, agents, opt.drain, [server.pid], False)
+    finally:
+        server.stop()
+    dump(gen, f"load-bare-{plan.rate:g}")
+    return summarise(gen, f"bare Starlette (1 process), {plan.rate:g} calls/s: the "
+                     "SQLite run's requests", "bare", cpu)
+
+
+# ---------------------------------------------------------------- report
+
+
+def _ms(x: float | None) -> str:
+    return f"{x:.1f}" if x is not None else "–"
+
+
+def _pct(x: float | None) -> str:
+    return f"{x:.0%}" if x is not None else "–"
+
+
+def n_errors(r: dict[str, Any]) -> int:
+    return len(r["errors"]) + len(r["stream_errors"])
+
+
+def passed(r: dict[str, Any]) -> dict[str, bool]:
+    p99 = r["overall"]["p99"]
+    return {"p99": p99 is not None and p99 < TARGET_P99_MS,
+            "errors": n_errors(r) == 0 and r["pops_missing"] == 0
+            and r["pops_wrong_agent"] == 0 and r.get("db_check", {"ok": True})["ok"]}
+
+
+def summary_table(runs: list[dict[str, Any]]) -> list[str]:
+    lines = ["| Run | offered req/s | achieved req/s | timed requests | errors | p50 ms "
+             "| p99 ms | max ms | calls: routed / gave up / menu only | pops missing "
+             "| server CPU | PostgreSQL CPU | client CPU | other CPU | load avg (1 min) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in runs:
+        o, c, k = r["overall"], r["cpu"], r["calls"]
+        calls = ("–" if r["backend"] == "bare" else
+                 f"{k.get('routed to an agent', 0):,} / {k.get('gave up waiting', 0):,} / "
+                 f"{k.get('menu only', 0):,}")
+        pops = "–" if r["backend"] == "bare" else f"{r['pops_missing']}/{r['routed']}"
+        lines.append(
+            f"| {r['name']} | {r['offered_rps']:.1f} | {r['achieved_rps']:.1f} "
+            f"| {r['requests']:,} | {n_errors(r)} | {_ms(o['p50'])} | {_ms(o['p99'])} "
+            f"| {_ms(o['max'])} | {calls} | {pops} "
+            f"| {' + '.join(_pct(x) for x in c['server_cpu'])} | {_pct(c['postgres_cpu'])} "
+            f"| {_pct(c['client_cpu'])} | {_pct(c['other_cpu'])} "
+            f"| {c['loadavg_before'][0]:.2f} → {c['loadavg_after'][0]:.2f} |")
+    return lines
+
+
+def kind_table(runs: list[dict[str, Any]]) -> list[str]:
+    short = [r["name"].split(",")[0] + ("" if r["backend"] == "bare" else
+                                        f", {r['backend']}") + f", {r['rate']:g}/s"
+             for r in runs]
+    lines = ["| kind | " + " | ".join(short) + " |",
+             "|---|" + "---:|" * len(runs)]
+    for kind in KINDS:
+        cells = []
+        for r in runs:
+            k = r["by_kind"].get(kind)
+            cells.append("–" if k is None else
+                         f"{_ms(k['p50'])} / {_ms(k['p99'])} / {_ms(k['max'])} ({k['n']:,})")
+        if any(c != "–" for c in cells):
+            lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(info: dict[str, Any], opt: Options, runs: list[dict[str, Any]],
+             loads: dict[str, Any], argv: list[str]) -> str:
+    agents = sorted({int(r["agents"]) for r in runs if r.get("agents")})
+    lines = [
+        SECTION.format(date=info["date"]), "",
+        f"`python bench/load.py {' '.join(argv)}` (git {info['git']}). Machine: "
+        f"{info['nproc']} CPU ({info['cpu']}), {info['ram_gib']} GiB RAM, Python "
+        f"{info['python']}, Linux {info['kernel']}; uvicorn {info['uvicorn']}, Starlette "
+        f"{info['starlette']}, SQLAlchemy {info['sqlalchemy']}, aiohttp {aiohttp.__version__}"
+        f" (the load generator). 1-minute load average at the start "
+        f"{info['loadavg'][0]:.2f} (5 min {info['loadavg'][1]:.2f}); per run below.", "",
+        f"Traffic (see the docstring of bench/load.py): new calls at a fixed rate, menu steps,"
+        f" queue waits ({HOLD_POLL_SECONDS} s rounds), callers giving up after 2–6 rounds,"
+        f" routed calls connected (the screen-pop), the agent leg, the `<Dial>` action,"
+        f" status callbacks and the agents' wrap-ups; {'/'.join(str(a) for a in agents)}"
+        " agents signed in, each holding `GET /agent/events` open, half available from the"
+        " start and half going available during the window. Every Twilio request signed,"
+        " every answer checked (TwiML of the right kind, not the safe-queue apology; 2xx)."
+        f" {opt.customers:,} customers loaded (80% of calls from a loaded customer's mobile)."
+        f" Open loop: latency from each request's scheduled send time; {opt.warmup:g} s"
+        f" warm-up, {opt.duration:g} s timed window, then the calls in progress finish."
+        " SQLite: one process pinned to CPU 0, the generator on CPU 1. PostgreSQL: two"
+        " processes, requests round-robin, streams alternating, nothing pinned"
+        f" (`IVR_DB_POOL_SIZE={opt.pg_pool}` each). Bare: bench/bare_app.py's"
+        " `/twilio/gather` (+ bench/bare_sse.py's stream) on uvicorn, pinned like SQLite,"
+        " sent the SQLite run's exact requests at the same offsets.", "",
+        *summary_table(runs), "",
+        "Latency per kind of request, ms: p50 / p99 / max (timed requests). The bare"
+        " column is the same requests (by what they stood for) answered by the bare"
+        " endpoint.", "",
+        *kind_table(runs), "",
+        "| Target | value | result |", "|---|---:|---|",
+    ]
+    for r in runs:
+        if r["backend"] == "bare":
+            continue
+        ok = passed(r)
+        lines.append(f"| {r['name']}: p99 < {TARGET_P99_MS:g} ms | {_ms(r['overall']['p99'])}"
+                     f" ms | {'PASS' if ok['p99'] else 'MISSED'} |")
+        lines.append(f"| {r['name']}: errors 0 (and no pop missing, database consistent) "
+                     f"| {n_errors(r)} | {'PASS' if ok['errors'] else 'MISSED'} |")
+    lines.append("")
+    for r in runs:
+        if "db_check" in r:
+            lines.append(f"- {r['name']}: database check {r['db_check']['text']}; pops"
+                         f" {r['routed'] - r['pops_missing']:,}/{r['routed']:,} routed calls"
+                         f" (wrong agent {r['pops_wrong_agent']}); generator sent late"
+                         f" p99 {_ms(r['send_late_ms']['p99'])} ms; p99 per 10 s of the"
+                         f" window: {', '.join(f'{x:g}' for x in r['p99_per_10s'])} ms.")
+        else:
+            lines.append(f"- {r['name']}: p99 per 10 s of the window: "
+                         f"{', '.join(f'{x:g}' for x in r['p99_per_10s'])} ms.")
+        grouped = collections.Counter(_error_kind(e) for e in r["errors"] + r["stream_errors"])
+        for e, count in grouped.most_common(4):
+            lines.append(f"  - {count} error{'s' if count > 1 else ''}: {e}")
+        if r["cpu"]["other_cpu"] > wh.NOISY:
+            lines.append(f"  - **Noise:** other work on the machine used "
+                         f"{r['cpu']['other_cpu']:.0%} of a core during this run.")
+    if loads:
+        lines.append("- Customer load (not timed): " + "; ".join(
+            f"{b} {ld['customers_stored']:,} customers in {ld['seconds']:.0f} s"
+            for b, ld in loads.items()) + ".")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _error_kind(error: str) -> str:
+    """An error without the CallSid in its path: errors of one kind count together."""
+    kind, _, rest = error.partition(" ")
+    _path, _, what = rest.partition(": ")
+    what = re.sub(r" for https?://\S+", "", what or rest)
+    return f"{kind}: {what}"
+
+
+def print_summary(runs: list[dict[str, Any]]) -> None:
+    print()
+    for line in [*summary_table(runs), "", *kind_table(runs)]:
+        print(line)
+    for r in runs:
+        for e in (r["errors"] + r["stream_errors"])[:8]:
+            print(f"  {r['name']}: {e}")
+        if "db_check" in r:
+            print(f"  {r['name']}: database {r['db_check']['text']}; pops missing "
+                  f"{r['pops_missing']}/{r['routed']}, wrong agent {r['pops_wrong_agent']};"
+                  f" sent late p99 {_ms(r['send_late_ms']['p99'])} ms,"
+                  f" max {_ms(r['send_late_ms']['max'])} ms")
+        print(f"  {r['name']}: p99 per 10 s {r['p99_per_10s']}")
+        for name, counts in (r.get("server_log") or {}).items():
+            if counts:
+                print(f"  {name} log: {counts}")
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Load: mixed traffic at a fixed rate.")
+    parser.add_argument("--rates", default="12,16", help="calls started per second, comma list")
+    parser.add_argument("--duration", type=float, default=60.0, help="timed window, s")
+    parser.add_argument("--warmup", type=float, default=30.0,
+                        help="untimed start, s (a call lasts up to ~50 s: the mix of"
+                             " kinds settles in about 30)")
+    parser.add_argument("--drain", type=float, default=60.0,
+                        help="after the last call started, how long the calls may finish")
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--agents", type=int, default=None,
+                        help=f"default: {AGENTS_PER_CALL_PER_S} x the rate")
+    parser.add_argument("--timeout", type=float, default=10.0, help="per request, s")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--no-bare", action="store_true")
+    parser.add_argument("--pg-admin-url", default=os.environ.get("IVR_BENCH_PG_URL",
+                                                                 wh.PG_ADMIN_URL))
+    parser.add_argument("--pg-pool", type=int, default=8)
+    parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--no-write", action="store_true", help="leave results.md alone")
+    parser.add_argument("--results", type=Path, default=wh.RESULTS,
+                        help="the results file to add the section to")
+    parser.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=8102, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_bare:
+        serve_bare("127.0.0.1", args.port)
+        return 0
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    try:
+        rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    except ValueError:
+        parser.error("--rates: numbers, e.g. 12,16")
+    if set(backends) - {"sqlite", "postgresql"} or not backends:
+        parser.error("--backends: sqlite and/or postgresql")
+    if not rates or min(rates) <= 0 or args.duration <= 0 or args.warmup < 0:
+        parser.error("--rates > 0, --duration > 0, --warmup >= 0")
+    if not 1_000 <= args.customers <= MAX_STREAM_ROWS:
+        parser.error(f"--customers within 1,000..{MAX_STREAM_ROWS:,}")
+    if not args.no_bare and "sqlite" not in backends:
+        parser.error("the bare baseline replays the SQLite run: add sqlite or --no-bare")
+    wh.OUT.mkdir(exist_ok=True)
+    lock = (wh.OUT / "load.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print("error: another run of bench/load.py is in progress", file=sys.stderr)
+        return 2
+    pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and bool(shutil.which("taskset"))
+    pg_made = False
+    try:
+        info = wh.machine_info()
+        info["loadavg"] = os.getloadavg()
+        print(f"{info['date']}: {info['nproc']} CPU, {info['ram_gib']} GiB, git {info['git']},"
+              f" load {info['loadavg'][0]:.2f}", flush=True)
+        with tempfile.TemporaryDirectory(prefix="ivr-load-") as tmp:
+            work = Path(tmp)
+            opt = Options(rates, args.warmup, args.duration, args.drain, args.customers,
+                          args.agents, args.timeout, work, args.pg_admin_url, args.pg_pool,
+                          pin, not args.no_write)
+            menus = work / "menus"
+            menus.mkdir()
+            (menus / "main.yaml").write_text(MENU_YAML, encoding="utf-8")
+            check = subprocess.run([wh.ivr_command(), "menus", "check", str(menus)],
+                                   capture_output=True, text=True, check=False, cwd=work)
+            if check.returncode != 0:
+                raise wh.BenchError(f"benchmark menu refused:\n{check.stdout}{check.stderr}")
+            customers = wh.write_customers(args.customers, work)
+            rng = random.Random("load-callers")
+            total = sum(math.ceil((args.warmup + args.duration) * r) for r in rates)
+            callers = customers.callers(rng, total)
+            known = sorted(set(callers) & customers.known)
+            n_agents = max(args.agents or round(AGENTS_PER_CALL_PER_S * max(rates)), 2)
+            agents = agent_names(n_agents)
+            urls = {}
+            for backend in backends:
+                if backend == "sqlite":
+                    urls[backend] = f"sqlite:///{work / 'load.db'}"
+                else:
+                    urls[backend] = pg_database(args.pg_admin_url)
+                    pg_made = True
+            print(f"preparing {', '.join(backends)}: {args.customers:,} customers, "
+                  f"{len(known):,} callers' history, {n_agents} agents ...", flush=True)
+            with cf.ProcessPoolExecutor(len(backends), mp_context=mp.get_context("fork")) \
+                    as pool:
+                futures = {b: pool.submit(prepare, b, urls[b], str(customers.csv),
+                                          args.customers, known, n_agents, str(work))
+                           for b in backends}
+                loads = {b: f.result() for b, f in futures.items()}
+            runs: list[dict[str, Any]] = []
+            offset = 0
+            for rate in rates:
+                n = math.ceil((args.warmup + args.duration) * rate)
+                mine = callers[offset:offset + n]
+                offset += n
+                k = args.agents or max(round(AGENTS_PER_CALL_PER_S * rate), 2)
+                plan = make_plan(rate, args.warmup, args.duration, mine, agents[:k],
+                                 f"load-{rate:g}")
+                for backend in backends:
+                    print(f"{backend}, {rate:g} calls/s, {k} agents: "
+                          f"{args.warmup:g} + {args.duration:g} s ...", flush=True)
+                    run, reqs = ivr_run(opt, backend, urls[backend], plan, agents[:k])
+                    runs.append(run)
+                    print(f"  p50 {_ms(run['overall']['p50'])} ms, p99"
+                          f" {_ms(run['overall']['p99'])} ms, errors {n_errors(run)}, load"
+                          f" {os.getloadavg()[0]:.2f}", flush=True)
+                    if backend == "sqlite" and not args.no_bare:
+                        print(f"bare, {rate:g} calls/s (the SQLite run's requests) ...",
+                              flush=True)
+                        bare = bare_run(opt, plan, reqs, agents[:k], run["cpu"]["start"])
+                        runs.append(bare)
+                        print(f"  p50 {_ms(bare['overall']['p50'])} ms, p99 "
+                              f"{_ms(bare['overall']['p99'])} ms", flush=True)
+        print_summary(runs)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        doc = {"machine": info, "argv": sys.argv[1:], "loads": loads, "runs": runs}
+        for name in (f"load-{stamp}.json", "load-latest.json"):
+            (wh.OUT / name).write_text(json.dumps(doc, indent=1, ensure_ascii=False,
+                                                  default=str) + "\n")
+        shown = [a for a, prev in zip(sys.argv[1:], ["", *sys.argv[1:]], strict=False)
+                 if a != "--results" and prev != "--results" and not a.startswith("--results=")]
+        section = markdown(info, opt, runs, loads, shown)
+        if opt.write:
+            wh.RESULTS = args.results.resolve()
+            wh.update_results(section)
+            print(f"\nwrote {wh.RESULTS} and {wh.OUT}/load-{stamp}.json")
+        else:
+            print("\n" + section)
+        ok = all(all(passed(r).values()) for r in runs if r["backend"] != "bare")
+        print("targets: " + ("all met" if ok else "MISSED (see the table)"))
+    except (wh.BenchError, SQLAlchemyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if pg_made:
+            with contextlib.suppress(Exception):
+                drop_pg_database(args.pg_admin_url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
