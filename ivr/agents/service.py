@@ -247,6 +247,11 @@ class AgentService:
                          o.agent_id, o.offer_id)
         return offers, published
 
+    def needs_delivery(self, offers: list[Offer]) -> bool:
+        """Whether ``deliver`` has anything to do: a callback to dial, or callers to dequeue
+        through the REST API (the hold loop releases its callers itself)."""
+        return any(o.dial is not None for o in offers) or not self.gateway.holds_callers
+
     def deliver(self, offers: list[Offer]) -> Outcome:
         """Hand offers to the gateway (REST: dequeue now). A failure puts the caller back
         to waiting and the agent back to available."""
@@ -433,13 +438,17 @@ class AgentService:
             entry = repo.get_entry(conn, call_sid)
             if entry is None or entry.status in ("done", "callback", "abandoned"):
                 return out
-            repo.update_entry(conn, call_sid, status="abandoned" if entry.status != "connected"
-                              else "done", ended_at=now, updated_at=now)
             offer = repo.open_offer(conn, call_sid)
+            # Rows are written in the order every use case writes them — the offer, then the
+            # queue entry, then the agent — so this and the <Dial> action Twilio sends at the
+            # same moment (the caller hung up mid-call) wait for each other, never deadlock.
             if offer is not None:
-                state = "wrap_up" if offer.answered_at is not None else "available"
                 repo.update_offer(conn, offer.id, ended_at=now, outcome="completed"
                                   if offer.answered_at is not None else "canceled")
+            repo.update_entry(conn, call_sid, status="abandoned" if entry.status != "connected"
+                              else "done", ended_at=now, updated_at=now)
+            if offer is not None:
+                state = "wrap_up" if offer.answered_at is not None else "available"
                 if repo.set_state(conn, offer.agent_id, state, now, reason="caller hung up",
                                   only_call=call_sid):
                     self._state_event(conn, offer.agent_id, now, out)

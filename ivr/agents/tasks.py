@@ -23,18 +23,29 @@ class RoutingLoop:
         self.service = service
         self.bus = bus
         self._lock = asyncio.Lock()
+        self._asked = 0  # route_now calls so far
+        self._covered = 0  # every call up to this one saw a pass start after it
 
     async def route_now(self) -> None:
-        """Match waiting calls and free agents until nothing more matches."""
+        """Match waiting calls and free agents until nothing more matches. A burst of
+        changes costs one pass, not one each: a caller waiting for the lock returns as soon
+        as a pass that started after its change has run (it saw the change)."""
+        self._asked += 1
+        ticket = self._asked
         async with self._lock:
+            if self._covered >= ticket:
+                return
+            covering = self._asked
             for _ in range(10):
                 offers, published = await self.db.run(self.service.route)
                 self.bus.published(published)
                 if not offers:
-                    return
-                # REST dequeues and callback dials: network calls, off the event loop.
-                out: Outcome = await asyncio.to_thread(self.service.deliver, offers)
-                self.bus.published(out.published)
+                    break
+                if self.service.needs_delivery(offers):
+                    # REST dequeues and callback dials: network calls, off the event loop.
+                    out: Outcome = await asyncio.to_thread(self.service.deliver, offers)
+                    self.bus.published(out.published)
+            self._covered = max(self._covered, covering)
 
     async def sweep(self) -> None:
         out = await self.db.run(self.service.expire_offers)
