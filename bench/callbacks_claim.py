@@ -417,7 +417,7 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         f"Target p99 < {TARGET_P99_MS} ms ({ONE_QUEUE[0]}): {res['claim_all']['p99']:.2f} ms, "
         f"{'PASS' if res['claim_all']['p99'] < TARGET_P99_MS else 'MISSED'}.",
-        "", "EXPLAIN (ANALYZE, BUFFERS) of `due(conn, now, ("support",), 1)`:", "", "```",
+        "", "EXPLAIN (ANALYZE, BUFFERS) of `due(conn, now, ('support',), 1)`:", "", "```",
         res["explain_all"], "```", "",
         f"Queue {TWO_QUEUES[0]}:", "", "```", res["explain_two"], "```"]
     if res.get("asc"):
