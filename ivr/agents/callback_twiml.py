@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from twilio.twiml.voice_response import VoiceResponse
 
+from ivr.agents.twiml import dial_agent
 from ivr.calls.twiml import QUEUE_URL, WAIT_URL, _say
 from ivr.menu.engine import Say
 
@@ -242,17 +243,7 @@ def connect_customer(language: str, attempt_id: int, offer_id: int, reach_kind: 
     (the agent leg's status callbacks are the live calls' ``/twilio/agent-leg``)."""
     r = VoiceResponse()
     say(r, "greeting", language)
-    d = r.dial(action=_url(DIAL_URL, c=str(attempt_id)), method="POST", timeout=timeout,
-               answer_on_bridge=True)
-    callbacks = {"status_callback": f"/twilio/agent-leg?a={offer_id}",
-                 "status_callback_event": "answered completed",
-                 "status_callback_method": "POST"}
-    if reach_kind == "number":
-        d.number(target, **callbacks)
-    elif reach_kind == "sip":
-        d.sip(target, **callbacks)
-    else:
-        d.client(target, **callbacks)
+    dial_agent(r, _url(DIAL_URL, c=str(attempt_id)), offer_id, reach_kind, target, timeout)
     return str(r.to_xml())
 
 
