@@ -47,9 +47,11 @@ from ivr.agents import callback_twiml as ctw
 from ivr.agents import repository as repo
 from ivr.agents.gateway import Dialer, uncertain
 from ivr.agents.routing import Waiting
-from ivr.calls.repository import calls, get_call
+from ivr.calls import twiml
+from ivr.calls.repository import calls
 from ivr.core.clock import Clock
 from ivr.core.settings import Settings
+from ivr.menu.engine import Hangup
 
 if TYPE_CHECKING:
     from ivr.agents.service import Outcome
@@ -490,12 +492,12 @@ class CallbackService:
             offer = repo.get_offer(conn, attempt.offer_id) if attempt.offer_id else None
             if attempt.ended_at is not None:
                 return ctw.message_then_hangup(req.language, "gone") \
-                    if attempt.outcome != "completed" else _hangup()
+                    if attempt.outcome != "completed" else twiml.render([Hangup()], 0)
             talked = status in ("completed", "answered") and offer is not None \
                 and offer.answered_at is not None
             if talked:
                 self._finish(conn, req, attempt, "completed", now, out, offer=offer)
-                return _hangup()
+                return twiml.render([Hangup()], 0)
             self._finish(conn, req, attempt, "agent-missed", now, out, offer=offer)
             return ctw.message_then_hangup(req.language, "agent_missed")
 
@@ -801,14 +803,6 @@ def _event_detail(req: Any, now: datetime) -> dict[str, Any]:
             "attempts": req.attempts, "customer_id": req.customer_id}
 
 
-def _hangup() -> str:
-    from twilio.twiml.voice_response import VoiceResponse  # noqa: PLC0415
-
-    r = VoiceResponse()
-    r.hangup()
-    return str(r.to_xml())
-
-
 def _caller(conn: Connection, call_sid: str) -> dict[str, Any]:
     row = conn.execute(select(calls.c.call_sid, calls.c.from_number, calls.c.to_number,
                               calls.c.language, calls.c.attributes, calls.c.step)
@@ -830,7 +824,6 @@ def _caller_e164(raw: str | None, region: str) -> str | None:
     return phone.e164 if phone.ok else None
 
 
-__all__ = ["CallbackService", "Dial", "agent_key", "get_call", "is_callback_key"]
 
 
 def process_owner() -> str:
