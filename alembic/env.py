@@ -8,8 +8,8 @@ from alembic import context
 from callbacks import models as callback_models
 from crm_sync import models as crm_models
 from crm_sync import sync_models
-from ivr import api_tokens
 from ivr.agents import models as agent_models
+from ivr.auth import tokens as api_tokens
 from ivr.calls import models as call_models
 from ivr.core.db import Base
 from ivr.core.settings import Settings

@@ -80,13 +80,15 @@ from ivr.agents import repository as agent_repo  # noqa: E402
 from ivr.agents import routing  # noqa: E402
 from ivr.agents.gateway import HoldLoopGateway  # noqa: E402
 from ivr.agents.models import agent_calls, queue_entries  # noqa: E402
-from ivr.agents.service import AgentService, Offer, Outcome  # noqa: E402
+from ivr.agents.ports import Outcome  # noqa: E402
+from ivr.agents.ports import Reservation as Offer  # noqa: E402
+from ivr.agents.service import AgentService  # noqa: E402
 from ivr.calls.repository import insert_call  # noqa: E402
 from ivr.core.clock import FrozenClock  # noqa: E402
 from ivr.core.db import make_engine  # noqa: E402
 from ivr.core.migrate import upgrade  # noqa: E402
 from ivr.core.settings import Settings  # noqa: E402
-from ivr.worker import callback_services  # noqa: E402
+from ivr.services import callback_services  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 ZONE = ZoneInfo("Asia/Jerusalem")
@@ -439,8 +441,8 @@ class Sim:
             self.routes += 1
             if not offers:
                 return
-            live = [o for o in offers if o.dial is None]
-            dials = [o for o in offers if o.dial is not None]
+            live = [o for o in offers if o.placed is None]
+            dials = [o for o in offers if o.placed is not None]
             for o in live:
                 self.serve_live(o, by_sid[o.call_sid])
             if dials and self.crashed_at is None and self.cfg.crash_hour is not None \
@@ -448,7 +450,7 @@ class Sim:
                 # The worker dies after the claims' commit: nobody dials them. Another
                 # worker (another owner) carries on; its sweep takes them over.
                 self.crashed_at = self.clock.now()
-                self.lost_claims = [o.dial.attempt_id for o in dials if o.dial]
+                self.lost_claims = [o.placed.attempt_id for o in dials if o.placed]
                 self.service = callback_services(self.engine, self.settings, self.clock,
                                                  gateway=HoldLoopGateway(), dialer=self.dialer)
                 continue
@@ -456,8 +458,8 @@ class Sim:
             placed = {d.attempt_id: d for d in self.dialer.placed[-len(dials):]} \
                 if dials else {}
             for o in dials:
-                assert o.dial is not None
-                d = placed.get(o.dial.attempt_id)
+                assert o.placed is not None
+                d = placed.get(o.placed.attempt_id)
                 if d is None:
                     continue
                 c = by_number[d.phone]

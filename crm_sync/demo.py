@@ -16,6 +16,9 @@ last few hours and some calls happened in the last day, relative to ``now``.
 
 ``iter_customer_rows`` is the cheap streaming variant for benchmarks: one source, one row per
 person, no history.
+
+Its size (~690 lines) is mostly data: the tables of names, streets, topics and the
+variations the synthetic sources are made from.
 """
 
 from __future__ import annotations

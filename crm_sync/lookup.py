@@ -13,12 +13,12 @@ from crm_sync.models import customer_phones as phones
 from crm_sync.models import customers, incidents, interactions
 from crm_sync.phones import is_withheld, normalize
 
-Outcome = Literal["known", "ambiguous", "unknown", "withheld"]
+CallerKind = Literal["known", "ambiguous", "unknown", "withheld"]
 
 
 @dataclass(frozen=True)
 class CallerMatch:
-    outcome: Outcome
+    outcome: CallerKind
     customer_ids: tuple[int, ...] = ()
     attributes: dict[str, Any] = field(default_factory=dict)
 

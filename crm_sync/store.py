@@ -14,6 +14,9 @@
 Customers are never split automatically: a customer's records stay together until an operator
 runs ``unmerge``; two customers an operator separated are never merged again automatically.
 ``merge``/``unmerge`` are the operator's corrections.
+
+Its size (~570 lines) is on purpose: a batch's clustering, merges and golden-record rewrite
+share one transaction's working set.
 """
 
 from __future__ import annotations

@@ -12,22 +12,31 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from ivr import admin, crm_api, observability, webhooks
+from callbacks import endpoints as callbacks_endpoints
+from callbacks.dialer import Dialer
+from crm_sync import endpoints as crm_endpoints
 from ivr.agents import endpoints as agent_endpoints
-from ivr.agents.callbacks import build_service as build_callbacks
+from ivr.agents import webhooks as agents_webhooks
+from ivr.agents.dispatch import RoutingLoop
 from ivr.agents.events import EventBus
-from ivr.agents.gateway import Dialer, Gateway, HoldLoopGateway, TwilioGateway
-from ivr.agents.service import AgentService
-from ivr.agents.tasks import RoutingLoop
+from ivr.agents.gateway import Gateway
+from ivr.calls import endpoints as calls_endpoints
 from ivr.calls.repository import DbVersionStore
-from ivr.calls.service import CallService
+from ivr.calls.webhook import TwilioFastPath
 from ivr.core.clock import Clock, SystemClock
 from ivr.core.db import Database
 from ivr.core.settings import Settings
+from ivr.core.signatures import SignatureChecker
+from ivr.menu import endpoints as menu_endpoints
 from ivr.menu.registry import MenuRegistry
-from ivr.signatures import SignatureChecker
+from ivr.observability import endpoints as observability_endpoints
+from ivr.observability.metrics import DatabaseCollector, Metrics, redactor
+from ivr.services import LOCAL_URL, WebState, build_services
 
 log = logging.getLogger("ivr")
+
+#: Every Twilio webhook route, from each feature (the signature test walks them all).
+TWILIO_ROUTES = [*calls_endpoints.ROUTES, *agents_webhooks.ROUTES, *callbacks_endpoints.ROUTES]
 
 
 async def _checkpoint_sqlite(db: Database, stop: asyncio.Event, every: float = 0.25) -> None:
@@ -40,11 +49,9 @@ async def _checkpoint_sqlite(db: Database, stop: asyncio.Event, every: float = 0
             log.exception("SQLite checkpoint failed; will retry")
 
 
-async def _watch_menus(app: FastAPI, stop: asyncio.Event) -> None:
+async def _watch_menus(db: Database, registry: MenuRegistry, stop: asyncio.Event) -> None:
     import watchfiles  # noqa: PLC0415
 
-    registry: MenuRegistry = app.state.menus
-    db: Database = app.state.db
     async for _changes in watchfiles.awatch(registry.directory, stop_event=stop,
                                             debounce=200, step=50):
         log.info("menu files changed; reloading")
@@ -54,24 +61,14 @@ async def _watch_menus(app: FastAPI, stop: asyncio.Event) -> None:
             log.exception("menu reload failed; the previous menus stay live")
 
 
-def default_gateway(settings: Settings) -> Gateway:
-    """The Twilio REST API when an account is configured, else the wait-loop release."""
-    token = settings.twilio_auth_token.get_secret_value()
-    if settings.twilio_account_sid and token:
-        if not settings.public_url:
-            raise RuntimeError("IVR_PUBLIC_URL is required with IVR_TWILIO_ACCOUNT_SID: "
-                               "Twilio fetches the connect URL of a dequeued caller there")
-        return TwilioGateway(settings.twilio_account_sid, token,
-                             api_base_url=settings.twilio_api_base_url)
-    return HoldLoopGateway()
-
-
 def create_app(settings: Settings, clock: Clock | None = None,
                gateway: Gateway | None = None, dialer: Dialer | None = None,
-               local_url: str = "http://127.0.0.1:8000") -> FastAPI:
+               local_url: str = LOCAL_URL) -> FastAPI:
     """``local_url``: where this server is reached from its own host (the local dialer
     of the demo posts the callback's webhooks there when IVR_PUBLIC_URL is not set)."""
     clock = clock or SystemClock()
+    state = WebState(settings, clock, Metrics(DatabaseCollector(
+        lambda: state.db_or_none, clock)), SignatureChecker(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,25 +84,18 @@ def create_app(settings: Settings, clock: Clock | None = None,
         if not registry.loaded:
             db.close()
             raise RuntimeError(f"no menus can be served: {report.fatal}")
-        app.state.db = db
-        app.state.step_pool = await db.open_async_pool()
-        app.state.menus = registry
-        app.state.calls = CallService(db.engine, registry, clock, settings.default_region,
-                                      settings.repeat_window_minutes)
-        agents = AgentService(db.engine, registry, clock, settings,
-                              gateway or default_gateway(settings))
         try:
-            agents.callbacks = build_callbacks(db.engine, clock, settings, agents.gateway,
-                                               local_url, dialer)
+            services = build_services(db.engine, settings, clock, menus=registry,
+                                      gateway=gateway, dialer=dialer, local_url=local_url)
         except Exception:
             db.close()
             raise
-        app.state.agents = agents
+        step_pool = await db.open_async_pool()
         bus = EventBus(None if db.is_sqlite else db.engine.url.set(
             drivername="postgresql").render_as_string(hide_password=False))
         await bus.start()
-        app.state.events = bus
-        app.state.routing = RoutingLoop(db, agents, bus)
+        routing = RoutingLoop(db, services.agents, bus)
+        state.start(services, db, bus, routing, step_pool)
         # Everything loaded so far lives as long as the process. Freezing it keeps the
         # collector from re-scanning it: full collections over it took up to 90 ms and were
         # most of the webhook's p99 latency (measured with gc.callbacks under load).
@@ -117,12 +107,11 @@ def create_app(settings: Settings, clock: Clock | None = None,
         stop = asyncio.Event()
         tasks = []
         if settings.watch_menus:
-            tasks.append(asyncio.create_task(_watch_menus(app, stop)))
+            tasks.append(asyncio.create_task(_watch_menus(db, registry, stop)))
         if db.is_sqlite:
             tasks.append(asyncio.create_task(_checkpoint_sqlite(db, stop)))
         if settings.route_every_seconds > 0:
-            tasks.append(asyncio.create_task(
-                app.state.routing.run(settings.route_every_seconds, stop)))
+            tasks.append(asyncio.create_task(routing.run(settings.route_every_seconds, stop)))
         try:
             yield
         finally:
@@ -132,24 +121,23 @@ def create_app(settings: Settings, clock: Clock | None = None,
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await bus.stop()
-            if app.state.step_pool is not None:
-                await app.state.step_pool.close()
+            if step_pool is not None:
+                await step_pool.close()
+            state.stop()
             db.close()
             gc.unfreeze()
             gc.set_threshold(*previous_thresholds)
 
     app = FastAPI(title="IVR call router", version="0.1.0", lifespan=lifespan)
-    app.state.settings = settings
-    app.state.clock = clock
-    app.state.signatures = SignatureChecker(settings)
-    app.state.metrics = observability.Metrics(observability.DatabaseCollector(
-        lambda: getattr(app.state, "db", None), clock))
-    app.router.routes.extend(webhooks.ROUTES)
-    app.add_middleware(webhooks.TwilioFastPath)
-    app.include_router(admin.router)
-    app.include_router(crm_api.router)
+    app.state.web = state
+    # Each feature's routes: Twilio's webhooks (signature first, TwiML always), then the
+    # JSON APIs, the console and the probes.
+    app.router.routes.extend(TWILIO_ROUTES)
+    app.add_middleware(TwilioFastPath, routes=TWILIO_ROUTES)
+    app.include_router(menu_endpoints.router)
+    app.include_router(crm_endpoints.router)
     app.include_router(agent_endpoints.router)
-    app.include_router(observability.router)
+    app.include_router(observability_endpoints.router)
     app.mount("/agent/static", StaticFiles(directory=agent_endpoints.STATIC_DIR,
                                            check_dir=False), name="agent-static")
 
@@ -181,5 +169,5 @@ def app_from_env() -> FastAPI:
     from ivr.core.logging import configure  # noqa: PLC0415
 
     settings = Settings()
-    configure(settings, observability.redactor(settings.default_region))
+    configure(settings, redactor(settings.default_region))
     return create_app(settings)

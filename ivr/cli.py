@@ -121,7 +121,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     import httpx  # noqa: PLC0415
 
-    from ivr.simulate import Heard, PhoneCall, TwimlRejected  # noqa: PLC0415
+    from ivr.simulator.caller import Heard, PhoneCall, TwimlRejected  # noqa: PLC0415
 
     token = settings.twilio_auth_token.get_secret_value()
     if not token:
@@ -268,7 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--no-outbox", action="store_true", help="no outbox delivery")
     worker.add_argument("--no-callbacks", action="store_true",
                         help="no callback dispatch (timers, dialling)")
-    from ivr import agents_cli, callbacks_cli, crm_cli, tokens_cli  # noqa: PLC0415
+    from callbacks import cli as callbacks_cli  # noqa: PLC0415
+    from crm_sync import cli as crm_cli  # noqa: PLC0415
+    from ivr.agents import cli as agents_cli  # noqa: PLC0415
+    from ivr.auth import cli as tokens_cli  # noqa: PLC0415
 
     crm_cli.add_parser(sub)
     agents_cli.add_parser(sub)
@@ -282,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
         from ivr.core.logging import configure  # noqa: PLC0415
-        from ivr.observability import redactor  # noqa: PLC0415
+        from ivr.observability.metrics import redactor  # noqa: PLC0415
 
         configure(settings, redactor(settings.default_region))
         if args.command == "serve":
@@ -301,19 +304,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "worker":
             return _worker(settings, args)
         if args.command == "agents":
-            from ivr import agents_cli  # noqa: PLC0415
+            from ivr.agents import cli as agents_cli  # noqa: PLC0415
 
             return agents_cli.run(settings, args)
         if args.command == "crm":
-            from ivr import crm_cli  # noqa: PLC0415
+            from crm_sync import cli as crm_cli  # noqa: PLC0415
 
             return crm_cli.run(settings, args)
         if args.command == "callbacks":
-            from ivr import callbacks_cli  # noqa: PLC0415
+            from callbacks import cli as callbacks_cli  # noqa: PLC0415
 
             return callbacks_cli.run(settings, args)
         if args.command == "tokens":
-            from ivr import tokens_cli  # noqa: PLC0415
+            from ivr.auth import cli as tokens_cli  # noqa: PLC0415
 
             return tokens_cli.run(settings, args)
     except UserError as exc:

@@ -22,34 +22,21 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from types import FrameType
 from typing import Any
 
 import httpx
 from sqlalchemy import Engine
 
-from crm_sync.config import load_rules
-from crm_sync.outbox import DeliveryPolicy, deliver, purge, register
-from crm_sync.retry import Backoff
-from crm_sync.sources import SourceConfig, Subscriber, load_sources, load_subscribers
-from crm_sync.sync import SyncBusy, SyncError, pull
+from callbacks.tasks import callbacks_job
+from crm_sync.tasks import jobs as crm_jobs
 from ivr.core.clock import Clock
+from ivr.core.jobs import Job
 from ivr.core.settings import Settings
+from ivr.services import build_services
 
 log = logging.getLogger("ivr.worker")
-PURGE_EVERY = timedelta(hours=1)  # delivered events older than IVR_OUTBOX_KEEP_DELIVERED_S go
-
-
-@dataclass
-class Job:
-    name: str
-    every: float  # seconds between runs
-    run: Callable[[], bool]  # True: more is waiting, run again at once
-    next_at: datetime | None = None  # None: due now
-    runs: int = 0
-    failures: int = 0
 
 
 class Worker:
@@ -113,126 +100,22 @@ class Worker:
                 signal.signal(s, old)
 
 
-def _sync_job(engine: Engine, settings: Settings, config: SourceConfig, clock: Clock,
-              client: httpx.Client, sleep: Callable[[float], None],
-              stop: Callable[[], bool]) -> Job:
-    def run() -> bool:
-        rules = load_rules(settings.crm_dir / "rules.yaml")
-        try:
-            for report in pull(engine, config, settings.crm_dir, rules,
-                               settings.default_region, client, now=clock.now, sleep=sleep,
-                               stop=stop):
-                c = report.report.counts
-                log.info("sync %s %s: %d records in %d pages (created %d, updated %d, "
-                         "merged %d, unchanged %d, rejected %d); cursor %s",
-                         report.source, report.kind, report.report.records, report.pages,
-                         c.created, c.updated, c.merged, c.unchanged, c.rejected,
-                         report.cursor)
-        except SyncBusy as exc:
-            log.info("sync %s: %s", config.source, exc)
-        except SyncError as exc:
-            log.warning("sync %s failed (the next run resumes): %s", config.source, exc)
-        return False
-
-    return Job(f"sync:{config.source}", float(config.every or settings.crm_sync_every_s), run)
-
-
-def _outbox_job(engine: Engine, settings: Settings, subscribers: list[Subscriber],
-                clock: Clock, client: httpx.Client) -> Job:
-    active = {s.name: s for s in subscribers if s.active}
-    for s in active.values():
-        s.secret()  # a missing secret stops the worker at start, not at the first event
-    policy = DeliveryPolicy(batch=settings.outbox_batch,
-                            max_attempts=settings.outbox_max_attempts,
-                            backoff=Backoff(settings.outbox_backoff_base_s,
-                                            settings.outbox_backoff_cap_s),
-                            lease=settings.outbox_lease_s)
-
-    purged_at: list[datetime] = []
-
-    def run() -> bool:
-        now = clock.now()
-        if not purged_at or now - purged_at[-1] >= PURGE_EVERY:
-            with engine.begin() as conn:
-                gone = purge(conn, now - timedelta(seconds=settings.outbox_keep_delivered_s))
-            if gone:
-                log.info("outbox: %d delivered event(s) purged", gone)
-            purged_at[:] = [now]
-        stats = deliver(engine, active, client, clock.now, policy)
-        if stats.claimed:
-            log.info("outbox: %d delivered, %d to retry, %d dead", stats.delivered,
-                     stats.retried, stats.dead)
-        return stats.claimed >= policy.batch
-
-    return Job("outbox", settings.outbox_every_s, run)
-
-
-def callback_services(engine: Engine, settings: Settings, clock: Clock, *,
-                      gateway: Any = None, dialer: Any = None) -> Any:
-    """The agent service with its callback service, as a worker runs them (no menus: the
-    worker never answers a caller's webhook). None when callbacks are off."""
-    from ivr.agents.callbacks import build_service  # noqa: PLC0415
-    from ivr.agents.gateway import HoldLoopGateway, TwilioGateway  # noqa: PLC0415
-    from ivr.agents.service import AgentService  # noqa: PLC0415
-
-    if gateway is None:
-        token = settings.twilio_auth_token.get_secret_value()
-        gateway = (TwilioGateway(settings.twilio_account_sid, token,
-                                 api_base_url=settings.twilio_api_base_url)
-                   if settings.twilio_account_sid and token else HoldLoopGateway())
-    agents = AgentService(engine, None, clock, settings, gateway)
-    agents.callbacks = build_service(engine, clock, settings, gateway,
-                                     settings.public_url or "http://127.0.0.1:8000", dialer)
-    return agents if agents.callbacks is not None else None
-
-
-def _callbacks_job(agents: Any, settings: Settings, client: httpx.Client) -> Job:
-    """The dispatcher: timers (leases, warnings, breaches), then routing (due callbacks in
-    the one ordering with live calls; each claimed callback dialled after its commit), then
-    escalation events to the webhook."""
-    from ivr.agents.service import Outcome  # noqa: PLC0415
-
-    def run() -> bool:
-        agents.callbacks.sweep(Outcome())
-        agents.expire_offers()
-        for _ in range(10):
-            offers, _published = agents.route()
-            if not offers:
-                break
-            agents.deliver(offers)
-        agents.callbacks.notify(client)
-        return False
-
-    return Job("callbacks", settings.callback_every_s, run)
-
-
 def build_jobs(engine: Engine, settings: Settings, clock: Clock, *,
                sleep: Callable[[float], None], stop: Callable[[], bool] = lambda: False,
                sync: bool = True, outbox: bool = True, callbacks: bool = False,
                transport: httpx.BaseTransport | None = None, gateway: Any = None,
                dialer: Any = None) -> tuple[list[Job], list[Any]]:
-    """The worker's jobs from the configuration, and the resources to close afterwards.
-    Configuration mistakes raise ``ConfigError`` (a user error) before anything runs."""
+    """Each feature's jobs the configuration asks for, and the resources to close
+    afterwards. Configuration mistakes raise (a user error) before anything runs."""
     jobs: list[Job] = []
     closing: list[Any] = []
     if callbacks:
-        agents = callback_services(engine, settings, clock, gateway=gateway, dialer=dialer)
-        if agents is not None:
+        services = build_services(engine, settings, clock, gateway=gateway, dialer=dialer)
+        if services.callbacks is not None:
             client = httpx.Client(transport=transport, timeout=10)
             closing.append(client)
-            jobs.append(_callbacks_job(agents, settings, client))
-    if sync:
-        for config in load_sources(settings.crm_dir / "sources").values():
-            config.auth_headers()  # a missing token is reported at start
-            client = httpx.Client(transport=transport)
-            closing.append(client)
-            jobs.append(_sync_job(engine, settings, config, clock, client, sleep, stop))
-    if outbox:
-        subscribers = load_subscribers(settings.crm_dir / "subscribers.yaml")
-        with engine.begin() as conn:
-            register(conn, subscribers, clock.now())
-        if any(s.active for s in subscribers):
-            client = httpx.Client(transport=transport)
-            closing.append(client)
-            jobs.append(_outbox_job(engine, settings, subscribers, clock, client))
+            jobs.append(callbacks_job(services.dispatcher(), services.callbacks, settings,
+                                      client))
+    jobs += crm_jobs(engine, settings, clock, sleep=sleep, stop=stop, sync=sync,
+                     outbox=outbox, transport=transport, closing=closing)
     return jobs, closing

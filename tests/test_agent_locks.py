@@ -59,7 +59,7 @@ def test_hang_up_mid_call_and_the_dial_action_wait_for_each_other(
         sid = twilio.start(DANA, ["2"])
         twilio.connect(sid)
         twilio.agent_answers(sid)
-        service = client.app.state.agents  # type: ignore[attr-defined]
+        service = client.app.state.web.agents  # type: ignore[attr-defined]
         with pg_engine.connect() as conn:
             offer_id = conn.execute(select(agent_calls.c.id).where(
                 agent_calls.c.call_sid == sid)).scalar_one()

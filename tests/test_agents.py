@@ -202,7 +202,7 @@ def test_an_offer_never_connected_expires(app_client: TestClient, people: dict[s
     sid = twilio.start(DANA, ["2"])
     available(app_client, login(app_client, "avi"))
     assert state_of(engine, people["avi"]) == ("reserved", sid)
-    service = app_client.app.state.agents  # type: ignore[attr-defined]
+    service = app_client.app.state.web.agents  # type: ignore[attr-defined]
     clock.advance(seconds=29)
     assert service.expire_offers().published == []
     clock.advance(seconds=2)
@@ -301,7 +301,7 @@ def test_choosing_cancel_is_a_leaving_risk_on_the_pop(
     twilio = TwilioDriver(app_client, "http://testserver", TOKEN)
     sid = twilio.start(YOSSI, ["3"])  # nobody serves retention: the pop is built directly
     assert twilio.calls[sid].queue == "retention"
-    service = app_client.app.state.agents  # type: ignore[attr-defined]
+    service = app_client.app.state.web.agents  # type: ignore[attr-defined]
     with service.engine.connect() as conn:
         pop = service.build_context(conn, sid, service.clock.now())
     assert pop["leaving_risk"]["flag"] is True

@@ -19,10 +19,10 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy import create_engine, select
 from starlette.testclient import TestClient
 
-from ivr import api_tokens
 from ivr.agents.endpoints import STATIC_DIR
-from ivr.api_tokens import ROLES
 from ivr.app import create_app, route_paths
+from ivr.auth import tokens as api_tokens
+from ivr.auth.tokens import ROLES
 from ivr.cli import main
 from ivr.core.clock import FrozenClock
 from ivr.core.settings import Settings
@@ -111,7 +111,7 @@ def test_every_route_is_classified(client: TestClient) -> None:
     protected, unclassified = classify(client)
     assert unclassified == [], (
         f"routes neither public nor given roles: {unclassified}; add them to ROLE_RULES "
-        "(and protect them with ivr.api_tokens.RequireRole) or, with a reason, to PUBLIC")
+        "(and protect them with ivr.auth.dependencies.RequireRole) or, with a reason, to PUBLIC")
     assert {p for _m, p, _r in protected} >= {
         "/admin/menus", "/admin/menus/reload", "/crm/sources/{source}/records",
         "/crm/customers", "/crm/customers/{customer_id}", "/metrics"}

@@ -29,7 +29,7 @@ from ivr.agents.gateway import HoldLoopGateway
 from ivr.agents.routing import Free, Waiting, plan
 from ivr.core.clock import FrozenClock
 from ivr.core.db import make_engine
-from ivr.worker import callback_services
+from ivr.services import callback_services
 from tests.conftest import TABLES
 
 # The simulation is the benchmark's (bench/callbacks_day.py), imported as the benches import

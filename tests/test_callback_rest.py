@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 from starlette.testclient import TestClient
 
 from callbacks.models import callback_attempts, callback_requests
-from ivr.agents.service import Outcome
+from ivr.agents.ports import Outcome
 from ivr.app import create_app
 from ivr.core.clock import FrozenClock
 from ivr.core.settings import Settings
@@ -92,7 +92,7 @@ def test_a_refused_create_is_retried_and_a_lapsed_claim_checks_twilio_first(
     assert outcomes == ["dial-error", None] and len(standin.created) == 1
     # No status callback arrives; the lease runs out, but Twilio says the call is live:
     # nobody dials again, the claim is extended.
-    service = rest_client.app.state.agents  # type: ignore[attr-defined]
+    service = rest_client.app.state.web.agents  # type: ignore[attr-defined]
     standin.call_status[standin.created[0]["sid"]] = "in-progress"
     clock.advance(seconds=61)
     service.callbacks.sweep(Outcome())
@@ -125,7 +125,7 @@ def test_a_create_whose_answer_was_lost_is_adopted_not_dialled_again(
     assert (attempt.call_sid, attempt.outcome) == (None, None)
     standin.after_create = None
     standin.call_status[standin.created[0]["sid"]] = "ringing"
-    service = rest_client.app.state.agents  # type: ignore[attr-defined]
+    service = rest_client.app.state.web.agents  # type: ignore[attr-defined]
     clock.advance(seconds=61)
     service.callbacks.sweep(Outcome())
     assert standin.listed and standin.listed[-1]["To"] == DANA
@@ -140,7 +140,7 @@ def test_a_create_answered_after_a_takeover_is_ended(
         rest_client: TestClient, standin: TwilioStandIn, people: dict[str, int],
         engine: Engine, clock: FrozenClock) -> None:
     _request_callback(rest_client)
-    service = rest_client.app.state.agents  # type: ignore[attr-defined]
+    service = rest_client.app.state.web.agents  # type: ignore[attr-defined]
     noa = login(rest_client, "dana.agent")
     # The router claims, but the create is slow: meanwhile the lease lapses and another
     # process takes the claim over (Twilio knew of no call then).

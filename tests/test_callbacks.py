@@ -560,13 +560,13 @@ def test_a_crashed_claim_is_taken_over_after_the_lease_and_dialled_once(
         dialer: RecordingDialer) -> None:
     sid = ask_for_callback(twilio, cb, DANA, ["2"])
     cb.press(sid, "1")
-    service = client.app.state.agents  # type: ignore[attr-defined]
+    service = client.app.state.web.agents  # type: ignore[attr-defined]
     with engine.begin() as conn:
         conn.execute(update(agents).values(state="available"))
     offers, _ = service.route()  # claimed, then the process "dies" before dialling
     assert len(offers) == 1 and dialer.placed == []
     clock.advance(seconds=30)
-    from ivr.agents.service import Outcome
+    from ivr.agents.ports import Outcome
     out = Outcome()
     service.callbacks.sweep(out)
     assert requests(engine)[0].status == "dialing"  # the lease (60 s) still runs
@@ -590,8 +590,8 @@ def test_a_claim_twilio_confirmed_is_not_taken_over(
     _claimed(client, noa)
     call = dialer.placed[-1]
     cb.status(call, "ringing")
-    from ivr.agents.service import Outcome
-    service = client.app.state.agents  # type: ignore[attr-defined]
+    from ivr.agents.ports import Outcome
+    service = client.app.state.web.agents  # type: ignore[attr-defined]
     clock.advance(seconds=61)
     dialer.statuses[call.sid] = "ringing"  # the lease ran out, but Twilio says it rings
     service.callbacks.sweep(Outcome())
@@ -602,10 +602,10 @@ def test_a_claim_twilio_confirmed_is_not_taken_over(
 def test_warnings_and_breaches_are_events_pushed_to_supervisors(
         client: TestClient, twilio: TwilioDriver, cb: CallbackDriver,
         people: dict[str, int], engine: Engine, clock: FrozenClock) -> None:
-    from ivr.agents.service import Outcome
+    from ivr.agents.ports import Outcome
     sid = ask_for_callback(twilio, cb, DANA, ["2"])  # premium: 15 minutes, warn at 12
     cb.press(sid, "1")
-    service = client.app.state.agents  # type: ignore[attr-defined]
+    service = client.app.state.web.agents  # type: ignore[attr-defined]
     clock.advance(minutes=11)
     service.callbacks.sweep(Outcome())
     clock.advance(minutes=1)
@@ -652,7 +652,7 @@ def test_ivr_callbacks_list_and_stats(
         capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from ivr import callbacks_cli
+    from callbacks import cli as callbacks_cli
     from ivr.cli import build_parser
 
     first = ask_for_callback(twilio, cb, DANA, ["2"])
@@ -695,7 +695,7 @@ def test_callback_metrics(client: TestClient, twilio: TwilioDriver, cb: Callback
                           dialer: RecordingDialer) -> None:
     from pydantic import SecretStr
 
-    from ivr.agents.service import Outcome
+    from ivr.agents.ports import Outcome
 
     scraped = cb_settings.model_copy(update={"metrics_token": SecretStr("m-token")})
     with TestClient(create_app(scraped, clock, dialer=dialer)) as c:
@@ -712,7 +712,7 @@ def test_callback_metrics(client: TestClient, twilio: TwilioDriver, cb: Callback
         d.agent_answers(call)
         d.dial_ends(call)
         clock.advance(hours=2, minutes=1)
-        c.app.state.agents.callbacks.sweep(Outcome())  # type: ignore[attr-defined]
+        c.app.state.web.agents.callbacks.sweep(Outcome())  # type: ignore[attr-defined]
         text = c.get("/metrics", headers={"Authorization": "Bearer m-token"}).text
     lines = set(text.splitlines())
     assert 'ivr_callbacks_open{queue="operator",status="pending"} 1.0' in lines
@@ -725,7 +725,7 @@ def test_callback_metrics(client: TestClient, twilio: TwilioDriver, cb: Callback
 
 def test_the_simulator_accepts_the_offer(client: TestClient, people: dict[str, int],
                                          engine: Engine) -> None:
-    from ivr.simulate import PhoneCall
+    from ivr.simulator.caller import PhoneCall
 
     call = PhoneCall(client, "http://testserver", TOKEN, from_number=YOSSI,
                      inputs=iter(["0", "1"]), accept_callback=True, sleep=lambda _s: None)
@@ -804,7 +804,7 @@ def test_the_offer_expiry_of_live_calls_leaves_a_callback_alone(
     cb.answer(call)
     cb.agent_answers(call)
     clock.advance(seconds=cb_offer_timeout(client) + 1)
-    client.app.state.agents.expire_offers()  # type: ignore[attr-defined]
+    client.app.state.web.agents.expire_offers()  # type: ignore[attr-defined]
     me = client.get("/agent/me", headers=noa).json()
     assert me["state"] == "on_call" and me["current_call_sid"].startswith("CB")
     cb.dial_ends(call)
@@ -812,7 +812,7 @@ def test_the_offer_expiry_of_live_calls_leaves_a_callback_alone(
 
 
 def cb_offer_timeout(client: TestClient) -> int:
-    return int(client.app.state.settings.offer_timeout_seconds)  # type: ignore[attr-defined]
+    return int(client.app.state.web.settings.offer_timeout_seconds)  # type: ignore[attr-defined]
 
 
 def test_a_withheld_caller_types_the_number_then_chooses_a_time(

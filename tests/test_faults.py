@@ -35,7 +35,7 @@ from sqlalchemy.pool import NullPool
 
 from ivr.core.db import Database
 from ivr.core.settings import Settings
-from ivr.simulate import PhoneCall
+from ivr.simulator.caller import PhoneCall
 from tests.conftest import ADMIN, TOKEN
 from tests.test_processes import _free_port, always_open, server
 

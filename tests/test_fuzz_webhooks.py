@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
-from ivr.webhooks import MAX_BODY, ROUTES
+from ivr.app import TWILIO_ROUTES as ROUTES
+from ivr.calls.webhook import MAX_BODY
 from tests.agent_fixtures import available, login
 from tests.conftest import TOKEN
 from tests.twilio import BASE, call_params, new_sid

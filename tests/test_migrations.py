@@ -9,8 +9,8 @@ from sqlalchemy import create_engine
 from callbacks import models as callback_models
 from crm_sync import models as crm_models
 from crm_sync import sync_models
-from ivr import api_tokens
 from ivr.agents import models as agent_models
+from ivr.auth import tokens as api_tokens
 from ivr.calls import models as call_models
 from ivr.core.db import Base
 from ivr.core.migrate import is_at_head

@@ -22,7 +22,7 @@ from ivr.core.clock import FrozenClock
 from ivr.core.db import Database
 from ivr.core.logging import JsonFormatter, install_filters
 from ivr.core.settings import Settings
-from ivr.observability import redactor
+from ivr.observability.metrics import redactor
 from tests.agent_fixtures import DANA, available, login
 from tests.agent_flow import TwilioDriver
 from tests.conftest import TOKEN
@@ -68,18 +68,18 @@ def test_ready_when_database_menus_and_migrations_are(client: TestClient) -> Non
 
 def _with_db(client: TestClient, url: str, settings: Settings) -> Database:
     db = Database(settings.model_copy(update={"database_url": url}))
-    client.app.state.db = db  # type: ignore[attr-defined]
+    client.app.state.web.db = db  # type: ignore[attr-defined]
     return db
 
 
 def test_not_ready_on_an_unmigrated_database(client: TestClient, settings: Settings,
                                              tmp_path: Path) -> None:
-    live = client.app.state.db  # type: ignore[attr-defined]
+    live = client.app.state.web.db  # type: ignore[attr-defined]
     db = _with_db(client, f"sqlite:///{tmp_path / 'empty.db'}", settings)
     try:
         r = client.get("/readyz")
     finally:
-        client.app.state.db = live  # type: ignore[attr-defined]
+        client.app.state.web.db = live  # type: ignore[attr-defined]
         db.close()
     assert r.status_code == 503
     body = r.json()
@@ -103,12 +103,12 @@ def test_not_ready_when_a_migration_is_missing(client: TestClient, engine: Engin
 
 def test_not_ready_when_the_database_is_unreachable(client: TestClient, settings: Settings,
                                                    tmp_path: Path) -> None:
-    live = client.app.state.db  # type: ignore[attr-defined]
+    live = client.app.state.web.db  # type: ignore[attr-defined]
     db = _with_db(client, f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}", settings)
     try:
         r = client.get("/readyz")
     finally:
-        client.app.state.db = live  # type: ignore[attr-defined]
+        client.app.state.web.db = live  # type: ignore[attr-defined]
         db.close()
     assert r.status_code == 503
     assert r.json()["database"].startswith("failed: ")
@@ -116,12 +116,12 @@ def test_not_ready_when_the_database_is_unreachable(client: TestClient, settings
 
 
 def test_not_ready_without_menus(client: TestClient) -> None:
-    live = client.app.state.menus  # type: ignore[attr-defined]
-    client.app.state.menus = types.SimpleNamespace(loaded=False)  # type: ignore[attr-defined]
+    live = client.app.state.web.menus  # type: ignore[attr-defined]
+    client.app.state.web.menus = types.SimpleNamespace(loaded=False)  # type: ignore[attr-defined]
     try:
         r = client.get("/readyz")
     finally:
-        client.app.state.menus = live  # type: ignore[attr-defined]
+        client.app.state.web.menus = live  # type: ignore[attr-defined]
     assert r.status_code == 503
     assert r.json()["menus"] == "failed: no menus loaded"
     assert r.json()["database"] == "ok"
@@ -210,7 +210,7 @@ def test_gauges_show_waiting_calls_agents_outbox_and_sync_lag(
 
 def test_each_app_has_its_own_registry(settings: Settings, clock: FrozenClock) -> None:
     one, two = create_app(settings, clock), create_app(settings, clock)
-    assert one.state.metrics.registry is not two.state.metrics.registry
+    assert one.state.web.metrics.registry is not two.state.web.metrics.registry
 
 
 # -- logs
@@ -260,7 +260,7 @@ def test_json_lines_carry_the_call_sid(ops: TestClient, people: dict[str, int],
 
 def test_a_failure_logs_its_exception_and_call_sid(client: TestClient,
                                                    log_lines: io.StringIO) -> None:
-    client.app.state.calls.start_call = None  # type: ignore[attr-defined]  # a bug inside
+    client.app.state.web.calls.start_call = None  # type: ignore[attr-defined]  # a bug inside
     sid = new_sid()
     r = signed_post(client, "/twilio/voice", call_params(sid, "ringing"))
     assert "<Enqueue" in r.text

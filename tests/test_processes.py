@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ivr.simulate import PhoneCall
+from ivr.simulator.caller import PhoneCall
 from tests.conftest import TOKEN
 
 pytestmark = pytest.mark.slow

@@ -98,18 +98,18 @@ def test_saving_a_file_reloads_it_without_a_restart(settings: Settings, clock: F
     watching = settings.model_copy(update={"watch_menus": True})
     app = create_app(watching, clock)
     with TestClient(app) as c:
-        before = app.state.menus.current.version
+        before = app.state.web.menus.current.version
         _edit(menus_dir, OLD, NEW)
         # The file-system watcher runs in the server's event loop; wait (bounded) for it to
         # see the save. Saving again covers a watcher that was still starting.
         deadline = time.monotonic() + 10
         next_save = time.monotonic() + 1
-        while app.state.menus.current.version == before and time.monotonic() < deadline:
+        while app.state.web.menus.current.version == before and time.monotonic() < deadline:
             if time.monotonic() > next_save:
                 (menus_dir / "main.yaml").touch()
                 next_save += 1
             time.sleep(0.02)
-        assert app.state.menus.current.version != before, "the saved file was not picked up"
+        assert app.state.web.menus.current.version != before, "the saved file was not picked up"
         sid = new_sid()
         signed_post(c, "/twilio/voice", call_params(sid, "ringing"))
         r = signed_post(c, "/twilio/gather?s=1", call_params(sid, Digits="1"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ivr.agents.tasks import RoutingLoop
+from ivr.agents.dispatch import RoutingLoop
 
 
 class FakeDb:

@@ -488,7 +488,7 @@ def test_crm_sync_and_sources_commands(crm_dir: Path, monkeypatch: pytest.Monkey
                                        capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from ivr import crm_cli
+    from crm_sync import cli as crm_cli
     from ivr.cli import main
 
     crm = standin_with_people()

@@ -228,7 +228,7 @@ def test_a_retried_voice_webhook_and_status_callback_are_recognised(
     """On both databases (PostgreSQL's driver reports no row count for ON CONFLICT DO
     NOTHING): the second /voice of a CallSid is a replay, and a repeated final status is
     recorded once."""
-    service = client.app.state.calls  # type: ignore[attr-defined]
+    service = client.app.state.web.calls  # type: ignore[attr-defined]
     sid = new_sid()
     params = call_params(sid, "ringing")
     first = service.start_call(params, "fp")
@@ -238,7 +238,7 @@ def test_a_retried_voice_webhook_and_status_callback_are_recognised(
     done = call_params(sid, "completed", CallDuration="30", SequenceNumber="3")
     for _ in range(2):
         assert signed_post(client, "/twilio/status", done).status_code == 200
-    engine = create_engine(str(client.app.state.settings.database_url))  # type: ignore[attr-defined]
+    engine = create_engine(str(client.app.state.web.settings.database_url))  # type: ignore[attr-defined]
     with engine.connect() as conn:
         count = conn.execute(text("SELECT count(*) FROM call_status_events "
                                   "WHERE call_sid = :s"), {"s": sid}).scalar()

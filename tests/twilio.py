@@ -9,7 +9,7 @@ from typing import Any
 from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
-from ivr.simulate import PhoneCall, Transcript
+from ivr.simulator.caller import PhoneCall, Transcript
 from tests.conftest import TOKEN
 
 BASE = "http://testserver"

@@ -19,10 +19,11 @@ from pydantic import BaseModel, Field
 
 from crm_sync.wrapup import WrapUp
 from ivr.agents import repository as repo
-from ivr.agents.events import EventBus, console_stream
-from ivr.agents.service import AgentError, AgentService, Outcome
-from ivr.core.db import Database
+from ivr.agents.events import console_stream
+from ivr.agents.ports import Outcome
+from ivr.agents.service import AgentError
 from ivr.core.http import UNPROCESSABLE
+from ivr.services import web
 
 COOKIE = "ivr_agent_session"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -46,8 +47,8 @@ async def current_agent(request: Request, creds: Creds) -> dict[str, Any]:
     token = _token(request, creds)
     if not token or len(token) > 256:
         raise _deny("sign in first")
-    db: Database = request.app.state.db
-    service: AgentService = request.app.state.agents
+    db = web(request).db
+    service = web(request).agents
     agent = await db.run(service.session, token)
     if agent is None:
         raise _deny("your session has expired or was signed out; sign in again")
@@ -66,14 +67,7 @@ async def supervisor(agent: Agent) -> dict[str, Any]:
 
 async def apply(request: Request, out: Outcome) -> None:
     """After a use case committed: wake consoles, route again if something changed."""
-    await after_commit(request.app, out)
-
-
-async def after_commit(app: Any, out: Outcome) -> None:
-    bus: EventBus = app.state.events
-    bus.published(out.published)
-    if out.reroute:
-        await app.state.routing.route_now()
+    await web(request).after_commit(out)
 
 
 def _error(exc: AgentError) -> HTTPException:
@@ -114,8 +108,8 @@ async def console_page() -> Response:
 
 @router.post("/login")
 async def login(request: Request, body: LoginIn) -> JSONResponse:
-    db: Database = request.app.state.db
-    service: AgentService = request.app.state.agents
+    db = web(request).db
+    service = web(request).agents
     result = await db.run(service.login, body.username, body.password)
     if result is None:
         raise _deny("wrong username or password")
@@ -129,8 +123,8 @@ async def login(request: Request, body: LoginIn) -> JSONResponse:
 
 @router.post("/logout", status_code=204)
 async def logout(request: Request, agent: Agent) -> Response:
-    db: Database = request.app.state.db
-    service: AgentService = request.app.state.agents
+    db = web(request).db
+    service = web(request).agents
     out = await db.run(service.logout, request.state.agent_token, agent["id"])
     await apply(request, out)
     response = Response(status_code=204)
@@ -145,8 +139,8 @@ async def whoami(agent: Agent) -> dict[str, Any]:
 
 @router.post("/state")
 async def set_state(request: Request, body: StateIn, agent: Agent) -> dict[str, Any]:
-    db: Database = request.app.state.db
-    service: AgentService = request.app.state.agents
+    db = web(request).db
+    service = web(request).agents
     try:
         me, out = await db.run(service.set_availability, agent["id"], body.state)
     except AgentError as exc:
@@ -158,8 +152,8 @@ async def set_state(request: Request, body: StateIn, agent: Agent) -> dict[str, 
 @router.get("/events")
 async def events(request: Request, agent: Agent) -> StreamingResponse:
     """Server-Sent Events: ``state``, ``screenpop`` and ``call`` events for this agent."""
-    db: Database = request.app.state.db
-    bus: EventBus = request.app.state.events
+    db = web(request).db
+    bus = web(request).events
     agent_id = int(agent["id"])
     last = request.headers.get("last-event-id", "")
 
@@ -186,8 +180,8 @@ async def events(request: Request, agent: Agent) -> StreamingResponse:
 
 @router.get("/calls/{call_sid}/context")
 async def call_context(request: Request, call_sid: str, agent: Agent) -> dict[str, Any]:
-    db: Database = request.app.state.db
-    service: AgentService = request.app.state.agents
+    db = web(request).db
+    service = web(request).agents
     try:
         return await db.run(service.context_for, agent, call_sid[:64])
     except AgentError as exc:
@@ -197,8 +191,8 @@ async def call_context(request: Request, call_sid: str, agent: Agent) -> dict[st
 @router.post("/calls/{call_sid}/wrapup", status_code=201, responses=UNPROCESSABLE)
 async def wrap_up(request: Request, call_sid: str, body: WrapUpIn,
                   agent: Agent) -> dict[str, Any]:
-    db: Database = request.app.state.db
-    service: AgentService = request.app.state.agents
+    db = web(request).db
+    service = web(request).agents
     wrap = WrapUp(topic=body.topic, outcome=body.outcome, resolved=body.resolved,
                   promised_action=body.promised_action or None,
                   promised_due_at=body.promised_due_at, leaving_reason=body.leaving_reason
@@ -225,6 +219,6 @@ async def wrap_up(request: Request, call_sid: str, body: WrapUpIn,
 @router.get("/supervisor")
 async def board(request: Request, _admin: Annotated[dict[str, Any], Depends(supervisor)],
                 ) -> dict[str, Any]:
-    db: Database = request.app.state.db
-    service: AgentService = request.app.state.agents
+    db = web(request).db
+    service = web(request).agents
     return await db.run(service.board)

@@ -4,6 +4,11 @@ screen-pop, the agent's leg, and the wrap-up.
 Each use case is one transaction (``engine.begin()``); events for consoles are rows written
 in it (see ``ivr.agents.events``). Decisions that need no I/O are pure (``routing.plan``,
 ``ivr.menu.engine.queue_priority``); this module loads and saves around them.
+
+Its size (~600 lines) is on purpose: the queue's state machine (join, offer, connect, agent
+leg, dial ended, caller gone, wrap-up) is one class whose transitions are conditional
+updates over the same rows; routing's decision is pure in ``ivr.agents.routing``, its
+dispatch in ``ivr.agents.dispatch``.
 """
 
 from __future__ import annotations
@@ -11,9 +16,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
@@ -22,10 +26,10 @@ from crm_sync.screenpop import customer_context, empty_context
 from crm_sync.wrapup import CallFacts, WrapUp, record_wrap_up
 from ivr.agents import repository as repo
 from ivr.agents.auth import DUMMY_HASH, verify_password
-from ivr.agents.callbacks import is_callback_key, pending_callbacks
 from ivr.agents.events import Published
 from ivr.agents.gateway import Gateway
 from ivr.agents.models import agent_calls
+from ivr.agents.ports import NO_QUEUE_WORK, Outcome, QueueWork, Reservation
 from ivr.agents.routing import plan
 from ivr.agents.twiml import connect_twiml
 from ivr.calls import twiml
@@ -36,32 +40,10 @@ from ivr.menu.engine import Enqueue, Hangup, queue_priority
 from ivr.menu.model import QueueNode
 from ivr.menu.registry import MenuRegistry
 
-if TYPE_CHECKING:
-    from ivr.agents.callbacks import CallbackService, Dial
-
 log = logging.getLogger(__name__)
 
 ANSWERED = {"in-progress", "answered"}
 DIAL_DONE = {"completed", "answered"}
-
-
-@dataclass
-class Offer:
-    offer_id: int
-    call_sid: str
-    queue_sid: str | None
-    agent_id: int
-    dial: Dial | None = None  # a claimed callback: the customer is to be dialled
-
-
-@dataclass
-class Outcome:
-    """What a use case decided: TwiML to answer (if any), console events to wake, offers
-    to hand to the gateway, and whether routing should run again."""
-
-    twiml: str | None = None
-    published: Published = field(default_factory=list)
-    reroute: bool = False
 
 
 class AgentError(Exception):
@@ -72,14 +54,15 @@ class AgentError(Exception):
 
 class AgentService:
     def __init__(self, engine: Engine, registry: MenuRegistry | None, clock: Clock,
-                 settings: Settings, gateway: Gateway) -> None:
+                 settings: Settings, gateway: Gateway,
+                 callbacks: QueueWork = NO_QUEUE_WORK) -> None:
         self.engine = engine
         self.registry = registry
         self.clock = clock
         self.settings = settings
         self.gateway = gateway
-        # Set by the app (and the worker) when callbacks are configured.
-        self.callbacks: CallbackService | None = None
+        #: The callbacks feature plugged into the queue (``ivr.agents.ports``).
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------ sign-in and state
 
@@ -158,8 +141,7 @@ class AgentService:
                 if (customer_id is not None and attrs.get("repeat_caller")
                         and attrs.get("has_open_incident")):
                     preferred = repo.last_agent_of(conn, int(customer_id))
-                deadline = (self.callbacks.deadline_for(queue, attrs.get("tier"), now)
-                            if self.callbacks is not None else None)
+                deadline = self.callbacks.deadline_for(queue, attrs.get("tier"), now)
                 repo.join_queue(conn, call_sid=call_sid, queue=queue, queue_sid=queue_sid,
                                 priority=self._priority(call, attrs), customer_id=customer_id,
                                 preferred_agent_id=preferred, now=now, deadline_at=deadline)
@@ -174,9 +156,11 @@ class AgentService:
                                                        or status == "choosing"):
                 out.twiml = twiml.leave()
                 return out
-            if self.callbacks is not None and entry is not None and status == "waiting":
-                out.twiml = self.callbacks.hold(conn, entry, language, params, pause, now)
-                return out
+            if entry is not None and status == "waiting":
+                held = self.callbacks.hold(conn, entry, language, params, pause, now)
+                if held is not None:
+                    out.twiml = held
+                    return out
         queue_time = params.get("QueueTime", "0")
         seconds = int(queue_time) if queue_time.isdigit() else 0
         out.twiml = twiml.hold(language, params.get("QueuePosition"),
@@ -197,23 +181,23 @@ class AgentService:
 
     # ------------------------------------------------------------ routing
 
-    def route(self) -> tuple[list[Offer], Published]:
+    def route(self) -> tuple[list[Reservation], Published]:
         """Offer waiting calls to free agents (``routing.plan``). Safe to run in several
         processes at once: rows another router holds are skipped (PostgreSQL SKIP LOCKED),
         and an offer changes a call and an agent only from the states it read."""
         now = self.clock.now()
-        offers: list[Offer] = []
+        offers: list[Reservation] = []
         published: Published = []
         with self.engine.begin() as conn:
             # Waiting calls first: usually none, and then no agent row is read or locked
             # (the agents' rows were most of a routing pass: bench/results.md, issue 4).
             # Due callbacks join the same plan (one ordering: priority, deadline, entry).
             calls = repo.waiting(conn)
-            due = self.callbacks is not None and self.callbacks.any_due(conn, now)
+            due = self.callbacks.any_due(conn, now)
             if not calls and not due:
                 return [], []
             free_all = repo.free_agents(conn)
-            if due and self.callbacks is not None:
+            if due:
                 per_queue = Counter(q for a in free_all for q in a.queues)
                 calls = calls + self.callbacks.due_work(conn, now, per_queue)
             queues = {c.queue for c in calls}
@@ -225,11 +209,12 @@ class AgentService:
                 if call.kind == "callback":
                     # A process that does not dispatch callbacks leaves the agent free for
                     # one that does (the order is kept: no later call takes the agent).
-                    if self.callbacks is None or not self.settings.dispatch_callbacks:
+                    if not self.settings.dispatch_callbacks:
                         continue
-                    dial = self.callbacks.claim(conn, call, agent.agent_id, now, out)
-                    if dial is not None:
-                        offers.append(Offer(0, call.call_sid, None, agent.agent_id, dial))
+                    placed = self.callbacks.claim(conn, call, agent.agent_id, now, out)
+                    if placed is not None:
+                        offers.append(Reservation(0, call.call_sid, None, agent.agent_id,
+                                                  placed))
                     continue
                 offer_id = repo.offer(conn, call, agent.agent_id, now)
                 if offer_id is None:
@@ -238,32 +223,32 @@ class AgentService:
                 published.append((agent.agent_id, repo.add_event(
                     conn, agent.agent_id, "state", repo.me(conn, agent.agent_id) or {}, now)))
                 entry = repo.get_entry(conn, call.call_sid)
-                offers.append(Offer(offer_id, call.call_sid, entry.twilio_queue_sid,
-                                    agent.agent_id))
+                offers.append(Reservation(offer_id, call.call_sid, entry.twilio_queue_sid,
+                                          agent.agent_id))
             published.extend(out.published)
         for o in offers:
-            if o.dial is None:  # a callback's claim is logged by the callback service
+            if o.placed is None:  # a callback's claim is logged by the callback service
                 log.info("call offered to agent call=%s agent=%s offer=%s", o.call_sid,
                          o.agent_id, o.offer_id)
         return offers, published
 
-    def needs_delivery(self, offers: list[Offer]) -> bool:
+    def needs_delivery(self, offers: list[Reservation]) -> bool:
         """Whether ``deliver`` has anything to do: a callback to dial, or callers to dequeue
         through the REST API (the hold loop releases its callers itself)."""
-        return any(o.dial is not None for o in offers) or not self.gateway.holds_callers
+        return any(o.placed is not None for o in offers) or not self.gateway.holds_callers
 
-    def deliver(self, offers: list[Offer]) -> Outcome:
+    def deliver(self, offers: list[Reservation]) -> Outcome:
         """Hand offers to the gateway (REST: dequeue now). A failure puts the caller back
         to waiting and the agent back to available."""
         out = Outcome()
-        dials = [o.dial for o in offers if o.dial is not None]
-        if dials and self.callbacks is not None:
-            self.callbacks.dial(dials, out)
+        placed = [o.placed for o in offers if o.placed is not None]
+        if placed:
+            self.callbacks.dial(placed, out)
         if self.gateway.holds_callers:
             return out
         base = self.settings.public_url or ""
         for o in offers:
-            if o.dial is not None:
+            if o.placed is not None:
                 continue
             try:
                 if not o.queue_sid:
@@ -362,9 +347,10 @@ class AgentService:
             offer = repo.open_offer(conn, call_sid)
             if offer is None:
                 entry = repo.get_entry(conn, call_sid)
-                if (result == "leave" and entry is not None and entry.status == "choosing"
-                        and self.callbacks is not None):
-                    return Outcome(self.callbacks.dialog_start(conn, call_sid, entry))
+                if result == "leave" and entry is not None and entry.status == "choosing":
+                    dialog = self.callbacks.dialog_start(conn, call_sid, entry)
+                    if dialog is not None:
+                        return Outcome(dialog)
                 return None
             if result == "redirected":
                 return Outcome(twiml.empty())
@@ -466,7 +452,7 @@ class AgentService:
         called, what they typed, the IVR path with timings, the wait). ``offer``: the call's
         live offer when the caller has it at hand (else it is read). A callback attempt's
         key (``CB…``) gets the callback's pop."""
-        if self.callbacks is not None and is_callback_key(call_sid):
+        if self.callbacks.owns(call_sid):
             return self.callbacks.context(conn, call_sid, now)
         full = _call_row(conn, call_sid)
         entry = repo.get_entry(conn, call_sid)
@@ -510,7 +496,7 @@ class AgentService:
             "call_started_at": full["created_at"].isoformat() if full.get("created_at")
             else None,
             "ivr_path": ivr_path(path),
-            "pending_callbacks": pending_callbacks(conn, customer_id),
+            "pending_callbacks": self.callbacks.pending_for(conn, customer_id),
         })
         return ctx
 
@@ -520,7 +506,7 @@ class AgentService:
         with self.engine.connect() as conn:
             if agent["role"] != "admin" and not repo.offered_to(conn, agent["id"], call_sid):
                 raise AgentError(404, "no such call for you")
-            if is_callback_key(call_sid):
+            if self.callbacks.owns(call_sid):
                 if not repo.offered_to(conn, agent["id"], call_sid) and \
                         repo.offer_count(conn, call_sid) == 0:
                     raise AgentError(404, "no such call")
@@ -545,8 +531,8 @@ class AgentService:
             full = _call_row(conn, call_sid)  # one read: attributes, path, start
             attrs = dict(full.get("attributes") or {})
             customer_id = attrs.get("customer_id") if attrs.get("identified") else None
-            callback = self.callbacks is not None and is_callback_key(call_sid)
-            if callback and self.callbacks is not None:
+            callback = self.callbacks.owns(call_sid)
+            if callback:
                 customer_id = self.callbacks.customer_id_of(conn, call_sid)
             interaction_id = None
             if customer_id is not None:
@@ -579,8 +565,9 @@ class AgentService:
             board: dict[str, Any] = {"agents": repo.list_agents(conn),
                                      "queues": repo.queue_board(conn, now),
                                      "at": now.isoformat()}
-            if self.callbacks is not None:
-                board["callbacks"] = self.callbacks.board(conn, now)
+            callbacks = self.callbacks.board(conn, now)
+            if callbacks is not None:
+                board["callbacks"] = callbacks
             return board
 
 

@@ -17,7 +17,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from ivr.menu.engine import Action, Dial, Enqueue, Gather, Hangup, Play, Say
 
 GATHER_URL = "/twilio/gather"
-DIAL_URL = "/twilio/dial"
+MENU_DIAL_URL = "/twilio/dial"
 QUEUE_URL = "/twilio/queue"
 WAIT_URL = "/twilio/wait"
 
@@ -83,7 +83,7 @@ def _template(actions: tuple[Action, ...]) -> str:
                       + urlencode({"lang": action.language, "q": action.queue}),
                       wait_url_method="POST")
         elif isinstance(action, Dial):
-            dial_kwargs: dict[str, object] = {"action": f"{DIAL_URL}?s={step}",
+            dial_kwargs: dict[str, object] = {"action": f"{MENU_DIAL_URL}?s={step}",
                                               "method": "POST", "timeout": action.timeout}
             if action.caller_id:
                 dial_kwargs["caller_id"] = action.caller_id

@@ -4,6 +4,9 @@ No HTTP, no database: the webhook layer loads the state, calls ``step`` and rend
 actions to TwiML. Automatic nodes (messages, hours, branches, sub-menus) are walked through
 in one step; the engine stops at the first node that needs the caller or Twilio (a menu
 gathering input, a queue, a transfer, a hangup).
+
+Its size (~540 lines) is on purpose: the one pure step function with every node kind, its
+actions and events (the vocabulary TwiML rendering reads) in one place.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from ivr.api_tokens import require_admin
-from ivr.core.db import Database
+from ivr.auth.dependencies import require_admin
 from ivr.menu.registry import MenuRegistry
+from ivr.services import web
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
@@ -25,13 +25,13 @@ def _status(registry: MenuRegistry) -> dict[str, Any]:
 @router.get("/menus")
 async def menus_status(request: Request) -> dict[str, Any]:
     """The live menu version and the last load's report (refused files and why)."""
-    return _status(request.app.state.menus)
+    return _status(web(request).menus)
 
 
 @router.post("/menus/reload")
 async def menus_reload(request: Request) -> dict[str, Any]:
     """Re-read the menu directory now. Refused files keep their last good version live."""
-    registry: MenuRegistry = request.app.state.menus
-    db: Database = request.app.state.db
+    registry = web(request).menus
+    db = web(request).db
     await db.run(registry.reload)
     return _status(registry)

@@ -21,7 +21,7 @@ from ivr.menu.engine import Say
 OFFER_URL = "/twilio/callback-offer"
 DIALOG_URL = "/twilio/callback"
 ANSWER_URL = "/twilio/callback-answer"
-DIAL_URL = "/twilio/callback-dial"
+CALLBACK_DIAL_URL = "/twilio/callback-dial"
 STATUS_URL = "/twilio/callback-status"
 
 HEBREW_VOICE = "Google.he-IL-Standard-A"
@@ -243,7 +243,7 @@ def connect_customer(language: str, attempt_id: int, offer_id: int, reach_kind: 
     (the agent leg's status callbacks are the live calls' ``/twilio/agent-leg``)."""
     r = VoiceResponse()
     say(r, "greeting", language)
-    dial_agent(r, _url(DIAL_URL, c=str(attempt_id)), offer_id, reach_kind, target, timeout)
+    dial_agent(r, _url(CALLBACK_DIAL_URL, c=str(attempt_id)), offer_id, reach_kind, target, timeout)
     return str(r.to_xml())
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from ivr import api_tokens
+from ivr.auth import tokens as api_tokens
 from ivr.core.clock import Clock, SystemClock
 from ivr.core.db import make_engine
 from ivr.core.migrate import upgrade

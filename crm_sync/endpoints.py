@@ -21,10 +21,9 @@ from crm_sync.config import Mappings, load_rules
 from crm_sync.importer import import_batch
 from crm_sync.mapping import MappingError
 from crm_sync.profile import customer_document, merged_into, search
-from ivr.api_tokens import require_admin, require_integration
-from ivr.core.db import Database
+from ivr.auth.dependencies import require_admin, require_integration
 from ivr.core.http import UNPROCESSABLE
-from ivr.core.settings import Settings
+from ivr.services import web
 
 MAX_BATCH = 10_000
 
@@ -42,14 +41,14 @@ class PushBody(BaseModel):
 async def push_records(request: Request, source: str, body: PushBody) -> dict[str, Any]:
     """Upsert a batch from ``source``. Rejected records are listed with their position
     (0-based ``line``) and reason; they never stop the good ones."""
-    settings: Settings = request.app.state.settings
-    db: Database = request.app.state.db
+    settings = web(request).settings
+    db = web(request).db
     try:
         rules = load_rules(settings.crm_dir / "rules.yaml")
         mapping = Mappings(settings.crm_dir / "mappings").get(source, body.kind)
     except MappingError as exc:
         raise HTTPException(500, f"customer-store configuration is broken: {exc}") from None
-    now = request.app.state.clock.now()
+    now = web(request).clock.now()
     # A batch takes long enough that even on SQLite it runs off the event loop: webhooks
     # keep being answered meanwhile.
     report = await run_in_threadpool(import_batch, db.engine, body.records, mapping, rules,
@@ -64,7 +63,7 @@ async def get_customer(request: Request,
                        ) -> dict[str, Any] | RedirectResponse:
     """The golden record, phones, e-mails, source records with lineage, incidents, recent
     interactions and merges. A customer merged into another redirects there (308)."""
-    db: Database = request.app.state.db
+    db = web(request).db
 
     def load() -> tuple[dict[str, Any] | None, int | None]:
         with db.engine.connect() as conn:
@@ -90,8 +89,8 @@ async def find_customers(
     part of a name. At least one is required."""
     if phone is None and account is None and not (name and name.strip()):
         raise HTTPException(422, "give phone, account or name")
-    settings: Settings = request.app.state.settings
-    db: Database = request.app.state.db
+    settings = web(request).settings
+    db = web(request).db
 
     def load() -> list[dict[str, Any]]:
         with db.engine.connect() as conn:

@@ -10,18 +10,12 @@ queue, agent, outbox and sync gauges are read from the database at scrape time b
 
 from __future__ import annotations
 
-import logging
 import re
-import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.exposition import generate_latest
 from sqlalchemy import Connection, func, select
 
 from callbacks import repository as cbrepo
@@ -30,10 +24,8 @@ from crm_sync import outbox as crm_outbox
 from crm_sync import sync as crm_sync_status
 from crm_sync.phones import mask, normalize
 from ivr.agents.models import agents, queue_entries
-from ivr.api_tokens import require_metrics
 from ivr.core.clock import Clock
 from ivr.core.db import Database
-from ivr.core.migrate import is_at_head
 
 # Webhook latency buckets (seconds): a menu step is a few ms; the safe route must stay far
 # below Twilio's 15 s timeout.
@@ -243,60 +235,3 @@ def redactor(region: str = "IL") -> Callable[[str], str]:
 
 
 # -- endpoints
-
-router = APIRouter(tags=["ops"])
-
-
-def readiness(db: Database, menus_loaded: bool) -> dict[str, Any]:
-    """Each check's result: the database answers, the menus are loaded, the schema is at the
-    latest migration."""
-    checks: dict[str, Any] = {"menus": "ok" if menus_loaded else "failed: no menus loaded"}
-    started = time.perf_counter()
-    try:
-        db.ping()  # SQLite: also that a write could begin (no other process's lock)
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"failed: {type(exc).__name__}"
-        checks["migrations"] = "failed: database unreachable"
-        return checks
-    # Alembic logs "Context impl …" at INFO whenever it reads the version: not on every probe.
-    alembic_log = logging.getLogger("alembic.runtime.migration")
-    level = alembic_log.level
-    alembic_log.setLevel(logging.WARNING)
-    try:
-        checks["migrations"] = "ok" if is_at_head(db.engine) else "failed: not at head"
-    except Exception as exc:
-        checks["migrations"] = f"failed: {type(exc).__name__}"
-    finally:
-        alembic_log.setLevel(level)
-    checks["seconds"] = round(time.perf_counter() - started, 4)
-    return checks
-
-
-@router.get("/readyz")
-async def readyz(request: Request) -> JSONResponse:
-    """200 when this process can serve calls; 503 naming the check that failed."""
-    state = request.app.state
-    db: Database | None = getattr(state, "db", None)
-    menus = getattr(state, "menus", None)
-    loaded = bool(menus is not None and menus.loaded)
-    if db is None:
-        checks: dict[str, Any] = {"database": "failed: not started",
-                                  "menus": "ok" if loaded else "failed: no menus loaded",
-                                  "migrations": "failed: not started"}
-    else:
-        checks = await db.run(readiness, db, loaded)
-    ready = all(checks[k] == "ok" for k in ("database", "menus", "migrations"))
-    return JSONResponse({"status": "ready" if ready else "not ready", **checks},
-                        status_code=200 if ready else 503)
-
-
-@router.get("/metrics", dependencies=[Depends(require_metrics)],
-            response_class=PlainTextResponse)  # documents text/plain, not JSON
-async def metrics(request: Request) -> Response:
-    """Prometheus text exposition of this app's registry (gauges read from the database)."""
-    registry: CollectorRegistry = request.app.state.metrics.registry
-    db: Database | None = getattr(request.app.state, "db", None)
-    body = await db.run(generate_latest, registry) if db is not None else \
-        generate_latest(registry)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -24,10 +24,8 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import CheckConstraint, Connection, Integer, String, Table, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -158,57 +156,6 @@ def active_role(conn: Connection, given: str, now: datetime) -> str | None:
     return str(row.role)
 
 
-def _lookup(db: Database, given: str, now: datetime) -> str | None:
+def lookup(db: Database, given: str, now: datetime) -> str | None:
     with db.engine.begin() as conn:
         return active_role(conn, given, now)
-
-
-# -- the FastAPI dependency
-
-# Its own scheme name: the agents' session bearer (ivr.agents.endpoints) is "HTTPBearer".
-bearer = HTTPBearer(auto_error=False, scheme_name="ApiToken",
-                    description="an API token (`ivr tokens create`) or IVR_*_TOKEN")
-
-
-class RequireRole:
-    """A route dependency: the request's bearer token must have one of ``roles``.
-    ``what`` names the token in the 401 answer (which setting or command makes one)."""
-
-    def __init__(self, *roles: Role, what: str) -> None:
-        self.roles = frozenset(roles)
-        self.what = what
-
-    async def __call__(
-            self, request: Request,
-            creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-        if creds is None or not creds.credentials:
-            raise self._unauthorized()
-        settings: Settings = request.app.state.settings
-        given = digest(creds.credentials)
-        roles: set[str] = set(env_roles(settings, given))
-        if not roles & self.roles:
-            db: Database | None = getattr(request.app.state, "db", None)
-            if db is not None:
-                found = await db.run(_lookup, db, given, request.app.state.clock.now())
-                if found is not None:
-                    roles.add(found)
-        if not roles:
-            raise self._unauthorized()
-        if not roles & self.roles:
-            raise HTTPException(403, f"this token's role ({', '.join(sorted(roles))}) may not "
-                                f"use this endpoint; it needs: "
-                                f"{', '.join(r for r in ROLES if r in self.roles)}")
-
-    def _unauthorized(self) -> HTTPException:
-        return HTTPException(401, f"invalid or missing {self.what}",
-                             headers={"WWW-Authenticate": "Bearer"})
-
-
-require_admin = RequireRole(
-    "admin", what="admin token (IVR_ADMIN_TOKEN, or `ivr tokens create --role admin`)")
-require_integration = RequireRole(
-    "admin", "integration",
-    what="integration token (IVR_CRM_TOKEN, or `ivr tokens create --role integration`)")
-require_metrics = RequireRole(
-    "admin", "metrics",
-    what="metrics token (IVR_METRICS_TOKEN, or `ivr tokens create --role metrics`)")

@@ -1,4 +1,7 @@
-"""``ivr crm ...``: import, show, merge, unmerge, demo-data; sync, sources, outbox."""
+"""``ivr crm ...``: import, show, merge, unmerge, demo-data; sync, sources, outbox.
+
+Its size (~500 lines): every ``ivr crm`` sub-command with its progress and tables (rich).
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,138 @@
+"""What the routing queue asks of the features plugged into it, and the values it passes.
+
+The agents feature owns the queue and the router; the callbacks feature (``callbacks``)
+plugs into it through ``QueueWork``: the SLA deadline of a caller's place, what a waiting
+caller hears, due callbacks as router work, claiming and dialling them, and the pop of a
+callback call. The composition root (``ivr.services``) passes the callback service in;
+without one, ``NO_QUEUE_WORK`` answers (no offers, no due work). So ``ivr.agents`` never
+imports ``callbacks`` and ``callbacks`` imports ``ivr.agents``: the arrow points one way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from ivr.agents.events import Published
+    from ivr.agents.routing import Waiting
+
+
+@dataclass
+class Outcome:
+    """What a use case decided: TwiML to answer (if any), console events to wake, offers
+    to hand to the gateway, and whether routing should run again."""
+
+    twiml: str | None = None
+    published: Published = field(default_factory=list)
+    reroute: bool = False
+
+
+@dataclass(frozen=True)
+class PlacedCall:
+    """An outbound call to place after the commit (a claimed callback's customer)."""
+
+    attempt_id: int
+    request_id: int
+    phone: str
+    from_number: str
+
+
+@dataclass
+class Reservation:
+    """A free agent reserved for a waiting call (``offer_id`` of ``agent_calls``), or for an
+    outbound call to place (``placed``)."""
+
+    offer_id: int
+    call_sid: str
+    queue_sid: str | None
+    agent_id: int
+    placed: PlacedCall | None = None
+
+
+class QueueWork(Protocol):
+    """The callbacks feature as the queue sees it (``callbacks.service.CallbackService``)."""
+
+    def deadline_for(self, queue: str, tier: str | None,
+                     entered_at: datetime) -> datetime | None: ...
+
+    def hold(self, conn: Connection, entry: Any, language: str, params: dict[str, str],
+             pause: int, now: datetime) -> str | None: ...
+
+    def any_due(self, conn: Connection, now: datetime) -> bool: ...
+
+    def due_work(self, conn: Connection, now: datetime,
+                 free_per_queue: Mapping[str, int]) -> list[Waiting]: ...
+
+    def claim(self, conn: Connection, item: Waiting, agent_id: int, now: datetime,
+              out: Outcome) -> PlacedCall | None: ...
+
+    def dial(self, placed: list[PlacedCall], out: Outcome) -> None: ...
+
+    def sweep(self, out: Outcome) -> None: ...
+
+    def dialog_start(self, conn: Connection, call_sid: str, entry: Any) -> str | None: ...
+
+    def owns(self, key: str) -> bool: ...
+
+    def context(self, conn: Connection, key: str, now: datetime) -> dict[str, Any]: ...
+
+    def customer_id_of(self, conn: Connection, key: str) -> int | None: ...
+
+    def pending_for(self, conn: Connection, customer_id: int | None) -> list[dict[str, Any]]: ...
+
+    def board(self, conn: Connection, now: datetime) -> dict[str, Any] | None: ...
+
+
+class NoQueueWork:
+    """No callbacks configured: no deadline, the plain hold message, nothing due."""
+
+    def deadline_for(self, queue: str, tier: str | None,
+                     entered_at: datetime) -> datetime | None:
+        return None
+
+    def hold(self, conn: Connection, entry: Any, language: str, params: dict[str, str],
+             pause: int, now: datetime) -> str | None:
+        return None
+
+    def any_due(self, conn: Connection, now: datetime) -> bool:
+        return False
+
+    def due_work(self, conn: Connection, now: datetime,
+                 free_per_queue: Mapping[str, int]) -> list[Waiting]:
+        return []
+
+    def claim(self, conn: Connection, item: Waiting, agent_id: int, now: datetime,
+              out: Outcome) -> PlacedCall | None:
+        return None
+
+    def dial(self, placed: list[PlacedCall], out: Outcome) -> None:
+        return None
+
+    def sweep(self, out: Outcome) -> None:
+        return None
+
+    def dialog_start(self, conn: Connection, call_sid: str, entry: Any) -> str | None:
+        return None
+
+    def owns(self, key: str) -> bool:
+        return False
+
+    def context(self, conn: Connection, key: str, now: datetime) -> dict[str, Any]:
+        raise LookupError(key)
+
+    def customer_id_of(self, conn: Connection, key: str) -> int | None:
+        return None
+
+    def pending_for(self, conn: Connection, customer_id: int | None) -> list[dict[str, Any]]:
+        return []
+
+    def board(self, conn: Connection, now: datetime) -> dict[str, Any] | None:
+        return None
+
+
+NO_QUEUE_WORK = NoQueueWork()

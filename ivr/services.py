@@ -1,0 +1,199 @@
+"""The composition root: every service of the product, built once from the settings and
+typed, for the web app (``ivr.app``), the worker (``ivr.worker``) and the CLI.
+
+``build_services`` picks the Twilio gateway (one place: the REST API with an account SID,
+which needs ``IVR_PUBLIC_URL``; else the wait loop's ``<Leave/>``), loads the callback policy
+and plugs the callback service into the agents' queue (``ivr.agents.ports.QueueWork``).
+``WebState`` adds what only a web process has (the console event bus, the routing loop, the
+menu step's async pool, metrics, the signature checker); route handlers reach it with
+``web(request)`` instead of untyped ``app.state`` attributes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+
+from callbacks.dialer import Dialer
+from callbacks.service import CallbackService, build_service
+from ivr.agents.dispatch import Dispatcher
+from ivr.agents.gateway import Gateway, HoldLoopGateway, TwilioGateway
+from ivr.agents.ports import NO_QUEUE_WORK, Outcome
+from ivr.agents.service import AgentService
+from ivr.calls.service import CallService
+from ivr.core.clock import Clock
+from ivr.core.settings import Settings
+from ivr.menu.registry import MenuRegistry
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from ivr.agents.dispatch import RoutingLoop
+    from ivr.agents.events import EventBus
+    from ivr.core.db import Database
+    from ivr.core.signatures import SignatureChecker
+    from ivr.observability.metrics import Metrics
+
+#: Where a server is reached from its own host when IVR_PUBLIC_URL is not set (the demo's
+#: local dialer posts the callback's webhooks there).
+LOCAL_URL = "http://127.0.0.1:8000"
+
+
+def default_gateway(settings: Settings) -> Gateway:
+    """The Twilio REST API when an account is configured, else the wait-loop release."""
+    token = settings.twilio_auth_token.get_secret_value()
+    if settings.twilio_account_sid and token:
+        if not settings.public_url:
+            raise RuntimeError("IVR_PUBLIC_URL is required with IVR_TWILIO_ACCOUNT_SID: "
+                               "Twilio fetches the connect URL of a dequeued caller there")
+        return TwilioGateway(settings.twilio_account_sid, token,
+                             api_base_url=settings.twilio_api_base_url)
+    return HoldLoopGateway()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    engine: Engine
+    gateway: Gateway
+    agents: AgentService
+    callbacks: CallbackService | None
+    menus: MenuRegistry | None = None
+    calls: CallService | None = None
+
+    def dispatcher(self, *, timers: bool = True) -> Dispatcher:
+        """The dispatcher as a worker runs it (database and network work in threads)."""
+        return Dispatcher(self.agents, timers=timers)
+
+
+def build_services(engine: Engine, settings: Settings, clock: Clock, *,
+                   menus: MenuRegistry | None = None, gateway: Gateway | None = None,
+                   dialer: Dialer | None = None, local_url: str = LOCAL_URL) -> Services:
+    """Every service over ``engine``. ``menus``: the live menus (a web process; the worker
+    answers no caller and has none). A callback policy with mistakes raises PolicyError."""
+    gateway = gateway or default_gateway(settings)
+    callbacks = build_service(engine, clock, settings, gateway,
+                              settings.public_url or local_url, dialer)
+    agents = AgentService(engine, menus, clock, settings, gateway,
+                          callbacks if callbacks is not None else NO_QUEUE_WORK)
+    calls = (CallService(engine, menus, clock, settings.default_region,
+                         settings.repeat_window_minutes) if menus is not None else None)
+    return Services(settings, clock, engine, gateway, agents, callbacks, menus, calls)
+
+
+def callback_services(engine: Engine, settings: Settings, clock: Clock, *,
+                      gateway: Gateway | None = None,
+                      dialer: Dialer | None = None) -> AgentService | None:
+    """The agent service with its callback service plugged in, as a worker runs them (no
+    menus); None when callbacks are off."""
+    services = build_services(engine, settings, clock, gateway=gateway, dialer=dialer)
+    return services.agents if services.callbacks is not None else None
+
+
+class WebState:
+    """A web process's state: the services (after the lifespan started) and the parts only
+    a server has. ``app.state.web``."""
+
+    def __init__(self, settings: Settings, clock: Clock, metrics: Metrics,
+                 signatures: SignatureChecker) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = metrics
+        self.signatures = signatures
+        self.started: _Started | None = None
+
+    def start(self, services: Services, db: Database, events: EventBus,
+              routing: RoutingLoop, step_pool: Any) -> None:
+        self.started = _Started(services, db, events, routing, step_pool)
+
+    def stop(self) -> None:
+        self.started = None
+
+    @property
+    def _live(self) -> _Started:
+        if self.started is None:
+            raise RuntimeError("the app has not started (its lifespan is not running)")
+        return self.started
+
+    @property
+    def services(self) -> Services:
+        return self._live.services
+
+    @property
+    def db(self) -> Database:
+        return self._live.db
+
+    @db.setter
+    def db(self, db: Database) -> None:  # a probe's test swaps the database
+        self._live.db = db
+
+    @property
+    def db_or_none(self) -> Database | None:
+        return self.started.db if self.started is not None else None
+
+    @property
+    def menus(self) -> MenuRegistry:
+        menus = self._live.services.menus
+        assert menus is not None  # a web process always has its menus
+        return menus
+
+    @menus.setter
+    def menus(self, menus: MenuRegistry) -> None:
+        self._live.services.menus = menus
+
+    @property
+    def menus_or_none(self) -> MenuRegistry | None:
+        return self.started.services.menus if self.started is not None else None
+
+    @property
+    def calls(self) -> CallService:
+        calls = self._live.services.calls
+        assert calls is not None
+        return calls
+
+    @property
+    def agents(self) -> AgentService:
+        return self._live.services.agents
+
+    @property
+    def callbacks(self) -> CallbackService:
+        callbacks = self._live.services.callbacks
+        if callbacks is None:
+            raise LookupError("callbacks are not configured (IVR_CALLBACKS_FILE)")
+        return callbacks
+
+    @property
+    def events(self) -> EventBus:
+        return self._live.events
+
+    @property
+    def routing(self) -> RoutingLoop:
+        return self._live.routing
+
+    @property
+    def step_pool(self) -> Any:
+        return self._live.step_pool
+
+    async def after_commit(self, out: Outcome) -> None:
+        """Wake the consoles of what a use case published; route again if it may match."""
+        self.events.published(out.published)
+        if out.reroute:
+            await self.routing.route_now()
+
+
+@dataclass
+class _Started:
+    services: Services
+    db: Database
+    events: EventBus
+    routing: RoutingLoop
+    step_pool: Any
+
+
+def web(request: Request) -> WebState:
+    """The typed state of the app serving ``request``."""
+    state: WebState = request.app.state.web
+    return state
