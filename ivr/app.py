@@ -56,7 +56,7 @@ async def _watch_menus(db: Database, registry: MenuRegistry, stop: asyncio.Event
                                             debounce=200, step=50):
         log.info("menu files changed; reloading")
         try:
-            await db.run(registry.reload)
+            await asyncio.to_thread(registry.reload)  # off the event loop
         except Exception:
             log.exception("menu reload failed; the previous menus stay live")
 
@@ -80,7 +80,7 @@ def create_app(settings: Settings, clock: Clock | None = None,
         db = Database(settings)
         registry = MenuRegistry(settings.menus_dir, settings.entry_menu,
                                 DbVersionStore(db.engine, clock.now))
-        report = await db.run(registry.reload)
+        report = await asyncio.to_thread(registry.reload)  # off the event loop
         if not registry.loaded:
             db.close()
             raise RuntimeError(f"no menus can be served: {report.fatal}")

@@ -1,7 +1,8 @@
-"""Admin API: menu status and reload. A bearer token of the admin role (``ivr.api_tokens``)."""
+"""Admin API: menu status and reload. A bearer token of the admin role (``ivr.auth``)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -32,6 +33,7 @@ async def menus_status(request: Request) -> dict[str, Any]:
 async def menus_reload(request: Request) -> dict[str, Any]:
     """Re-read the menu directory now. Refused files keep their last good version live."""
     registry = web(request).menus
-    db = web(request).db
-    await db.run(registry.reload)
+    # Parsing and checking run in a thread, never on the event loop: a slow or hostile
+    # file cannot stall the webhooks (the registry serialises reloads itself).
+    await asyncio.to_thread(registry.reload)
     return _status(registry)
