@@ -85,7 +85,8 @@ def test_not_found_asks_again_then_gives_up() -> None:
     assert isinstance(gather, Gather)
     assert gather.prompts[0] == Say("Not found.", "en-US", None)
     out = step(b, again.state, Gathered(digits=None), NOW)
-    assert out.actions == (Enqueue("general", "en-US"),)
+    # The last miss is answered too, before the failed path (issue 14, item 8).
+    assert out.actions == (Say("Not found.", "en-US", None), Enqueue("general", "en-US"))
 
 
 def test_identified_caller_skips_the_question() -> None:

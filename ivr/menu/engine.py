@@ -441,13 +441,14 @@ class _Walk:
         count = self.state.invalid + 1
         self.state = replace(self.state, invalid=count)
         self.log("identify", outcome="not_found", count=count)
+        menu = _menu(self.bundle, self.state.menu)
+        lead = render_prompt(node.invalid_prompt, menu, self.state.language)
         if count >= node.max_attempts:
-            menu = _menu(self.bundle, self.state.menu)
+            # The caller hears that the number was not found, then whatever comes next.
+            self.actions.extend(lead)
             self.log("failure", reason="not_identified")
             self.goto(node.failed or menu.fallback)
             return
-        menu = _menu(self.bundle, self.state.menu)
-        lead = render_prompt(node.invalid_prompt, menu, self.state.language)
         self.actions.append(_account_gather(node, menu, self.state.language, lead))
 
     def leg_ended(self, node: QueueNode | TransferNode, kind: str, field: str, outcome: str,

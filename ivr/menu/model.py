@@ -258,7 +258,8 @@ class IdentifyNode(_Node):
     type: Literal["identify"]
     prompt: Prompt
     invalid_prompt: Prompt | None = Field(
-        default=None, description="Said when the number is not known, before asking again")
+        default=None, description="Said when the number is not known: before asking again, "
+        "and after the last attempt before going on")
     max_attempts: int = Field(default=3, ge=1, le=10)
     min_digits: int = Field(default=4, ge=1, le=32)
     max_digits: int = Field(default=16, ge=1, le=32)
