@@ -84,6 +84,13 @@ def customer_context(conn: Connection, customer_id: int, now: datetime, *,
         func.max(case((interactions.c.direction == "out", interactions.c.started_at))))
         .where(interactions.c.customer_id == customer_id, others)).one()
     last_in, last_out = _as_dt(last[0]), _as_dt(last[1])
+    # What the last call in was about: its own topic, or none (never an older call's).
+    last_topic = conn.execute(
+        select(interactions.c.topic)
+        .where(interactions.c.customer_id == customer_id, interactions.c.direction == "in",
+               others)
+        .order_by(interactions.c.started_at.desc(), interactions.c.id.desc()).limit(1)
+    ).scalar() if last_in is not None else None
     reasons = []
     if customer["status"] in LEAVING_STATUSES:
         reasons.append(f"customer status: {customer['status']}")
@@ -96,20 +103,21 @@ def customer_context(conn: Connection, customer_id: int, now: datetime, *,
         "promises": promises,
         "last_inbound_at": _iso(last_in),
         "last_outbound_at": _iso(last_out),
-        "repeat": repeat_of(recent, last_in, now, repeat_window_minutes),
+        "repeat": repeat_of(last_in, last_topic, now, repeat_window_minutes),
         "leaving_risk": {"flag": bool(reasons), "reasons": reasons},
     }
 
 
-def repeat_of(recent: list[dict[str, Any]], last_in: datetime | None, now: datetime,
+def repeat_of(last_in: datetime | None, topic: str | None, now: datetime,
               window_minutes: int) -> dict[str, Any]:
     """"Called 55 minutes ago about the internet fault": the previous inbound contact within
-    the window, and what it (or the latest contact with a topic) was about."""
+    the window, and what that contact was about (``topic``: its own; none is named when it
+    had none, never an earlier or outbound contact's)."""
     if last_in is None:
         return {"is_repeat": False, "minutes_since_last_call": None, "last_topic": None,
                 "text": None}
     minutes = int((now - last_in).total_seconds() // 60)
-    topic = next((i["topic"] for i in recent if i.get("topic")), None)
+    topic = topic or None
     is_repeat = 0 <= minutes <= window_minutes
     text = None
     if is_repeat:
