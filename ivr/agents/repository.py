@@ -23,6 +23,7 @@ from ivr.agents.models import (
     queue_entries,
 )
 from ivr.agents.routing import Free, Waiting
+from ivr.calls.repository import insert_ignoring_conflicts
 
 NOTIFY_CHANNEL = "ivr_agent_events"
 ROLES = ("agent", "admin")
@@ -170,17 +171,26 @@ def get_entry(conn: Connection, call_sid: str) -> Any:
 
 def join_queue(conn: Connection, *, call_sid: str, queue: str, queue_sid: str | None,
                priority: int, customer_id: int | None, preferred_agent_id: int | None,
-               now: datetime, deadline_at: datetime | None = None) -> None:
-    """The caller is waiting in ``queue`` (first time, or again in another queue)."""
+               now: datetime, deadline_at: datetime | None = None,
+               seen: Any = None) -> bool:
+    """The caller is waiting in ``queue`` (first time, or again in another queue). ``seen``:
+    the entry as the caller read it (None: there was none). Idempotent by construction, so
+    requests racing for one call (Twilio retries a slow first wait) make one entry: the first
+    time is ``INSERT … ON CONFLICT DO NOTHING``, a return changes the row only from the state
+    that was read. True when this call made the change (the others read the winner's row)."""
     values = {"queue": queue, "twilio_queue_sid": queue_sid, "priority": priority,
               "entered_at": now, "deadline_at": deadline_at, "status": "waiting",
               "agent_id": None, "callback_id": None,
               "preferred_agent_id": preferred_agent_id, "customer_id": customer_id,
               "offered_at": None, "connected_at": None, "ended_at": None, "updated_at": now}
-    done = conn.execute(update(queue_entries).where(queue_entries.c.call_sid == call_sid)
-                        .values(values)).rowcount
-    if not done:
-        conn.execute(insert(queue_entries).values(call_sid=call_sid, attempts=0, **values))
+    if seen is None:
+        stmt = insert_ignoring_conflicts(conn, queue_entries, ["call_sid"])
+        return bool(conn.execute(stmt, {"call_sid": call_sid, "attempts": 0, **values})
+                    .rowcount)
+    q = queue_entries.c
+    return bool(conn.execute(update(queue_entries).where(
+        q.call_sid == call_sid, q.status == seen.status, q.queue == seen.queue)
+        .values(values)).rowcount)
 
 
 def note_queue_sid(conn: Connection, call_sid: str, queue_sid: str, now: datetime) -> None:

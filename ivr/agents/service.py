@@ -142,10 +142,12 @@ class AgentService:
                         and attrs.get("has_open_incident")):
                     preferred = repo.last_agent_of(conn, int(customer_id))
                 deadline = self.callbacks.deadline_for(queue, attrs.get("tier"), now)
-                repo.join_queue(conn, call_sid=call_sid, queue=queue, queue_sid=queue_sid,
-                                priority=self._priority(call, attrs), customer_id=customer_id,
-                                preferred_agent_id=preferred, now=now, deadline_at=deadline)
-                out.reroute = True
+                # Idempotent: of requests racing for this call's first wait (Twilio retries
+                # a slow one), one joins; the others read its entry and answer the same.
+                out.reroute = repo.join_queue(
+                    conn, call_sid=call_sid, queue=queue, queue_sid=queue_sid,
+                    priority=self._priority(call, attrs), customer_id=customer_id,
+                    preferred_agent_id=preferred, now=now, deadline_at=deadline, seen=entry)
                 entry = repo.get_entry(conn, call_sid)
             elif queue_sid:
                 repo.note_queue_sid(conn, call_sid, queue_sid, now)
