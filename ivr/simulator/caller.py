@@ -8,10 +8,18 @@ action callbacks with the outcome chosen on the command line, <Redirect> is foll
 <Hangup> or the end of the document ends the call and a status callback is sent.
 Anything Twilio would reject (an unknown verb or attribute, a non-XML answer) stops the
 simulation with an error: the tests use it as a strict Twilio stand-in.
+
+Time in a queue is the call's own clock (``CallClock``): each wait round lasts what its
+TwiML plays (pauses, the seconds a ``<Gather>`` waits for keys, speech at about
+``SPEECH_CHARS_PER_SECOND``), and the waitUrl is posted what Twilio posts — ``QueueTime``
+in seconds of that clock, ``QueuePosition``, ``CurrentQueueSize`` and ``AvgQueueTime`` of
+the simulated calls sharing a ``TwilioQueues``. ``speed`` plays that time faster (at 10 a
+5 s pause takes 0.5 s) without changing what is reported.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -41,6 +49,74 @@ VERB_ATTRIBUTES: dict[str, set[str]] = {
 }
 DIAL_NOUNS = {"Number", "Sip", "Client", "Queue", "Conference"}
 GATHER_CHILDREN = {"Say", "Play", "Pause"}
+# How long a waitUrl round takes to play: a <Say> about this many characters a second (a
+# text-to-speech voice at its normal rate), a <Play> of unknown length this many seconds.
+SPEECH_CHARS_PER_SECOND = 15.0
+PLAY_SECONDS = 30.0
+MAX_QUEUE_SIZE = 1000  # a Twilio queue's default maximum size
+
+
+class CallClock:
+    """The call's own time, in seconds since it started: ``play(s)`` lets ``s`` seconds of
+    the call pass, sleeping ``s / speed`` of real time (a 5 s pause takes 0.5 s at 10)."""
+
+    def __init__(self, speed: float = 1.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.speed = speed
+        self.sleep = sleep
+        self.elapsed = 0.0
+
+    def play(self, seconds: float) -> None:
+        if seconds > 0:
+            self.sleep(seconds / self.speed)
+            self.elapsed += seconds
+
+
+class TwilioQueues:
+    """Twilio's queues as the simulated calls sharing this object see them: the members of
+    each queue in the order they joined, with their seconds in it, for the waitUrl's
+    ``QueuePosition``, ``CurrentQueueSize`` and ``AvgQueueTime`` (the mean time in the queue
+    of its members now, as Twilio's Queue resource computes ``average_wait_time``)."""
+
+    def __init__(self) -> None:
+        self._members: dict[str, dict[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def join(self, queue_sid: str, call_sid: str) -> None:
+        with self._lock:
+            self._members.setdefault(queue_sid, {})[call_sid] = 0.0
+
+    def leave(self, queue_sid: str, call_sid: str) -> None:
+        with self._lock:
+            self._members.get(queue_sid, {}).pop(call_sid, None)
+
+    def wait_params(self, queue_sid: str, call_sid: str, waited: float) -> dict[str, str]:
+        """What Twilio posts to the waitUrl for this member, ``waited`` seconds in."""
+        with self._lock:
+            members = self._members.setdefault(queue_sid, {})
+            members[call_sid] = waited
+            order = list(members)
+            average = sum(members.values()) / len(members)
+            return {"QueueSid": queue_sid, "QueueTime": str(int(waited)),
+                    "QueuePosition": str(order.index(call_sid) + 1),
+                    "CurrentQueueSize": str(len(members)),
+                    "AvgQueueTime": str(int(average)), "MaxQueueSize": str(MAX_QUEUE_SIZE)}
+
+
+def playing_time(el: ET.Element) -> float:
+    """Seconds a verb of a wait round takes to play (a <Gather>: its prompts only)."""
+    if el.tag == "Say":
+        return len((el.text or "").strip()) / SPEECH_CHARS_PER_SECOND
+    if el.tag == "Play":
+        return PLAY_SECONDS
+    if el.tag == "Pause":
+        length = el.get("length", "1")
+        return float(length) if length.isascii() and length.isdigit() else 1.0
+    if el.tag == "Gather":
+        return sum(playing_time(child) for child in el)
+    return 0.0
 
 
 class TwimlRejected(Exception):
@@ -79,13 +155,16 @@ class PhoneCall:
                  call_sid: str | None = None, max_requests: int = 100,
                  agent_wait: float = 0.0, talk_seconds: float = 0.0,
                  accept_callback: bool = False,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        """``agent_wait``: seconds to stay in a queue's wait loop (requesting the waitUrl
-        again as Twilio does) until the server releases the caller for an agent with
-        ``<Leave/>``; 0 answers the Enqueue action at once with ``queue_result``.
-        ``talk_seconds``: how long an answered agent leg lasts. ``accept_callback``: press
-        1 at the wait loop's callback offer (a ``<Gather>`` in the waitUrl's TwiML); the
-        callback dialog then reads the next scripted inputs."""
+                 sleep: Callable[[float], None] = time.sleep, speed: float = 1.0,
+                 queues: TwilioQueues | None = None) -> None:
+        """``agent_wait``: seconds of the call to stay in a queue's wait loop (requesting
+        the waitUrl again as Twilio does) until the server releases the caller for an agent
+        with ``<Leave/>``; 0 plays one round and answers the Enqueue action with
+        ``queue_result``. ``talk_seconds``: how long an answered agent leg lasts.
+        ``accept_callback``: press 1 at the wait loop's callback offer (a ``<Gather>`` in
+        the waitUrl's TwiML); the callback dialog then reads the next scripted inputs.
+        ``sleep`` and ``speed``: the call's clock (``CallClock``); ``queues``: Twilio's
+        queues shared with other simulated calls (default: this call's own)."""
         self.client = client
         self.base = base_url.rstrip("/")
         self.validator = RequestValidator(auth_token)
@@ -101,8 +180,16 @@ class PhoneCall:
         self.agent_wait = agent_wait
         self.talk_seconds = talk_seconds
         self.accept_callback = accept_callback
-        self.sleep = sleep
+        self.clock = CallClock(speed, sleep)
+        self.queues = queues or TwilioQueues()
         self.transcript = Transcript(self.call_sid)
+        # What happened, for ``unused_options``.
+        self.queued: list[str] = []
+        self.offers = 0  # wait rounds that offered a callback
+        self.released = False  # left the queue for an agent
+        self.callback_left = False  # left the queue for the callback dialog
+        self.waited = 0.0  # seconds in queues
+        self.wait_said: list[str] = []  # what the wait loops said
 
     # -- Twilio's side of the HTTP exchange
 
@@ -162,49 +249,99 @@ class PhoneCall:
             resp = self.post(url, params)
             next_url, params = self._play(self._twiml(resp), url)
             url = next_url or ""
-        self.post("/twilio/status", {**self.base_params("completed"), "CallDuration": "42",
+        self.post("/twilio/status", {**self.base_params("completed"),
+                                     "CallDuration": str(int(self.clock.elapsed)),
                                      "SequenceNumber": "1"})
         return self.transcript
+
+    def unused_options(self) -> list[str]:
+        """Why an option of the call did nothing, one sentence each (after ``run``)."""
+        notes = []
+        last_said = next((h.text for h in reversed(self.transcript.heard)
+                          if h.kind == "say"), "")
+        if self.accept_callback and not self.callback_left:
+            if not self.queued:
+                why = "the call never reached a queue"
+                if last_said:
+                    why += f" (it ended after: {last_said!r})"
+            elif self.released and not self.offers:
+                why = "an agent was free (the call was released for an agent)"
+            elif self.offers:
+                why = "the offer was answered, but the server kept the call in the queue"
+            else:
+                waits = self.wait_said
+                why = (f"the wait loop made no offer in {self.waited:.0f} s in the queue "
+                       "(it offers one when the expected wait is over the queue's "
+                       "threshold or the centre closes soon, during the offer's hours: "
+                       "callbacks.yaml)" + (f"; it said {waits[-1]!r}" if waits else ""))
+            notes.append(f"no callback was offered: {why}")
+        if self.agent_wait and not self.released and not self.callback_left:
+            if not self.queued:
+                notes.append("no agent took the call: it never reached a queue")
+            else:
+                notes.append(f"no agent took the call in {self.waited:.0f} s in the queue "
+                             "(is an agent of the queue signed in and available?)")
+        return notes
 
     def _wait_loop(self, wait_url: str | None, base: dict[str, str],
                    queue_sid: str) -> tuple[str, int]:
         """Twilio's wait experience: the waitUrl's TwiML is played, then requested again,
-        until it says ``<Leave/>`` (or ``agent_wait`` runs out)."""
-        waited = 0.0
+        until it says ``<Leave/>`` or the caller has waited ``agent_wait`` seconds."""
+        self.queues.join(queue_sid, self.call_sid)
+        start = self.clock.elapsed
+        try:
+            result = self._rounds(wait_url, base, queue_sid, start)
+        finally:
+            self.queues.leave(queue_sid, self.call_sid)
+            self.waited += self.clock.elapsed - start
+        return result, int(self.clock.elapsed - start)
+
+    def _rounds(self, wait_url: str | None, base: dict[str, str], queue_sid: str,
+                start: float) -> str:
         rounds = 0
         while wait_url:
-            wresp = self.post(wait_url, {**base, "QueuePosition": "1", "QueueSid": queue_sid,
-                                         "QueueTime": str(int(waited)),
-                                         "AvgQueueTime": "0", "CurrentQueueSize": "1"})
-            pause = 0.0
+            waited = self.clock.elapsed - start
+            wresp = self.post(wait_url, {**base, **self.queues.wait_params(
+                queue_sid, self.call_sid, waited)})
+            self.hear(Heard("wait", str(int(waited)), {"round": str(rounds + 1)}))
             for w in self._twiml(wresp):
                 self._check(w)
                 if w.tag == "Leave":
                     self.hear(Heard("leave", "", {}))
-                    return "leave", int(waited)
+                    self.released = True
+                    return "leave"
                 if w.tag == "Gather":
                     for child in w:
                         self._check(child)
-                        self._audio(child)
+                        self._audio(child, waiting=True)
+                    self._play_for(playing_time(w), start)
+                    if w.get("action"):
+                        self.offers += 1
                     if self.accept_callback and w.get("action"):
                         self.hear(Heard("gather", "1", dict(w.attrib)))
                         answer = self._twiml(self.post(w.get("action") or "",
                                                        {**base, "Digits": "1"}))
                         if answer.find("Leave") is not None:
                             self.hear(Heard("leave", "callback", {}))
-                            return "leave", int(waited)
+                            self.callback_left = True
+                            return "leave"
+                        continue
+                    timeout = w.get("timeout", "5")
+                    self._play_for(float(timeout) if timeout.isdigit() else 5.0, start)
                     continue
-                self._audio(w)
-                if w.tag == "Pause":
-                    length = w.get("length", "1")
-                    pause += float(length) if length.isdigit() else 1.0
+                self._audio(w, waiting=True)
+                self._play_for(playing_time(w), start)
             rounds += 1
-            if waited >= self.agent_wait or rounds > self.max_requests // 2:
+            if self.clock.elapsed - start >= self.agent_wait \
+                    or rounds > self.max_requests // 2:
                 break
-            step = min(max(pause, 0.2), 1.0)  # the demo need not sit through whole pauses
-            self.sleep(step)
-            waited += step
-        return self.queue_result, int(waited)
+        return self.queue_result
+
+    def _play_for(self, seconds: float, start: float) -> None:
+        """Play ``seconds`` of a wait round, no further than ``agent_wait`` in the queue
+        (the caller hangs up then)."""
+        left = self.agent_wait - (self.clock.elapsed - start)
+        self.clock.play(min(seconds, max(left, 0.0)))
 
     def _answer_leg(self, nouns: list[ET.Element], base: dict[str, str],
                     leg_sid: str) -> float:
@@ -217,8 +354,7 @@ class PhoneCall:
                                      "CallStatus": "in-progress", "Direction": "outbound-dial",
                                      "CallbackSource": "call-progress-events"})
                 self.hear(Heard("answered", n.tag.lower(), dict(n.attrib)))
-        if self.talk_seconds:
-            self.sleep(self.talk_seconds)
+        self.clock.play(self.talk_seconds)
         return self.talk_seconds
 
     def _check(self, el: ET.Element) -> None:
@@ -229,13 +365,15 @@ class PhoneCall:
         if unknown:
             raise TwimlRejected(f"<{el.tag}> has attributes Twilio does not know: {unknown}")
 
-    def _audio(self, el: ET.Element) -> None:
+    def _audio(self, el: ET.Element, waiting: bool = False) -> None:
         if el.tag == "Say":
             if not (el.text or "").strip():
                 raise TwimlRejected("<Say> without text")
             if len(el.text or "") > 4096:
                 raise TwimlRejected("<Say> text over 4096 characters")
             self.hear(Heard("say", el.text or "", dict(el.attrib)))
+            if waiting:
+                self.wait_said.append(el.text or "")
         elif el.tag == "Play":
             self.hear(Heard("play", (el.text or "").strip(), dict(el.attrib)))
         elif el.tag == "Pause":
@@ -276,6 +414,7 @@ class PhoneCall:
                 if not queue or len(queue) > 64:
                     raise TwimlRejected(f"<Enqueue> queue name {queue!r} is empty or too long")
                 self.hear(Heard("enqueue", queue, dict(el.attrib)))
+                self.queued.append(queue)
                 queue_sid = "QU" + uuid.uuid5(uuid.NAMESPACE_URL, queue).hex
                 result, waited = self._wait_loop(el.get("waitUrl"), base, queue_sid)
                 action_url = el.get("action")
