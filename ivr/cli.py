@@ -96,6 +96,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
 
     _check_menus_servable(settings)
     upgrade(settings.database_url)
+    _banner(settings, host, port)
     # uvicorn formats every access-log line before the logger drops it; skip the work when
     # the level would drop it anyway.
     access_log = settings.log_level.upper() in ("DEBUG", "INFO")
@@ -118,6 +119,30 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
     return EXIT_OK
 
 
+def demo_hours_note(settings: Settings) -> str | None:
+    """The start-up line about IVR_DEMO_ALWAYS_OPEN: in effect, or ignored and why."""
+    if settings.open_at_any_hour:
+        return "demo: the centre is open at any hour (IVR_DEMO_ALWAYS_OPEN)"
+    ignored = settings.demo_always_open_ignored
+    if ignored:
+        return (f"warning: IVR_DEMO_ALWAYS_OPEN is ignored: {ignored} (a demo-only setting; "
+                "the centre keeps its hours)")
+    return None
+
+
+def _banner(settings: Settings, host: str, port: int) -> None:
+    """Where the server is, before uvicorn's own lines."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+    base = f"http://{shown}:{port}"
+    print(f"serving {base} (Twilio: {base}/twilio/voice); the agent console: {base}/agent/",
+          flush=True)
+    note = demo_hours_note(settings)
+    if note:
+        print(note, flush=True)
+        if note.startswith("warning"):
+            logging.getLogger("ivr").warning("%s", note)
+
+
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     import httpx  # noqa: PLC0415
 
@@ -127,6 +152,9 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     if not token:
         raise UserError("IVR_TWILIO_AUTH_TOKEN is not set (the simulator signs with it, as "
                         "Twilio does); use the same value as the server")
+    if args.speed <= 0:
+        raise UserError("--speed must be positive")
+    url = args.url or f"http://127.0.0.1:{settings.port}"
     scripted = args.press is not None
 
     def show(h: Heard) -> None:
@@ -136,6 +164,8 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
             print(f"  ♪ {h.text}")
         elif h.kind == "pause":
             print(f"  … ({h.text}s)")
+        elif h.kind == "wait":
+            print(f"  ⏳ {h.text} s in the queue")
         elif h.kind == "gather":
             print(f"  ⌨  waiting for input ({h.attrs.get('input', 'dtmf')}, "
                   f"{h.attrs.get('timeout', '5')}s)")
@@ -171,20 +201,26 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
             yield item or None
 
     inputs = script() if scripted else ask
-    with httpx.Client(base_url=args.url, timeout=10) as client:
-        call = PhoneCall(client, args.url, token, from_number=args.from_number,
+    with httpx.Client(base_url=url, timeout=10) as client:
+        call = PhoneCall(client, url, token, from_number=args.from_number,
                          to_number=args.to_number, inputs=inputs,  # type: ignore[arg-type]
                          dial_status=args.dial_status, queue_result=args.queue_result,
                          on_hear=show, agent_wait=args.wait_for_agent,
-                         talk_seconds=args.talk, accept_callback=args.accept_callback)
-        print(f"Calling {args.url} from {args.from_number} (CallSid {call.call_sid})")
+                         talk_seconds=args.talk, accept_callback=args.accept_callback,
+                         speed=args.speed, max_requests=100 + int(args.wait_for_agent))
+        print(f"Calling {url} from {args.from_number} (CallSid {call.call_sid})")
         try:
             call.run()
         except TwimlRejected as exc:
             print(f"error: Twilio would reject the server's answer: {exc}", file=sys.stderr)
             return EXIT_INTERNAL
+        except httpx.ConnectError:
+            raise UserError(f"no server at {url} — start one with ./run.sh, or pass --url"
+                            ) from None
         except httpx.HTTPError as exc:
-            raise UserError(f"cannot reach {args.url}: {exc}") from None
+            raise UserError(f"cannot reach {url}: {exc}") from None
+    for note in call.unused_options():
+        print(f"note: {note}")
     return EXIT_OK
 
 
@@ -197,6 +233,10 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from ivr.worker import Worker, build_jobs  # noqa: PLC0415
 
     upgrade(settings.database_url)
+    note = demo_hours_note(settings)
+    if note:
+        logging.getLogger("ivr.worker").log(
+            logging.WARNING if note.startswith("warning") else logging.INFO, "%s", note)
     engine = make_engine(settings.database_url, 4, settings.sqlite_busy_timeout_ms)
     clock = SystemClock()
     worker = Worker([], clock)
@@ -231,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run migrations, then the webhook server")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=int, help="default IVR_PORT (8000)")
     serve.add_argument("--workers", type=int, default=1)
 
     sub.add_parser("migrate", help="bring the database schema to the latest version")
@@ -244,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("-o", "--output", type=Path)
 
     sim = sub.add_parser("simulate", help="play a phone call against a running server")
-    sim.add_argument("--url", default="http://127.0.0.1:8000")
+    sim.add_argument("--url", help="the server (default http://127.0.0.1:IVR_PORT, "
+                     "IVR_PORT from the environment or .env, else 8000)")
     sim.add_argument("--from", dest="from_number", default="+972501234567")
     sim.add_argument("--to", dest="to_number", default="+97235550100")
     sim.add_argument("--press", help="scripted input, e.g. '1,2' ('' = silence, "
@@ -261,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "with the callback dialog: 1 confirms the number)")
     sim.add_argument("--talk", type=float, default=5, metavar="SECONDS",
                      help="how long an answered agent leg lasts")
+    sim.add_argument("--speed", type=float, default=1, metavar="FACTOR",
+                     help="play the call's waiting and talking this many times faster "
+                          "(what Twilio would post is unchanged: at 10 a 5 s pause takes "
+                          "0.5 s and still counts 5 s of QueueTime)")
     worker = sub.add_parser("worker", help="background jobs: CRM sync per source, outbox "
                             "delivery (SIGTERM/SIGINT stop it cleanly)")
     worker.add_argument("--once", action="store_true", help="run every job once, then exit")
@@ -288,8 +333,10 @@ def main(argv: list[str] | None = None) -> int:
         from ivr.observability.metrics import redactor  # noqa: PLC0415
 
         configure(settings, redactor(settings.default_region))
+        if args.command != "migrate":  # Alembic's INFO lines are for `ivr migrate` only
+            logging.getLogger("alembic").setLevel(logging.WARNING)
         if args.command == "serve":
-            return _serve(settings, args.host, args.port, args.workers)
+            return _serve(settings, args.host, args.port or settings.port, args.workers)
         if args.command == "migrate":
             from ivr.core.migrate import upgrade  # noqa: PLC0415
 

@@ -80,7 +80,8 @@ def build_services(engine: Engine, settings: Settings, clock: Clock, *,
     agents = AgentService(engine, menus, clock, settings, gateway,
                           callbacks if callbacks is not None else NO_QUEUE_WORK)
     calls = (CallService(engine, menus, clock, settings.default_region,
-                         settings.repeat_window_minutes) if menus is not None else None)
+                         settings.repeat_window_minutes, settings.open_at_any_hour)
+             if menus is not None else None)
     return Services(settings, clock, engine, gateway, agents, callbacks, menus, calls)
 
 

@@ -73,8 +73,10 @@ class UnknownCallError(LookupError):
 
 class CallService:
     def __init__(self, engine: Engine, registry: MenuRegistry, clock: Clock,
-                 region: str = "IL", repeat_window_minutes: int = 120) -> None:
+                 region: str = "IL", repeat_window_minutes: int = 120,
+                 always_open: bool = False) -> None:
         self.engine = engine
+        self.always_open = always_open  # the demo's IVR_DEMO_ALWAYS_OPEN in effect
         self.repeat_window = repeat_window_minutes
         self.region = region
         self.registry = registry
@@ -108,7 +110,7 @@ class CallService:
                                      "caller_country": params.get("FromCountry"),
                                      **match.attributes}
             state = start_state(bundle, sid, self.registry.entry, attrs)
-            result = step(bundle, state, Start(), now)
+            result = step(bundle, state, Start(), now, always_open=self.always_open)
             xml = twiml.render(result.actions, 1)
             values = self._state_values(result, 1, fp, xml)
             values.update(call_sid=sid, account_sid=_column(params.get("AccountSid"), 64),
@@ -199,7 +201,7 @@ class CallService:
             invalid=row["invalid_count"], attributes=dict(row["attributes"] or {}),
             path=tuple(row["path"] or ()), ended=bool(row["ended"]),
         )
-        result = step(bundle, state, event, self.clock.now())
+        result = step(bundle, state, event, self.clock.now(), always_open=self.always_open)
         next_step = at_step + 1
         xml = twiml.render(result.actions, next_step)
         return Answer(xml), self._state_values(result, next_step, fp, xml)

@@ -124,6 +124,17 @@ class Settings(BaseSettings):
     metrics_token: SecretStr = SecretStr("")
     log_format: Literal["text", "json"] = "text"
 
+    # The port `ivr serve` listens on and `ivr simulate` calls (their --port / --url win).
+    port: int = Field(default=8000, ge=1, le=65535)
+    # The centre's time zone: the times the command line prints (`ivr crm show`).
+    timezone: str = "Asia/Jerusalem"
+    # The demo only (./run.sh writes it to .env): the centre is open at any hour — the
+    # menus' hours nodes and the callback policies' business, offer and quiet hours — so a
+    # demo on a Sunday at 05:17 reaches a queue and its callback offer. It takes effect only
+    # in the demo's configuration (SQLite, no Twilio account SID); anywhere else it is
+    # ignored with a warning at every start (see ``demo_always_open_ignored``).
+    demo_always_open: bool = False
+
     @field_validator("twilio_shared_keys", mode="before")
     @classmethod
     def _parse_shared_keys(cls, value: object) -> object:
@@ -159,6 +170,34 @@ class Settings(BaseSettings):
                                  "(printf %s TOKEN | sha256sum), or the token itself")
         return value
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: PLC0415
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Jerusalem)") from None
+        return value
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def demo_always_open_ignored(self) -> str | None:
+        """Why IVR_DEMO_ALWAYS_OPEN is set but ignored (a production-like configuration:
+        PostgreSQL, or a Twilio account that takes real calls), else None. Ignored rather
+        than refused: a demo line left in a production .env must not stop the server, and
+        ignoring it keeps the centre's real hours, which is all that matters there."""
+        if not self.demo_always_open:
+            return None
+        reasons = ([] if self.is_sqlite else ["the database is not SQLite"]) + (
+            ["a Twilio account SID is set"] if self.twilio_account_sid else [])
+        return " and ".join(reasons) or None
+
+    @property
+    def open_at_any_hour(self) -> bool:
+        """The demo's switch in effect: hours nodes and callback hours always open."""
+        return self.demo_always_open and self.demo_always_open_ignored is None

@@ -316,10 +316,12 @@ def condition_holds(cond: Condition, attributes: dict[str, Any]) -> bool:
 
 
 class _Walk:
-    def __init__(self, bundle: MenuBundle, state: CallState, now: datetime) -> None:
+    def __init__(self, bundle: MenuBundle, state: CallState, now: datetime,
+                 always_open: bool = False) -> None:
         self.bundle = bundle
         self.state = state
         self.now = now
+        self.always_open = always_open
         self.actions: list[Action] = []
         self.path: list[dict[str, Any]] = list(state.path)
 
@@ -367,7 +369,8 @@ class _Walk:
                 self.actions.extend(render_prompt(node.prompt, menu, lang))
                 self.state = replace(self.state, node=node.next)
             elif isinstance(node, HoursNode):
-                outcome, why = hours_status(menu.schedules[node.schedule], self.now)
+                outcome, why = (("open", "demo: open at any hour") if self.always_open
+                                else hours_status(menu.schedules[node.schedule], self.now))
                 target = {"open": node.open, "closed": node.closed,
                           "holiday": node.holiday or node.closed,
                           "emergency": node.emergency or node.closed}[outcome]
@@ -506,8 +509,10 @@ def queue_priority(node: QueueNode, attributes: dict[str, Any]) -> int:
     return max(matching) if matching else 0
 
 
-def step(bundle: MenuBundle, state: CallState, event: Event, now: datetime) -> StepResult:
-    walk = _Walk(bundle, state, now)
+def step(bundle: MenuBundle, state: CallState, event: Event, now: datetime, *,
+         always_open: bool = False) -> StepResult:
+    """``always_open``: every hours node answers open (the demo's IVR_DEMO_ALWAYS_OPEN)."""
+    walk = _Walk(bundle, state, now, always_open)
     if isinstance(event, Start):
         walk.enter()
         return walk.result()
