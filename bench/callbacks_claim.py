@@ -50,10 +50,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, select, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import harness as h  # noqa: E402  (bench/harness.py: databases, machine)
 
 from callbacks import repository as cbrepo  # noqa: E402
 from callbacks.models import callback_requests  # noqa: E402
@@ -61,7 +62,7 @@ from callbacks.stats import percentile  # noqa: E402
 from ivr.core.db import make_engine  # noqa: E402
 from ivr.core.migrate import upgrade  # noqa: E402
 
-OUT = ROOT / "bench" / "out"
+OUT = h.OUT
 PG_ADMIN = os.environ.get("IVR_BENCH_POSTGRES_URL",
                           "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 DB_NAME = "ivr_cb_bench"
@@ -117,26 +118,14 @@ ASC_INDEX = ("CREATE INDEX ix_callback_requests_claim ON callback_requests "
 # ---------------------------------------------------------------------- database
 
 
-def admin_engine() -> Engine:
-    return create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-
-
 def fresh_database() -> str:
-    admin = admin_engine()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
-    admin.dispose()
-    url = make_url(PG_ADMIN).set(database=DB_NAME).render_as_string(hide_password=False)
+    url = h.create_pg_database(PG_ADMIN, DB_NAME)
     upgrade(url)
     return url
 
 
 def drop_database() -> None:
-    admin = admin_engine()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-    admin.dispose()
+    h.drop_pg_database(PG_ADMIN, DB_NAME)
 
 
 def load(url: str, rows: int, seed: float) -> dict[str, float]:
@@ -359,23 +348,11 @@ def compare_asc(engine: Engine, n: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------- report
 
 
-def machine() -> str:
-    cpu = "?"
-    with open("/proc/cpuinfo", encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} CPU ({cpu}), Python {sys.version.split()[0]}"
-
-
 def git_rev() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                         text=True, cwd=ROOT, check=False).stdout.strip() or "?"
     dirty = subprocess.run(["git", "status", "--porcelain", "--", "callbacks",
                             "alembic/versions/0007_callbacks.py"], capture_output=True,
                            text=True, cwd=ROOT, check=False).stdout.strip()
-    return out + (" + uncommitted index change" if dirty else "")
+    return h.git_rev() + (" + uncommitted index change" if dirty else "")
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -441,7 +418,7 @@ def main() -> None:
     args = ap.parse_args()
     argv = " ".join(sys.argv[1:])
     res: dict[str, Any] = {"at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
-                           "argv": f" {argv}" if argv else "", "machine": machine(),
+                           "argv": f" {argv}" if argv else "", "machine": h.machine_line(),
                            "git": git_rev(), "load_start": os.getloadavg()[0]}
     url = fresh_database()
     try:
@@ -478,7 +455,7 @@ def main() -> None:
             drop_database()
     res["load_end"] = os.getloadavg()[0]
     OUT.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = h.stamp()
     (OUT / f"callbacks-claim-{stamp}.json").write_text(json.dumps(res, indent=2, default=str))
     md = markdown(res)
     (OUT / f"callbacks-claim-{stamp}.md").write_text(md + "\n")

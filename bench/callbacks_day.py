@@ -52,7 +52,6 @@ import json
 import os
 import random
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,12 +64,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, func, select, text
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+import harness as h  # noqa: E402  (bench/harness.py: databases, machine)
 
 from callbacks import repository as cbrepo  # noqa: E402
 from callbacks.models import callback_attempts, callback_requests  # noqa: E402
@@ -90,7 +90,7 @@ from ivr.core.migrate import upgrade  # noqa: E402
 from ivr.core.settings import Settings  # noqa: E402
 from ivr.services import callback_services  # noqa: E402
 
-OUT = ROOT / "bench" / "out"
+OUT = h.OUT
 ZONE = ZoneInfo("Asia/Jerusalem")
 PG_ADMIN = os.environ.get("IVR_BENCH_POSTGRES_URL",
                           "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -659,33 +659,8 @@ def database(backend: str) -> Iterator[str]:
             upgrade(url)
             yield url
         return
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{PG_DB}"'))
-    url = make_url(PG_ADMIN).set(database=PG_DB).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
+    with h.pg_database(PG_ADMIN, PG_DB, migrate=True) as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def machine() -> str:
-    cpu = "?"
-    with open("/proc/cpuinfo", encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} CPU ({cpu}), Python {sys.version.split()[0]}"
-
-
-def git_rev() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True, cwd=ROOT, check=False).stdout.strip() or "?"
 
 
 def _pct(v: float | None) -> str:
@@ -769,8 +744,8 @@ def main() -> None:
     cfg = DayConfig(calls=args.calls, agents=args.agents, seed=args.seed, step_s=args.step)
     argv = " ".join(sys.argv[1:])
     meta: dict[str, Any] = {"at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
-                            "argv": f" {argv}" if argv else "", "git": git_rev(),
-                            "machine": machine(), "load_start": os.getloadavg()[0]}
+                            "argv": f" {argv}" if argv else "", "git": h.git_rev(),
+                            "machine": h.machine_line(), "load_start": os.getloadavg()[0]}
     runs = []
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
         for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
@@ -782,7 +757,7 @@ def main() -> None:
                              default=str), flush=True)
     meta["load_end"] = os.getloadavg()[0]
     OUT.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = h.stamp()
     (OUT / f"callbacks-day-{stamp}.json").write_text(json.dumps(
         {"config": asdict(cfg), "meta": meta, "runs": runs}, indent=2, default=str))
     md = markdown(runs, cfg, meta)

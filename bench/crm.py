@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -41,11 +40,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, create_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import harness as h  # noqa: E402  (bench/harness.py: databases, machine, results)
 
 from crm_sync import demo  # noqa: E402
 from crm_sync.identity import Rules  # noqa: E402
@@ -56,8 +56,7 @@ from crm_sync.phones import normalize  # noqa: E402
 from ivr.core.db import make_engine  # noqa: E402
 from ivr.core.migrate import upgrade  # noqa: E402
 
-OUT = ROOT / "bench" / "out"
-RESULTS = ROOT / "bench" / "results.md"
+OUT = h.OUT
 SECTION = "## Customer store (issue 3)"
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 TARGET_ROWS_PER_S = 20_000
@@ -96,20 +95,12 @@ class Backend:
         if self.name == "sqlite":
             return f"sqlite:///{self.tmp / (label + '.db')}"
         db = f"ivr_bench_{os.getpid()}_{label}_{uuid.uuid4().hex[:4]}"
-        admin = create_engine(self.pg_admin, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{db}"'))
-        admin.dispose()
         self.created.append(db)
-        return make_url(self.pg_admin).set(database=db).render_as_string(hide_password=False)
+        return h.create_pg_database(self.pg_admin, db)
 
     def cleanup(self) -> None:
-        if self.created:
-            admin = create_engine(self.pg_admin, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                for db in self.created:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-            admin.dispose()
+        for db in self.created:
+            h.drop_pg_database(self.pg_admin, db)
         for f in self.tmp.glob("*"):
             f.unlink()
         self.tmp.rmdir()
@@ -208,24 +199,13 @@ def run_backend(name: str, rows: int, small: int, n_lookups: int,
 # --- report -------------------------------------------------------------------------------------
 
 def machine() -> str:
-    cpu = "?"
-    with open("/proc/cpuinfo", encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     pg = subprocess.run(["psql", "--version"], capture_output=True, text=True,
                         check=False).stdout.strip() or "?"
     import sqlite3  # noqa: PLC0415
 
-    return (f"{os.cpu_count()} CPU ({cpu}), {mem:.1f} GiB RAM, Python "
+    return (f"{os.cpu_count()} CPU ({h.cpu_model()}), {mem:.1f} GiB RAM, Python "
             f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}, {pg}")
-
-
-def git_rev() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True, cwd=ROOT, check=False).stdout.strip() or "?"
 
 
 def verdict(ok: bool) -> str:
@@ -235,7 +215,7 @@ def verdict(ok: bool) -> str:
 def markdown(results: list[dict[str, Any]], argv: str) -> str:
     lines = [SECTION, "",
              f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `python bench/crm.py{argv}` "
-             f"(git {git_rev()}).", "", f"Machine: {machine()}.", "",
+             f"(git {h.git_rev()}).", "", f"Machine: {machine()}.", "",
              "File: synthetic `billing` customers (`crm_sync.demo.iter_customer_rows`: name, "
              "two phones in mixed formats, e-mail, account number, language, tier, segment, "
              "status, birth date, updated_at), CSV. Import = `ivr crm import`'s code path "
@@ -276,16 +256,6 @@ def markdown(results: list[dict[str, Any]], argv: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_results(section: str) -> None:
-    current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _m: section + "\n", current)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -294,7 +264,7 @@ def main() -> int:
     parser.add_argument("--backends", default="postgresql,sqlite")
     parser.add_argument("--pg-admin-url", default=os.environ.get(
         "IVR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
-    parser.add_argument("--no-write", action="store_true", help="leave results.md alone")
+    h.add_results_options(parser, no_write=True)
     args = parser.parse_args()
 
     def log(msg: str) -> None:
@@ -306,9 +276,7 @@ def main() -> int:
     (OUT / "crm.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     argv = "".join(f" {a}" for a in sys.argv[1:])
     section = markdown(results, argv)
-    print(section)
-    if not args.no_write:
-        update_results(section)
+    h.publish(section, args)
     return 0
 
 

@@ -25,7 +25,8 @@ The traffic (one asyncio process, aiohttp on uvloop; every Twilio request signed
 ``X-Twilio-Signature`` exactly as Twilio signs it, the TwiML answers followed):
 
 * **new calls** (``POST /twilio/voice``) start at a fixed rate, one every ``1/rate``
-  seconds, from an 80% known / 20% unknown mix of callers (``bench/webhooks.py``'s mix);
+  seconds, from an 80% known / 20% unknown mix of callers (``Customers.callers`` of
+  bench/harness.py);
 * **menu steps** (``POST /twilio/gather``, the ``<Gather action>`` of the last answer) with
   keys drawn per call from ``SCRIPTS`` (billing, support — to the incidents queue when the
   caller has an open incident —, English, a silence first, two that end with a message and
@@ -69,7 +70,7 @@ fails. Also checked: every routed call's screen-pop reached the console of the a
     python bench/load.py --serve-bare --port 8102     # the baseline server alone
 
 Writes a dated section "## Load: mixed traffic, <date> (issue 6)" to bench/results.md
-(other sections kept; ``--no-write``: printed only; ``--results FILE``: another file) and
+(other sections kept; ``--no-write``: printed only; ``--out FILE``: another file) and
 to bench/out/ (gitignored) the raw JSON, every request of every run as CSV
 (``load-<backend>-<rate>.csv``: when it was due, how late it was sent, its latency, kind,
 server, CallSid) and the server logs. Servers run this checkout's code (``PYTHONPATH``), so
@@ -83,7 +84,6 @@ import asyncio
 import collections
 import concurrent.futures as cf
 import contextlib
-import fcntl
 import itertools
 import json
 import math
@@ -92,15 +92,12 @@ import os
 import random
 import re
 import secrets
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -110,19 +107,15 @@ import aiohttp
 import defusedxml.ElementTree as DET
 import uvloop
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 from twilio.request_validator import RequestValidator
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-import screenpop as sp  # noqa: E402  (bench/screenpop.py: callers' history, summaries)
-import webhooks as wh  # noqa: E402  (bench/webhooks.py: servers, customer load, CPU)
+import harness as h  # noqa: E402  (bench/harness.py: servers, fixtures, CPU, results)
 
 from crm_sync.demo import MAX_STREAM_ROWS  # noqa: E402
-from ivr.agents import repository as agents_repo  # noqa: E402
 
 SECTION = "## Load: mixed traffic, {date} (issue 6)"
 TARGET_P99_MS = 200.0
@@ -130,7 +123,6 @@ PUBLIC_URL = "https://ivr-load.example.com"  # IVR_PUBLIC_URL of every server
 PG_DB = "ivr_load"
 SAFE_QUEUE = "bench-safe"  # IVR_SAFE_QUEUE: an answer sending a caller here is a failure
 QUEUES = ("bench-billing", "bench-support", "bench-incidents", "bench-general")
-AGENT_PASSWORD = "bench-agent-pw"
 ACCOUNT = "AC" + "0" * 32
 CALLED = "+97235550100"
 HOLD_POLL_SECONDS = 3  # IVR_HOLD_POLL_SECONDS: one wait round
@@ -273,29 +265,6 @@ def serve_bare(host: str, port: int) -> None:
 # ---------------------------------------------------------------- preparation
 
 
-def pg_database(admin_url: str) -> str:
-    """Drop and create ``ivr_load``; its URL."""
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{PG_DB}"'))
-    except Exception as exc:
-        raise wh.BenchError(f"PostgreSQL at {admin_url} is not usable: {exc}") from None
-    finally:
-        admin.dispose()
-    return make_url(admin_url).set(database=PG_DB).render_as_string(hide_password=False)
-
-
-def drop_pg_database(admin_url: str) -> None:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
 def agent_names(n: int) -> list[str]:
     return [f"load-agent-{k:03d}" for k in range(n)]
 
@@ -304,22 +273,11 @@ def prepare(backend: str, url: str, csv_path: str, count: int, phones: list[str]
             agents: int, work: str) -> dict[str, Any]:
     """In a worker process: migrate, load the customers, the known callers' history and
     the agents."""
-    print(f"  {backend}: loading {count:,} customers (importer) ...", flush=True)
-    load = wh.load_customers(url, wh.Customers(count, Path(csv_path), [], frozenset(), 0.0))
-    print(f"  {backend}: loaded {load['records']:,} records in {load['seconds']:.1f} s",
-          flush=True)
-    callers = sp.caller_records(url, phones)
+    load = h.load_customers_csv(backend, url, csv_path, count)
+    callers = h.caller_records(url, phones)
     if callers:
-        load["history"] = sp.load_history(url, callers, Path(work), f"load-{backend}")
-    engine = create_engine(url)
-    now = datetime.now(UTC)
-    try:
-        with engine.begin() as conn:
-            for k, username in enumerate(agent_names(agents)):
-                agents_repo.create_agent(conn, username=username, name=f"Load Agent {k}",
-                                         password=AGENT_PASSWORD, queues=QUEUES, now=now)
-    finally:
-        engine.dispose()
+        load["history"] = h.load_history(url, callers, Path(work), f"load-{backend}")
+    h.create_agents(url, agent_names(agents), QUEUES, "Load Agent")
     return load
 
 
@@ -465,7 +423,7 @@ class Generator:
     streams: aiohttp.ClientSession = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.validator = RequestValidator(wh.TOKEN)
+        self.validator = RequestValidator(h.TOKEN)
         self.rr = itertools.count()
         self.think = itertools.cycle(self.plan.think)
 
@@ -763,42 +721,10 @@ class Options:
 
 
 def server_env(url: str, menus: Path, pg_pool: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
-    env.update(IVR_DATABASE_URL=url, IVR_MENUS_DIR=str(menus), IVR_TWILIO_AUTH_TOKEN=wh.TOKEN,
-               IVR_PUBLIC_URL=PUBLIC_URL, IVR_ADMIN_TOKEN=secrets.token_hex(16),
-               IVR_SAFE_QUEUE=SAFE_QUEUE, IVR_HOLD_POLL_SECONDS=str(HOLD_POLL_SECONDS),
-               IVR_WATCH_MENUS="false", IVR_ROUTE_EVERY_SECONDS="1", IVR_LOG_LEVEL="warning")
-    # The code served is this checkout's (a clean worktree of a commit runs its own code,
-    # not the editable install's tree).
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    if url.startswith("postgresql"):
-        env["IVR_DB_POOL_SIZE"] = str(pg_pool)
-    return env
-
-
-def login_all(base: str, names: Sequence[str]) -> dict[str, str]:
-    tokens = {}
-    import httpx  # noqa: PLC0415
-
-    with httpx.Client(base_url=base, timeout=30.0) as c:
-        for name in names:
-            r = c.post("/agent/login", json={"username": name, "password": AGENT_PASSWORD})
-            if r.status_code != 200:
-                raise wh.BenchError(f"login {name}: HTTP {r.status_code} {r.text[:200]}")
-            tokens[name] = str(r.json()["token"])
-    return tokens
-
-
-def set_states(base: str, tokens: dict[str, str], available: Sequence[str]) -> None:
-    import httpx  # noqa: PLC0415
-
-    with httpx.Client(base_url=base, timeout=30.0) as c:
-        for name, token in tokens.items():
-            state = "available" if name in available else "offline"
-            r = c.post("/agent/state", json={"state": state},
-                       headers={"Authorization": f"Bearer {token}"})
-            if r.status_code != 200 or r.json().get("state") != state:
-                raise wh.BenchError(f"{name} {state}: HTTP {r.status_code} {r.text[:200]}")
+    return h.ivr_env(url, menus, pg_pool=pg_pool, this_checkout=True,
+                     IVR_PUBLIC_URL=PUBLIC_URL, IVR_ADMIN_TOKEN=secrets.token_hex(16),
+                     IVR_SAFE_QUEUE=SAFE_QUEUE, IVR_HOLD_POLL_SECONDS=str(HOLD_POLL_SECONDS),
+                     IVR_ROUTE_EVERY_SECONDS="1")
 
 
 def reset_state(url: str) -> dict[str, int]:
@@ -840,39 +766,16 @@ def db_check(url: str) -> dict[str, Any]:
                     " in the database"}
 
 
-@contextlib.contextmanager
-def pinned_here(cpu: int | None) -> Iterator[None]:
-    before = os.sched_getaffinity(0)
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
-
-
 def measure(gen: Generator, agents: Sequence[str], drain: float, server_pids: list[int],
             postgres: bool) -> dict[str, Any]:
-    busy0 = wh.machine_busy_seconds()
-    srv0 = [wh.cpu_seconds(p) for p in server_pids]
-    pg0 = wh.postgres_cpu_seconds() if postgres else None
-    me0 = wh.cpu_seconds(os.getpid())
-    load0 = os.getloadavg()
-    wall0 = time.monotonic()
-    times = uvloop.run(gen.run(agents, drain))
-    seconds = time.monotonic() - wall0
-    busy = wh.machine_busy_seconds() - busy0
-    srv = [wh.cpu_seconds(p) - c for p, c in zip(server_pids, srv0, strict=True)]
-    pg1 = wh.postgres_cpu_seconds() if postgres else None
-    pg = pg1 - pg0 if pg0 is not None and pg1 is not None else None
-    if pg is not None and pg < 0:  # a backend (another user's) exited: its CPU is gone
-        pg = None
-    me = wh.cpu_seconds(os.getpid()) - me0
-    other = busy - sum(srv) - (pg or 0.0) - me
-    return {"seconds": seconds, "server_cpu": [c / seconds for c in srv],
-            "postgres_cpu": pg / seconds if pg is not None else None,
-            "client_cpu": me / seconds, "other_cpu": max(other, 0.0) / seconds,
-            "loadavg_before": load0, "loadavg_after": os.getloadavg(), **times}
+    with h.CpuMeter(server_pids, postgres=postgres, clients=[os.getpid()]) as cpu:
+        times = uvloop.run(gen.run(agents, drain))
+    seconds = cpu.wall
+    return {"seconds": seconds, "server_cpu": [c / seconds for c in cpu.server],
+            "postgres_cpu": cpu.postgres / seconds if cpu.postgres is not None else None,
+            "client_cpu": cpu.clients[0] / seconds, "other_cpu": cpu.other() / seconds,
+            "loadavg_before": cpu.loadavg_before, "loadavg_after": cpu.loadavg_after,
+            **times}
 
 
 def summarise(gen: Generator, name: str, backend: str, cpu: dict[str, Any],
@@ -886,7 +789,7 @@ def summarise(gen: Generator, name: str, backend: str, cpu: dict[str, Any],
         lat = [r.latency_ms for r in ok if r.kind == kind]
         if lat or any(r.kind == kind for r in timed):
             by_kind[kind] = {"n": sum(r.kind == kind for r in timed),
-                             **sp.summary(lat)}
+                             **h.summary(lat)}
     errors = [f"{r.kind} {r.path[:60]}: {r.error}" for r in gen.reqs if r.error is not None]
     last_done = max((r.done for r in ok), default=w1)
     missing = wrong = 0
@@ -900,17 +803,17 @@ def summarise(gen: Generator, name: str, backend: str, cpu: dict[str, Any],
     slices: dict[int, list[float]] = collections.defaultdict(list)
     for r in ok:
         slices[int((r.scheduled - w0) // 10)].append(r.latency_ms)
-    worst = max(slices.items(), key=lambda kv: sp.pct(kv[1], 0.99), default=None)
+    worst = max(slices.items(), key=lambda kv: h.pct(kv[1], 0.99), default=None)
     return {"name": name, "backend": backend, "rate": plan.rate,
             "offered_rps": len(timed) / plan.duration,
             "achieved_rps": len(ok) / max(last_done - w0, plan.duration),
             "requests": len(timed), "requests_all": len(gen.reqs),
             "errors": errors, "stream_errors": gen.stream_errors,
-            "overall": sp.summary([r.latency_ms for r in ok]), "by_kind": by_kind,
-            "send_late_ms": sp.summary([1e3 * x for x in late]),
+            "overall": h.summary([r.latency_ms for r in ok]), "by_kind": by_kind,
+            "send_late_ms": h.summary([1e3 * x for x in late]),
             "worst_10s": None if worst is None else
-            {"from_s": 10 * worst[0], "p99": sp.pct(worst[1], 0.99), "n": len(worst[1])},
-            "p99_per_10s": [round(sp.pct(v, 0.99), 1) for _k, v in sorted(slices.items())],
+            {"from_s": 10 * worst[0], "p99": h.pct(worst[1], 0.99), "n": len(worst[1])},
+            "p99_per_10s": [round(h.pct(v, 0.99), 1) for _k, v in sorted(slices.items())],
             "calls": dict(gen.outcomes), "routed": len(gen.routed), "pops_missing": missing,
             "pops_wrong_agent": wrong, "streams": gen.streams_open,
             "targets": sorted({r.target for r in gen.reqs}), "cpu": cpu}
@@ -919,7 +822,8 @@ def summarise(gen: Generator, name: str, backend: str, cpu: dict[str, Any],
 def dump(gen: Generator, tag: str) -> None:
     """Every request of a run to bench/out/<tag>.csv: when it was due (s from the start),
     how late it was sent, its latency, kind, server, error."""
-    with (wh.OUT / f"{tag}.csv").open("w", encoding="utf-8") as fh:
+    h.OUT.mkdir(exist_ok=True)
+    with (h.OUT / f"{tag}.csv").open("w", encoding="utf-8") as fh:
         fh.write("due_s,sent_late_ms,latency_ms,kind,server,call,error\n")
         for r in sorted(gen.reqs, key=lambda r: r.scheduled):
             form = dict(parse_qsl(r.body.decode())) if r.content_type.startswith(
@@ -934,39 +838,27 @@ def ivr_run(opt: Options, backend: str, url: str, plan: Plan, agents: list[str],
             ) -> tuple[dict[str, Any], list[Req]]:
     n = 2 if backend == "postgresql" else 1
     cpus: list[int | None] = [0] if opt.pin and n == 1 else [None] * n
-    servers = []
-    for k in range(n):
-        port = wh.free_port()
-        servers.append(wh.Server(
-            f"ivr serve {'AB'[k]} ({backend})",
-            wh.pinned([wh.ivr_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
-                      cpus[k]),
-            server_env(url, opt.work / "menus", opt.pg_pool), opt.work, port,
-            opt.work / f"load-{backend}-{'AB'[k]}-{plan.rate:g}.log"))
+    servers = [h.ivr_server(f"ivr serve {'AB'[k]} ({backend})",
+                            server_env(url, opt.work / "menus", opt.pg_pool), opt.work,
+                            f"load-{backend}-{'AB'[k]}-{plan.rate:g}.log", cpus[k])
+               for k in range(n)]
     name = f"ivr, {backend} ({n} process{'es' if n > 1 else ''}), {plan.rate:g} calls/s"
     reset = reset_state(url)
     if any(reset.values()):
         print(f"  reset what a failed run left: {reset}", flush=True)
-    try:
+    with contextlib.ExitStack() as stack:
         for s in servers:
-            s.start()
-        bases = [f"http://127.0.0.1:{s.port}" for s in servers]
-        tokens = login_all(bases[0], agents)
-        set_states(bases[0], tokens, agents[:len(agents) // 2])
+            stack.enter_context(s)
+        bases = [s.base for s in servers]
+        tokens = h.login_agents(bases[0], agents)
+        h.set_agent_states(bases[0], tokens, agents[:len(agents) // 2])
         gen = Generator(bases, plan, tokens, opt.timeout)
-        with pinned_here(1 if opt.pin and n == 1 else None):
+        with h.pinned_here(1 if opt.pin and n == 1 else None):
             cpu = measure(gen, agents, opt.drain, [s.pid for s in servers],
                           backend == "postgresql")
-    finally:
-        logs = {}
-        for s in servers:
-            s.stop()
-            logs[s.name] = dict(s.log_warnings())
-            with contextlib.suppress(OSError):
-                shutil.copy(s.log, wh.OUT / s.log.name)
     result = summarise(gen, name, backend, cpu)
     dump(gen, f"load-{backend}-{plan.rate:g}")
-    result["server_log"] = logs
+    result["server_log"] = {s.name: s.warnings for s in servers}
     result["db_check"] = db_check(url)
     result["agents"] = len(agents)
     result["reset_before"] = reset
@@ -975,20 +867,13 @@ def ivr_run(opt: Options, backend: str, url: str, plan: Plan, agents: list[str],
 
 def bare_run(opt: Options, plan: Plan, reqs: list[Req], agents: list[str],
              start: float) -> dict[str, Any]:
-    port = wh.free_port()
-    server = wh.Server("bare", wh.pinned([sys.executable, str(Path(__file__).resolve()),
-                                          "--serve-bare", "--port", str(port)],
-                                         0 if opt.pin else None),
-                       dict(os.environ), opt.work, port, opt.work / "bare.log")
     replay = [Req(r.kind, r.scheduled - start, 0.0, 0.0, None, r.path, r.body,
                   r.content_type, 0) for r in reqs if r.body]
-    try:
-        server.start()
-        gen = Generator([f"http://127.0.0.1:{port}"], plan, {}, opt.timeout, replay=replay)
-        with pinned_here(1 if opt.pin else None):
+    with h.python_server("bare", Path(__file__).resolve(), ["--serve-bare", "--port", h.PORT],
+                         opt.work, "bare.log", 0 if opt.pin else None) as server:
+        gen = Generator([server.base], plan, {}, opt.timeout, replay=replay)
+        with h.pinned_here(1 if opt.pin else None):
             cpu = measure(gen, agents, opt.drain, [server.pid], False)
-    finally:
-        server.stop()
     dump(gen, f"load-bare-{plan.rate:g}")
     return summarise(gen, f"bare Starlette (1 process), {plan.rate:g} calls/s: the "
                      "SQLite run's requests", "bare", cpu)
@@ -1109,7 +994,7 @@ def markdown(info: dict[str, Any], opt: Options, runs: list[dict[str, Any]],
         grouped = collections.Counter(_error_kind(e) for e in r["errors"] + r["stream_errors"])
         for e, count in grouped.most_common(4):
             lines.append(f"  - {count} error{'s' if count > 1 else ''}: {e}")
-        if r["cpu"]["other_cpu"] > wh.NOISY:
+        if h.noisy(r["cpu"]["other_cpu"]):
             lines.append(f"  - **Noise:** other work on the machine used "
                          f"{r['cpu']['other_cpu']:.0%} of a core during this run.")
     if loads:
@@ -1165,12 +1050,10 @@ def main() -> int:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--no-bare", action="store_true")
     parser.add_argument("--pg-admin-url", default=os.environ.get("IVR_BENCH_PG_URL",
-                                                                 wh.PG_ADMIN_URL))
+                                                                 h.PG_ADMIN_URL))
     parser.add_argument("--pg-pool", type=int, default=8)
     parser.add_argument("--no-pin", action="store_true")
-    parser.add_argument("--no-write", action="store_true", help="leave results.md alone")
-    parser.add_argument("--results", type=Path, default=wh.RESULTS,
-                        help="the results file to add the section to")
+    h.add_results_options(parser, no_write=True)
     parser.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=8102, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -1190,17 +1073,9 @@ def main() -> int:
         parser.error(f"--customers within 1,000..{MAX_STREAM_ROWS:,}")
     if not args.no_bare and "sqlite" not in backends:
         parser.error("the bare baseline replays the SQLite run: add sqlite or --no-bare")
-    wh.OUT.mkdir(exist_ok=True)
-    lock = (wh.OUT / "load.lock").open("w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        print("error: another run of bench/load.py is in progress", file=sys.stderr)
-        return 2
-    pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and bool(shutil.which("taskset"))
-    pg_made = False
-    try:
-        info = wh.machine_info()
+    pin = h.can_pin(args.no_pin)
+    with h.exclusive("load"), contextlib.ExitStack() as dbs:
+        info = h.machine_info()
         info["loadavg"] = os.getloadavg()
         print(f"{info['date']}: {info['nproc']} CPU, {info['ram_gib']} GiB, git {info['git']},"
               f" load {info['loadavg'][0]:.2f}", flush=True)
@@ -1209,14 +1084,8 @@ def main() -> int:
             opt = Options(rates, args.warmup, args.duration, args.drain, args.customers,
                           args.agents, args.timeout, work, args.pg_admin_url, args.pg_pool,
                           pin, not args.no_write)
-            menus = work / "menus"
-            menus.mkdir()
-            (menus / "main.yaml").write_text(MENU_YAML, encoding="utf-8")
-            check = subprocess.run([wh.ivr_command(), "menus", "check", str(menus)],
-                                   capture_output=True, text=True, check=False, cwd=work)
-            if check.returncode != 0:
-                raise wh.BenchError(f"benchmark menu refused:\n{check.stdout}{check.stderr}")
-            customers = wh.write_customers(args.customers, work)
+            h.write_menu(work, MENU_YAML)
+            customers = h.write_customers(args.customers, work)
             rng = random.Random("load-callers")
             total = sum(math.ceil((args.warmup + args.duration) * r) for r in rates)
             callers = customers.callers(rng, total)
@@ -1228,8 +1097,8 @@ def main() -> int:
                 if backend == "sqlite":
                     urls[backend] = f"sqlite:///{work / 'load.db'}"
                 else:
-                    urls[backend] = pg_database(args.pg_admin_url)
-                    pg_made = True
+                    urls[backend] = dbs.enter_context(h.pg_database(args.pg_admin_url,
+                                                                    PG_DB))
             print(f"preparing {', '.join(backends)}: {args.customers:,} customers, "
                   f"{len(known):,} callers' history, {n_agents} agents ...", flush=True)
             with cf.ProcessPoolExecutor(len(backends), mp_context=mp.get_context("fork")) \
@@ -1263,31 +1132,22 @@ def main() -> int:
                         print(f"  p50 {_ms(bare['overall']['p50'])} ms, p99 "
                               f"{_ms(bare['overall']['p99'])} ms", flush=True)
         print_summary(runs)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        doc = {"machine": info, "argv": sys.argv[1:], "loads": loads, "runs": runs}
-        for name in (f"load-{stamp}.json", "load-latest.json"):
-            (wh.OUT / name).write_text(json.dumps(doc, indent=1, ensure_ascii=False,
-                                                  default=str) + "\n")
+        raw = h.write_raw("load", {"machine": info, "argv": sys.argv[1:], "loads": loads,
+                                   "runs": runs})
+        hidden = ("--out", "--results")  # where the section goes is not part of the run
         shown = [a for a, prev in zip(sys.argv[1:], ["", *sys.argv[1:]], strict=False)
-                 if a != "--results" and prev != "--results" and not a.startswith("--results=")]
+                 if a not in hidden and prev not in hidden
+                 and not a.startswith(tuple(f"{x}=" for x in hidden))]
         section = markdown(info, opt, runs, loads, shown)
         if opt.write:
-            wh.RESULTS = args.results.resolve()
-            wh.update_results(section)
-            print(f"\nwrote {wh.RESULTS} and {wh.OUT}/load-{stamp}.json")
+            h.update_results(section, args.out.resolve())
+            print(f"\nwrote {args.out.resolve()} and {raw}")
         else:
             print("\n" + section)
         ok = all(all(passed(r).values()) for r in runs if r["backend"] != "bare")
         print("targets: " + ("all met" if ok else "MISSED (see the table)"))
-    except (wh.BenchError, SQLAlchemyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if pg_made:
-            with contextlib.suppress(Exception):
-                drop_pg_database(args.pg_admin_url)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(h.run(main))

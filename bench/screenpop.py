@@ -6,7 +6,7 @@ Not a test. Runs, in this order:
 1. preparation, every backend at once (one process each): a fresh database (SQLite file in
    a temp dir; PostgreSQL database ``ivr_bench_<pid>``, created, then dropped) migrated and
    loaded with N synthetic customers through the real importer (``load_customers`` of
-   bench/webhooks.py: ``crm_sync.importer.import_file``, then ``VACUUM (ANALYZE)`` on
+   bench/harness.py: ``crm_sync.importer.import_file``, then ``VACUUM (ANALYZE)`` on
    PostgreSQL); then, for the customers who will call, their history through the same
    importer (incidents from ``tickets`` — 30% of callers have an open one, which sends them
    to the incidents queue — and past interactions from ``branch-tlv``, some with a promise
@@ -63,11 +63,8 @@ import asyncio
 import collections
 import concurrent.futures as cf
 import contextlib
-import csv
-import fcntl
 import itertools
 import json
-import math
 import multiprocessing as mp
 import os
 import random
@@ -75,47 +72,38 @@ import re
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # tests.agent_flow: the Twilio stand-in the tests use
 
-import webhooks as wh  # noqa: E402  (bench/webhooks.py: servers, customer load, CPU)
+import harness as h  # noqa: E402  (bench/harness.py: servers, fixtures, CPU, results)
 
 from crm_sync.demo import MAX_STREAM_ROWS  # noqa: E402
-from crm_sync.identity import Rules  # noqa: E402
-from crm_sync.importer import import_file  # noqa: E402
-from crm_sync.mapping import default_mapping  # noqa: E402
-from crm_sync.models import customer_phones, source_records  # noqa: E402
-from ivr.agents import repository as agents_repo  # noqa: E402
-from ivr.core.db import make_engine  # noqa: E402
 from tests.agent_flow import TwilioDriver  # noqa: E402
 
 SECTION = "## Screen-pop latency (issue 4)"
 TARGET_P99_MS = 100.0
-AGENT_PASSWORD = "bench-agent-pw"
 QUEUES = ("bench-general", "bench-incidents")
-OPEN_INCIDENT_SHARE = 0.3
+OPEN_INCIDENT_SHARE = h.OPEN_INCIDENT_SHARE
 DRIVER_THREADS = 32
 MAX_WAIT_ROUNDS = 40  # wait-URL rounds before a caller counts as never released
 POP_GRACE_SECONDS = 5.0  # after the last call, for pops still on their way
 DEFAULT_POP_BYTES = 2600  # the bare "before" payload; "after" uses a captured real pop
+PG_DB = f"ivr_bench_{os.getpid()}"  # created, then dropped
 
 MENU_YAML = """\
 # Benchmark-only menu (written by bench/screenpop.py): every call goes straight to a queue,
@@ -158,138 +146,20 @@ nodes:
 # ---------------------------------------------------------------- preparation
 
 
-def history_rows(callers: Sequence[tuple[str, str]], rng: random.Random, now: datetime,
-                 ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """Incidents (``tickets``) and interactions (``branch-tlv``) for the callers, keyed by
-    their ``billing`` record id: OPEN_INCIDENT_SHARE with an open incident, some closed
-    ones, 0-3 past interactions (some with a promise outstanding)."""
-    incidents: list[dict[str, str]] = []
-    interactions: list[dict[str, str]] = []
-    for _phone, external_id in callers:
-        n_open = int(rng.random() < OPEN_INCIDENT_SHARE)
-        for k in range(n_open + int(rng.random() < 0.3)):
-            is_open = k < n_open
-            opened = now - timedelta(hours=rng.uniform(1, 240))
-            incidents.append({
-                "id": f"T-INC-{len(incidents) + 1:08d}", "customer_id": external_id,
-                "category": rng.choice(("internet", "tv", "phone line", "billing")),
-                "status": "open" if is_open else "closed",
-                "summary": rng.choice(("האינטרנט מתנתק כל כמה דקות",
-                                       "The TV box does not start",
-                                       "אין צליל חיוג בקו הביתי")),
-                "branch": rng.choice(("tlv", "haifa", "")),
-                "opened_at": opened.isoformat(),
-                "closed_at": "" if is_open else (opened + timedelta(hours=5)).isoformat(),
-                "updated_at": (opened + timedelta(minutes=30)).isoformat()})
-        for _ in range(rng.choice((0, 1, 1, 2, 3))):
-            started = now - timedelta(days=rng.uniform(1, 180))
-            promise = rng.random() < 0.2
-            interactions.append({
-                "id": f"TLV-CALL-{len(interactions) + 1:08d}", "customer_id": external_id,
-                "channel": "call", "direction": "in", "queue": "support",
-                "agent": rng.choice(("נועה מזרחי", "Avi Ben-David")),
-                "started_at": started.isoformat(),
-                "ended_at": (started + timedelta(minutes=6)).isoformat(),
-                "topic": rng.choice(("internet fault", "invoice question", "upgrade")),
-                "outcome": rng.choice(("explained", "technician booked", "escalated")),
-                "resolved": "false" if promise else "true",
-                "promised_action": "call back with the technician's time" if promise else "",
-                "promised_due_at": (started + timedelta(days=1)).isoformat()
-                if promise else "",
-                "notes": "לקוח ותיק, ביקש שיחזרו אליו אחרי 17:00"})
-    return incidents, interactions
-
-
-def caller_records(url: str, phones: Sequence[str]) -> list[tuple[str, str]]:
-    """(E.164, the customer's ``billing`` record id) for each phone that belongs to
-    exactly one loaded customer, in the order given."""
-    engine = create_engine(url)
-    owners: dict[str, list[int]] = collections.defaultdict(list)
-    record_of: dict[int, str] = {}
-    try:
-        with engine.connect() as conn:
-            # Two indexed look-ups (a join lets SQLite's planner scan source_records).
-            for i in range(0, len(phones), 500):
-                for e164, customer_id in conn.execute(
-                        select(customer_phones.c.e164, customer_phones.c.customer_id)
-                        .where(customer_phones.c.e164.in_(list(phones[i:i + 500])))):
-                    owners[e164].append(int(customer_id))
-            ids = sorted({c for found in owners.values() for c in found})
-            for i in range(0, len(ids), 500):
-                for customer_id, source, external_id in conn.execute(
-                        select(source_records.c.customer_id, source_records.c.source,
-                               source_records.c.external_id)
-                        .where(source_records.c.customer_id.in_(ids[i:i + 500]))):
-                    if source == wh.CRM_SOURCE:
-                        record_of[int(customer_id)] = str(external_id)
-    finally:
-        engine.dispose()
-    return [(p, record_of[owners[p][0]]) for p in phones
-            if len(owners.get(p, ())) == 1 and owners[p][0] in record_of]
-
-
-def load_history(url: str, callers: Sequence[tuple[str, str]], work: Path, tag: str,
-                 ) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    incidents, interactions = history_rows(callers, random.Random(f"history-{tag}"), now)
-    engine = make_engine(url, 2)
-    out: dict[str, Any] = {}
-    try:
-        for kind, source, rows in (("incidents", "tickets", incidents),
-                                   ("interactions", "branch-tlv", interactions)):
-            path = work / f"{tag}-{kind}.csv"
-            with path.open("w", encoding="utf-8", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-            mapping = default_mapping(source, kind).model_copy(
-                update={"customer_source": wh.CRM_SOURCE})
-            report = import_file(engine, path, mapping, Rules(), wh.CRM_REGION,
-                                 lambda: datetime.now(UTC), batch_size=wh.CRM_BATCH)
-            if report.status != "done" or report.rejected:
-                raise wh.BenchError(f"{kind} import: status {report.status}, "
-                                    f"{len(report.rejected)} rejected, e.g. "
-                                    f"{report.rejected[:1]}")
-            out[kind] = report.records
-        with engine.connect() as conn:
-            out["callers_with_open_incident"] = int(conn.execute(text(
-                "SELECT count(DISTINCT customer_id) FROM incidents WHERE status = 'open'"))
-                .scalar_one())
-    finally:
-        engine.dispose()
-    return out
-
-
 def agent_names(n: int) -> list[str]:
     return [f"bench-agent-{k:03d}" for k in range(n)]
-
-
-def create_agents(url: str, n: int) -> None:
-    engine = create_engine(url)
-    now = datetime.now(UTC)
-    try:
-        with engine.begin() as conn:
-            for k, username in enumerate(agent_names(n)):
-                agents_repo.create_agent(conn, username=username, name=f"Bench Agent {k}",
-                                         password=AGENT_PASSWORD, queues=QUEUES, now=now)
-    finally:
-        engine.dispose()
 
 
 def prepare(backend: str, url: str, csv_path: str, count: int, phones: list[str],
             agents: int, work: str) -> dict[str, Any]:
     """In a worker process: load the customers, the callers' history and the agents.
     Returns the load figures and the callers (E.164) usable for calls."""
-    print(f"  {backend}: loading {count:,} customers (importer) ...", flush=True)
-    customers = wh.Customers(count, Path(csv_path), [], frozenset(), 0.0)
-    load = wh.load_customers(url, customers)
-    print(f"  {backend}: loaded {load['records']:,} records in {load['seconds']:.1f} s",
-          flush=True)
-    callers = caller_records(url, phones)
+    load = h.load_customers_csv(backend, url, csv_path, count)
+    callers = h.caller_records(url, phones)
     started = time.monotonic()
-    load["history"] = load_history(url, callers, Path(work), backend)
+    load["history"] = h.load_history(url, callers, Path(work), backend)
     load["history"]["seconds"] = time.monotonic() - started
-    create_agents(url, agents)
+    h.create_agents(url, agent_names(agents), QUEUES, "Bench Agent")
     return {"load": load, "callers": [p for p, _ in callers]}
 
 
@@ -379,11 +249,11 @@ class Listener:
         self.proc.start()
         if not self.conn.poll(90):
             self.close()
-            raise wh.BenchError("the listener did not report within 90 s")
+            raise h.BenchError("the listener did not report within 90 s")
         what, detail = self.conn.recv()
         if what != "ready":
             self.close()
-            raise wh.BenchError(f"the agents' streams did not all open: {detail}")
+            raise h.BenchError(f"the agents' streams did not all open: {detail}")
 
     @property
     def pid(self) -> int:
@@ -394,7 +264,7 @@ class Listener:
         self.conn.send("stop")
         if not self.conn.poll(60):
             self.close()
-            raise wh.BenchError("the listener did not hand its pops back within 60 s")
+            raise h.BenchError("the listener did not hand its pops back within 60 s")
         _what, pops, errors, sample = self.conn.recv()
         self.proc.join(10)
         return [Pop(**p) for p in pops], errors, sample
@@ -421,42 +291,8 @@ class Sent:
 
 def fixed_rate(n: int, rate: float, max_seconds: float, fn: Callable[[int], Sent],
                ) -> tuple[list[Sent], list[str], float]:
-    """fn(0..n-1) started at ``rate`` per second in a thread pool; a call whose slot is
-    past ``max_seconds`` is not started. Returns (results, errors, seconds)."""
-    results: list[Sent] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    start = time.monotonic()
-
-    def run(i: int) -> None:
-        late_ms = 1e3 * (time.monotonic() - start - i / rate)
-        try:
-            s = fn(i)
-            s.late_ms = late_ms
-        except Exception as exc:
-            with lock:
-                errors.append(f"call {i}: {type(exc).__name__}: {str(exc)[:300]}")
-            return
-        with lock:
-            results.append(s)
-
-    with cf.ThreadPoolExecutor(DRIVER_THREADS, thread_name_prefix="call") as pool:
-        futures = []
-        for i in range(n):
-            slot = start + i / rate
-            if slot - start > max_seconds:
-                errors.append(f"{n - i} calls not started: past --max-seconds {max_seconds:g}")
-                break
-            delay = slot - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            futures.append(pool.submit(run, i))
-        _done, not_done = cf.wait(futures, timeout=60)
-        if not_done:
-            errors.append(f"{len(not_done)} calls still running 60 s after the last start")
-            for f in not_done:
-                f.cancel()
-    return results, errors, time.monotonic() - start
+    """fn(0..n-1) started at ``rate`` per second by DRIVER_THREADS threads."""
+    return h.fixed_rate(n, rate, max_seconds, fn, DRIVER_THREADS)
 
 
 _CLIENT = re.compile(r"<Client[^>]*>([^<]+)</Client>")
@@ -479,12 +315,12 @@ class IvrCalls:
         self.api.close()
 
     def call(self, i: int) -> Sent:
-        t = TwilioDriver(self.hooks, self.hook_base, wh.TOKEN)
+        t = TwilioDriver(self.hooks, self.hook_base, h.TOKEN)
         sid = t.start(self.callers[i % len(self.callers)], [])  # voice + first wait round
         rounds = 1
         while "<Leave" not in t.wait(sid, 5):
             if rounds == MAX_WAIT_ROUNDS:
-                raise wh.BenchError(f"{sid}: not released for an agent after {rounds} rounds")
+                raise h.BenchError(f"{sid}: not released for an agent after {rounds} rounds")
             rounds += 1
             time.sleep(0.05)
         sent = time.monotonic_ns()
@@ -492,7 +328,7 @@ class IvrCalls:
         answered = time.monotonic_ns()
         m = _CLIENT.search(xml)
         if m is None:
-            raise wh.BenchError(f"{sid}: no <Client> in the connect answer: {xml[:300]}")
+            raise h.BenchError(f"{sid}: no <Client> in the connect answer: {xml[:300]}")
         agent = m.group(1).strip()
         t.agent_answers(sid)
         t.hang_up(sid, talked=60)
@@ -500,7 +336,7 @@ class IvrCalls:
                           headers={"Authorization": f"Bearer {self.tokens[agent]}"},
                           json={"topic": "bench", "outcome": "answered", "resolved": True})
         if r.status_code != 201:
-            raise wh.BenchError(f"{sid}: wrap-up by {agent}: HTTP {r.status_code} "
+            raise h.BenchError(f"{sid}: wrap-up by {agent}: HTTP {r.status_code} "
                                 f"{r.text[:200]}")
         return Sent(i, sid, agent, sent, answered, 0.0, rounds)
 
@@ -528,7 +364,7 @@ class BareCalls:
                              headers={"Content-Type": "application/json"})
         answered = time.monotonic_ns()
         if r.status_code != 200 or "<Dial" not in r.text:
-            raise wh.BenchError(f"POST /pop: HTTP {r.status_code} {r.text[:200]}")
+            raise h.BenchError(f"POST /pop: HTTP {r.status_code} {r.text[:200]}")
         return Sent(i, sid, str(stream), sent, answered, 0.0)
 
 
@@ -545,23 +381,14 @@ def synthetic_payload(size: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- a measured run
 
 
-def pct(values: Sequence[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
-
-
-def summary(ms: Sequence[float]) -> dict[str, float | None]:
-    if not ms:
-        return {k: None for k in ("p50", "p90", "p99", "max", "mean")}
-    return {"p50": pct(ms, 0.50), "p90": pct(ms, 0.90), "p99": pct(ms, 0.99),
-            "max": max(ms), "mean": statistics.fmean(ms)}
+summary = h.summary
 
 
 @dataclass
 class Parts:
     """The processes of a run whose CPU is accounted."""
 
-    servers: list[wh.Server]
+    servers: list[h.Server]
     postgres: bool
     listener: Listener
     url: str | None = None  # the database (PostgreSQL wait sampling with --profile)
@@ -643,53 +470,24 @@ def match(sent: list[Sent], pops: list[Pop], stream_of: dict[str, int]) -> dict[
 
 def measured_phase(opt: Options, parts: Parts, n: int, rate: float, fn: Callable[[int], Sent],
                    profile_to: list[Path] | None) -> tuple[list[Sent], list[str], dict[str, Any]]:
-    busy0 = wh.machine_busy_seconds()
-    srv0 = [wh.cpu_seconds(s.pid) for s in parts.servers]
-    pg0 = wh.postgres_cpu_seconds() if parts.postgres else None
-    lis0 = wh.cpu_seconds(parts.listener.pid)
-    me0 = wh.cpu_seconds(os.getpid())
-    load0 = os.getloadavg()
     seconds_guess = n / rate + 5
     with contextlib.ExitStack() as stack:
+        cpu = stack.enter_context(h.CpuMeter([s.pid for s in parts.servers],
+                                             postgres=parts.postgres,
+                                             clients=[parts.listener.pid, os.getpid()]))
         for server, out in zip(parts.servers, profile_to or [], strict=False):
-            stack.enter_context(wh.profiler(server.pid, seconds_guess, out))
+            stack.enter_context(h.profiler(server.pid, seconds_guess, out))
         waits: dict[str, Any] = {}
         stack.enter_context(pg_waits(parts.url if opt.profile else None, waits))
         sent, errors, seconds = fixed_rate(n, rate, opt.max_seconds, fn)
-    busy = wh.machine_busy_seconds() - busy0
-    srv = [wh.cpu_seconds(s.pid) - c for s, c in zip(parts.servers, srv0, strict=True)]
-    pg1 = wh.postgres_cpu_seconds() if parts.postgres else None
-    pg = pg1 - pg0 if pg0 is not None and pg1 is not None else None
-    lis = wh.cpu_seconds(parts.listener.pid) - lis0
-    me = wh.cpu_seconds(os.getpid()) - me0
-    other = busy - sum(srv) - (pg or 0.0) - lis - me
-    cpu = {"seconds": seconds, "rate": len(sent) / seconds if seconds else None,
-           "server_cpu": [c / seconds for c in srv],
-           "postgres_cpu": pg / seconds if pg is not None else None,
-           "listener_cpu": lis / seconds, "driver_cpu": me / seconds,
-           "other_cpu": max(other, 0.0) / seconds,
-           "loadavg_before": load0[0], "loadavg_after": os.getloadavg()[0], **waits}
-    return sent, errors, cpu
-
-
-def login_all(base: str, names: list[str]) -> dict[str, str]:
-    tokens = {}
-    with httpx.Client(base_url=base, timeout=30.0) as c:
-        for name in names:
-            r = c.post("/agent/login", json={"username": name, "password": AGENT_PASSWORD})
-            if r.status_code != 200:
-                raise wh.BenchError(f"login {name}: HTTP {r.status_code} {r.text[:200]}")
-            tokens[name] = str(r.json()["token"])
-    return tokens
-
-
-def set_available(base: str, tokens: dict[str, str]) -> None:
-    with httpx.Client(base_url=base, timeout=30.0) as c:
-        for name, token in tokens.items():
-            r = c.post("/agent/state", json={"state": "available"},
-                       headers={"Authorization": f"Bearer {token}"})
-            if r.status_code != 200 or r.json().get("state") != "available":
-                raise wh.BenchError(f"{name} available: HTTP {r.status_code} {r.text[:200]}")
+    lis, me = cpu.clients
+    return sent, errors, {
+        "seconds": seconds, "rate": len(sent) / seconds if seconds else None,
+        "server_cpu": [c / seconds for c in cpu.server],
+        "postgres_cpu": cpu.postgres / seconds if cpu.postgres is not None else None,
+        "listener_cpu": lis / seconds, "driver_cpu": me / seconds,
+        "other_cpu": cpu.other() / seconds, "loadavg_before": cpu.loadavg_before[0],
+        "loadavg_after": cpu.loadavg_after[0], **waits}
 
 
 def db_check(url: str, calls: int, agents: int) -> dict[str, Any]:
@@ -726,29 +524,12 @@ class Options:
     pg_pool: int
 
 
-def server_env(url: str, menus: Path, pg_pool: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
-    env.update(IVR_DATABASE_URL=url, IVR_MENUS_DIR=str(menus),
-               IVR_TWILIO_AUTH_TOKEN=wh.TOKEN, IVR_ADMIN_TOKEN=secrets.token_hex(16),
-               IVR_WATCH_MENUS="false", IVR_ROUTE_EVERY_SECONDS="1",
-               IVR_LOG_LEVEL="warning")
-    if url.startswith("postgresql"):
-        env["IVR_DB_POOL_SIZE"] = str(pg_pool)
-    return env
-
-
-def ivr_servers(opt: Options, backend: str, url: str) -> list[wh.Server]:
-    names = ["A", "B"] if backend == "postgresql" else ["A"]
-    servers = []
-    for name in names:
-        port = wh.free_port()
-        servers.append(wh.Server(
-            f"ivr serve {name} ({backend})",
-            wh.pinned([wh.ivr_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
-                      opt.server_cpu),
-            server_env(url, opt.work / "menus", opt.pg_pool), opt.work, port,
-            opt.work / f"screenpop-{backend}-{name}.log"))
-    return servers
+def ivr_servers(opt: Options, backend: str, url: str) -> list[h.Server]:
+    env = h.ivr_env(url, opt.work / "menus", pg_pool=opt.pg_pool,
+                    IVR_ADMIN_TOKEN=secrets.token_hex(16), IVR_ROUTE_EVERY_SECONDS="1")
+    return [h.ivr_server(f"ivr serve {name} ({backend})", env, opt.work,
+                         f"screenpop-{backend}-{name}.log", opt.server_cpu)
+            for name in (["A", "B"] if backend == "postgresql" else ["A"])]
 
 
 def ivr_run(opt: Options, backend: str, url: str, callers: list[str]) -> list[dict[str, Any]]:
@@ -758,27 +539,27 @@ def ivr_run(opt: Options, backend: str, url: str, callers: list[str]) -> list[di
     name = (f"ivr, {backend}" + (" (2 processes: consoles on A, webhooks to B)"
                                  if len(servers) > 1 else " (1 process)"))
     results: list[dict[str, Any]] = []
-    shared: dict[str, Any] = {"server_log": {}}
-    listener: Listener | None = None
-    calls: IvrCalls | None = None
+    shared: dict[str, Any] = {}
     calls_made = 0
-    try:
+    with contextlib.ExitStack() as stack:
         for s in servers:
-            s.start()
-        agent_base = f"http://127.0.0.1:{servers[0].port}"
-        hook_base = f"http://127.0.0.1:{servers[-1].port}"
+            stack.enter_context(s)
+        agent_base = servers[0].base
+        hook_base = servers[-1].base
         names = agent_names(opt.agents)
         print(f"  {len(names)} agents sign in ...", flush=True)
-        tokens = login_all(agent_base, names)
+        tokens = h.login_agents(agent_base, names)
         streams = [("/agent/events", {"Authorization": f"Bearer {tokens[n]}",
                                       "Accept": "text/event-stream"}) for n in names]
         listener = Listener(agent_base, streams, opt.client_cpu)
-        set_available(agent_base, tokens)
+        stack.callback(listener.close)
+        h.set_agent_states(agent_base, tokens, tokens)
         stream_of = {n: i for i, n in enumerate(names)}
         rng = random.Random(f"screenpop-callers-{backend}")
         order = rng.sample(callers, min(len(callers),
                                         opt.warmup_calls + opt.calls * len(opt.rates)))
         calls = IvrCalls(hook_base, agent_base, tokens, order[:opt.warmup_calls])
+        stack.callback(calls.close)
         print(f"  warm-up: {opt.warmup_calls} calls at {opt.rates[0]:g}/s ...", flush=True)
         w_sent, w_errors, _ = fixed_rate(opt.warmup_calls, opt.rates[0], opt.max_seconds,
                                          calls.call)
@@ -807,19 +588,10 @@ def ivr_run(opt: Options, backend: str, url: str, callers: list[str]) -> list[di
                  **match(sent, [p for p in pops if p.key in timed], stream_of),
                  "cpu": cpu, "errors": errors}
             if prof is not None:
-                r["profile"] = {str(p.name): wh.summarise_profile(p, cpu["seconds"])
+                r["profile"] = {str(p.name): h.summarise_profile(p, cpu["seconds"])
                                 for p in prof if p.exists()}
             results.append(r)
-    finally:
-        if calls is not None:
-            calls.close()
-        if listener is not None:
-            listener.close()
-        for s in servers:
-            s.stop()
-            shared["server_log"][s.name] = dict(s.log_warnings())
-            with contextlib.suppress(OSError):
-                shutil.copy(s.log, OUT / s.log.name)
+    shared["server_log"] = {s.name: s.warnings for s in servers}
     shared["db_check"] = db_check(url, calls_made, opt.agents)
     for r in results:
         r.update(shared)
@@ -827,21 +599,18 @@ def ivr_run(opt: Options, backend: str, url: str, callers: list[str]) -> list[di
 
 
 def bare_run(opt: Options, label: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
-    port = wh.free_port()
-    server = wh.Server("bare SSE", wh.pinned([sys.executable, str(HERE / "bare_sse.py"),
-                                              "--host", "127.0.0.1", "--port", str(port)],
-                                             opt.server_cpu),
-                       dict(os.environ), opt.work, port, opt.work / f"bare-sse-{label}.log")
-    listener: Listener | None = None
-    calls: BareCalls | None = None
+    server = h.python_server("bare SSE", HERE / "bare_sse.py",
+                             ["--host", "127.0.0.1", "--port", h.PORT], opt.work,
+                             f"bare-sse-{label}.log", opt.server_cpu)
     results: list[dict[str, Any]] = []
-    try:
-        server.start()
-        base = f"http://127.0.0.1:{port}"
+    with contextlib.ExitStack() as stack:
+        base = stack.enter_context(server).base
         streams = [(f"/events?agent={k}", {"Accept": "text/event-stream"})
                    for k in range(opt.agents)]
         listener = Listener(base, streams, opt.client_cpu)
+        stack.callback(listener.close)
         calls = BareCalls(base, opt.agents, payload)
+        stack.callback(calls.close)
         fixed_rate(opt.warmup_calls, opt.rates[0], opt.max_seconds, calls.call)
         parts = Parts([server], False, listener)
         phases = []
@@ -861,16 +630,10 @@ def bare_run(opt: Options, label: str, payload: dict[str, Any]) -> list[dict[str
                         {str(k): k for k in range(opt.agents)}),
                 "cpu": cpu, "errors": errors, "stream_errors": stream_errors,
                 "payload_bytes": size})
-    finally:
-        if calls is not None:
-            calls.close()
-        if listener is not None:
-            listener.close()
-        server.stop()
     return results
 
 
-OUT = wh.OUT
+OUT = h.OUT
 
 
 # ---------------------------------------------------------------- report
@@ -892,13 +655,7 @@ def passed(run: dict[str, Any]) -> dict[str, bool]:
 
 
 def noise(runs: list[dict[str, Any]]) -> list[str]:
-    notes = []
-    for r in runs:
-        c = r["cpu"]
-        if c["other_cpu"] > wh.NOISY:
-            notes.append(f"other work on the machine used {c['other_cpu']:.0%} of a core "
-                         f"during '{r['name']}': that run is suspect")
-    return notes
+    return h.noise_notes((r["name"], r["cpu"]["other_cpu"]) for r in runs)
 
 
 def table(runs: list[dict[str, Any]]) -> list[str]:
@@ -1045,17 +802,6 @@ def print_profiles(run: dict[str, Any]) -> None:
             print(f"  {share:5.1f}%  {fn}")
 
 
-@contextlib.contextmanager
-def pinned_here(cpu: int | None) -> Iterator[None]:
-    before = os.sched_getaffinity(0)
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description="Benchmark the agent screen-pop latency.")
     parser.add_argument("--customers", type=int, default=1_000_000)
@@ -1071,7 +817,7 @@ def main() -> int:
                         help="no call is started later than this in a run")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--pg-admin-url", default=os.environ.get("IVR_BENCH_PG_URL",
-                                                                 wh.PG_ADMIN_URL))
+                                                                 h.PG_ADMIN_URL))
     parser.add_argument("--pg-pool", type=int, default=8,
                         help="IVR_DB_POOL_SIZE of each PostgreSQL server process: a process"
                              " opens up to 2.5x this many connections, and the shared"
@@ -1080,6 +826,7 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="py-spy record --gil the servers during the timed calls "
                              "(perturbs the figures; results.md is then left alone)")
+    h.add_results_options(parser)
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     try:
@@ -1097,19 +844,11 @@ def main() -> int:
     if not 1 <= args.agents <= 1000 or not rates or min(rates) <= 0:
         parser.error("--agents within 1..1000, --rates > 0")
 
-    OUT.mkdir(exist_ok=True)
-    lock = (OUT / "screenpop.lock").open("w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        print("error: another run of bench/screenpop.py is in progress", file=sys.stderr)
-        return 2
-    pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset")
-    pg_created = False
-    try:
+    pin = h.can_pin(args.no_pin)
+    with h.exclusive("screenpop"), contextlib.ExitStack() as dbs:
         if args.profile and shutil.which("py-spy") is None:
-            raise wh.BenchError("--profile needs py-spy: pip install py-spy")
-        info = wh.machine_info()
+            raise h.BenchError("--profile needs py-spy: pip install py-spy")
+        info = h.machine_info()
         print(f"{info['date']}: {info['nproc']} CPU {info['cpu']}, load "
               f"{os.getloadavg()[0]:.2f}", flush=True)
         with tempfile.TemporaryDirectory(prefix="ivr-screenpop-") as tmp:
@@ -1118,15 +857,9 @@ def main() -> int:
                           args.bare_calls, args.agents, args.max_seconds, 0 if pin else None,
                           1 if pin else None, args.profile, work, args.pg_admin_url,
                           args.pg_pool)
-            menus = work / "menus"
-            menus.mkdir()
-            (menus / "main.yaml").write_text(MENU_YAML, encoding="utf-8")
-            check = subprocess.run([wh.ivr_command(), "menus", "check", str(menus)],
-                                   capture_output=True, text=True, check=False, cwd=work)
-            if check.returncode != 0:
-                raise wh.BenchError(f"benchmark menu refused:\n{check.stdout}{check.stderr}")
+            h.write_menu(work, MENU_YAML)
             print(f"writing {args.customers:,} customers to a CSV ...", flush=True)
-            customers = wh.write_customers(args.customers, work)
+            customers = h.write_customers(args.customers, work)
             rng = random.Random("screenpop-phones")
             phones = rng.sample(customers.phones, min(len(customers.phones), needed * 2))
             urls = {}
@@ -1134,8 +867,8 @@ def main() -> int:
                 if backend == "sqlite":
                     urls[backend] = f"sqlite:///{work / 'screenpop.db'}"
                 else:
-                    urls[backend] = wh.create_pg_database(args.pg_admin_url)
-                    pg_created = True
+                    urls[backend] = dbs.enter_context(h.pg_database(args.pg_admin_url,
+                                                                    PG_DB))
             print(f"preparing {', '.join(backends)} at once ...", flush=True)
             with cf.ProcessPoolExecutor(len(backends), mp_context=mp.get_context("fork")) \
                     as pool:
@@ -1146,8 +879,8 @@ def main() -> int:
             loads = {b: p["load"] for b, p in prepared.items()}
             for b, p in prepared.items():
                 if len(p["callers"]) < needed:
-                    raise wh.BenchError(f"{b}: only {len(p['callers'])} usable callers")
-            with pinned_here(opt.client_cpu):
+                    raise h.BenchError(f"{b}: only {len(p['callers'])} usable callers")
+            with h.pinned_here(opt.client_cpu):
                 print("bare SSE baseline ...", flush=True)
                 before = bare_run(opt, "before", synthetic_payload(DEFAULT_POP_BYTES))
                 runs: list[dict[str, Any]] = []
@@ -1167,28 +900,18 @@ def main() -> int:
         print_summary([*before, *runs, *after])
         for r in runs:
             print_profiles(r)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        payload_out = {"machine": info, "options": {k: str(v) for k, v in opt.__dict__.items()},
-                       "loads": loads, "bare": bares, "runs": runs}
-        for name in (f"screenpop-{stamp}.json", "screenpop-latest.json"):
-            (OUT / name).write_text(json.dumps(payload_out, indent=1,
-                                               ensure_ascii=False, default=str) + "\n")
+        raw = h.write_raw("screenpop", {
+            "machine": info, "options": {k: str(v) for k, v in opt.__dict__.items()},
+            "loads": loads, "bare": bares, "runs": runs})
         if args.profile:
             print(f"\n--profile: results.md left alone; raw JSON and py-spy output in {OUT}")
         else:
-            wh.update_results(markdown(info, opt, before, runs, after, loads))
-            print(f"\nwrote {wh.RESULTS.relative_to(ROOT)} and bench/out/screenpop-{stamp}.json")
+            h.update_results(markdown(info, opt, before, runs, after, loads), args.out)
+            print(f"\nwrote {args.out} and {raw}")
         ok = all(all(passed(r).values()) for r in runs)
         print("targets: " + ("all met" if ok else "MISSED (see the table)"))
-    except (wh.BenchError, SQLAlchemyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if pg_created:
-            with contextlib.suppress(Exception):
-                wh.drop_pg_database(args.pg_admin_url)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(h.run(main))

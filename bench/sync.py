@@ -27,10 +27,9 @@ kept) and raw JSON to bench/out/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,11 +41,12 @@ from typing import Any
 
 import httpx
 import uvicorn
-from sqlalchemy import create_engine, func, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, insert, select, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import harness as h  # noqa: E402  (bench/harness.py: servers, databases, results)
 
 from crm_sync import demo  # noqa: E402
 from crm_sync.identity import Rules  # noqa: E402
@@ -60,8 +60,7 @@ from ivr.core.db import make_engine  # noqa: E402
 from ivr.core.migrate import upgrade  # noqa: E402
 from tests.crm_standin import StandinCRM  # noqa: E402
 
-OUT = ROOT / "bench" / "out"
-RESULTS = ROOT / "bench" / "results.md"
+OUT = h.OUT
 SECTION = "## CRM sync over HTTP (issue 7)"
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 TOKEN = "bench-token"
@@ -71,12 +70,6 @@ os.environ.setdefault("IVR_BENCH_HOOK_SECRET", SECRET)
 
 
 # --- servers (run as child processes of this script) --------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def serve_crm(port: int, records: int) -> None:
     crm = StandinCRM(token=TOKEN)
@@ -108,19 +101,10 @@ def serve_hook(port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def start(args: list[str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, __file__, *args], cwd=ROOT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server {args} exited") from None
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"server {args} did not start")
+def server(name: str, args: list[str], work: Path) -> h.Server:
+    """This script with ``args`` (``h.PORT``: its port), ready when the port accepts."""
+    return h.python_server(name, Path(__file__), args, work, f"sync-{name}.log",
+                           health=None, timeout=120)
 
 
 # --- databases ----------------------------------------------------------------------------------
@@ -136,22 +120,14 @@ class Databases:
             url = f"sqlite:///{self.tmp / f'{label}.db'}"
         else:
             name = f"bench_sync_{label}_{uuid.uuid4().hex[:6]}"
-            admin = create_engine(self.pg_admin, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-            admin.dispose()
+            url = h.create_pg_database(self.pg_admin, name)
             self.created.append(name)
-            url = make_url(self.pg_admin).set(database=name).render_as_string(
-                hide_password=False)
         upgrade(url)
         return url
 
     def cleanup(self) -> None:
-        admin = create_engine(self.pg_admin, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            for name in self.created:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        for name in self.created:
+            h.drop_pg_database(self.pg_admin, name)
 
 
 # --- 1. pull ------------------------------------------------------------------------------------
@@ -336,26 +312,11 @@ def emit_cost(url: str, n: int = 3000) -> dict[str, float]:
 
 # --- report -------------------------------------------------------------------------------------
 
-def machine() -> str:
-    cpu = "?"
-    with open("/proc/cpuinfo", encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} CPU ({cpu}), Python {sys.version.split()[0]}"
-
-
-def git_rev() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True, cwd=ROOT, check=False).stdout.strip() or "?"
-
-
 def markdown(result: dict[str, Any], argv: str) -> str:
     base = result["pull_baseline"]
     lines = [SECTION, "",
-             f"Run {result['at']} UTC with `python bench/sync.py{argv}` (git {git_rev()}). "
-             f"Machine: {machine()}. Servers are separate processes on 127.0.0.1 "
+             f"Run {result['at']} UTC with `python bench/sync.py{argv}` (git {h.git_rev()}). "
+             f"Machine: {h.machine_line()}. Servers are separate processes on 127.0.0.1 "
              "(uvicorn); the machine has 2 cores shared by the client, the server and the "
              f"database (1-minute load average {result['load_start']:.1f} at the start, "
              f"{result['load_end']:.1f} at the end: other work was running).", "",
@@ -387,16 +348,6 @@ def markdown(result: dict[str, Any], argv: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_results(section: str) -> None:
-    current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _m: section + "\n", current)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve-crm":
         serve_crm(int(sys.argv[2]), int(sys.argv[3]))
@@ -416,7 +367,7 @@ def main() -> int:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--pg-admin-url", default=os.environ.get(
         "IVR_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
-    parser.add_argument("--no-write", action="store_true", help="leave results.md alone")
+    h.add_results_options(parser, no_write=True)
     parser.add_argument("--emit-cost", action="store_true",
                         help="only measure outbox.emit (us per call) on each backend")
     args = parser.parse_args()
@@ -443,11 +394,13 @@ def main() -> int:
                               "customers": max(1, args.events // args.per_customer),
                               "pull": {}, "outbox": {}}
     dbs = Databases(args.pg_admin_url)
-    crm_port, hook_port = free_port(), free_port()
-    servers = []
+    stack = contextlib.ExitStack()
+    crm = server("crm", ["--serve-crm", h.PORT, str(args.records)], dbs.tmp)
+    hook = server("hook", ["--serve-hook", h.PORT], dbs.tmp)
+    crm_port, hook_port = crm.port, hook.port
     try:
         log(f"stand-in CRM with {args.records:,} records on :{crm_port}")
-        servers.append(start(["--serve-crm", str(crm_port), str(args.records)], crm_port))
+        stack.enter_context(crm)
         bare_pull(crm_port, args.page)  # warm-up (server caches, connection)
         result["pull_baseline"] = bare_pull(crm_port, args.page)
         log(f"bare fetch: {result['pull_baseline']['records_per_s']:,.0f} records/s")
@@ -457,7 +410,7 @@ def main() -> int:
             result["pull"][backend] = r
             log(f"sync into {backend}: {r['records_per_s']:,.0f} records/s, http "
                 f"{r['http_share']:.1%}")
-        servers.append(start(["--serve-hook", str(hook_port)], hook_port))
+        stack.enter_context(hook)
         bare_posts(hook_port, 500)  # warm-up
         result["post_baseline"] = bare_posts(hook_port, min(args.events, 5000))
         log(f"bare POSTs: {result['post_baseline']['events_per_s']:,.0f} events/s")
@@ -471,18 +424,14 @@ def main() -> int:
                 log(f"outbox {key}: {r['events_per_s']:,.0f} events/s "
                     f"({r['delivered']:,} delivered, {r['left']} left)")
     finally:
-        for proc in servers:
-            proc.terminate()
-            proc.wait(timeout=30)
+        stack.close()
         if "postgresql" in backends:
             dbs.cleanup()
     result["load_end"] = os.getloadavg()[0]
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "sync.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
     section = markdown(result, " " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
-    print(section)
-    if not args.no_write:
-        update_results(section)
+    h.publish(section, args)
     return 0
 
 

@@ -63,56 +63,35 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import fcntl
-import json
 import math
 import os
-import platform
 import random
-import re
-import resource
 import secrets
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
+import harness as h
+from harness import BenchError, Customers, Server, WrkResult
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from twilio.request_validator import RequestValidator
 
-from crm_sync.demo import CUSTOMER_COLUMNS, MAX_STREAM_ROWS, iter_customer_rows, write_csv
-from crm_sync.identity import Rules
-from crm_sync.importer import import_file
-from crm_sync.mapping import default_mapping
-from crm_sync.phones import normalize
-from ivr.core.db import make_engine
-from ivr.core.migrate import upgrade
+from crm_sync.demo import MAX_STREAM_ROWS
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-OUT = HERE / "out"
-RESULTS = HERE / "results.md"
+HERE = h.HERE
+OUT = h.OUT
 SECTION = "## Webhook menu step (issue 2)"
 CRM_SECTION = "## Webhook with caller identification, {customers} customers (issue 3)"
 LUA = HERE / "replay.lua"
 
-TOKEN = "bench-auth-token"
+TOKEN = h.TOKEN
 PUBLIC_URL = "https://ivr-bench.example.com"  # IVR_PUBLIC_URL: what the signatures cover
 CONNECTIONS = 32
 THREADS = 1
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 # One database per run (created, then dropped): two runs at once must not drop each
 # other's database (and their figures would be worthless anyway: see "other CPU").
 PG_DB = f"ivr_bench_{os.getpid()}"
@@ -123,10 +102,10 @@ TARGETS = {  # backend: (min share of bare throughput, max p99 in ms)
     "postgresql": (0.06, 40.0),
 }
 CRM_P99_MS = 25.0  # issue 3: call start and menu step, each backend, N customers loaded
-CRM_REGION = "IL"
-CRM_SOURCE = "billing"
-CRM_BATCH = 20_000
-KNOWN_SHARE = 0.8  # callers that are loaded customers; the rest are unknown numbers
+CRM_REGION = h.CRM_REGION
+CRM_SOURCE = h.CRM_SOURCE
+CRM_BATCH = h.CRM_BATCH
+KNOWN_SHARE = h.KNOWN_SHARE
 DEFAULT_CALLER = "+972501234567"
 
 MENU_YAML = """\
@@ -178,194 +157,6 @@ nodes:
         he-IL: "להתראות."
         en-US: "Goodbye."
 """
-
-
-class BenchError(Exception):
-    pass
-
-
-# ---------------------------------------------------------------- machine and tools
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem_kb = 0
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    commit = _cmd(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
-    # Local changes to the code under test (the benchmark's own files do not count).
-    dirty = _cmd(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no",
-                  "--", ".", ":(exclude)bench"])
-    return {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "ram_gib": round(mem_kb / 1024 / 1024, 1),
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-        "wrk": " ".join((_cmd(["wrk", "--version"]) or "wrk ?").split()[:2]),
-        "uvicorn": _version("uvicorn"),
-        "starlette": _version("starlette"),
-        "fastapi": _version("fastapi"),
-        "sqlalchemy": _version("sqlalchemy"),
-        "git": f"{commit}{' (dirty)' if dirty else ''}" if commit else None,
-    }
-
-
-def _cmd(argv: list[str]) -> str | None:
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return (out.stdout or out.stderr).strip()
-
-
-def _version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
-
-
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    print("wrk not found; installing it (apt-get install -y wrk) ...", flush=True)
-    apt = shutil.which("apt-get")
-    if apt and os.geteuid() == 0:
-        for argv in ([apt, "install", "-y", "wrk"], [apt, "update"],
-                     [apt, "install", "-y", "wrk"]):
-            subprocess.run(argv, capture_output=True, check=False)
-            found = shutil.which("wrk")
-            if found:
-                return found
-    raise BenchError("wrk is required: install it with `apt-get install -y wrk` (Debian/Ubuntu)"
-                     " or from https://github.com/wg/wrk, then run this again")
-
-
-def ivr_command() -> str:
-    """The ``ivr`` CLI: next to this Python (a virtualenv not activated), else on PATH."""
-    beside = Path(sys.executable).with_name("ivr")
-    return str(beside) if beside.exists() else shutil.which("ivr") or "ivr"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pinned(argv: list[str], cpu: int | None) -> list[str]:
-    return ["taskset", "-c", str(cpu), *argv] if cpu is not None else argv
-
-
-def cpu_split(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process, all its threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads), in seconds."""
-    return sum(cpu_split(pid))
-
-
-def postgres_cpu_seconds() -> float | None:
-    """CPU of every process named postgres visible here (the local PostgreSQL server)."""
-    total, seen = 0.0, False
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        if "(postgres)" in stat:
-            seen = True
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                total += cpu_seconds(int(proc.name))
-    return total if seen else None
-
-
-def machine_busy_seconds() -> float:
-    """CPU time spent by everything on the machine (all cores), from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-# ---------------------------------------------------------------- servers
-
-
-@dataclass
-class Server:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    cwd: Path
-    port: int
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60.0) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{self.port}/healthz"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"{self.name} exited with {self.proc.returncode} before it "
-                                 f"was ready:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
-            time.sleep(0.1)
-        self.stop()
-        raise BenchError(f"{self.name} not healthy after {timeout:.0f}s:\n{self.log_tail()}")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGINT)  # uvicorn: graceful shutdown, lifespan exit
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def log_warnings(self) -> collections.Counter[str]:
-        """Counts of WARNING/ERROR log lines by message (without the call id)."""
-        counts: collections.Counter[str] = collections.Counter()
-        with contextlib.suppress(OSError):
-            for line in self.log.read_text(errors="replace").splitlines():
-                m = re.search(r"\b(WARNING|ERROR|CRITICAL)\b (\S+): ([^=]*)", line)
-                if m:
-                    counts[f"{m.group(1)} {m.group(2)}: {m.group(3).strip()}"] += 1
-        return counts
 
 
 # ---------------------------------------------------------------- requests
@@ -442,95 +233,6 @@ def write_gathers(pool: Pool, path: Path, callers: Sequence[str] | None = None) 
 # ---------------------------------------------------------------- customer store (issue 3)
 
 
-@dataclass
-class Customers:
-    """The synthetic customers of a --customers run: one CSV, loaded into every backend."""
-
-    count: int
-    csv: Path
-    phones: list[str]  # the loaded customers' mobiles, E.164
-    known: frozenset[str]
-    write_seconds: float
-
-    def callers(self, rng: random.Random, n: int) -> list[str]:
-        """``n`` caller ids: KNOWN_SHARE loaded customers' mobiles (random, repeats
-        possible), the rest unknown numbers (+97259 and 7 random digits, never loaded)."""
-        out = []
-        for _ in range(n):
-            if rng.random() < KNOWN_SHARE:
-                out.append(rng.choice(self.phones))
-                continue
-            while True:
-                unknown = f"+97259{rng.randrange(10_000_000):07d}"
-                if unknown not in self.known:
-                    break
-            out.append(unknown)
-        return out
-
-
-def write_customers(n: int, work: Path) -> Customers:
-    """N billing customer rows to a CSV; collects their mobiles in E.164 on the way."""
-    now = datetime.now(UTC)
-    phones: list[str] = []
-
-    def rows() -> Iterator[dict[str, str]]:
-        for row in iter_customer_rows(n, now=now, source=CRM_SOURCE):
-            e164 = normalize(row["mobile"], CRM_REGION).e164
-            if e164 is not None:
-                phones.append(e164)
-            yield row
-
-    path = work / f"customers-{n}.csv"
-    started = time.monotonic()
-    written = write_csv(path, rows(), CUSTOMER_COLUMNS)
-    seconds = time.monotonic() - started
-    if written != n or not phones:
-        raise BenchError(f"customer CSV: {written} rows written, {len(phones)} mobiles "
-                         f"usable, {n} asked for")
-    return Customers(n, path, phones, frozenset(phones), seconds)
-
-
-def load_customers(url: str, customers: Customers) -> dict[str, Any]:
-    """Migrate a fresh database and import the customers through the real importer."""
-    upgrade(url)
-    engine = make_engine(url, 2)
-    step = max(customers.count // 10, CRM_BATCH)
-    shown = [0]
-    started = time.monotonic()
-
-    def progress(done: int) -> None:
-        if done - shown[0] >= step:
-            shown[0] = done
-            print(f"    {done:,} records ({time.monotonic() - started:.0f} s)", flush=True)
-
-    try:
-        report = import_file(engine, customers.csv, default_mapping(CRM_SOURCE), Rules(),
-                             CRM_REGION, lambda: datetime.now(UTC), batch_size=CRM_BATCH,
-                             on_progress=progress)
-        seconds = time.monotonic() - started
-        with engine.connect() as conn:
-            stored = int(conn.execute(text("SELECT count(*) FROM customers")).scalar_one())
-            numbers = int(conn.execute(text("SELECT count(*) FROM customer_phones"))
-                          .scalar_one())
-        vacuum_seconds = None
-        if engine.dialect.name == "postgresql":
-            vacuum_started = time.monotonic()
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text("VACUUM (ANALYZE)"))
-            vacuum_seconds = time.monotonic() - vacuum_started
-    finally:
-        engine.dispose()
-    if report.status != "done" or stored == 0:
-        raise BenchError(f"customer import: status {report.status}, {stored} customers "
-                         f"stored, counts {report.counts.as_dict()}")
-    return {"records": report.records, "seconds": seconds,
-            "rows_per_s": report.records / seconds if seconds else None,
-            "counts": report.counts.as_dict(), "rejected": len(report.rejected),
-            "customers_stored": stored, "phones_stored": numbers,
-            "vacuum_analyze_seconds": vacuum_seconds,
-            "csv_write_seconds": customers.write_seconds}
-
-
 def db_outcomes(url: str, pool: Pool, expected_known: dict[str, bool]) -> dict[str, Any]:
     """The calls of a call-start pool in the database, by ``attributes.caller_outcome``,
     and how many disagree with their caller (known exactly when a loaded customer's)."""
@@ -558,84 +260,11 @@ def db_outcomes(url: str, pool: Pool, expected_known: dict[str, bool]) -> dict[s
 # ---------------------------------------------------------------- load generator
 
 
-@dataclass
-class WrkResult:
-    mode: str
-    requests: int
-    seconds: float
-    rps: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    p999_ms: float
-    max_ms: float
-    mean_ms: float
-    counts: dict[str, int]
-    socket_errors: dict[str, int]
-    wrk_cpu: float  # share of one core
-    raw: str
-
-    @property
-    def errors(self) -> int:
-        """Every answer that is not a 2xx TwiML menu step, and every socket error."""
-        c = self.counts
-        return c["non2xx"] + c["other2xx"] + sum(self.socket_errors.values())
-
-
 def run_wrk(server: Server, data: Path, mode: str, duration: float,
             cpu: int | None) -> WrkResult:
-    port = server.port
-    argv = pinned(["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{math.ceil(duration)}s",
-                   "--latency", "--timeout", "10s", "-s", str(LUA),
-                   f"http://127.0.0.1:{port}", "--", str(data), mode, f"127.0.0.1:{port}"],
-                  cpu)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    done = threading.Event()
-
-    def watchdog() -> None:  # a dead server would leave wrk reconnecting until -d ends
-        while not done.wait(0.5):
-            if server.proc is not None and server.proc.poll() is not None:
-                proc.send_signal(signal.SIGINT)
-                return
-
-    threading.Thread(target=watchdog, daemon=True).start()
-    lines = []
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("BENCH_ONCE_DONE"):
-                proc.send_signal(signal.SIGINT)  # wrk waits for all of -d otherwise
-        proc.wait()
-    finally:
-        done.set()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if server.proc is not None and server.proc.poll() is not None:
-        raise BenchError(f"{server.name} died during the run (exit {server.proc.returncode}):"
-                         f"\n{server.log_tail()}")
-    wall = time.monotonic() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    raw = "".join(lines)
-    found = [ln for ln in lines if ln.startswith("BENCH_JSON ")]
-    if proc.returncode != 0 or not found:
-        raise BenchError(f"wrk failed (exit {proc.returncode}):\n{raw}")
-    d = json.loads(found[-1].split(" ", 1)[1])
-    lat = d["latency_us"]
-    seconds = d["duration_us"] / 1e6
-    counts = d["counts"]
-    # Throughput of real answers: the pool's requests (not the /healthz fillers of "once").
-    answered = counts["gather"] + counts["other2xx"] + counts["non2xx"]
-    cpu_used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return WrkResult(
-        mode=mode, requests=answered, seconds=seconds, rps=answered / seconds,
-        p50_ms=lat["p50"] / 1e3, p90_ms=lat["p90"] / 1e3, p99_ms=lat["p99"] / 1e3,
-        p999_ms=lat["p999"] / 1e3, max_ms=lat["max"] / 1e3, mean_ms=lat["mean"] / 1e3,
-        counts=counts, socket_errors=d["errors"], wrk_cpu=cpu_used / wall, raw=raw,
-    )
+    """wrk with bench/replay.lua: THREADS threads, CONNECTIONS connections."""
+    return h.run_wrk(server, LUA, data, mode, duration, cpu, threads=THREADS,
+                     connections=CONNECTIONS)
 
 
 def run_once(server: Server, data: Path, expected: int, cpu: int | None,
@@ -649,29 +278,6 @@ def run_once(server: Server, data: Path, expected: int, cpu: int | None,
 
 
 # ---------------------------------------------------------------- profiling
-
-
-@contextlib.contextmanager
-def profiler(pid: int, seconds: float, out: Path | None) -> Iterator[None]:
-    """py-spy record on the server for the timed window (only with --profile)."""
-    if out is None:
-        yield
-        return
-    spy = shutil.which("py-spy")
-    if spy is None:
-        raise BenchError("--profile needs py-spy: pip install py-spy")
-    argv = [spy, "record", "--pid", str(pid), "--duration", str(math.ceil(seconds)),
-            "--rate", str(PROFILE_RATE), "--gil", "--nonblocking", "--format", "raw",
-            "--output", str(out)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        yield
-    finally:
-        try:
-            proc.wait(timeout=seconds + 30)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=10)
 
 
 # Where a sample goes: the first rule whose pattern is anywhere in the stack, else the
@@ -699,65 +305,10 @@ LEAF_RULES = [
                                                     "anyio/", "opentelemetry", "<frozen os>"]),
     ("uvicorn / httptools", ["uvicorn/", "httptools"]),
 ]
-PROFILE_RATE = 200
 
 
-def categorise(frames: list[str]) -> str:
-    joined = ";".join(frames)
-    for name, patterns in STACK_RULES:
-        if any(p in joined for p in patterns):
-            return name
-    for frame in reversed(frames):
-        for name, patterns in LEAF_RULES:
-            if any(p in frame for p in patterns):
-                return name
-    return "other"
-
-
-def summarise_profile(raw: Path, seconds: float, top: int = 25) -> dict[str, Any]:
-    """From py-spy --gil collapsed stacks: the share of time the GIL was held, and the
-    shares of the GIL-holding time by category, by function (self) and inclusive."""
-    self_s: collections.Counter[str] = collections.Counter()
-    incl: collections.Counter[str] = collections.Counter()
-    cats: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in raw.read_text(errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        n = int(count)
-        total += n
-        raw_frames = stack.split(";")
-        cats[categorise(raw_frames)] += n
-        frames = [_frame(f) for f in raw_frames]
-        if frames:
-            self_s[frames[-1]] += n
-        for f in set(frames):
-            incl[f] += n
-    if not total:
-        return {"samples": 0}
-
-    def share(c: collections.Counter[str], k: int | None = top) -> list[tuple[str, float]]:
-        return [(name, round(100 * v / total, 1)) for name, v in c.most_common(k)]
-
-    return {"samples": total, "gil_share": total / (PROFILE_RATE * seconds),
-            "categories_pct": share(cats, None), "self_pct": share(self_s),
-            "inclusive_pct": share(incl)}
-
-
-def _frame(frame: str) -> str:
-    # "function (path/to/file.py:123)" -> "function (file-ish:123)", shortened
-    m = re.match(r"(.*) \((.*?):(\d+)\)$", frame)
-    if not m:
-        return frame
-    func, path, _line_no = m.groups()
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-            break
-    return f"{func} ({path})"
-
-
+def summarise_profile(raw: Path, seconds: float) -> dict[str, Any]:
+    return h.summarise_profile(raw, seconds, stack_rules=STACK_RULES, leaf_rules=LEAF_RULES)
 # ---------------------------------------------------------------- the runs
 
 
@@ -777,62 +328,27 @@ def measured(server: Server, data: Path, mode: str, opt: Options, *, postgres: b
              profile: Path | None = None) -> dict[str, Any]:
     """One timed wrk run, with the CPU each party used (share of one core): the server,
     wrk, PostgreSQL, and everything else on the machine (noise from other work)."""
-    busy0 = machine_busy_seconds()
-    user0, sys0 = cpu_split(server.pid)
-    pg0 = postgres_cpu_seconds() if postgres else None
-    with profiler(server.pid, opt.duration, profile):
+    with h.CpuMeter([server.pid], postgres=postgres) as cpu, \
+            h.profiler(server.pid, opt.duration, profile):
         r = run_wrk(server, data, mode, opt.duration, opt.wrk_cpu)
-    busy = machine_busy_seconds() - busy0
-    user1, sys1 = cpu_split(server.pid)
-    srv = (user1 - user0) + (sys1 - sys0)
-    pg1 = postgres_cpu_seconds() if postgres else None
-    pg = (pg1 - pg0) if pg0 is not None and pg1 is not None else None
-    other = busy - srv - r.wrk_cpu * r.seconds - (pg or 0.0)
+    srv, kernel, pg = cpu.server[0], cpu.server_system[0], cpu.postgres
     return {"wrk": r, "server_cpu": srv / r.seconds,
-            "server_kernel_share": (sys1 - sys0) / srv if srv else None,
+            "server_kernel_share": kernel / srv if srv else None,
             "server_cpu_us_per_request": 1e6 * srv / r.requests if r.requests else None,
             "postgres_cpu": pg / r.seconds if pg is not None else None,
-            "other_cpu": max(other, 0.0) / r.seconds}
+            "other_cpu": cpu.other(r.wrk_cpu * r.seconds) / r.seconds}
 
 
 def bare_run(opt: Options, label: str) -> dict[str, Any]:
-    port = free_port()
-    server = Server("bare", pinned([sys.executable, str(HERE / "bare_app.py"), "--host",
-                                    "127.0.0.1", "--port", str(port)], opt.server_cpu),
-                    dict(os.environ), opt.work, port, opt.work / f"bare-{label}.log")
+    server = h.python_server("bare", HERE / "bare_app.py",
+                             ["--host", "127.0.0.1", "--port", h.PORT], opt.work,
+                             f"server-bare-{label}.log", opt.server_cpu)
     pool = Pool("ff", 1000, 1)
     data = write_gathers(pool, opt.work / "bare.txt")
-    server.start()
-    try:
+    with server:
         run_wrk(server, data, "cycle", 3, opt.wrk_cpu)  # warm-up
         m = measured(server, data, "cycle", opt)
-    finally:
-        server.stop()
-        with contextlib.suppress(OSError):
-            shutil.copy(server.log, OUT / f"server-bare-{label}.log")
     return {"name": f"bare Starlette ({label})", **m}
-
-
-def create_pg_database(admin_url: str) -> str:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{PG_DB}"'))
-    except Exception as exc:
-        raise BenchError(f"PostgreSQL at {admin_url} is not usable: {exc}") from None
-    finally:
-        admin.dispose()
-    return make_url(admin_url).set(database=PG_DB).render_as_string(hide_password=False)
-
-
-def drop_pg_database(admin_url: str) -> None:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 def db_progress(url: str, pool: Pool) -> tuple[int, int]:
@@ -910,22 +426,16 @@ def call_start_run(server: Server, opt: Options, backend: str, tag: str, rate: f
 
 def ivr_run(opt: Options, backend: str, pg_admin: str) -> dict[str, Any]:
     tag = {"sqlite": "5a", "postgresql": "9b"}[backend]
-    menus = opt.work / "menus"
-    if backend == "sqlite":
-        url = f"sqlite:///{opt.work / 'bench.db'}"
-    else:
-        url = create_pg_database(pg_admin)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
-    env.update(IVR_DATABASE_URL=url, IVR_MENUS_DIR=str(menus), IVR_TWILIO_AUTH_TOKEN=TOKEN,
-               IVR_PUBLIC_URL=PUBLIC_URL, IVR_WATCH_MENUS="false", IVR_LOG_LEVEL="warning")
-    if backend == "postgresql":
-        env["IVR_DB_POOL_SIZE"] = str(PG_POOL)
-    ivr = ivr_command()
-    port = free_port()
-    server = Server(f"ivr serve ({backend})",
-                    pinned([ivr, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                           opt.server_cpu),
-                    env, opt.work, port, opt.work / f"server-{backend}.log")
+    with contextlib.ExitStack() as stack:
+        url = (f"sqlite:///{opt.work / 'bench.db'}" if backend == "sqlite"
+               else stack.enter_context(h.pg_database(pg_admin, PG_DB)))
+        return _ivr_run(opt, backend, tag, url)
+
+
+def _ivr_run(opt: Options, backend: str, tag: str, url: str) -> dict[str, Any]:
+    env = h.ivr_env(url, opt.work / "menus", pg_pool=PG_POOL, IVR_PUBLIC_URL=PUBLIC_URL)
+    server = h.ivr_server(f"ivr serve ({backend})", env, opt.work, f"server-{backend}.log",
+                          opt.server_cpu)
     result: dict[str, Any] = {"name": f"menu step, {backend}", "backend": backend}
     customers = opt.customers
     rng = random.Random(f"ivr-bench-callers-{backend}")
@@ -933,14 +443,13 @@ def ivr_run(opt: Options, backend: str, pg_admin: str) -> dict[str, Any]:
     def callers(pool: Pool) -> list[str] | None:
         return customers.callers(rng, pool.calls) if customers is not None else None
 
-    try:
-        if customers is not None:
-            print(f"  loading {customers.count:,} customers (importer) ...", flush=True)
-            result["load"] = load_customers(url, customers)
-            load = result["load"]
-            print(f"  loaded {load['records']:,} records in {load['seconds']:.1f} s "
-                  f"({load['rows_per_s']:,.0f} rows/s)", flush=True)
-        server.start()
+    if customers is not None:
+        print(f"  loading {customers.count:,} customers (importer) ...", flush=True)
+        result["load"] = h.load_customers(url, customers)
+        load = result["load"]
+        print(f"  loaded {load['records']:,} records in {load['seconds']:.1f} s "
+              f"({load['rows_per_s']:,.0f} rows/s)", flush=True)
+    with server:
         # Warm-up, which also sizes the timed pool: create calls, then step them.
         warm = Pool(tag + "0", opt.warmup_calls, opt.steps)
         warm_callers = callers(warm)
@@ -994,25 +503,16 @@ def ivr_run(opt: Options, backend: str, pg_admin: str) -> dict[str, Any]:
                                   "at the end)")
         if prof is not None and prof.exists():
             result["profile"] = summarise_profile(prof, opt.duration)
-    finally:
-        server.stop()
-        result["server_log"] = dict(server.log_warnings())
-        with contextlib.suppress(OSError):
-            shutil.copy(server.log, OUT / f"server-{backend}.log")
-        if backend == "postgresql":
-            drop_pg_database(pg_admin)
+    result["server_log"] = server.warnings
     return result
 
 
 # ---------------------------------------------------------------- report
 
-NOISY = 0.15  # other work on the machine above this share of a core makes a run suspect
-
-
 def baseline(bares: list[dict[str, Any]]) -> float:
     """The bare throughput the ratios use: the mean of the bare runs the rest of the
     machine left alone; if it disturbed them all, the best of them (the ratio errs low)."""
-    quiet: list[float] = [m["wrk"].rps for m in bares if m["other_cpu"] <= NOISY]
+    quiet: list[float] = [m["wrk"].rps for m in bares if not h.noisy(m["other_cpu"])]
     return sum(quiet) / len(quiet) if quiet else float(max(m["wrk"].rps for m in bares))
 
 
@@ -1082,11 +582,7 @@ def noise_notes(bares: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list
     drift = abs(b1 - b0) / max(b0, b1)
     if drift > 0.10:
         notes.append(f"the two bare runs differ by {drift:.0%}: the machine was not steady")
-    for _name, _r, m in rows(bares, runs):
-        if m["other_cpu"] > NOISY:
-            notes.append(f"other work on the machine used {m['other_cpu']:.0%} of a core "
-                         f"during '{m['name']}': that run is suspect")
-    return notes
+    return notes + h.noise_notes((m["name"], m["other_cpu"]) for _n, _r, m in rows(bares, runs))
 
 
 def identification_flags(runs: list[dict[str, Any]]) -> list[str]:
@@ -1228,18 +724,6 @@ def markdown(info: dict[str, Any], opt: Options, bares: list[dict[str, Any]],
     return "\n".join(lines)
 
 
-def update_results(section: str) -> None:
-    """Replace the section whose header is the first line of ``section`` (else append)."""
-    header = section.split("\n", 1)[0]
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(header)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _m: section + "\n", old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(new.rstrip("\n") + "\n")
-
-
 def print_table(bares: list[dict[str, Any]], runs: list[dict[str, Any]],
                 verdict: list[dict[str, Any]]) -> None:
     bare_rps = baseline(bares)
@@ -1311,12 +795,13 @@ def main() -> int:
                              "time the call start (caller identification) too; results go "
                              "to their own section")
     parser.add_argument("--pg-admin-url", default=os.environ.get("IVR_BENCH_PG_URL",
-                                                                 PG_ADMIN_URL),
+                                                                 h.PG_ADMIN_URL),
                         help="creates and drops the database ivr_bench_<pid> there")
     parser.add_argument("--no-pin", action="store_true", help="do not pin CPUs (taskset)")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy record --gil the server during the timed runs "
                              "(perturbs the figures; results.md is then left alone)")
+    h.add_results_options(parser)
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if unknown := set(backends) - set(TARGETS):
@@ -1326,34 +811,20 @@ def main() -> int:
     if not 0 <= args.customers <= MAX_STREAM_ROWS:
         parser.error(f"--customers must be within 0..{MAX_STREAM_ROWS:,}")
 
-    OUT.mkdir(exist_ok=True)
-    lock = (OUT / "webhooks.lock").open("w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        print("error: another run of bench/webhooks.py is in progress; two at once would "
-              "measure each other", file=sys.stderr)
-        return 2
-    try:
-        ensure_wrk()
-        pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset")
-        info = machine_info()
+    with h.exclusive("webhooks"):
+        h.ensure_wrk()
+        pin = h.can_pin(args.no_pin)
+        info = h.machine_info()
         print(f"{info['date']}: {info['nproc']} CPU {info['cpu']}, {info['ram_gib']} GiB, "
               f"Python {info['python']}", flush=True)
         with tempfile.TemporaryDirectory(prefix="ivr-bench-") as tmp:
             work = Path(tmp)
             opt = Options(args.duration, args.steps, args.warmup_calls,
                           0 if pin else None, 1 if pin else None, args.profile, work)
-            (work / "menus").mkdir()
-            (work / "menus" / "main.yaml").write_text(MENU_YAML, encoding="utf-8")
-            check = subprocess.run([ivr_command(), "menus", "check",
-                                    str(work / "menus")], capture_output=True, text=True,
-                                   check=False, cwd=work)
-            if check.returncode != 0:
-                raise BenchError(f"benchmark menu refused:\n{check.stdout}{check.stderr}")
+            h.write_menu(work, MENU_YAML)
             if args.customers:
                 print(f"writing {args.customers:,} customers to a CSV ...", flush=True)
-                opt.customers = write_customers(args.customers, work)
+                opt.customers = h.write_customers(args.customers, work)
                 print(f"  {opt.customers.write_seconds:.1f} s", flush=True)
             bares = []
             print("bare Starlette baseline ...", flush=True)
@@ -1377,26 +848,20 @@ def main() -> int:
                 if "call_start" in run:
                     print_profile(run["call_start"])
                 print_profile(run)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         payload = to_json({"machine": info, "options": {
             "duration": opt.duration, "steps": opt.steps, "warmup_calls": opt.warmup_calls,
             "connections": CONNECTIONS, "threads": THREADS, "server_cpu": opt.server_cpu,
             "wrk_cpu": opt.wrk_cpu, "profile": opt.profile, "customers": args.customers},
             "bare": bares, "bare_rps": bare_rps, "runs": runs, "verdict": verdict,
             "noise": noise_notes(bares, runs), "identification": identification_flags(runs)})
-        for name in (f"webhooks-{stamp}.json", "webhooks-latest.json"):
-            (OUT / name).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        raw = h.write_raw("webhooks", payload, indent=2)
         if opt.profile:
             print(f"\n--profile: results.md left alone; raw JSON and py-spy output in {OUT}")
         else:
-            update_results(markdown(info, opt, bares, runs, verdict))
-            print(f"\nwrote {RESULTS.relative_to(ROOT)} and {OUT.relative_to(ROOT)}/"
-                  f"webhooks-{stamp}.json")
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+            h.update_results(markdown(info, opt, bares, runs, verdict), args.out)
+            print(f"\nwrote {args.out} and {raw}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(h.run(main))
