@@ -46,9 +46,16 @@ class Dispatcher:
         self.publish = publish
 
     async def sweep(self) -> None:
-        """Take back offers never connected in time; run the callback timers."""
+        """Take back offers never connected in time (and free agents nothing backs); close
+        queued calls silent too long whose call is over (Twilio is asked in a thread, outside
+        any transaction); run the callback timers."""
         out: Outcome = await self.run_db(self.agents.expire_offers)
         self.publish(out.published)
+        silent = await self.run_db(self.agents.silent_entries)
+        if silent:
+            verdicts = await self.run_io(self.agents.liveness, silent)
+            out = await self.run_db(self.agents.close_silent, verdicts)
+            self.publish(out.published)
         timers_on = (self.agents.settings.dispatch_callbacks if self.timers is None
                      else self.timers)
         if timers_on:

@@ -31,11 +31,19 @@ class Gateway(Protocol):
         """Take the caller out of the queue and run ``url``'s TwiML (may raise)."""
         ...
 
+    def call_status(self, call_sid: str) -> str | None:
+        """Twilio's status of a call (queued, ringing, in-progress, completed, busy, …);
+        None when this gateway cannot ask (no account). May raise."""
+        ...
+
 
 class HoldLoopGateway:
     holds_callers = True
 
     def dequeue(self, queue_sid: str, call_sid: str, url: str) -> None:
+        return None
+
+    def call_status(self, call_sid: str) -> str | None:
         return None
 
 
@@ -49,3 +57,6 @@ class TwilioGateway:
 
     def dequeue(self, queue_sid: str, call_sid: str, url: str) -> None:
         self.client.queues(queue_sid).members(call_sid).update(url=url, method="POST")
+
+    def call_status(self, call_sid: str) -> str | None:
+        return str(self.client.calls(call_sid).fetch().status)

@@ -96,6 +96,10 @@ class QueueEntry(Base):
     connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # When the call last proved it is alive: each wait round (Twilio's waitUrl), the connect,
+    # the agent's answer, or Twilio's REST API saying the call is in progress. An entry
+    # silent for IVR_QUEUE_SILENT_ROUNDS is checked and closed if its call is over.
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         Index("ix_queue_entries_status_priority_entered", "status", "priority", "entered_at"),

@@ -182,7 +182,8 @@ def join_queue(conn: Connection, *, call_sid: str, queue: str, queue_sid: str | 
               "entered_at": now, "deadline_at": deadline_at, "status": "waiting",
               "agent_id": None, "callback_id": None,
               "preferred_agent_id": preferred_agent_id, "customer_id": customer_id,
-              "offered_at": None, "connected_at": None, "ended_at": None, "updated_at": now}
+              "offered_at": None, "connected_at": None, "ended_at": None, "updated_at": now,
+              "last_seen_at": now}
     if seen is None:
         stmt = insert_ignoring_conflicts(conn, queue_entries, ["call_sid"])
         return bool(conn.execute(stmt, {"call_sid": call_sid, "attempts": 0, **values})
@@ -197,6 +198,77 @@ def note_queue_sid(conn: Connection, call_sid: str, queue_sid: str, now: datetim
     conn.execute(update(queue_entries).where(queue_entries.c.call_sid == call_sid,
                                              queue_entries.c.twilio_queue_sid.is_(None))
                  .values(twilio_queue_sid=queue_sid, updated_at=now))
+
+
+#: Entries whose call is still ours to finish: routed, being connected, or talking.
+LIVE_ENTRIES = ("waiting", "offered", "connected")
+
+
+def heard_from(conn: Connection, call_sid: str, now: datetime, queue_sid: str | None = None,
+               ) -> None:
+    """The call proved it is alive (a wait round, ...); a wait round also brings the Twilio
+    QueueSid, kept the first time (one statement for both)."""
+    q = queue_entries.c
+    values: dict[str, Any] = {"last_seen_at": now}
+    if queue_sid:
+        values["twilio_queue_sid"] = func.coalesce(q.twilio_queue_sid, queue_sid)
+    conn.execute(update(queue_entries).where(q.call_sid == call_sid).values(values))
+
+
+def silent_entries(conn: Connection, before: datetime,
+                   statuses: Sequence[str] = LIVE_ENTRIES, limit: int = 50) -> list[Any]:
+    """Entries in ``statuses`` not heard of since ``before`` (the longest silent first)."""
+    q = queue_entries.c
+    heard = func.coalesce(q.last_seen_at, q.updated_at)
+    return list(conn.execute(
+        select(q.call_sid, q.status, q.connected_at, heard.label("heard_at"))
+        .where(q.status.in_(list(statuses)), heard < before).order_by(heard).limit(limit)))
+
+
+def close_entry(conn: Connection, call_sid: str, status: str, now: datetime, *,
+                silent_since: datetime | None = None, seen_status: str | None = None,
+                ) -> bool:
+    """End an entry (``abandoned`` / ``done``). With ``silent_since``: only if it is still
+    in ``seen_status`` and still not heard of since then (a wait round that came in since
+    the sweep looked keeps it)."""
+    q = queue_entries.c
+    cond = [q.call_sid == call_sid]
+    if silent_since is not None:
+        cond += [q.status == seen_status,
+                 func.coalesce(q.last_seen_at, q.updated_at) < silent_since]
+    return bool(conn.execute(update(queue_entries).where(*cond).values(
+        status=status, ended_at=now, updated_at=now)).rowcount)
+
+
+def keep_alive(conn: Connection, call_sid: str, at: datetime, silent_since: datetime,
+               ) -> None:
+    """A silent call is alive as of ``at`` (Twilio says it is in progress: asked again after
+    another silence), unless it was heard of since the sweep looked."""
+    q = queue_entries.c
+    conn.execute(update(queue_entries).where(
+        q.call_sid == call_sid, func.coalesce(q.last_seen_at, q.updated_at) < silent_since)
+        .values(last_seen_at=at))
+
+
+def expired_offers(conn: Connection, call_sid: str) -> int:
+    """How many offers of this call ended because its caller never came to the connect."""
+    return int(conn.execute(select(func.count()).select_from(agent_calls).where(
+        agent_calls.c.call_sid == call_sid, agent_calls.c.outcome == "expired")).scalar_one())
+
+
+def reservations(conn: Connection) -> list[Any]:
+    """Agents reserved or on a call, with what backs it: their open offer of that call and
+    the call's queue entry (status, agent). Live calls and callbacks alike."""
+    a, o, e = agents.c, agent_calls.c, queue_entries.c
+    return list(conn.execute(
+        select(a.id.label("agent_id"), a.state, a.current_call_sid,
+               o.id.label("offer_id"), o.answered_at, e.status.label("entry_status"),
+               e.agent_id.label("entry_agent_id"))
+        .select_from(agents.outerjoin(agent_calls, and_(o.call_sid == a.current_call_sid,
+                                                        o.agent_id == a.id,
+                                                        o.ended_at.is_(None)))
+                     .outerjoin(queue_entries, e.call_sid == a.current_call_sid))
+        .where(a.state.in_(("reserved", "on_call")), a.current_call_sid.is_not(None))))
 
 
 def _locking(conn: Connection, query: Any) -> Any:
@@ -330,6 +402,30 @@ def staffed(conn: Connection, queue: str) -> int:
     rows = conn.execute(select(agents.c.queues).where(agents.c.active.is_(True),
                                                       agents.c.state != "offline"))
     return sum(1 for (qs,) in rows if queue in (qs or ()))
+
+
+def staffing(conn: Connection, queue: str, now: datetime) -> tuple[int, list[timedelta]]:
+    """The agents of ``queue`` signed in: how many are free (available), and for each busy
+    one (reserved, on a call, wrapping up) how long its current call has been handled, from
+    the answer (zero while it is still being connected)."""
+    a, c = agents.c, agent_calls.c
+    rows = conn.execute(
+        select(a.id, a.state, a.queues, c.answered_at)
+        .select_from(agents.outerjoin(agent_calls, (c.agent_id == a.id)
+                                      & (c.call_sid == a.current_call_sid)))
+        .where(a.active.is_(True), a.state != "offline"))
+    free: set[int] = set()
+    answered: dict[int, datetime | None] = {}
+    for r in rows:
+        if queue not in (r.queues or ()):
+            continue
+        if r.state == "available":
+            free.add(r.id)
+        elif r.answered_at is not None:  # an offer of the same call before: the latest
+            answered[r.id] = max(r.answered_at, answered.get(r.id) or r.answered_at)
+        else:
+            answered.setdefault(r.id, None)
+    return len(free), [now - t if t is not None else timedelta(0) for t in answered.values()]
 
 
 def recent_handle_times(conn: Connection, queue: str, limit: int = 20) -> list[timedelta]:

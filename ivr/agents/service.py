@@ -19,8 +19,10 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 
+from crm_sync.models import customers
+from crm_sync.phones import mask
 from crm_sync.profile import search
 from crm_sync.screenpop import customer_context, empty_context
 from crm_sync.wrapup import CallFacts, WrapUp, record_wrap_up
@@ -28,7 +30,7 @@ from ivr.agents import repository as repo
 from ivr.agents.auth import DUMMY_HASH, verify_password
 from ivr.agents.events import Published
 from ivr.agents.gateway import Gateway
-from ivr.agents.models import agent_calls
+from ivr.agents.models import agent_calls, queue_entries
 from ivr.agents.ports import NO_QUEUE_WORK, Outcome, QueueWork, Reservation
 from ivr.agents.routing import plan
 from ivr.agents.twiml import connect_twiml
@@ -36,6 +38,7 @@ from ivr.calls import twiml
 from ivr.calls.repository import calls, get_call
 from ivr.core.clock import Clock
 from ivr.core.settings import Settings
+from ivr.core.twilio_rest import uncertain
 from ivr.menu.engine import Enqueue, Hangup, queue_priority
 from ivr.menu.model import QueueNode
 from ivr.menu.registry import MenuRegistry
@@ -44,6 +47,11 @@ log = logging.getLogger(__name__)
 
 ANSWERED = {"in-progress", "answered"}
 DIAL_DONE = {"completed", "answered"}
+#: Twilio's statuses of a call that is not over yet.
+CALL_LIVE = {"queued", "ringing", "in-progress"}
+#: The most a wait round speaks besides its pause (the hold message or the expected wait,
+#: and the callback offer's <Gather>), once a minute.
+SPOKEN_SECONDS = 15
 
 
 class AgentError(Exception):
@@ -149,11 +157,11 @@ class AgentService:
                     priority=self._priority(call, attrs), customer_id=customer_id,
                     preferred_agent_id=preferred, now=now, deadline_at=deadline, seen=entry)
                 entry = repo.get_entry(conn, call_sid)
-            elif queue_sid:
-                repo.note_queue_sid(conn, call_sid, queue_sid, now)
+            else:  # a wait round: the call is alive (IVR_QUEUE_SILENT_ROUNDS)
+                repo.heard_from(conn, call_sid, now, queue_sid)
             status = entry.status if entry is not None else "waiting"
             language = (call or {}).get("language") or "he-IL"
-            pause = self.settings.hold_poll_seconds if self.gateway.holds_callers else 20
+            pause = self._pause()
             if status in ("offered", "choosing") and (self.gateway.holds_callers
                                                        or status == "choosing"):
                 out.twiml = twiml.leave()
@@ -163,12 +171,24 @@ class AgentService:
                 if held is not None:
                     out.twiml = held
                     return out
+            nobody = repo.staffed(conn, queue) == 0  # then no "an agent will be with you"
         queue_time = params.get("QueueTime", "0")
         seconds = int(queue_time) if queue_time.isdigit() else 0
         out.twiml = twiml.hold(language, params.get("QueuePosition"),
                                self.settings.hold_music_url, pause=pause,
-                               speak=seconds % 60 < pause)
+                               speak=seconds % 60 < pause, nobody=nobody)
         return out
+
+    def _pause(self) -> int:
+        """The pause of a wait round: short when the wait loop releases callers itself."""
+        return self.settings.hold_poll_seconds if self.gateway.holds_callers else 20
+
+    def silence(self) -> timedelta:
+        """How long a live entry may go unheard of before the sweep checks it:
+        ``IVR_QUEUE_SILENT_ROUNDS`` wait rounds (each the pause and up to
+        ``SPOKEN_SECONDS`` of speech)."""
+        return timedelta(seconds=self.settings.queue_silent_rounds
+                         * (self._pause() + SPOKEN_SECONDS))
 
     def _priority(self, call: Mapping[str, Any], attrs: dict[str, Any]) -> int:
         if self.registry is None:
@@ -272,12 +292,15 @@ class AgentService:
             self._end_offer(conn, offer, outcome, agent_state, now, out, requeue=True)
 
     def _end_offer(self, conn: Connection, offer: Any, outcome: str, agent_state: str,
-                   now: datetime, out: Outcome, *, requeue: bool) -> None:
+                   now: datetime, out: Outcome, *, requeue: bool, close: bool = False,
+                   ) -> None:
         repo.update_offer(conn, offer.id, ended_at=now, outcome=outcome)
         if requeue:  # back to waiting, keeping the time the caller first joined
             repo.update_entry(conn, offer.call_sid, status="waiting", agent_id=None,
                               offered_at=None, connected_at=None, updated_at=now)
             out.reroute = True
+        elif close:  # the caller is presumed gone
+            repo.close_entry(conn, offer.call_sid, "abandoned", now)
         if repo.set_state(conn, offer.agent_id, agent_state, now, reason=outcome,
                           only_call=offer.call_sid):
             self._state_event(conn, offer.agent_id, now, out)
@@ -285,14 +308,108 @@ class AgentService:
 
     def expire_offers(self) -> Outcome:
         """Offers whose caller never reached the connect webhook in time (the caller hung up
-        as the offer was made, Twilio lost the request): caller and agent are freed."""
+        as the offer was made, Twilio lost the request): caller and agent are freed. A call
+        whose offers expired ``IVR_QUEUE_MAX_EXPIRED_OFFERS`` times is closed (its caller is
+        presumed gone), so it cannot hold the head of the queue. Agents reserved or on a
+        call that nothing backs any more are freed (``_free_stranded``)."""
         now = self.clock.now()
         out = Outcome()
         before = now - timedelta(seconds=self.settings.offer_timeout_seconds)
         with self.engine.begin() as conn:
             for offer in repo.stale_offers(conn, before):
+                expired = repo.expired_offers(conn, offer.call_sid) + 1
+                if expired >= self.settings.queue_max_expired_offers:
+                    log.warning("offer expired %d times; the caller is presumed gone call=%s "
+                                "agent=%s", expired, offer.call_sid, offer.agent_id)
+                    self._end_offer(conn, offer, "expired", "available", now, out,
+                                    requeue=False, close=True)
+                    continue
                 log.warning("offer expired call=%s agent=%s", offer.call_sid, offer.agent_id)
                 self._end_offer(conn, offer, "expired", "available", now, out, requeue=True)
+            self._free_stranded(conn, now, out)
+        return out
+
+    def _free_stranded(self, conn: Connection, now: datetime, out: Outcome) -> None:
+        """An agent is reserved or on a call only while an open offer of that call to them
+        and its queue entry (offered to them, or connected) back it. Whatever ended the call
+        without freeing the agent (a status callback that never came, a request that failed
+        half-way), the sweep puts them back: reserved → available, on a call → wrap-up.
+        Callbacks' keys are the callback service's (its leases)."""
+        for r in repo.reservations(conn):
+            if self.callbacks.owns(r.current_call_sid):
+                continue
+            if (r.offer_id is not None and r.entry_status in ("offered", "connected")
+                    and r.entry_agent_id == r.agent_id):
+                continue
+            answered = r.state == "on_call" or r.answered_at is not None
+            state = "wrap_up" if answered else "available"
+            if r.offer_id is not None:
+                repo.update_offer(conn, r.offer_id, ended_at=now,
+                                  outcome="completed" if answered else "canceled")
+            if not repo.set_state(conn, r.agent_id, state, now, reason="call gone",
+                                  only_from=(r.state,), only_call=r.current_call_sid):
+                continue
+            log.warning("agent %s was %s for a call that is over; now %s call=%s",
+                        r.agent_id, r.state, state, r.current_call_sid)
+            self._state_event(conn, r.agent_id, now, out)
+            out.published.append((r.agent_id, repo.add_event(
+                conn, r.agent_id, "call", {"call_sid": r.current_call_sid, "status": "ended"},
+                now, r.current_call_sid)))
+            out.reroute = out.reroute or state == "available"
+
+    # ------------------------------------------------------------ liveness
+
+    def silent_entries(self) -> list[Any]:
+        """Live entries not heard of for ``silence()``: the sweep's candidates. Without an
+        account to ask Twilio (the wait loop releases callers), a conversation is not one:
+        it has no rhythm whose silence would tell."""
+        before = self.clock.now() - self.silence()
+        statuses = ("waiting", "offered") if self.gateway.holds_callers else repo.LIVE_ENTRIES
+        with self.engine.connect() as conn:
+            return repo.silent_entries(conn, before, statuses)
+
+    def liveness(self, silent: list[Any]) -> list[tuple[Any, str]]:
+        """For each silent entry, what is known of its call: ``live`` (Twilio says it is in
+        progress), ``over`` (Twilio says it ended, or does not know it), ``presumed-gone``
+        (no account to ask: a wait loop that stopped polling has no caller), ``unknown``
+        (Twilio could not be asked: asked again a round later). Network only: run in a
+        thread, outside any transaction."""
+        verdicts: list[tuple[Any, str]] = []
+        for entry in silent:
+            try:
+                status = self.gateway.call_status(entry.call_sid)
+            except Exception as exc:
+                if uncertain(exc):
+                    log.warning("cannot ask Twilio about a silent queued call; asked again "
+                                "a round later call=%s: %s", entry.call_sid, exc)
+                    verdicts.append((entry, "unknown"))
+                else:  # Twilio refused: it does not know the call
+                    verdicts.append((entry, "over"))
+                continue
+            if status is None:
+                verdicts.append((entry, "presumed-gone"))
+            else:
+                verdicts.append((entry, "live" if status in CALL_LIVE else "over"))
+        return verdicts
+
+    def close_silent(self, verdicts: list[tuple[Any, str]]) -> Outcome:
+        """Act on ``liveness``: a call that is over (or presumed gone) is closed as its
+        final status callback would have closed it (``_caller_gone``); a live one is marked
+        heard of. Each only if the entry is still as silent as it was when it was read."""
+        now = self.clock.now()
+        before = now - self.silence()
+        out = Outcome()
+        with self.engine.begin() as conn:
+            for entry, verdict in verdicts:
+                if verdict == "live":
+                    repo.keep_alive(conn, entry.call_sid, now, before)
+                elif verdict == "unknown":  # asked again one round from now, not every sweep
+                    repo.keep_alive(conn, entry.call_sid, before + timedelta(
+                        seconds=self._pause() + SPOKEN_SECONDS), before)
+                elif verdict in ("over", "presumed-gone") and self._caller_gone(
+                        conn, entry.call_sid, entry.status, now, out, silent_since=before):
+                    log.warning("queued call silent since %s closed (%s) call=%s",
+                                entry.heard_at.isoformat(), verdict, entry.call_sid)
         return out
 
     # ------------------------------------------------------------ connecting
@@ -318,7 +435,8 @@ class AgentService:
         assert agent is not None
         if offer.connected_at is None:
             repo.update_offer(conn, offer.id, connected_at=now)
-            repo.update_entry(conn, offer.call_sid, connected_at=now, updated_at=now)
+            repo.update_entry(conn, offer.call_sid, connected_at=now, updated_at=now,
+                              last_seen_at=now)
             context = self.build_context(conn, offer.call_sid, now, offer)
             context["offer_id"] = offer.id
             # The pop itself says "ringing" (status): no separate call event.
@@ -334,7 +452,7 @@ class AgentService:
         if call is None or entry is None:
             return twiml.safe_route(self.settings.safe_queue)
         repo.update_entry(conn, call_sid, status="waiting", agent_id=None, offered_at=None,
-                          connected_at=None, updated_at=now)
+                          connected_at=None, updated_at=now, last_seen_at=now)
         out.reroute = True
         return twiml.render([Enqueue(entry.queue, call["language"])], int(call["step"]))
 
@@ -370,7 +488,8 @@ class AgentService:
                 return out
             if offer.answered_at is None:
                 repo.update_offer(conn, offer.id, answered_at=now, outcome="answered")
-                repo.update_entry(conn, offer.call_sid, status="connected", updated_at=now)
+                repo.update_entry(conn, offer.call_sid, status="connected", updated_at=now,
+                                  last_seen_at=now)
                 if repo.set_state(conn, offer.agent_id, "on_call", now, reason="answered",
                                   only_call=offer.call_sid):
                     self._state_event(conn, offer.agent_id, now, out)
@@ -426,15 +545,28 @@ class AgentService:
             entry = repo.get_entry(conn, call_sid)
             if entry is None or entry.status in ("done", "callback", "abandoned"):
                 return out
-            offer = repo.open_offer(conn, call_sid)
+            self._caller_gone(conn, call_sid, entry.status, now, out)
+        return out
+
+    def _caller_gone(self, conn: Connection, call_sid: str, status: str, now: datetime,
+                     out: Outcome, *, silent_since: datetime | None = None) -> bool:
+        """Close an entry whose caller is gone: its open offer ends, a waiting (or offered)
+        entry is abandoned, a connected one done, a reserved agent is available again and an
+        agent on the call wraps up. ``silent_since``: only if the entry is still unheard of
+        since then (the sweep; nothing changes otherwise). False when nothing changed."""
+        offer = repo.open_offer(conn, call_sid)
+        with conn.begin_nested() as sp:
             # Rows are written in the order every use case writes them — the offer, then the
             # queue entry, then the agent — so this and the <Dial> action Twilio sends at the
             # same moment (the caller hung up mid-call) wait for each other, never deadlock.
             if offer is not None:
                 repo.update_offer(conn, offer.id, ended_at=now, outcome="completed"
                                   if offer.answered_at is not None else "canceled")
-            repo.update_entry(conn, call_sid, status="abandoned" if entry.status != "connected"
-                              else "done", ended_at=now, updated_at=now)
+            if not repo.close_entry(conn, call_sid, "abandoned" if status != "connected"
+                                    else "done", now, silent_since=silent_since,
+                                    seen_status=status):
+                sp.rollback()
+                return False
             if offer is not None:
                 state = "wrap_up" if offer.answered_at is not None else "available"
                 if repo.set_state(conn, offer.agent_id, state, now, reason="caller hung up",
@@ -443,8 +575,8 @@ class AgentService:
                 out.published.append((offer.agent_id, repo.add_event(
                     conn, offer.agent_id, "call", {"call_sid": call_sid, "status": "ended"},
                     now, call_sid)))
-                out.reroute = state == "available"
-        return out
+                out.reroute = out.reroute or state == "available"
+        return True
 
     # ------------------------------------------------------------ the screen-pop
 
@@ -561,16 +693,47 @@ class AgentService:
 
     # ------------------------------------------------------------ supervisor
 
+    def centre_timezone(self) -> str:
+        """The centre's time zone, in which the console shows every time: the entry
+        menu's, whose hours the centre keeps and in which its prompts speak times."""
+        registry = self.registry
+        if registry is None or not registry.loaded:
+            return "UTC"
+        entry = registry.current.menus.get(registry.entry)
+        return entry.menu.spoken_timezone() if entry is not None else "UTC"
+
     def board(self) -> dict[str, Any]:
         now = self.clock.now()
         with self.engine.connect() as conn:
-            board: dict[str, Any] = {"agents": repo.list_agents(conn),
+            agents = repo.list_agents(conn)
+            current = _current_calls(conn, [a["current_call_sid"] for a in agents
+                                            if a["current_call_sid"]])
+            for a in agents:  # who each agent is talking to, for people (not a CallSid)
+                a["call"] = self._call_summary(conn, a["current_call_sid"], current)
+            board: dict[str, Any] = {"agents": agents,
                                      "queues": repo.queue_board(conn, now),
+                                     "timezone": self.centre_timezone(),
                                      "at": now.isoformat()}
             callbacks = self.callbacks.board(conn, now)
             if callbacks is not None:
                 board["callbacks"] = callbacks
             return board
+
+    def _call_summary(self, conn: Connection, call_sid: str | None,
+                      current: Mapping[str, Any]) -> dict[str, Any] | None:
+        """An agent's call on the supervisor's board: the caller's name (an identified
+        caller) or masked number, the queue, and whether it is a callback."""
+        if not call_sid:
+            return None
+        row = current.get(call_sid)
+        name, number = (row.customer_name, row.from_number) if row is not None else (None, None)
+        callback = self.callbacks.owns(call_sid)
+        if callback:
+            customer_id = self.callbacks.customer_id_of(conn, call_sid)
+            name = conn.execute(select(customers.c.name).where(
+                customers.c.id == customer_id)).scalar() if customer_id is not None else None
+        return {"caller": name or (mask(number) if number else None),
+                "queue": row.queue if row is not None else None, "callback": callback}
 
 
 def ivr_path(path: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -594,6 +757,24 @@ def _call_row(conn: Connection, call_sid: str) -> dict[str, Any]:
                               calls.c.language, calls.c.attributes, calls.c.path)
                        .where(calls.c.call_sid == call_sid)).first()
     return dict(row._mapping) if row is not None else {}
+
+
+def _current_calls(conn: Connection, call_sids: list[str]) -> dict[str, Any]:
+    """The agents' current calls, by CallSid: the latest offer's queue, the caller's
+    customer name (an identified caller) and number."""
+    if not call_sids:
+        return {}
+    latest = (select(func.max(agent_calls.c.id)).where(agent_calls.c.call_sid.in_(call_sids))
+              .group_by(agent_calls.c.call_sid))
+    rows = conn.execute(
+        select(agent_calls.c.call_sid, agent_calls.c.queue,
+               customers.c.name.label("customer_name"), calls.c.from_number)
+        .select_from(agent_calls
+                     .outerjoin(queue_entries, queue_entries.c.call_sid == agent_calls.c.call_sid)
+                     .outerjoin(customers, customers.c.id == queue_entries.c.customer_id)
+                     .outerjoin(calls, calls.c.call_sid == agent_calls.c.call_sid))
+        .where(agent_calls.c.id.in_(latest)))
+    return {r.call_sid: r for r in rows}
 
 
 def _answered_offer(conn: Connection, agent_id: int, call_sid: str) -> Any:

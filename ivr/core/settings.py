@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     # An offer whose caller never reaches the connect webhook is taken back after this.
     offer_timeout_seconds: int = Field(default=30, ge=5)
     hold_poll_seconds: int = Field(default=5, ge=1, le=60)
+    # A queued caller proves it is alive: its wait loop polls every round (the pause above,
+    # 20 s with the REST API, plus up to 15 s spoken). An entry silent this many rounds is
+    # checked by the sweep: with an account SID Twilio is asked (closed only if the call is
+    # over), without the caller is presumed gone. An offer that expired this many times
+    # closes the entry too (nothing waits for a status callback that may never come).
+    queue_silent_rounds: int = Field(default=6, ge=2)
+    queue_max_expired_offers: int = Field(default=3, ge=1)
     # How often each process sweeps: expired offers, calls and agents left unmatched (0: off).
     route_every_seconds: float = Field(default=1.0, ge=0)
     # A caller who called within this window is a repeat caller (screen-pop, routing).
