@@ -114,7 +114,8 @@ async def login(request: Request, body: LoginIn) -> JSONResponse:
     if result is None:
         raise _deny("wrong username or password")
     token, me = result
-    response = JSONResponse({"token": token, "agent": me})
+    response = JSONResponse({"token": token,
+                             "agent": {**me, "timezone": service.centre_timezone()}})
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/",
                         secure=request.url.scheme == "https",
                         max_age=int(service.settings.agent_session_hours * 3600))
@@ -133,8 +134,9 @@ async def logout(request: Request, agent: Agent) -> Response:
 
 
 @router.get("/me")
-async def whoami(agent: Agent) -> dict[str, Any]:
-    return agent
+async def whoami(request: Request, agent: Agent) -> dict[str, Any]:
+    """The signed-in agent, and the centre's time zone the console shows times in."""
+    return {**agent, "timezone": web(request).agents.centre_timezone()}
 
 
 @router.post("/state")
