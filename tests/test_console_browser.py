@@ -195,7 +195,7 @@ def _wrap_up(console: Console, *, topic: str, outcome: str, resolved: bool = Fal
     page.get_by_label("Resolved on this call", exact=True).set_checked(resolved)
     if promised_action:
         page.get_by_label("Promised action", exact=True).fill(promised_action)
-        page.get_by_label("Promised by (your local time)", exact=True).fill(promised_due)
+        page.get_by_label("Promised by (Asia/Jerusalem time)", exact=True).fill(promised_due)
     for label in tick:
         page.locator("#wrapup-form fieldset").get_by_label(label).check()
     page.get_by_label("Notes", exact=True).fill(notes)
@@ -258,7 +258,7 @@ def test_screen_pop_wrap_up_and_the_next_call(live_server: LiveServer, browser: 
             console.wait_call_status("answered")
             console.wait_state("on_call")
             boss.page.locator("#sup-agents tr", has_text=AGENT_NAME).filter(
-                has_text="On call").filter(has_text=first).wait_for()
+                has_text="On call").filter(has_text=DANA).wait_for()
             console.advance(4 * 60)
             driver.hang_up(first, talked=240)
             console.wait_call_status("ended")

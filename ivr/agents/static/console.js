@@ -24,6 +24,7 @@
 
   const ui = {
     me: null,           // the signed-in agent (Me)
+    zone: null,         // the centre's time zone, as the server said
     events: null,       // EventSource
     context: null,      // the screen-pop on screen (Context)
     callStatus: null,   // ringing / answered / ended
@@ -67,11 +68,63 @@
 
   // --- formatting --------------------------------------------------------------------------
 
-  const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-  const secondsFmt = new Intl.DateTimeFormat(undefined,
-    { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-  const dateTimeFmt = new Intl.DateTimeFormat(undefined,
-    { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+  // Every time on screen is in the centre's time zone (the server says which: /agent/me,
+  // the board), never the browser's: a deadline reads as the caller was told it. Until the
+  // zone is known (or if this browser does not know it) the browser's own zone is used.
+  const FORMATS = {
+    time: { hour: "2-digit", minute: "2-digit" },
+    seconds: { hour: "2-digit", minute: "2-digit", second: "2-digit" },
+    dateTime: { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" },
+    full: { dateStyle: "full", timeStyle: "short" },
+  };
+  const PARTS = { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit",
+    minute: "2-digit", second: "2-digit", hourCycle: "h23" };
+  let fmt = formats(undefined);
+
+  function formats(timeZone) {
+    const make = (locale, options) => new Intl.DateTimeFormat(locale, { ...options, timeZone });
+    const out = { parts: make("en-US", PARTS) };
+    for (const [name, options] of Object.entries(FORMATS)) out[name] = make(undefined, options);
+    return out;
+  }
+
+  /** The centre's zone (an IANA name such as "Asia/Jerusalem"), said on screen. */
+  function setZone(zone) {
+    if (!zone || zone === ui.zone) return;
+    try {
+      fmt = formats(zone);
+    } catch {  // a zone this browser does not know: its own, and say so
+      fmt = formats(undefined);
+      ui.zone = zone;
+      $("zone").textContent = `Times in this browser's zone (${zone} is unknown here)`;
+      $("wu-due-label").textContent = "Promised by (this browser's time)";
+      return;
+    }
+    ui.zone = zone;
+    $("zone").textContent = `Times in ${zone}`;
+    $("wu-due-label").textContent = `Promised by (${zone} time)`;
+  }
+
+  /** Year, month, …, second of an instant on the centre's wall clock. */
+  function wall(d) {
+    const p = {};
+    for (const { type, value } of fmt.parts.formatToParts(d)) p[type] = Number(value);
+    return p;
+  }
+
+  /** The instant a wall-clock time in the centre's zone ("2026-11-24T12:00", as a
+   *  datetime-local input gives it) stands for; across a DST change, the later offset. */
+  function instantOf(local) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(local || "");
+    if (!m) return null;
+    const asUtc = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]);
+    const offset = (t) => {
+      const p = wall(new Date(t));
+      return Date.UTC(p.year, p.month - 1, p.day, p.hour % 24, p.minute, p.second) - t;
+    };
+    const guess = asUtc - offset(asUtc);
+    return new Date(asUtc - offset(guess));
+  }
 
   function parse(iso) {
     if (!iso) return null;
@@ -80,15 +133,15 @@
   }
 
   function sameDay(a, b) {
-    return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth()
-      && a.getDate() === b.getDate();
+    const x = wall(a); const y = wall(b);
+    return x.year === y.year && x.month === y.month && x.day === y.day;
   }
 
-  /** A moment in the browser's local time: "14:05" today, "Mon 23 Nov, 14:05" otherwise. */
+  /** A moment in the centre's time: "14:05" today, "Mon 23 Nov, 14:05" otherwise. */
   function when(iso) {
     const d = parse(iso);
     if (!d) return "—";
-    return sameDay(d, new Date()) ? timeFmt.format(d) : dateTimeFmt.format(d);
+    return sameDay(d, new Date()) ? fmt.time.format(d) : fmt.dateTime.format(d);
   }
 
   /** "3 min 20 s", "45 s", "2 h 5 min", "3 d 4 h". */
@@ -221,6 +274,7 @@
     show($("console"), true);
     notice("");
     setMe(me);
+    pruneDrafts(me.current_call_sid);
     connect();
     if (me.current_call_sid && !ui.context) {
       const status = { on_call: "answered", wrap_up: "ended" }[me.state] || "ringing";
@@ -234,10 +288,13 @@
 
   function setMe(me) {
     ui.me = me;
+    setZone(me.timezone);
     $("agent-name").textContent = me.name || me.username;
+    // A supervisor who answers no queue takes no calls: "Supervisor", not "Offline".
+    const takesCalls = me.role !== "admin" || (me.queues || []).length > 0;
     const badge = $("state-badge");
-    badge.dataset.state = me.state;
-    badge.textContent = STATE_LABELS[me.state] || me.state;
+    badge.dataset.state = takesCalls ? me.state : "supervisor";
+    badge.textContent = takesCalls ? STATE_LABELS[me.state] || me.state : "Supervisor";
     const toggle = $("toggle-available");
     const busy = me.state === "reserved" || me.state === "on_call";
     toggle.dataset.action = me.state === "offline" ? "available" : "offline";
@@ -245,16 +302,14 @@
     toggle.disabled = busy;
     toggle.title = busy ? "You can go offline when this call ends" : "";
     toggle.setAttribute("aria-pressed", me.state === "offline" ? "false" : "true");
-    // A supervisor who answers no queue has nothing to go available for.
-    const takesCalls = me.role !== "admin" || (me.queues || []).length > 0;
-    show(toggle, takesCalls);
+    show(toggle, takesCalls);  // nothing to go available for
     $("idle").classList.toggle("gone", !takesCalls);
     if (!ui.context) idle();
     tickState();
   }
 
   function tickState() {
-    const since = parse(ui.me?.state_since);
+    const since = $("state-badge").dataset.state !== "supervisor" && parse(ui.me?.state_since);
     $("state-time").textContent = since ? duration((Date.now() - since.getTime()) / 1000) : "";
   }
 
@@ -323,13 +378,13 @@
       return;
     }
     if (change.status === "missed") {
-      ui.done.add(change.call_sid);
+      finished(change.call_sid);
       clearCall();
       notice("You did not answer: the call went back to the queue and you are now offline.", "error");
       return;
     }
     if (change.status === "ended" && ui.callStatus === "ringing") {
-      ui.done.add(change.call_sid);
+      finished(change.call_sid);
       clearCall();
       notice("The caller hung up before the call was answered.", "info");
       return;
@@ -366,6 +421,7 @@
     renderCallbacks(ctx.pending_callbacks || []);
     renderPath(ctx.ivr_path || []);
     renderWrapupChoices(ctx);
+    if (fresh) restoreDraft(ctx.call_sid);
     if (fresh) {
       document.title = `Call: ${ctx.customer?.name || "Unknown caller"} — Agent console`;
       // The offer reserved us; the header shows it (the stream may not say so itself).
@@ -493,7 +549,7 @@
   function timeCell(iso) {
     const d = parse(iso);
     return el("td", { class: "time" },
-      d ? el("time", { datetime: iso, title: d.toLocaleString() }, when(iso)) : "—",
+      d ? el("time", { datetime: iso, title: fmt.full.format(d) }, when(iso)) : "—",
       d ? el("span", { class: "ago" }, ago(iso)) : "");
   }
 
@@ -515,7 +571,7 @@
           p.overdue ? el("span", { class: "overdue-label" }, `Overdue ${ago(p.due_at).replace(" ago", "")}`) :
             p.due_at ? el("span", { class: "ago" }, ago(p.due_at)) : ""),
         el("td", {}, txt(p.action)),
-        el("td", {}, txt(p.agent || "—")))), "promises"));
+        el("td", {}, txt(p.agent || "—", "span", "who")))), "promises"));
   }
 
   function renderContact(ctx) {
@@ -539,7 +595,7 @@
           el("td", {}, i.channel || "", el("span", { class: "muted block" }, arrow(i.direction))),
           el("td", {}, txt(i.topic || "—", "span", "strong"),
             i.notes ? txt(i.notes, "span", "block notes") : ""),
-          el("td", {}, txt(i.agent || "—"),
+          el("td", {}, txt(i.agent || "—", "span", "who"),
             i.queue || i.source ? el("span", { class: "muted block" }, txt(i.queue || i.source)) : ""),
           el("td", {}, txt(i.outcome || "—"),
             i.leaving_reason ? el("span", { class: "block unresolved" }, "Leaving: ", txt(i.leaving_reason)) : ""),
@@ -571,7 +627,7 @@
         else if (step.digits) input.push(`typed ${step.digits}`);
         if (step.speech) input.push(["said “", txt(step.speech), "”"]);
         return el("li", {},
-          el("time", { datetime: step.at || "", class: "time" }, step.at ? secondsFmt.format(parse(step.at)) : ""),
+          el("time", { datetime: step.at || "", class: "time" }, step.at ? fmt.seconds.format(parse(step.at)) : ""),
           " ",
           txt([step.menu, step.node].filter(Boolean).join(" › "), "span", "strong"),
           step.kind ? el("span", { class: "muted" }, ` (${step.kind})`) : "",
@@ -625,6 +681,62 @@
     $("wrapup-submit").disabled = false;
   }
 
+  // The wrap-up being typed is kept in this tab (sessionStorage, per agent and call) as it
+  // is typed, so a reload or signing in again brings it back; it is dropped once the call
+  // is wrapped up (or has nothing to wrap up), and never outlives the tab.
+  const DRAFT_PREFIX = "ivr-wrapup-draft:";
+  const draftKey = (callSid) => `${DRAFT_PREFIX}${ui.me?.id}:${callSid}`;
+
+  function saveDraft() {
+    if (!ui.context || !ui.me) return;
+    const draft = {};
+    for (const [field, id] of Object.entries(WRAPUP_FIELDS)) {
+      draft[field] = $(id).type === "checkbox" ? $(id).checked : $(id).value;
+    }
+    draft.close_incidents = ticked("wu-incidents");
+    draft.kept_promises = ticked("wu-kept");
+    try { sessionStorage.setItem(draftKey(ui.context.call_sid), JSON.stringify(draft)); } catch { /* storage off or full: not kept */ }
+  }
+
+  function restoreDraft(callSid) {
+    let draft = null;
+    try { draft = JSON.parse(sessionStorage.getItem(draftKey(callSid)) || "null"); } catch { /* unreadable: none */ }
+    if (!draft || typeof draft !== "object") return;
+    for (const [field, id] of Object.entries(WRAPUP_FIELDS)) {
+      const value = draft[field];
+      if ($(id).type === "checkbox") $(id).checked = value === true;
+      else if (typeof value === "string") $(id).value = value;
+    }
+    const tick = (boxId, values) => {
+      const wanted = new Set((Array.isArray(values) ? values : []).map(String));
+      for (const box of $(boxId).querySelectorAll("input[type=checkbox]")) {
+        if (wanted.has(box.value)) box.checked = true;
+      }
+    };
+    tick("wu-incidents", draft.close_incidents);
+    tick("wu-kept", draft.kept_promises);
+  }
+
+  function dropDraft(callSid) {
+    try { sessionStorage.removeItem(draftKey(callSid)); } catch { /* storage off */ }
+  }
+
+  /** Signed in: drafts of this agent's other calls (over, or not ours any more) go. */
+  function pruneDrafts(current) {
+    try {
+      const mine = `${DRAFT_PREFIX}${ui.me?.id}:`;
+      for (const key of Object.keys(sessionStorage)) {
+        if (key.startsWith(mine) && key !== `${mine}${current}`) sessionStorage.removeItem(key);
+      }
+    } catch { /* storage off */ }
+  }
+
+  /** A call is over for this console: its replays are ignored, its draft dropped. */
+  function finished(callSid) {
+    ui.done.add(callSid);
+    dropDraft(callSid);
+  }
+
   function clearErrors() {
     $("wrapup-error").textContent = "";
     for (const id of Object.values(WRAPUP_FIELDS)) {
@@ -656,8 +768,8 @@
       outcome: $("wu-outcome").value.trim(),
       resolved: $("wu-resolved").checked,
       promised_action: blank($("wu-promise").value),
-      // datetime-local is the agent's wall clock; the API wants an instant.
-      promised_due_at: due ? new Date(due).toISOString() : null,
+      // datetime-local is a wall clock (the centre's); the API wants an instant.
+      promised_due_at: due ? (ui.zone ? instantOf(due) : new Date(due)).toISOString() : null,
       leaving_reason: $("wu-leaving").value || null,
       notes: blank($("wu-notes").value),
       close_incidents: ticked("wu-incidents"),
@@ -677,7 +789,7 @@
     $("wrapup-submit").disabled = true;
     try {
       const result = await api("POST", `/agent/calls/${encodeURIComponent(callSid)}/wrapup`, body);
-      ui.done.add(callSid);
+      finished(callSid);
       clearCall();
       if (result && result.agent) setMe(result.agent);
       notice("Wrap-up saved.", "ok");
@@ -685,12 +797,12 @@
     } catch (err) {
       $("wrapup-submit").disabled = false;
       if (err.status === 404) {
-        ui.done.add(callSid);
+        finished(callSid);
         clearCall();
         notice("There is nothing to wrap up for this call (it was not answered).", "info");
         api("GET", "/agent/me").then(setMe).catch(() => {});
       } else if (err.status === 409) {
-        ui.done.add(callSid);
+        finished(callSid);
         clearCall();
         notice("This call was already wrapped up.", "info");
         api("GET", "/agent/me").then(setMe).catch(() => {});
@@ -730,28 +842,58 @@
 
   function renderSupervisor(data) {
     const at = parse(data.at) || new Date();
-    $("supervisor-updated").textContent = `Updated ${secondsFmt.format(at)}`;
-    fill($("sup-agents"), table("No agents.", ["Agent", "State", "Since", "Current call"],
-      (data.agents || []).map((a) => el("tr", { dataset: { agentId: a.id } },
-        el("td", {}, txt(a.name || a.username, "span", "strong"),
+    setZone(data.timezone);
+    $("supervisor-updated").textContent = `Updated ${fmt.seconds.format(at)}`;
+    // A supervisor who answers no queue takes no calls: no "offline agent" to list.
+    const agents = (data.agents || []).filter((a) => a.role !== "admin" || (a.queues || []).length);
+    fill($("sup-agents"), table("No agents yet (add them with: ivr agents add).",
+      ["Agent", "State", "Since", "Current call"],
+      agents.map((a) => el("tr", { dataset: { agentId: a.id } },
+        el("td", {}, txt(a.name || a.username, "span", "strong who"),
+          a.role === "admin" ? [" ", el("span", { class: "tag role" }, "supervisor")] : "",
           el("span", { class: "muted block" }, txt((a.queues || []).join(", ")))),
         el("td", {}, el("span", { class: "badge", dataset: { state: a.state } }, STATE_LABELS[a.state] || a.state)),
         el("td", { class: "time" }, when(a.state_since),
           el("span", { class: "ago" }, duration((at.getTime() - (parse(a.state_since)?.getTime() ?? at.getTime())) / 1000))),
-        el("td", { class: "mono" }, a.current_call_sid || "—"))), "sup-agents"));
-    fill($("sup-queues"), (data.queues || []).length
-      ? (data.queues || []).map((q) => el("div", { class: "queue", dataset: { queue: q.queue } },
+        currentCall(a))), "sup-agents"));
+    renderQueues(data.queues || [], agents);
+    renderSupervisorCallbacks(data.callbacks, at);
+  }
+
+  /** Whom the agent is talking to and in which queue (the CallSid only on hover). */
+  function currentCall(a) {
+    if (!a.current_call_sid) return el("td", {}, "—");
+    const c = a.call || {};
+    return el("td", { class: "current-call", title: a.current_call_sid },
+      txt(c.caller || "Unknown caller", "span", "strong who"),
+      c.callback ? el("span", { class: "muted" }, " (callback)") : "",
+      c.queue ? txt(c.queue, "span", "muted block") : "");
+  }
+
+  /** Queues with callers waiting, then the other queues agents answer, at zero. */
+  function renderQueues(queues, agents) {
+    const waiting = new Map(queues.map((q) => [q.queue, q]));
+    const idle = [...new Set(agents.flatMap((a) => a.queues || []))]
+      .filter((name) => !waiting.has(name)).sort();
+    const out = [];
+    if (!queues.some((q) => q.waiting)) {
+      out.push(el("p", { class: "empty" }, idle.length
+        ? "No calls waiting."
+        : "No calls waiting — queues appear here when callers are waiting."));
+    }
+    for (const q of [...queues, ...idle.map((name) => ({ queue: name, waiting: 0, calls: [] }))]) {
+      out.push(el("div", { class: "queue", dataset: { queue: q.queue, waiting: q.waiting } },
         el("h4", {}, txt(q.queue), " ",
           el("span", { class: "count" }, `${q.waiting} waiting`),
           q.waiting ? el("span", { class: "muted" }, ` · longest ${duration(q.longest_wait_seconds)}`) : ""),
-        table("Nobody waiting.", ["Caller", "Priority", "Waiting", "Status"],
-          (q.calls || []).map((c) => el("tr", {},
+        (q.calls || []).length ? table("", ["Caller", "Priority", "Waiting", "Status"],
+          q.calls.map((c) => el("tr", {},
             el("td", {}, txt(c.customer_name || "Unknown caller")),
             el("td", {}, String(c.priority ?? "")),
             el("td", {}, duration(c.waited_seconds)),
-            el("td", {}, txt(c.status || "")))))))
-      : el("p", { class: "empty" }, "No queues."));
-    renderSupervisorCallbacks(data.callbacks, at);
+            el("td", {}, txt(c.status || ""))))) : ""));
+    }
+    fill($("sup-queues"), out);
   }
 
   const ALERT_TITLES = { warning: "Callback at risk", breach: "Callback deadline missed",
@@ -810,6 +952,8 @@
     $("sign-out").addEventListener("click", logout);
     $("toggle-available").addEventListener("click", toggleState);
     $("wrapup-form").addEventListener("submit", submitWrapup);
+    $("wrapup-form").addEventListener("input", saveDraft);
+    $("wrapup-form").addEventListener("change", saveDraft);
     ui.tick = setInterval(() => { tickState(); tickCountdowns(); }, 1000);
     try {
       const response = await fetch("/agent/me", { credentials: "same-origin", headers: { Accept: "application/json" } });
