@@ -102,7 +102,13 @@ def _summaries(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
 
 def search(conn: Connection, *, phone: str | None = None, account: str | None = None,
            name: str | None = None, region: str = "IL") -> list[dict[str, Any]]:
-    """Customers matching every given criterion (phone any format, account, name part)."""
+    """Customers matching every given criterion (phone any format, account, name part).
+
+    A name part is matched as typed: ``%``, ``_`` (and the escape character) are plain
+    characters, not LIKE wildcards. A criterion with a NUL matches nobody: no stored value
+    holds one (PostgreSQL's text cannot), and SQLite's LIKE would stop reading at it."""
+    if any("\0" in v for v in (phone, account, name) if v is not None):
+        return []
     query = select(customers.c.id)
     if phone is not None:
         if is_withheld(phone):
@@ -116,8 +122,8 @@ def search(conn: Connection, *, phone: str | None = None, account: str | None = 
         query = query.where(customers.c.account_number == account.replace(" ", "")
                             .replace("-", ""))
     if name is not None and name.strip():
-        pattern = f"%{name.strip().lower()}%"
-        query = query.where(func.lower(customers.c.name).like(pattern))
+        query = query.where(func.lower(customers.c.name).contains(
+            name.strip().lower(), autoescape=True))
     ids = list(conn.execute(query.order_by(customers.c.id).limit(SEARCH_LIMIT)).scalars())
     return _summaries(conn, ids)
 

@@ -25,6 +25,7 @@ from ivr.calls.repository import DbVersionStore
 from ivr.calls.webhook import TwilioFastPath
 from ivr.core.clock import Clock, SystemClock
 from ivr.core.db import Database
+from ivr.core.limits import BodyLimit, limits_for
 from ivr.core.settings import Settings
 from ivr.core.signatures import SignatureChecker
 from ivr.menu import endpoints as menu_endpoints
@@ -134,6 +135,8 @@ def create_app(settings: Settings, clock: Clock | None = None,
     # JSON APIs, the console and the probes.
     app.router.routes.extend(TWILIO_ROUTES)
     app.add_middleware(TwilioFastPath, routes=TWILIO_ROUTES)
+    # Outermost (added last): no route, the Twilio ones included, reads a body over its limit.
+    app.add_middleware(BodyLimit, limits=limits_for(settings))
     app.include_router(menu_endpoints.router)
     app.include_router(crm_endpoints.router)
     app.include_router(agent_endpoints.router)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from time import perf_counter
 from urllib.parse import parse_qsl
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, Router
@@ -146,6 +147,13 @@ class TwilioFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/twilio/"):
-            await self.router(scope, receive, send)
+            try:
+                await self.router(scope, receive, send)
+            except HTTPException as exc:
+                # The router's own answers, 404 (no such route) and 405 (with Allow), which
+                # it raises for FastAPI's exception layer, skipped here: answered as they
+                # are, not left to become a 500 with a traceback. Handlers never raise it.
+                await PlainTextResponse(exc.detail, exc.status_code,
+                                        headers=exc.headers)(scope, receive, send)
         else:
             await self.app(scope, receive, send)

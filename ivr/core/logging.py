@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -61,8 +62,36 @@ class RedactFilter(logging.Filter):
         return True
 
 
+# What a log line must not carry raw: C0 controls (newline, CR, tab, ESC, NUL…), DEL, C1
+# controls (NEL among them), the Unicode line and paragraph separators, and the bidi
+# embeddings, overrides and isolates (which reorder how the rest of a line reads).
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# json.dumps already writes C0 controls as escapes; these it leaves raw.
+_JSON_RAW = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _SHORT:
+        return _SHORT[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\n``, ``\\x1b``,
+    ``\\u2028``): one line, read as it is."""
+    return _CONTROLS.sub(_escape, text)
+
+
 class TextFormatter(logging.Formatter):
-    """Today's format; the CallSid is appended as ``call=…`` when the message lacks it."""
+    """Today's format; the CallSid is appended as ``call=…`` when the message lacks it.
+
+    A record is one line whatever its fields hold (a caller's or Twilio's text, a URL path):
+    control characters are escaped in the whole line. A traceback or stack follows on lines
+    of its own, each indented, so a line that starts at column 0 always starts a record:
+    an exception's message cannot forge one."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
@@ -72,7 +101,20 @@ class TextFormatter(logging.Formatter):
         sid = getattr(record, "call_sid", None)
         if sid and sid not in line:
             line += f" call={sid}"
-        return line
+        return escape_controls(line)
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        out = self.formatMessage(record)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        for block in (record.exc_text,
+                      record.stack_info and self.formatStack(record.stack_info)):
+            if block:
+                out += "".join(f"\n  {escape_controls(line)}" for line in block.split("\n"))
+        return out
 
 
 class JsonFormatter(logging.Formatter):
@@ -96,7 +138,11 @@ class JsonFormatter(logging.Formatter):
             out["exception"] = record.exc_text
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(out, ensure_ascii=False)
+        # One line, whatever the values hold: json.dumps escapes newlines and the other C0
+        # controls; the separators and controls it leaves raw are escaped here (\uXXXX,
+        # inside strings only, so every value reads back unchanged).
+        return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}",
+                             json.dumps(out, ensure_ascii=False))
 
 
 def formatter(log_format: str) -> logging.Formatter:

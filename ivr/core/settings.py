@@ -122,6 +122,13 @@ class Settings(BaseSettings):
     # The Twilio REST API's base URL (a stand-in in tests or staging); empty: Twilio's.
     twilio_api_base_url: str | None = None
 
+    # Request bodies (ivr.core.limits): refused with 413 over this, by Content-Length before
+    # anything is read, or as soon as a streamed body passes it. Every route; Twilio's
+    # webhooks take at most 64 kB whatever this says, and the CRM push (batches of up to
+    # 10,000 records, about 3.4 MB for the demo's) has its own.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_push_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+
     default_region: str = "IL"
     log_level: str = "INFO"
 
