@@ -22,10 +22,11 @@ off for that queue)::
       billing:
         deadline: {standard: 4h}
 
-Loaded with ruamel.yaml's round-trip loader (safe: plain data only, positions kept); a
-mistake is refused with ``file:line:col: key.path: what was expected``, one line each.
-The business calendar is our own small model (not ``ivr.menu.model.Schedule``): callbacks
-import ``ivr.core`` only, so the same YAML shape is parsed here.
+Read by ``ivr.core.yamlfile`` (safe: plain data only, positions kept; tags, duplicate keys
+and anchors refused); a mistake is refused with ``file:line:col: key.path: what was
+expected``, one line each. The business hours are our own small model (not
+``ivr.menu.model.Schedule``: callbacks import ``ivr.core`` only) in the same YAML shape;
+``ivr.core.calendar`` computes with either.
 """
 
 from __future__ import annotations
@@ -50,10 +51,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
-from ruamel.yaml.reader import ReaderError
+
+from ivr.core.calendar import covers
+from ivr.core.yamlfile import KeyPath, Loaded, YamlError, dotted, load_yaml, read_text
 
 DEFAULT_FILE = Path("callbacks.yaml")  # IVR_CALLBACKS_FILE
 DEFAULT_TIER = "default"  # the deadline of callers with no tier, or a tier not listed
@@ -168,9 +168,7 @@ class QuietHours(_Strict):
     end: time
 
     def covers(self, t: time) -> bool:
-        if self.start < self.end:
-            return self.start <= t < self.end
-        return t >= self.start or t < self.end
+        return covers(self, t)
 
 
 def _quiet_range(value: Any) -> Any:
@@ -364,31 +362,30 @@ class Policies:
 # -------------------------------------------------------------------------------- loader
 
 
-def _locate(data: Any, loc: tuple[Any, ...]) -> tuple[tuple[int, int] | None, list[str]]:
+def _locate(doc: Loaded, loc: tuple[Any, ...]) -> tuple[tuple[int, int] | None, list[str]]:
     """Where a pydantic error location is in the YAML tree: the 1-based (line, column) of
     its deepest key found, and the key path as the file writes it (dates as 2026-12-31).
     Parts that are no key of the file (pydantic's '[key]', union tags) are skipped; a
     missing key is kept in the path, pointing at its parent."""
-    node, found, parts = data, None, []
+    node, found, parts = doc.data, None, []
+    path: KeyPath = ()
     for part in loc:
-        lc = getattr(node, "lc", None)
         if isinstance(node, dict):
             key = next((k for k in node if str(part) in (str(k), repr(k))), _NO_KEY)
             if key is _NO_KEY:
                 if part == loc[-1] and part not in _TAGS:
                     parts.append(str(part))  # a required key that is missing
                 continue
-            where = lc.key(key) if lc is not None else None
+            path = (*path, key)
             node = node[key]
             parts.append(str(key))
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            where = lc.item(part) if lc is not None else None
+            path = (*path, part)
             node = node[part]
             parts.append(str(part))
         else:
             break
-        if where is not None:
-            found = (where[0] + 1, where[1] + 1)
+        found = doc.positions.keys.get(path, found)
     return found, parts
 
 
@@ -402,81 +399,46 @@ def _message(err: Any) -> str:
     return str(err["msg"])
 
 
-def _refuse(path: Path, data: Any, exc: ValidationError) -> PolicyError:
+def _refuse(path: Path, doc: Loaded, exc: ValidationError) -> PolicyError:
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         if err["type"] == "unknown_key":
             loc = (*loc, err["ctx"]["key"])
-        pos, parts = _locate(data, loc)
+        pos, parts = _locate(doc, loc)
         where = f"{path}:{pos[0]}:{pos[1]}" if pos else f"{path}:1:1"
         lines.append(f"{where}: {'.'.join(parts) or '(top)'}: {_message(err)}")
     return PolicyError("\n".join(dict.fromkeys(lines)))
 
 
-def _foreign_tag(node: Any, loc: tuple[Any, ...] = ()) -> tuple[str, tuple[Any, ...]] | None:
-    """The first value with a tag of its own (``!!python/object/apply:...``, ``!x``) and its
-    location. The loader builds no object from a tag; a policy holds plain values only."""
-    tag = getattr(getattr(node, "tag", None), "value", None)
-    if tag is not None and tag != "tag:yaml.org,2002:str":
-        return tag.replace("tag:yaml.org,2002:", "!!"), loc
-    children = (node.items() if isinstance(node, dict)
-                else enumerate(node) if isinstance(node, list) else ())
-    for key, value in children:
-        found = _foreign_tag(value, (*loc, key))
-        if found is not None:
-            return found
-    return None
-
-
-def _bad_timestamp(text: str) -> tuple[int, int, str | None]:
-    """Where the first date-looking scalar that is no real date or time is (1-based)."""
-    stack = [YAML(typ="rt").compose(text)]
-    while stack:
-        node = stack.pop(0)
-        if isinstance(node, ScalarNode):
-            if str(node.tag) == "tag:yaml.org,2002:timestamp":
-                try:
-                    YAML(typ="rt").load(node.value)
-                except ValueError:
-                    return node.start_mark.line + 1, node.start_mark.column + 1, node.value
-        elif isinstance(node, MappingNode):
-            stack[:0] = [part for pair in node.value for part in pair]
-        elif isinstance(node, SequenceNode):
-            stack[:0] = list(node.value)
-    return 1, 1, None
+def _refused(path: Path, err: YamlError) -> PolicyError:
+    """A refusal of ``ivr.core.yamlfile`` in the words of a policy file's mistakes."""
+    where = f"{path}:{err.line}:{err.column}"
+    if err.kind == "unreadable":
+        return PolicyError(f"{path}: cannot read: {err.problem}")
+    if err.kind in ("syntax", "duplicate"):
+        return PolicyError(f"{where}: not valid YAML: {err.problem}")
+    if err.kind == "date":  # a date key that is no date (2026-13-01)
+        what = f"{err.value!r} is no date ({err.problem})" if err.value is not None else (
+            err.problem)
+        return PolicyError(f"{where}: not valid YAML: {what}")
+    if err.kind == "tag":  # at the key that holds the tagged value
+        line, column = err.key_at or (1, 1)
+        where = f"{path}:{line}:{column}"
+    if err.path or err.kind in ("tag", "anchor"):
+        return PolicyError(f"{where}: {dotted(err.path) or '(top)'}: {err.message}")
+    return PolicyError(f"{where}: {err.message}")
 
 
 def load_policies(path: Path = DEFAULT_FILE) -> Policies:
     """``callbacks.yaml`` (``IVR_CALLBACKS_FILE``), validated; mistakes raise PolicyError."""
     try:
-        text = path.read_text(encoding="utf-8")
-        data = YAML(typ="rt").load(text)
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read: {exc.strerror}") from None
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else f"{path}:1:1"
-        if isinstance(exc, ReaderError):  # a character YAML does not allow (a control one)
-            line = text.count("\n", 0, exc.position) + 1
-            column = exc.position - text.rfind("\n", 0, exc.position)
-            where = f"{path}:{line}:{column}"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise PolicyError(f"{where}: not valid YAML: {problem}") from None
-    except ValueError as exc:  # a date key that is no date (2026-13-01)
-        line, column, value = _bad_timestamp(text)
-        what = f"{value!r} is no date ({exc})" if value is not None else str(exc)
-        raise PolicyError(f"{path}:{line}:{column}: not valid YAML: {what}") from None
-    if not isinstance(data, dict):
+        doc = load_yaml(read_text(path), str(path), holds="a policy")
+    except YamlError as err:
+        raise _refused(path, err) from None
+    if not isinstance(doc.data, dict):
         raise PolicyError(f"{path}:1:1: expected a mapping with default: and queues:")
-    foreign = _foreign_tag(data)
-    if foreign is not None:
-        pos, parts = _locate(data, foreign[1])
-        where = f"{path}:{pos[0]}:{pos[1]}" if pos else f"{path}:1:1"
-        raise PolicyError(f"{where}: {'.'.join(parts) or '(top)'}: YAML tag {foreign[0]!r} "
-                          "is not allowed: a policy holds plain text, numbers, lists and "
-                          "mappings")
     try:
-        return Policies.from_data(data)
+        return Policies.from_data(doc.data)
     except ValidationError as exc:
-        raise _refuse(path, data, exc) from None
+        raise _refuse(path, doc, exc) from None

@@ -3,8 +3,9 @@
 Every instant in is timezone-aware and every instant out is UTC. The caller passes ``now``
 (from ``ivr.core.clock``) where one is needed; nothing here reads the time.
 
-* Deadlines and warnings count **business time**: the centre's open hours only (the clock
-  pauses at night, on closed days and on public holidays).
+* Deadlines and warnings count **business time** (``ivr.core.calendar``, the calendar the
+  menus' hours nodes use too): the centre's open hours only (the clock pauses at night, on
+  closed days and on public holidays).
 * Calls are placed only when the centre is open **and** it is not the customer's quiet
   hours in the customer's own time zone (their zone, else the centre's).
 * Retry back-off is wall-clock time after the failed attempt, then moved to the next
@@ -19,10 +20,12 @@ from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from callbacks.hours import (
+from callbacks.policy import Policy
+from ivr.core.calendar import (
     SEARCH_DAYS,
     NeverOpen,
     add_business_time,
+    in_ranges,
     intervals_from,
     is_open,
     is_quiet,
@@ -30,7 +33,6 @@ from callbacks.hours import (
     quiet_end,
     utc,
 )
-from callbacks.policy import Policy
 
 SlotVerdict = Literal["ok", "past", "beyond_horizon", "closed", "quiet_hours"]
 
@@ -161,10 +163,9 @@ def offer_reason(now: datetime, expected: timedelta, policy: Policy) -> OfferRea
     offer = policy.offer
     if not offer.enabled:
         return None
-    if offer.hours is not None:
-        local = utc(now).astimezone(policy.business_hours.zone).time()
-        if not any(r.start <= local and (r.end is None or local < r.end) for r in offer.hours):
-            return None
+    if offer.hours is not None and not in_ranges(
+            offer.hours, utc(now).astimezone(policy.business_hours.zone).time()):
+        return None
     if expected > offer.threshold:
         return "wait"
     if offer.closing_within is not None and closes_within(now, offer.closing_within, policy):

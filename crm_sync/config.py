@@ -10,11 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
 from crm_sync.identity import Rules
-from crm_sync.mapping import Mapping, MappingError, default_mapping, load_mapping
+from crm_sync.mapping import (
+    Mapping,
+    MappingError,
+    default_mapping,
+    load_mapping,
+    read_yaml_file,
+)
 
 RULE_KEYS = ("match_on", "name_similarity", "field_policy", "source_priority")
 
@@ -23,10 +26,7 @@ def load_rules(path: Path) -> Rules:
     """Identity rules from YAML; a missing file means the defaults."""
     if not path.exists():
         return Rules()
-    try:
-        data: Any = YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
-    except YAMLError as exc:
-        raise MappingError(f"{path}: not valid YAML: {exc}") from None
+    data: Any = read_yaml_file(path, "the rules file").data or {}
     if not isinstance(data, dict):
         raise MappingError(f"{path}:1:1: expected a mapping with {', '.join(RULE_KEYS)}")
     unknown = sorted(set(data) - set(RULE_KEYS))

@@ -1,6 +1,7 @@
 """Declarative per-source field mappings: a raw CSV row or JSON object -> a SourceRecord (or an
 incident / interaction row), or a rejection that says why. Pure apart from ``load_mapping``,
-which reads a mapping YAML file and reports mistakes with file and line."""
+which reads a mapping YAML file (with ``ivr.core.yamlfile``, as every crm file is read:
+``read_yaml_file``) and reports mistakes with file and line."""
 
 from __future__ import annotations
 
@@ -13,11 +14,10 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from crm_sync.identity import SourceRecord
 from crm_sync.phones import normalize
+from ivr.core.yamlfile import KeyPath, Loaded, YamlError, load_yaml, read_text
 
 
 class FieldSpec(BaseModel):
@@ -119,24 +119,33 @@ class MappingError(ValueError):
     """A mapping file that cannot be used; the message names file, line and what was expected."""
 
 
-def _position(node: Any, loc: tuple[int | str, ...]) -> tuple[int, int] | None:
+def read_yaml_file(path: Path, holds: str, error: type[MappingError] = MappingError,
+                   ) -> Loaded:
+    """A crm YAML file (mappings, sources, subscribers, rules) read by ``ivr.core.yamlfile``;
+    what it refuses raises ``error`` with ``file:line:col: what was expected``."""
+    try:
+        return load_yaml(read_text(path), str(path), holds=holds)
+    except YamlError as err:
+        if err.kind == "unreadable":
+            raise error(f"{path}: cannot read: {err.problem}") from None
+        if err.kind in ("syntax", "duplicate"):
+            raise error(f"{path}:{err.line}:{err.column}: not valid YAML: {err.problem}",
+                        ) from None
+        raise error(str(err)) from None
+
+
+def _position(doc: Loaded, loc: tuple[int | str, ...]) -> tuple[int, int] | None:
     """1-based (line, column) of the deepest key of ``loc`` that the YAML tree has."""
-    found = None
+    node: Any = doc.data
+    found: tuple[int, int] | None = None
+    path: KeyPath = ()
     for key in loc:
-        lc = getattr(node, "lc", None)
-        if lc is None:
-            break
         if isinstance(key, str) and isinstance(node, dict) and key not in node:
             continue  # a union member's name (FieldSpec, str), not a key of the file
-        try:
-            if isinstance(key, int):
-                line, col = lc.item(key)
-            else:
-                line, col = lc.key(key)
-            found = (line + 1, col + 1)
-            node = node[key]
-        except (KeyError, IndexError, TypeError):
+        where = doc.positions.keys.get((*path, key))
+        if where is None:  # no such key or item, or no container at all
             break
+        found, node, path = where, node[key], (*path, key)
     return found
 
 
@@ -161,14 +170,8 @@ def _relevant(data: Any, loc: tuple[int | str, ...]) -> bool:
 def load_mapping(path: Path) -> Mapping:
     """A mapping YAML file (safe loading), validated; mistakes raise MappingError with
     ``file:line:col: what was expected``."""
-    try:
-        data = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MappingError(f"{path}: cannot read: {exc.strerror}") from None
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise MappingError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    doc = read_yaml_file(path, "a mapping file")
+    data = doc.data
     if not isinstance(data, dict):
         raise MappingError(f"{path}:1:1: expected a mapping with source:, id: and fields")
     model: type[BaseModel] = (HistoryMapping if data.get("kind") in HISTORY_FIELDS
@@ -181,7 +184,7 @@ def load_mapping(path: Path) -> Mapping:
             loc = tuple(err["loc"])
             if not _relevant(data, loc):
                 continue
-            pos = _position(data, loc)
+            pos = _position(doc, loc)
             where = f"{path}:{pos[0]}:{pos[1]}" if pos else f"{path}:1:1"
             dotted = ".".join(str(p) for p in loc if p not in _UNION_TAGS) or "(top)"
             lines.append(f"{where}: {dotted}: {err['msg']}")

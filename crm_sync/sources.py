@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from crm_sync.mapping import (
     HISTORY_FIELDS,
@@ -20,7 +18,9 @@ from crm_sync.mapping import (
     SourceMapping,
     _position,
     load_mapping,
+    read_yaml_file,
 )
+from ivr.core.yamlfile import Loaded
 
 
 class ConfigError(MappingError):
@@ -141,22 +141,11 @@ class _SubscribersFile(_Strict):
     subscribers: list[Subscriber] = Field(default_factory=list)
 
 
-def _load_yaml(path: Path) -> Any:
-    try:
-        return YAML(typ="rt").load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-
-
-def _refuse(path: Path, data: Any, exc: ValidationError) -> ConfigError:
+def _refuse(path: Path, doc: Loaded, exc: ValidationError) -> ConfigError:
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
-        pos = _position(data, loc)
+        pos = _position(doc, loc)
         where = f"{path}:{pos[0]}:{pos[1]}" if pos else f"{path}:1:1"
         dotted = ".".join(str(p) for p in loc) or "(top)"
         lines.append(f"{where}: {dotted}: {err['msg']}")
@@ -164,13 +153,14 @@ def _refuse(path: Path, data: Any, exc: ValidationError) -> ConfigError:
 
 
 def load_source(path: Path) -> SourceConfig:
-    data = _load_yaml(path)
+    doc = read_yaml_file(path, "a source file", ConfigError)
+    data = doc.data
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1:1: expected a mapping with base_url: and endpoints:")
     try:
         return SourceConfig.model_validate({"source": path.stem, **data})
     except ValidationError as exc:
-        raise _refuse(path, data, exc) from None
+        raise _refuse(path, doc, exc) from None
 
 
 def load_sources(folder: Path) -> dict[str, SourceConfig]:
@@ -192,7 +182,8 @@ def load_subscribers(path: Path) -> list[Subscriber]:
     """``crm/subscribers.yaml``; a missing file means no subscribers."""
     if not path.exists():
         return []
-    data = _load_yaml(path)
+    doc = read_yaml_file(path, "the subscriber file", ConfigError)
+    data = doc.data
     if data is None:
         return []
     if not isinstance(data, dict):
@@ -200,11 +191,11 @@ def load_subscribers(path: Path) -> list[Subscriber]:
     try:
         parsed = _SubscribersFile.model_validate(data)
     except ValidationError as exc:
-        raise _refuse(path, data, exc) from None
+        raise _refuse(path, doc, exc) from None
     names = [s.name for s in parsed.subscribers]
     for n, name in enumerate(names):
         if name in names[:n]:
-            pos = _position(data, ("subscribers", n, "name"))
+            pos = _position(doc, ("subscribers", n, "name"))
             where = f"{path}:{pos[0]}:{pos[1]}" if pos else str(path)
             raise ConfigError(f"{where}: subscribers.{n}.name: {name!r} is listed twice")
     return parsed.subscribers

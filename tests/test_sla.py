@@ -272,23 +272,59 @@ def test_business_time_added_is_business_time_between(created: datetime, seconds
     assert end >= created
 
 
-def test_the_same_opening_hours_as_the_menu_schedule() -> None:
-    """callbacks.hours re-implements ivr.menu.hours (callbacks may not import ivr.menu):
-    both read the same YAML shape and must agree, minute by minute around the edges."""
+# Ranges whose ends fall into the hour DST skips (27 March, 02:00-03:00) or repeats
+# (25 October, 01:00-02:00): where two calendars could disagree.
+DST_EDGES: dict[str, list[str]] = {d: ["00:00-01:30", "02:30-24:00"] for d in ALWAYS}
+INTO_THE_GAP: dict[str, list[str]] = {d: ["01:00-02:30", "09:00-12:00"] for d in ALWAYS}
+
+
+@pytest.mark.parametrize("week", [OFFICE_WEEK, DST_EDGES, INTO_THE_GAP],
+                         ids=["office", "dst-edges", "into-the-gap"])
+def test_business_time_runs_exactly_while_the_menu_schedule_is_open(
+        week: dict[str, list[str]]) -> None:
+    """One calendar (ivr.core.calendar) for menus and callbacks: the open intervals that
+    business time runs in hold exactly the instants a menu schedule (same YAML) is open
+    at, minute by minute around the edges (special days, a holiday, both DST changes)."""
+    from ivr.core.calendar import open_intervals
     from ivr.menu.hours import hours_status
     from ivr.menu.model import Schedule
 
-    schedule = Schedule.model_validate({"weekly": OFFICE_WEEK, "holidays": {"country": "IL"},
-                                        "special_days": {date(2026, 1, 6): ["10:00-11:00"],
-                                                         date(2026, 1, 7): "closed"}})
-    hours = policy(business_hours={"special_days": {date(2026, 1, 6): ["10:00-11:00"],
-                                                    date(2026, 1, 7): "closed"}}
-                   ).business_hours
-    days = [j(1, 4), j(1, 9), j(3, 26), j(9, 20), j(10, 23)]
-    for start in days:
-        for minute in range(0, 4 * 24 * 60, 7):
-            t = start + timedelta(minutes=minute)
-            assert is_open(hours, t) == (hours_status(schedule, t)[0] == "open"), t
+    special = {date(2026, 1, 6): ["10:00-11:00"], date(2026, 1, 7): "closed"}
+    schedule = Schedule.model_validate({"weekly": week, "holidays": {"country": "IL"},
+                                        "special_days": special})
+    hours = policy(business_hours={"weekly": week, "special_days": special}).business_hours
+
+    def menu_open(t: datetime) -> bool:
+        return hours_status(schedule, t)[0] == "open"
+
+    for start in [j(1, 4), j(1, 9), j(3, 26), j(9, 20), j(10, 23)]:
+        for minute in range(0, 4 * 24 * 60, 5):
+            t = start.astimezone(UTC) + timedelta(minutes=minute)  # real minutes, not wall ones
+            intervals = open_intervals(hours, t.astimezone(JERUSALEM).date())
+            assert any(s <= t < e for s, e in intervals) == menu_open(t) == is_open(hours, t), t
+        # Each interval's edges are exact: open from its first to its last microsecond,
+        # closed just outside unless another interval goes on from there.
+        days = [(start + timedelta(days=day)).date() for day in range(-1, 5)]
+        edges = [i for day in days for i in open_intervals(hours, day)]
+        tick = timedelta(microseconds=1)
+        for s, e in (i for day in days[1:-1] for i in open_intervals(hours, day)):
+            assert menu_open(s) and menu_open(e - tick), (s, e)
+            assert not menu_open(s - tick) or any(e2 == s for _, e2 in edges), (s, e)
+            assert not menu_open(e) or any(s2 == e for s2, _ in edges), (s, e)
+
+
+def test_ranges_that_end_in_a_dst_change() -> None:
+    """00:00-01:30 on 25 October: 01:00-01:30 comes twice (IDT, then IST), open both
+    times; 02:30-24:00 on 27 March opens at 03:00, when the clocks jump over 02:30."""
+    from ivr.core.calendar import open_intervals
+
+    hours = policy(business_hours={"weekly": DST_EDGES, "holidays": None}).business_hours
+    assert open_intervals(hours, date(2026, 10, 25)) == [
+        (u(10, 24, 21), u(10, 24, 22, 30)), (u(10, 24, 23), u(10, 24, 23, 30)),
+        (u(10, 25, 0, 30), u(10, 25, 22))]
+    assert open_intervals(hours, date(2026, 3, 27)) == [
+        (u(3, 26, 22), u(3, 26, 23, 30)), (u(3, 27, 0), u(3, 27, 21))]
+    assert business_time_between(hours, j(10, 25), j(10, 26)) == timedelta(hours=23, minutes=30)
 
 
 def test_naive_datetimes_and_a_centre_never_open_are_refused() -> None:

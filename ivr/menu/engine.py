@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from ivr.core.calendar import hours_status
 from ivr.menu.bundle import MenuBundle
-from ivr.menu.hours import hours_status
 from ivr.menu.model import (
     MAX_AUTOMATIC_HOPS,
     PLACEHOLDER,

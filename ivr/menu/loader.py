@@ -1,26 +1,25 @@
 """Read menu YAML with line numbers kept, validate it, and report problems people can act on.
 
 Every problem names the file, the 1-based line and column, the path of the bad value
-(``nodes.main.timeout``) and what was expected. YAML is parsed with ruamel.yaml's safe
-round-trip loader: no object construction, positions of every key and value kept.
+(``nodes.main.timeout``) and what was expected. YAML is read by ``ivr.core.yamlfile``
+(ruamel.yaml's safe round-trip loading, positions of every key and value kept; tags,
+duplicate keys and anchors refused); its refusals are worded here as a menu's problems.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
-from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
-from ruamel.yaml.reader import ReaderError
 
+from ivr.core.yamlfile import Positions, YamlError, dotted, load_yaml, read_text
 from ivr.menu.model import Menu
+
+__all__ = ["LoadedMenu", "PathT", "Positions", "Problem", "dotted", "load_menu_file",
+           "load_menu_text", "menu_files", "parse_yaml"]
 
 Severity = Literal["error", "warning"]
 PathT = tuple[str | int, ...]
@@ -40,163 +39,38 @@ class Problem:
         return f"{self.file}:{self.line}:{self.column}: {self.severity}: {where}{self.message}"
 
 
-@dataclass
-class Positions:
-    """(line, column), 1-based, of every key and value in a YAML document, by path."""
-
-    keys: dict[PathT, tuple[int, int]] = field(default_factory=dict)
-    values: dict[PathT, tuple[int, int]] = field(default_factory=dict)
-
-    def of(self, path: PathT, *, key: bool = False) -> tuple[int, int]:
-        """The position of the value (or key) at path, or of its nearest existing ancestor."""
-        for cut in range(len(path), -1, -1):
-            sub = path[:cut]
-            first, second = (self.keys, self.values) if key or cut < len(path) else (
-                self.values, self.keys)
-            if sub in first:
-                return first[sub]
-            if sub in second:
-                return second[sub]
-        return (1, 1)
+def _menu_key(key: Any) -> str:
+    """Keys are text: what a caller presses stays as the admin typed it (``01:`` is "01");
+    a date (a special day's) or anything else is its text."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        return str(int(key)).zfill(getattr(key, "_width", None) or 0)
+    return str(key)
 
 
-# An explicit tag YAML resolves itself (!!int, !!map, ...) never reaches _plain; !!str does.
-_STR_TAG = "tag:yaml.org,2002:str"
-
-
-class _TagError(Exception):
-    def __init__(self, tag: str, path: PathT) -> None:
-        super().__init__(tag)
-        self.tag, self.path = tag, path
-
-
-def _plain(node: Any, path: PathT, pos: Positions) -> Any:
-    """Convert ruamel's round-trip containers into plain data, recording positions. A value
-    with a tag of its own (``!!python/object/apply:...``, ``!custom``) is refused: the
-    loader never builds objects from tags, and a menu holds plain values only."""
-    tag = getattr(getattr(node, "tag", None), "value", None)
-    if tag is not None:
-        if tag == _STR_TAG and isinstance(node, TaggedScalar):
-            return str(node.value)
-        raise _TagError(tag, path)
-    if isinstance(node, CommentedMap):
-        pos.values.setdefault(path, (node.lc.line + 1, node.lc.col + 1))
-        out: dict[Any, Any] = {}
-        for key, value in node.items():
-            kl, kc = node.lc.key(key)
-            k: Any = key
-            if isinstance(key, int) and not isinstance(key, bool):
-                # Keys are what a caller presses: keep `01:` as "01", as the admin typed it.
-                k = str(int(key)).zfill(getattr(key, "_width", None) or 0)
-                if k in out:
-                    raise _DuplicateKeyError(k, kl + 1, kc + 1)
-            else:
-                k = str(key)  # text, or a date such as a special day's
-                if k in out:
-                    raise _DuplicateKeyError(k, kl + 1, kc + 1)
-            child = (*path, str(k))
-            pos.keys[child] = (kl + 1, kc + 1)
-            vl, vc = node.lc.value(key)
-            pos.values[child] = (vl + 1, vc + 1)
-            out[k] = _plain(value, child, pos)
-        return out
-    if isinstance(node, CommentedSeq):
-        pos.values.setdefault(path, (node.lc.line + 1, node.lc.col + 1))
-        items = []
-        for i, value in enumerate(node):
-            child = (*path, i)
-            il, ic = node.lc.item(i)
-            pos.keys[child] = (il + 1, ic + 1)
-            items.append(_plain(value, child, pos))
-        return items
-    if isinstance(node, bool):
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    return node
-
-
-class _DuplicateKeyError(Exception):
-    def __init__(self, key: str, line: int, column: int) -> None:
-        super().__init__(key)
-        self.key, self.line, self.column = key, line, column
+def _refusal(err: YamlError) -> Problem:
+    """A refusal of ``ivr.core.yamlfile`` in the words a menu's problems have always had."""
+    message, path = err.message, ""
+    if err.kind == "syntax":
+        message = f"invalid YAML: {err.what}"
+    elif err.kind == "date":
+        message = ("invalid YAML: " + (f"{err.value!r} is no date or time ({err.problem})"
+                                       if err.value is not None else err.problem))
+    elif err.kind == "same_key":
+        message = (f"duplicate key {err.key!r}: 1 and \"1\" are the same key; each key may "
+                   "appear only once in a mapping")
+    elif err.kind == "unreadable":
+        message = f"cannot read file: {err.problem}"
+    elif err.kind in ("tag", "anchor"):
+        path = dotted(err.path)
+    return Problem(err.file, err.line, err.column, path, message)
 
 
 def parse_yaml(text: str, filename: str) -> tuple[Any, Positions, list[Problem]]:
-    yaml = YAML(typ="rt")  # round-trip loader: safe (no arbitrary objects) and keeps positions
-    yaml.allow_duplicate_keys = False
-    pos = Positions()
     try:
-        doc = yaml.load(text)
-    except DuplicateKeyError as exc:
-        mark = exc.problem_mark
-        key = _duplicate_key_name(exc)
-        return None, pos, [Problem(filename, mark.line + 1, mark.column + 1, "",
-                                   f"duplicate key {key!r}: each key may appear only once "
-                                   f"in a mapping (first defined on line "
-                                   f"{exc.context_mark.line + 1})")]
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        what = " ".join(x for x in (exc.context, exc.problem) if x)
-        return None, pos, [Problem(filename, line, col, "", f"invalid YAML: {what}")]
-    except ReaderError as exc:  # a character YAML does not allow (a control character)
-        line = text.count("\n", 0, exc.position) + 1
-        column = exc.position - text.rfind("\n", 0, exc.position)
-        return None, pos, [Problem(filename, line, column, "",
-                                   f"invalid YAML: {str(exc).splitlines()[0]}")]
-    except YAMLError as exc:
-        return None, pos, [Problem(filename, 1, 1, "", f"invalid YAML: {exc}")]
-    except ValueError as exc:  # a date YAML recognises that the calendar has not: 2026-13-01
-        line, col, value = _bad_timestamp(text)
-        what = f"{value!r} is no date or time ({exc})" if value is not None else str(exc)
-        return None, pos, [Problem(filename, line, col, "", f"invalid YAML: {what}")]
-    try:
-        return _plain(doc, (), pos), pos, []
-    except _DuplicateKeyError as exc:
-        return None, pos, [Problem(filename, exc.line, exc.column, "",
-                                   f"duplicate key {exc.key!r}: 1 and \"1\" are the same key; "
-                                   "each key may appear only once in a mapping")]
-    except _TagError as exc:
-        line, col = pos.of(exc.path)
-        shown = exc.tag.replace("tag:yaml.org,2002:", "!!")
-        return None, pos, [Problem(filename, line, col, dotted(exc.path),
-                                   f"YAML tag {shown!r} is not allowed: a menu holds plain "
-                                   "text, numbers, lists and mappings")]
-
-
-def _bad_timestamp(text: str) -> tuple[int, int, str | None]:
-    """Where the first timestamp-looking scalar that is no real date or time is."""
-    stack = [YAML(typ="rt").compose(text)]
-    while stack:
-        node = stack.pop(0)
-        if isinstance(node, ScalarNode):
-            if str(node.tag) == "tag:yaml.org,2002:timestamp":
-                try:
-                    YAML(typ="rt").load(node.value)
-                except ValueError:
-                    return node.start_mark.line + 1, node.start_mark.column + 1, node.value
-        elif isinstance(node, MappingNode):
-            stack[:0] = [part for pair in node.value for part in pair]
-        elif isinstance(node, SequenceNode):
-            stack[:0] = list(node.value)
-    return 1, 1, None
-
-
-def _duplicate_key_name(exc: DuplicateKeyError) -> str:
-    problem = exc.problem or ""
-    # ruamel says: found duplicate key "X" with value "Y" (original value: "Z")
-    start = problem.find('"')
-    end = problem.find('"', start + 1)
-    return problem[start + 1:end] if start >= 0 and end > start else "?"
-
-
-def dotted(path: PathT) -> str:
-    return ".".join(str(p) for p in path)
+        loaded = load_yaml(text, filename, keys=_menu_key, holds="a menu")
+    except YamlError as err:
+        return None, Positions(), [_refusal(err)]
+    return loaded.data, loaded.positions, []
 
 
 _MESSAGES = {
@@ -309,11 +183,9 @@ def load_menu_file(path: Path, display: str | None = None,
                    ) -> tuple[LoadedMenu | None, list[Problem]]:
     filename = display or str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        return None, [Problem(filename, 1, 1, "", f"not UTF-8 text: {exc.reason}")]
-    except OSError as exc:
-        return None, [Problem(filename, 1, 1, "", f"cannot read file: {exc.strerror}")]
+        text = read_text(path, filename)
+    except YamlError as err:
+        return None, [_refusal(err)]
     return load_menu_text(text, path, filename)
 
 
