@@ -11,12 +11,14 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import Engine, func, select
 
 from crm_sync import demo
 from crm_sync.config import Mappings, load_rules
+from crm_sync.display import console, print_customer
 from crm_sync.identity import Rules
 from crm_sync.importer import Interrupted, Report, UnreadableFile, estimate_records
 from crm_sync.importer import import_file as run_import
@@ -207,54 +209,8 @@ def _show(engine: Engine, settings: Settings, ref: str, as_json: bool) -> int:
               "account number)")
     for doc in docs:
         if doc is not None:
-            _print_customer(doc)
+            print_customer(doc, ZoneInfo(settings.timezone))
     return EXIT_OK
-
-
-def _print_customer(doc: dict[str, Any]) -> None:
-    from rich.console import Console  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
-
-    console = Console(highlight=False)
-    console.rule(f"customer #{doc['id']}: {doc['name'] or '(no name)'}")
-    console.print(f"account {doc['account_number'] or '-'}   tier {doc['tier'] or '-'}   "
-                  f"segment {doc['segment'] or '-'}   status {doc['status']}   "
-                  f"language {doc['preferred_language'] or '-'}   born "
-                  f"{doc['date_of_birth'] or '-'}")
-    console.print(f"phones {', '.join(doc['phones']) or '-'}   e-mails "
-                  f"{', '.join(doc['emails']) or '-'}")
-    conflicts = {k: v for k, v in doc["lineage"].items()
-                 if len({json.dumps(c['value']) for c in v}) > 1}
-    for name, candidates in conflicts.items():
-        values = "; ".join(f"{c['value']} ({c['source']}/{c['external_id']}"
-                           f"{', chosen' if c['chosen'] else ''})" for c in candidates)
-        console.print(f"  {name}: {values}")
-    sources = Table("source", "id", "first seen", "last seen", title="source records")
-    for s in doc["sources"]:
-        sources.add_row(s["source"], s["external_id"], s["first_seen_at"][:16],
-                        s["last_seen_at"][:16])
-    console.print(sources)
-    if doc["incidents"]:
-        table = Table("status", "category", "source/branch", "opened", "last update",
-                      title=f"incidents ({doc['open_incidents']} open)")
-        for i in doc["incidents"]:
-            table.add_row(i["status"], i["category"] or "-",
-                          f"{i['source']}/{i['branch'] or '-'}", i["opened_at"][:16],
-                          i["last_update_at"][:16])
-        console.print(table)
-    if doc["interactions"]:
-        table = Table("when", "channel", "dir", "queue", "agent", "topic", "outcome",
-                      "resolved", title="recent interactions")
-        for i in doc["interactions"]:
-            table.add_row(i["started_at"][:16], i["channel"], i["direction"],
-                          i["queue"] or "-", i["agent"] or "-", i["topic"] or "-",
-                          i["outcome"] or "-", {True: "yes", False: "no"}.get(
-                              i["resolved"], "-"))
-        console.print(table)
-    for m in doc["merges"]:
-        console.print(f"  {m['at'][:16]} {m['kind']} #{m['customer_id']} ← "
-                      f"#{m['other_customer_id']} by {m['actor'] or '-'}"
-                      f"{': ' + m['reason'] if m['reason'] else ''}")
 
 
 def _demo_data(engine: Engine, settings: Settings, rules: Rules, clock: Clock,
@@ -293,26 +249,27 @@ def _demo_data(engine: Engine, settings: Settings, rules: Rules, clock: Clock,
 
 
 def _callers_to_try(engine: Engine) -> None:
-    """A few numbers that show identification in ``ivr simulate --from``."""
-
-
+    """A few demo callers for ``ivr simulate --from``, with the keys that show them (the
+    README's examples): each the lowest customer id of its kind, on a number of their own."""
+    own = (select(CustomerPhone.e164).group_by(CustomerPhone.e164)
+           .having(func.count() == 1))
+    person = (select(CustomerPhone.e164, Customer.name)
+              .join(Customer, Customer.id == CustomerPhone.customer_id)
+              .where(CustomerPhone.e164.in_(own)).order_by(Customer.id, CustomerPhone.e164)
+              .limit(1))
     with engine.connect() as conn:
         shared = conn.execute(
             select(CustomerPhone.e164).group_by(CustomerPhone.e164)
             .having(func.count() > 1).order_by(CustomerPhone.e164).limit(1)).scalar()
-        repeat = conn.execute(
-            select(CustomerPhone.e164, Customer.name)
-            .join(Customer, Customer.id == CustomerPhone.customer_id)
-            .join(Incident, Incident.customer_id == Customer.id)
-            .where(Incident.status == "open").order_by(Incident.opened_at.desc())
-            .limit(1)).first()
-        premium = conn.execute(
-            select(CustomerPhone.e164, Customer.name)
-            .join(Customer, Customer.id == CustomerPhone.customer_id)
-            .where(Customer.tier == "premium").order_by(Customer.id).limit(1)).first()
+        fault = conn.execute(person.where(
+            Customer.preferred_language == "en-US",
+            Customer.id.in_(select(Incident.customer_id).where(Incident.status == "open")))
+        ).first()
+        premium = conn.execute(person.where(Customer.tier == "premium")).first()
     print("callers to try with `ivr simulate --from NUMBER`:")
-    if repeat:
-        print(f"  {repeat[0]}  {repeat[1]}: has an open incident")
+    if fault:
+        print(f"  {fault[0]}  {fault[1]}: has an open incident (--press 2,1: technical "
+              "support, the team that has it)")
     if premium:
         print(f"  {premium[0]}  {premium[1]}: premium tier")
     if shared:
@@ -427,7 +384,6 @@ def _sources(engine: Engine, settings: Settings, clock: Clock, as_json: bool) ->
     if not rows:
         print(f"no sources: add crm/sources/NAME.yaml ({settings.crm_dir / 'sources'})")
         return EXIT_OK
-    from rich.console import Console  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
     table = Table("source", "kind", "last sync", "lag", "cursor", "last run", "error")
@@ -443,7 +399,7 @@ def _sources(engine: Engine, settings: Settings, clock: Clock, as_json: bool) ->
         table.add_row(r["source"] + ("" if r["configured"] else " (not configured)"),
                       r["kind"], str(r["last_success_at"] or "never")[:19], lag,
                       r["cursor"] or "-", counts, error)
-    Console(highlight=False, width=200).print(table)
+    console().print(table)
     return EXIT_OK
 
 
