@@ -36,7 +36,8 @@ BACKENDS = [b.strip() for b in os.environ.get("IVR_TEST_DATABASES",
                                               "sqlite,postgresql").split(",") if b.strip()]
 # Monday 23 November 2026, 10:00 in Jerusalem: the demo centre is open.
 OPEN_TIME = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
-TABLES = ("api_tokens", "callback_events", "callback_attempts", "callback_requests",
+TABLES = ("api_tokens", "login_failures",
+          "callback_events", "callback_attempts", "callback_requests",
           "sync_cursors", "outbox", "outbox_customers", "outbox_subscribers",
           "agent_events", "agent_calls", "queue_entries", "agent_state_events",
           "agent_sessions", "agents", "calls", "call_status_events", "menu_versions",

@@ -8,6 +8,8 @@ as ``Authorization: Bearer``. Handlers parse, call ``AgentService``, render.
 from __future__ import annotations
 
 import json
+import logging
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,12 +21,14 @@ from pydantic import BaseModel, Field
 
 from crm_sync.wrapup import WrapUp
 from ivr.agents import repository as repo
+from ivr.agents.auth import HashingBusy
 from ivr.agents.events import console_stream
 from ivr.agents.ports import Outcome
-from ivr.agents.service import AgentError
+from ivr.agents.service import AgentError, SignIn
 from ivr.core.http import UNPROCESSABLE
 from ivr.services import web
 
+log = logging.getLogger(__name__)
 COOKIE = "ivr_agent_session"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 bearer = HTTPBearer(auto_error=False)
@@ -106,11 +110,42 @@ async def console_page() -> Response:
                                  "frame-ancestors 'none'"})
 
 
-@router.post("/login")
+class Refusal(BaseModel):
+    detail: str
+
+
+SIGN_IN_REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Refusal, "description": "Wrong username or password"},
+    429: {"model": Refusal, "description": "Too many failed sign-ins for this account or "
+          "from this address; Retry-After says when to try again"},
+    503: {"model": Refusal, "description": "Too many sign-ins at once; try again shortly"}}
+
+
+@router.post("/login", responses=SIGN_IN_REFUSALS)
 async def login(request: Request, body: LoginIn) -> JSONResponse:
+    """Sign-ins are throttled (failures per account and per client address, in a sliding
+    window) and their passwords checked in threads of their own, a few at a time: a flood of
+    sign-ins cannot slow a caller's webhook."""
     db = web(request).db
     service = web(request).agents
-    result = await db.run(service.login, body.username, body.password)
+    address = (request.client.host if request.client else "")[:64]
+    hashing = service.hashing
+    try:
+        # The throttle check, the password check and the failure's count under one slot:
+        # each check sees every failure counted before it.
+        async with hashing.admit(), hashing.slot():
+            attempt = await db.run(service.begin_sign_in, body.username, address)
+            if not isinstance(attempt, SignIn):
+                wait = max(1, math.ceil(attempt))
+                log.warning("sign-in refused: too many failures for the account or address "
+                            "(retry in %d s) address=%s", wait, address)
+                raise HTTPException(429, f"too many failed sign-ins; try again in {wait} s",
+                                    headers={"Retry-After": str(wait)})
+            ok = await hashing.verify(body.password, attempt.password_hash)
+            result = await db.run(service.finish_sign_in, attempt, ok)
+    except HashingBusy:
+        raise HTTPException(503, "too many sign-ins at once; try again in a moment",
+                            headers={"Retry-After": "1"}) from None
     if result is None:
         raise _deny("wrong username or password")
     token, me = result

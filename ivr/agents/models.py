@@ -54,6 +54,24 @@ class AgentSession(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class LoginFailure(Base):
+    """A failed sign-in (wrong password, unknown user), or one being checked: the sign-in
+    throttle counts these in a sliding window per account and per client address. In the
+    database, so every process of a deployment shares the count; rows older than the window
+    are deleted as new ones come."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_login_failures_username_at", "username", "at"),
+                      Index("ix_login_failures_address_at", "address", "at"),
+                      Index("ix_login_failures_at", "at"))
+
+
 class AgentStateEvent(Base):
     """Every state an agent went through, with when and why."""
 
@@ -148,6 +166,7 @@ class AgentEvent(Base):
 agents: Table = Agent.__table__  # type: ignore[assignment]
 agent_sessions: Table = AgentSession.__table__  # type: ignore[assignment]
 agent_state_events: Table = AgentStateEvent.__table__  # type: ignore[assignment]
+login_failures: Table = LoginFailure.__table__  # type: ignore[assignment]
 queue_entries: Table = QueueEntry.__table__  # type: ignore[assignment]
 agent_calls: Table = AgentCall.__table__  # type: ignore[assignment]
 agent_events: Table = AgentEvent.__table__  # type: ignore[assignment]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, text, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, text, update
 
 from crm_sync.models import customers
 from ivr.agents.auth import hash_password, new_token, token_hash
@@ -20,6 +20,7 @@ from ivr.agents.models import (
     agent_sessions,
     agent_state_events,
     agents,
+    login_failures,
     queue_entries,
 )
 from ivr.agents.routing import Free, Waiting
@@ -101,6 +102,40 @@ def session_agent(conn: Connection, token: str, now: datetime) -> dict[str, Any]
 def revoke_session(conn: Connection, token: str, now: datetime) -> None:
     conn.execute(update(agent_sessions).where(agent_sessions.c.token_hash == token_hash(token))
                  .values(revoked_at=now))
+
+
+# ---------------------------------------------------------------- sign-in throttle
+
+
+def throttled_for(conn: Connection, now: datetime, window: timedelta,
+                  limits: Sequence[tuple[str, str, int]]) -> float | None:
+    """Seconds until a sign-in may be tried again, or None. ``limits``: (column, value,
+    failures allowed in the window) — a sliding window: with ``limit`` failures of that value
+    since ``now - window``, the next try is allowed once the oldest of the newest ``limit``
+    leaves the window."""
+    waits = []
+    for column, value, limit in limits:
+        col = login_failures.c[column]
+        nth = conn.execute(select(login_failures.c.at)
+                           .where(col == value, login_failures.c.at > now - window)
+                           .order_by(login_failures.c.at.desc()).offset(limit - 1).limit(1)
+                           ).scalar()
+        if nth is not None:
+            waits.append((nth + window - now).total_seconds())
+    return max(waits) if waits else None
+
+
+def add_login_failure(conn: Connection, username: str, address: str, now: datetime,
+                      window: timedelta) -> None:
+    """Count a sign-in as failed (until it succeeds: ``clear_login_failures``); rows that
+    left the window go."""
+    conn.execute(delete(login_failures).where(login_failures.c.at <= now - window))
+    conn.execute(insert(login_failures).values(username=username, address=address, at=now))
+
+
+def clear_login_failures(conn: Connection, username: str) -> None:
+    """A right password: the account's count starts again (the address's does not)."""
+    conn.execute(delete(login_failures).where(login_failures.c.username == username))
 
 
 # ---------------------------------------------------------------- states

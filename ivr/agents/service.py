@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +28,7 @@ from crm_sync.profile import search
 from crm_sync.screenpop import customer_context, empty_context
 from crm_sync.wrapup import CallFacts, WrapUp, record_wrap_up
 from ivr.agents import repository as repo
-from ivr.agents.auth import DUMMY_HASH, verify_password
+from ivr.agents.auth import DUMMY_HASH, Hashing
 from ivr.agents.events import Published
 from ivr.agents.gateway import Gateway
 from ivr.agents.models import agent_calls, queue_entries
@@ -54,6 +55,17 @@ CALL_LIVE = {"queued", "ringing", "in-progress"}
 SPOKEN_SECONDS = 15
 
 
+@dataclass(frozen=True)
+class SignIn:
+    """A sign-in whose password is being checked (``AgentService.begin_sign_in``)."""
+
+    username: str
+    address: str
+    agent_id: int | None
+    password_hash: str
+    active: bool
+
+
 class AgentError(Exception):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
@@ -71,19 +83,44 @@ class AgentService:
         self.gateway = gateway
         #: The callbacks feature plugged into the queue (``ivr.agents.ports``).
         self.callbacks = callbacks
+        #: Sign-ins' password checks, in threads of their own (``ivr.agents.auth``).
+        self.hashing = Hashing(settings.login_hash_threads, settings.login_max_pending)
 
     # ------------------------------------------------------------ sign-in and state
 
-    def login(self, username: str, password: str) -> tuple[str, dict[str, Any]] | None:
+    def begin_sign_in(self, username: str, address: str) -> SignIn | float:
+        """The first half of a sign-in (the password is checked in between, off the event
+        loop: ``Hashing``). A float: seconds before this account or client address may try
+        again (too many failures in ``IVR_LOGIN_WINDOW_SECONDS``). Else the stored hash to
+        check against (a dummy one for an unknown user: both cost the same)."""
+        now = self.clock.now()
+        window = timedelta(seconds=self.settings.login_window_seconds)
+        with self.engine.begin() as conn:
+            wait = repo.throttled_for(conn, now, window, [
+                ("username", username, self.settings.login_max_failures),
+                ("address", address, self.settings.login_max_failures_per_address)])
+            if wait is not None:
+                return wait
+            row = repo.credentials(conn, username)
+        if row is None:
+            return SignIn(username, address, None, DUMMY_HASH, active=False)
+        return SignIn(username, address, int(row.id), row.password_hash,
+                      active=bool(row.active))
+
+    def finish_sign_in(self, attempt: SignIn, password_ok: bool,
+                       ) -> tuple[str, dict[str, Any]] | None:
+        """A session for a right password of an active account (the account's failures are
+        forgotten); else None, and the failure is counted for the account and the address."""
         now = self.clock.now()
         with self.engine.begin() as conn:
-            row = repo.credentials(conn, username)
-            ok = verify_password(password, row.password_hash if row else DUMMY_HASH)
-            if row is None or not ok or not row.active:
+            if not password_ok or attempt.agent_id is None or not attempt.active:
+                repo.add_login_failure(conn, attempt.username, attempt.address, now,
+                                       timedelta(seconds=self.settings.login_window_seconds))
                 return None
+            repo.clear_login_failures(conn, attempt.username)
             ttl = timedelta(hours=self.settings.agent_session_hours)
-            token = repo.create_session(conn, row.id, now, ttl)
-            me = repo.me(conn, row.id)
+            token = repo.create_session(conn, attempt.agent_id, now, ttl)
+            me = repo.me(conn, attempt.agent_id)
         assert me is not None
         return token, me
 

@@ -79,6 +79,16 @@ class Settings(BaseSettings):
         default_factory=lambda: ["retention"])
     # The demo's agent and supervisor password (`ivr agents demo`; run.sh writes it to .env).
     demo_agent_password: SecretStr = SecretStr("")
+    # Sign-in throttle (POST /agent/login): failed sign-ins in a sliding window, counted in
+    # the database (every process shares it), per account and per client address (a whole
+    # centre behind one NAT address shares the second). Over either: 429 with Retry-After.
+    login_window_seconds: int = Field(default=300, ge=1)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=30, ge=1)
+    # Password checks (scrypt, about 0.1 s of a core each) run in this many threads, never
+    # on the event loop; at most login_max_pending sign-ins in progress (more: 503).
+    login_hash_threads: int = Field(default=1, ge=1, le=16)
+    login_max_pending: int = Field(default=32, ge=1)
     # This site's name on incidents agents open (another branch sees where it came from).
     branch_name: str | None = None
 
