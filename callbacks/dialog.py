@@ -49,31 +49,52 @@ class CallerDialog:
         """The SLA deadline of a caller's place: their tier's, from the time they joined."""
         return sla.deadline(entered_at, self.policy(queue), tier)
 
-    def expected_wait(self, conn: Connection, entry: Any) -> timedelta:
-        """``callbacks.sla.expected_wait`` for this caller: their position among the live
-        callers and pending callbacks of the queue served before them, the queue's signed-in
-        agents, and its recent handle times."""
+    def estimate(self, conn: Connection, entry: Any, now: datetime) -> sla.WaitEstimate:
+        """What this waiting caller is told about their wait (``sla.expected_wait``): their
+        position among the live callers and pending callbacks of the queue served before
+        them, the queue's free agents, how long each busy agent's call has gone on, and the
+        queue's recent handle times."""
         deadline = entry.deadline_at or entry.entered_at
         live = repo.position(conn, entry.queue, entry.priority, deadline, entry.entered_at,
-                            entry.id)
+                             entry.id)
         callbacks_ahead = cbrepo.ahead_in_queue(conn, entry.queue, entry.priority, deadline)
-        return sla.expected_wait(live + callbacks_ahead, repo.staffed(conn, entry.queue),
-                                 repo.recent_handle_times(conn, entry.queue),
-                                 self.policy(entry.queue).fallback_handle_time)
+        free, busy = repo.staffing(conn, entry.queue, now)
+        position = live + callbacks_ahead
+        wait = sla.expected_wait(position, busy, repo.recent_handle_times(conn, entry.queue),
+                                 self.policy(entry.queue).fallback_handle_time, free=free)
+        return sla.WaitEstimate(position, free, len(busy), wait)
+
+    def expected_wait(self, conn: Connection, entry: Any, now: datetime) -> timedelta | None:
+        """The caller's expected wait (None: nobody can answer); see ``estimate``."""
+        return self.estimate(conn, entry, now).wait
+
+    def spoken_wait(self, call_sid: str, language: str = "en-US",
+                    ) -> tuple[sla.WaitEstimate, str] | None:
+        """What a caller waiting in the queue would hear about their wait now, at the
+        injected clock's time: the estimate and its words, without the offer (for
+        measurements: bench/callbacks_day.py). None when the call is not waiting."""
+        now = self.clock.now()
+        with self.engine.connect() as conn:
+            entry = repo.get_entry(conn, call_sid)
+            if entry is None or entry.status != "waiting":
+                return None
+            estimate = self.estimate(conn, entry, now)
+        return estimate, ctw.wait_words(estimate, language)
 
     def hold(self, conn: Connection, entry: Any, language: str, params: dict[str, str],
              pause: int, now: datetime) -> str:
-        """A wait round: the expected wait, and the offer when the queue's policy says so."""
+        """A wait round: what the caller's wait is (next in line, the expected wait, or
+        nobody can answer), and the offer when the queue's policy says so."""
         policy = self.policy(entry.queue)
         queue_time = params.get("QueueTime", "0")
         seconds = int(queue_time) if queue_time.isdigit() else 0
         every = max(int(policy.offer.repeat_every.total_seconds()), pause)
         speak = seconds % every < pause
-        expected = offer = None
+        estimate = offer = None
         if speak:
-            expected = self.expected_wait(conn, entry)
-            offer = sla.offer_reason(now, expected, policy)
-        return ctw.hold(language, self.settings.hold_music_url, pause, expected=expected,
+            estimate = self.estimate(conn, entry, now)
+            offer = sla.offer_reason(now, estimate.wait, policy)
+        return ctw.hold(language, self.settings.hold_music_url, pause, estimate=estimate,
                         offer=offer, queue=entry.queue, speak=speak)
 
     def choose(self, call_sid: str, queue: str, language: str, digits: str,

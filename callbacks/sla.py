@@ -14,10 +14,9 @@ Every instant in is timezone-aware and every instant out is UTC. The caller pass
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 from callbacks.policy import Policy
@@ -114,28 +113,66 @@ def scheduled_slot_ok(requested: datetime, now: datetime, policy: Policy,
     return "ok"
 
 
-def expected_wait(position: int, agents_available: int,
+#: A busy agent's call that has run for (nearly) the mean handle time is still taken to need
+#: this share of the mean: we do not know that it ends now, so we do not promise it.
+MIN_LEFT = 0.25
+
+
+def mean_handle_time(recent_handle_times: Sequence[timedelta],
+                     fallback_handle_time: timedelta = timedelta(minutes=5)) -> timedelta:
+    """The mean of the queue's recent handle times (talk plus wrap-up; entries that are not
+    positive are no sample); with none, ``fallback_handle_time`` (the policy's)."""
+    times = [h for h in recent_handle_times if h > timedelta(0)]
+    return sum(times, timedelta(0)) / len(times) if times else fallback_handle_time
+
+
+def time_left(elapsed: timedelta, mean: timedelta) -> timedelta:
+    """How long a call handled for ``elapsed`` so far is expected to go on: the rest of the
+    mean handle time, and never less than ``MIN_LEFT`` of it."""
+    return max(mean - max(elapsed, timedelta(0)), mean * MIN_LEFT)
+
+
+def expected_wait(position: int, busy: Sequence[timedelta],
                   recent_handle_times: Sequence[timedelta],
-                  fallback_handle_time: timedelta = timedelta(minutes=5)) -> timedelta:
-    """How long the caller at ``position`` (1 = next to be answered) can expect to wait.
+                  fallback_handle_time: timedelta = timedelta(minutes=5), *,
+                  free: int = 0) -> timedelta | None:
+    """How long the caller at ``position`` (1 = next to be answered: the live callers and
+    pending callbacks served before them, plus one) can expect to wait; None when nobody
+    can answer (no agent of the queue signed in), for then no wait can be promised.
 
-    ``ceil(position / max(agents_available, 1)) * mean_handle_time``
+    * ``free``: the queue's agents free now; each takes a caller at once.
+    * ``busy``: for each of its agents on a call (being connected, talking or wrapping up),
+      how long that call has been handled so far; the agent is free after ``time_left`` of
+      it against the mean handle time (``mean_handle_time``).
+    * The callers ahead take, in order, the agent free soonest, each for one mean handle
+      time; the caller's wait is the moment the agent they get is free. Zero when a free
+      agent is left for them (they are next in line); ``position <= 0`` (already being
+      connected) waits zero.
 
-    * ``agents_available``: the agents serving the queue now (signed in, not offline),
-      busy or free. Zero counts as one, so the estimate stays finite (someone signs in).
-    * ``mean_handle_time``: the mean of ``recent_handle_times`` (the queue's last handled
-      calls, talk plus wrap-up; entries that are not positive are ignored); with none,
-      ``fallback_handle_time`` (the policy's ``fallback_handle_time``).
-    * The callers ahead are served in rounds of ``agents`` calls, and each round is taken
-      to last one whole mean handle time (as if every agent had just started a call):
-      an estimate on the long side, so the caller is not promised less than we keep.
-      ``position <= 0`` (already being connected) waits zero.
-    """
+    With every agent busy and just started, this is ``ceil(position / agents)`` mean
+    handle times."""
     if position <= 0:
         return timedelta(0)
-    times = [h for h in recent_handle_times if h > timedelta(0)]
-    mean = sum(times, timedelta(0)) / len(times) if times else fallback_handle_time
-    return math.ceil(position / max(agents_available, 1)) * mean
+    if position <= free:
+        return timedelta(0)
+    if free <= 0 and not busy:
+        return None
+    mean = mean_handle_time(recent_handle_times, fallback_handle_time)
+    ready = [timedelta(0)] * max(free, 0) + [time_left(e, mean) for e in busy]
+    for _ in range(position - 1):  # each caller ahead holds the agent free soonest
+        soonest = ready.index(min(ready))
+        ready[soonest] += mean
+    return min(ready)
+
+
+class WaitEstimate(NamedTuple):
+    """What a waiting caller is told about their wait: their place (1 = next), the queue's
+    agents free and busy now, and ``expected_wait`` (None: nobody can answer)."""
+
+    position: int
+    free: int
+    busy: int
+    wait: timedelta | None
 
 
 def scheduled_deadline(slot: datetime, policy: Policy) -> datetime:
@@ -144,7 +181,7 @@ def scheduled_deadline(slot: datetime, policy: Policy) -> datetime:
     return add_business_time(policy.business_hours, slot, policy.scheduled_window)
 
 
-OfferReason = Literal["wait", "closing"]
+OfferReason = Literal["wait", "closing", "unstaffed"]
 
 
 def closes_within(now: datetime, window: timedelta, policy: Policy) -> bool:
@@ -156,15 +193,22 @@ def closes_within(now: datetime, window: timedelta, policy: Policy) -> bool:
     return end < utc(now) + window
 
 
-def offer_reason(now: datetime, expected: timedelta, policy: Policy) -> OfferReason | None:
+def offer_reason(now: datetime, expected: timedelta | None, policy: Policy,
+                 ) -> OfferReason | None:
     """Why a waiting caller is offered a callback now, or None: the queue's offer is enabled,
-    ``now`` is within its ``hours`` (the centre's zone), and the expected wait is over the
-    threshold (``wait``) or the centre closes within ``closing_within`` (``closing``)."""
+    ``now`` is within its ``hours`` (the centre's zone), and nobody can answer (``expected``
+    None: ``unstaffed``), or the expected wait is over the threshold (``wait``), or the
+    centre closes within ``closing_within`` (``closing``). Never when the wait is zero (an
+    agent is free for the caller)."""
     offer = policy.offer
     if not offer.enabled:
         return None
     if offer.hours is not None and not in_ranges(
             offer.hours, utc(now).astimezone(policy.business_hours.zone).time()):
+        return None
+    if expected is None:
+        return "unstaffed"
+    if expected <= timedelta(0):
         return None
     if expected > offer.threshold:
         return "wait"

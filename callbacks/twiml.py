@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from twilio.twiml.voice_response import VoiceResponse
 
+from callbacks.sla import WaitEstimate
 from ivr.agents.twiml import dial_agent
 from ivr.calls.twiml import QUEUE_URL, WAIT_URL, _say
 from ivr.menu.engine import Say
@@ -31,6 +32,9 @@ TEXT: dict[str, dict[str, str]] = {
              "en": "Your expected wait is about {minutes} minutes."},
     "wait_one": {"he": "זמן ההמתנה המשוער הוא כדקה.",
                  "en": "Your expected wait is about one minute."},
+    "next": {"he": "אתם הבאים בתור.", "en": "You are next in line."},
+    "all_busy": {"he": "כל הנציגים שלנו עסוקים כרגע.", "en": "All our agents are busy."},
+    "no_agent": {"he": "אין כרגע נציג זמין.", "en": "No agent is available right now."},
     "offer": {"he": "כדי לשמור על מקומכם בתור ולקבל שיחה חוזרת, הקישו 1.",
               "en": "To keep your place and be called back, press 1."},
     "offer_closing": {"he": "המוקד נסגר בקרוב. כדי לשמור על מקומכם ולקבל שיחה חוזרת, הקישו 1.",
@@ -120,27 +124,55 @@ def when(instant: datetime, now: datetime, zone: ZoneInfo, language: str | None,
 
 
 def minutes(expected: timedelta) -> int:
-    return max(1, round(expected.total_seconds() / 60))
+    """Whole minutes as spoken: half a minute and more counts up (2:30 is "about 3"), never
+    under one."""
+    return max(1, int(expected.total_seconds() / 60 + 0.5))
 
 
 def _url(base: str, **query: str) -> str:
     return f"{base}?{urlencode(query)}"
 
 
-def hold(language: str, music_url: str | None, pause: int, *, expected: timedelta | None,
-         offer: str | None, queue: str, speak: bool) -> str:
-    """A round of the wait loop: the expected wait and the offer (a ``<Gather>``: a key
-    press goes to the offer URL, silence falls through to the hold music), then music or a
-    pause. Twilio requests the wait URL again when this document ends."""
+def wait_phrases(estimate: WaitEstimate) -> list[tuple[str, dict[str, object]]]:
+    """What a caller is told about their wait, as phrases of ``TEXT`` with their values:
+    nobody can answer ("no agent is available right now": no time promised); an agent is
+    free for them ("you are next in line", nothing more); else "all our agents are busy"
+    when none is free, "you are next in line" at the head, and the expected wait."""
+    wait = estimate.wait
+    if wait is None:
+        return [("no_agent", {})]
+    if wait <= timedelta(0):
+        return [("next", {})]
+    out: list[tuple[str, dict[str, object]]] = []
+    if estimate.free == 0:
+        out.append(("all_busy", {}))
+    if estimate.position <= 1:
+        out.append(("next", {}))
+    n = minutes(wait)
+    out.append(("wait_one", {}) if n == 1 else ("wait", {"minutes": n}))
+    return out
+
+
+def wait_words(estimate: WaitEstimate, language: str | None) -> str:
+    """The words of ``wait_phrases`` in the caller's language, as the wait loop says them."""
+    return " ".join(text(p, language, **v) for p, v in wait_phrases(estimate))
+
+
+def hold(language: str, music_url: str | None, pause: int, *,
+         estimate: WaitEstimate | None, offer: str | None, queue: str, speak: bool) -> str:
+    """A round of the wait loop: the caller's wait (``wait_phrases``) and the offer (a
+    ``<Gather>``: a key press goes to the offer URL, silence falls through to the hold
+    music), then music or a pause. Twilio requests the wait URL again when this document
+    ends."""
     r = VoiceResponse()
     if speak:
         target: object = r
         if offer is not None:
             target = r.gather(num_digits=1, timeout=3, method="POST",
                               action=_url(OFFER_URL, q=queue, lang=language))
-        if expected is not None:
-            n = minutes(expected)
-            say(target, "wait_one" if n == 1 else "wait", language, minutes=n)
+        if estimate is not None:
+            for phrase, values in wait_phrases(estimate):
+                say(target, phrase, language, **values)
         else:
             say(target, "hold", language)
         if offer is not None:

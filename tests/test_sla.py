@@ -470,13 +470,17 @@ def test_scheduled_slot_on_a_holiday_and_a_shorter_horizon() -> None:
 M = timedelta(minutes=1)
 
 
+# ``agents``: busy agents who all just started a call (the old model's only case): the
+# caller waits ceil(position / agents) mean handle times.
 @pytest.mark.parametrize(("position", "agents", "handle_times", "expected"), [
     (1, 1, [4 * M, 6 * M], 5 * M),
     (1, 3, [4 * M, 6 * M], 5 * M),  # one round even with agents to spare
     (3, 2, [4 * M, 6 * M], 10 * M),  # ceil(3 / 2) = 2 rounds
     (4, 2, [4 * M, 6 * M], 10 * M),
     (5, 2, [4 * M, 6 * M], 15 * M),
-    (2, 0, [5 * M], 10 * M),  # no agent counts as one
+    # No agent signed in: nobody can answer, so no wait can be promised (it was "no agent
+    # counts as one": 10 minutes, the lie of issue 14 item 1).
+    (2, 0, [5 * M], None),
     (3, 1, [], 15 * M),  # no recent calls: the fallback handle time (5 minutes)
     (2, 1, [timedelta(0), 6 * M], 12 * M),  # a zero-length call is no sample
     (0, 2, [4 * M], timedelta(0)),  # already being connected
@@ -484,10 +488,56 @@ M = timedelta(minutes=1)
 ], ids=["first", "spare-agents", "two-rounds", "two-rounds-full", "three-rounds",
         "no-agents", "fallback", "ignore-zero", "position-zero", "seconds"])
 def test_expected_wait(position: int, agents: int, handle_times: list[timedelta],
-                       expected: timedelta) -> None:
-    assert expected_wait(position, agents, handle_times) == expected
+                       expected: timedelta | None) -> None:
+    assert expected_wait(position, [timedelta(0)] * agents, handle_times) == expected
 
 
 def test_expected_wait_fallback_from_the_policy() -> None:
     quick = policy(fallback_handle_time="3m")
-    assert expected_wait(3, 1, [], quick.fallback_handle_time) == 9 * M
+    assert expected_wait(3, [timedelta(0)], [], quick.fallback_handle_time) == 9 * M
+
+
+@pytest.mark.parametrize(("position", "free", "busy", "handle_times", "expected"), [
+    (1, 1, [], [4 * M], timedelta(0)),  # an idle agent: next in line, no wait
+    (2, 2, [3 * M], [4 * M], timedelta(0)),  # two idle agents for the first two
+    (1, 1, [1 * M], [4 * M], timedelta(0)),  # free beats busy
+    (2, 1, [], [4 * M], 4 * M),  # behind the one the free agent takes: a whole call
+    (2, 1, [2 * M], [4 * M], 2 * M),  # ... or the busy agent's 2 minutes left
+    (3, 1, [2 * M], [4 * M], 4 * M),  # 0 → 4, 2 → 6: the third gets the agent free at 4
+    (1, 0, [], [4 * M], None),  # nobody signed in
+    (7, 0, [], [], None),
+    (0, 0, [], [], timedelta(0)),  # already being connected
+    (1, 0, [3 * M], [3 * M, 5 * M], 1 * M),  # 3 minutes into a 4-minute mean
+    (1, 0, [3 * M, 1 * M], [3 * M, 5 * M], 1 * M),
+    (2, 0, [3 * M, 1 * M], [3 * M, 5 * M], 3 * M),
+    (3, 0, [3 * M, 1 * M], [3 * M, 5 * M], 5 * M),  # the first agent again: 1 + 4
+    (4, 0, [3 * M, 1 * M], [3 * M, 5 * M], 7 * M),  # the second again: 3 + 4
+    (1, 0, [10 * M], [4 * M], 1 * M),  # past the mean: a quarter of it still left
+    (1, 0, [timedelta(seconds=210)], [4 * M], 1 * M),  # 30 s short of it: the quarter
+    (1, 0, [1 * M], [], 4 * M),  # no recent calls: the 5-minute fallback, 1 minute in
+    (1, 0, [timedelta(seconds=-5)], [4 * M], 4 * M),  # a clock behind: not in a call yet
+], ids=["idle", "two-idle", "free-first", "behind-free", "busy-sooner", "third",
+        "nobody", "nobody-long-queue", "position-zero", "one-busy", "two-busy-1",
+        "two-busy-2", "two-busy-3", "two-busy-4", "overrun", "nearly-done", "fallback",
+        "negative-elapsed"])
+def test_expected_wait_from_what_the_queue_has(position: int, free: int,
+                                               busy: list[timedelta],
+                                               handle_times: list[timedelta],
+                                               expected: timedelta | None) -> None:
+    assert expected_wait(position, busy, handle_times, free=free) == expected
+
+
+@pytest.mark.parametrize(("now", "expected", "reason"), [
+    (j(11, 23, 10), None, "unstaffed"),          # nobody can answer: say so, offer
+    (j(11, 23, 19, 50), None, None),             # ... but not after the offer's hours
+    (j(11, 23, 10), timedelta(0), None),         # an agent is free: nothing to offer
+    (j(11, 23, 19, 31), timedelta(0), None),     # not even just before closing
+    (j(11, 23, 19, 31), timedelta(seconds=10), "closing"),
+])
+def test_the_offer_when_nobody_can_answer_or_an_agent_is_free(
+        now: datetime, expected: timedelta | None, reason: str | None) -> None:
+    assert sla.offer_reason(now, expected, OFFERING) == reason
+
+
+def test_no_unstaffed_offer_when_the_queue_does_not_offer() -> None:
+    assert sla.offer_reason(j(11, 23, 10), None, DEMO) is None

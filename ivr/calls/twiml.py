@@ -115,9 +115,10 @@ def leave() -> str:
 
 
 def hold(language: str, position: str | None, music_url: str | None,
-         pause: int = 20, speak: bool = True) -> str:
+         pause: int = 20, speak: bool = True, nobody: bool = False) -> str:
     """The wait experience while queued (Twilio loops this document). ``speak``: the hold
-    message this round (it is spoken about once a minute, not on every short round)."""
+    message this round (it is spoken about once a minute, not on every short round).
+    ``nobody``: no agent of the queue is signed in, so no agent is promised "shortly"."""
     r = VoiceResponse()
     if not speak:
         if music_url:
@@ -126,12 +127,15 @@ def hold(language: str, position: str | None, music_url: str | None,
             r.pause(length=pause)
         return str(r.to_xml())
     if language == "he-IL":
-        text = "תודה על סבלנותכם, נציג יענה בהקדם."
+        text = ("אין כרגע נציג זמין. הישארו על הקו ונענה כשיתפנה נציג." if nobody
+                else "תודה על סבלנותכם, נציג יענה בהקדם.")
         if position and position.isdigit():
             text = f"מקומכם בתור: {position}. " + text
         _say(r, Say(text, "he-IL", "Google.he-IL-Standard-A"))
     else:
-        text = "Thank you for waiting. An agent will be with you shortly."
+        text = ("No agent is available right now. Please stay on the line; we will "
+                "answer when an agent is free." if nobody
+                else "Thank you for waiting. An agent will be with you shortly.")
         if position and position.isdigit():
             text = f"You are number {position} in the queue. " + text
         _say(r, Say(text, "en-US", None))
