@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
     # log_config=None: uvicorn's loggers propagate to the root handler ``main`` set up (the
     # same format, CallSid and masking); log_level still sets their levels.
     if workers > 1:
+        os.environ["IVR_PORT"] = str(port)  # the workers' settings: where they are served
         if settings.is_sqlite:
             print("warning: several workers on SQLite serialise on one file; use PostgreSQL",
                   file=sys.stderr)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ivr.observability.metrics import Metrics
 
 #: Where a server is reached from its own host when IVR_PUBLIC_URL is not set (the demo's
-#: local dialer posts the callback's webhooks there).
+#: local dialer posts the callback's webhooks there); as a default, its port is IVR_PORT's.
 LOCAL_URL = "http://127.0.0.1:8000"
 
 
@@ -75,6 +75,8 @@ def build_services(engine: Engine, settings: Settings, clock: Clock, *,
     """Every service over ``engine``. ``menus``: the live menus (a web process; the worker
     answers no caller and has none). A callback policy with mistakes raises PolicyError."""
     gateway = gateway or default_gateway(settings)
+    if local_url == LOCAL_URL:  # the default: this host, at IVR_PORT
+        local_url = f"http://127.0.0.1:{settings.port}"
     callbacks = build_service(engine, clock, settings, gateway,
                               settings.public_url or local_url, dialer)
     agents = AgentService(engine, menus, clock, settings, gateway,

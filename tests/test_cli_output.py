@@ -11,6 +11,7 @@ import pytest
 
 from crm_sync import demo
 from ivr.cli import main
+from ivr.core.settings import Settings
 from tests.test_readme_commands import ROOT, demo_env, free_port, ivr, serving
 
 WIDE_AGENT = "Tamar Friedman-Ben-Haim of the Haifa branch"
@@ -97,3 +98,25 @@ def test_crm_show_piped_keeps_whole_lines_in_the_centres_time(
     assert "2026-11-23 10:00" in row and WIDE_TOPIC in row and "escalated-to-collections" \
         in row, row
     assert not any("…" in line for line in lines), lines
+
+
+def test_the_local_dialer_calls_this_server_on_ivr_port(settings: Settings) -> None:
+    """Without a Twilio account the demo's callbacks are played against this server: at
+    IVR_PORT (`ivr worker`, `ivr serve --workers N`), not a fixed :8000."""
+    from sqlalchemy import create_engine
+
+    from callbacks.local_dialer import LocalDialer
+    from ivr.core.clock import FrozenClock
+    from ivr.services import build_services
+    from tests.conftest import OPEN_TIME
+
+    engine = create_engine(settings.database_url)
+    try:
+        moved = settings.model_copy(update={"port": 8011, "callbacks_file":
+                                            ROOT / "callbacks.yaml"})
+        services = build_services(engine, moved, FrozenClock(OPEN_TIME))
+        assert services.callbacks is not None
+        dialer = services.callbacks.dialer
+        assert isinstance(dialer, LocalDialer) and dialer.base_url == "http://127.0.0.1:8011"
+    finally:
+        engine.dispose()
