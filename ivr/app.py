@@ -26,8 +26,9 @@ from ivr.calls.webhook import TwilioFastPath
 from ivr.core.clock import Clock, SystemClock
 from ivr.core.db import Database
 from ivr.core.limits import BodyLimit, limits_for
+from ivr.core.proxies import ProxyHeaders, TrustedProxies
 from ivr.core.settings import Settings
-from ivr.core.signatures import SignatureChecker
+from ivr.core.signatures import SignatureChecker, public_url_warning
 from ivr.menu import endpoints as menu_endpoints
 from ivr.menu.registry import MenuRegistry
 from ivr.observability import endpoints as observability_endpoints
@@ -78,6 +79,8 @@ def create_app(settings: Settings, clock: Clock | None = None,
                         "anyone can drive calls on this server")
         elif not settings.twilio_auth_token.get_secret_value() and not settings.twilio_shared_keys:
             log.error("IVR_TWILIO_AUTH_TOKEN is not set: every Twilio webhook will be refused")
+        if (unpinned := public_url_warning(settings)) is not None:
+            log.warning(unpinned)
         db = Database(settings)
         registry = MenuRegistry(settings.menus_dir, settings.entry_menu,
                                 DbVersionStore(db.engine, clock.now))
@@ -135,6 +138,8 @@ def create_app(settings: Settings, clock: Clock | None = None,
     # JSON APIs, the console and the probes.
     app.router.routes.extend(TWILIO_ROUTES)
     app.add_middleware(TwilioFastPath, routes=TWILIO_ROUTES)
+    # X-Forwarded-* become the request's scheme, Host and client only from a trusted proxy.
+    app.add_middleware(ProxyHeaders, trusted=TrustedProxies(settings.trusted_proxies))
     # Outermost (added last): no route, the Twilio ones included, reads a body over its limit.
     app.add_middleware(BodyLimit, limits=limits_for(settings))
     app.include_router(menu_endpoints.router)

@@ -103,6 +103,8 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
     access_log = settings.log_level.upper() in ("DEBUG", "INFO")
     # log_config=None: uvicorn's loggers propagate to the root handler ``main`` set up (the
     # same format, CallSid and masking); log_level still sets their levels.
+    # proxy_headers=False: uvicorn would believe X-Forwarded-* from 127.0.0.1; the app's
+    # ProxyHeaders believes them from IVR_TRUSTED_PROXIES only (ivr.core.proxies).
     if workers > 1:
         os.environ["IVR_PORT"] = str(port)  # the workers' settings: where they are served
         if settings.is_sqlite:
@@ -110,14 +112,15 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
                   file=sys.stderr)
         uvicorn.run("ivr.app:app_from_env", factory=True, host=host, port=port,
                     workers=workers, log_level=settings.log_level.lower(), log_config=None,
-                    access_log=access_log, timeout_graceful_shutdown=SHUTDOWN_GRACE)
+                    access_log=access_log, timeout_graceful_shutdown=SHUTDOWN_GRACE,
+                    proxy_headers=False)
     else:
         from ivr.app import create_app  # noqa: PLC0415
 
         uvicorn.run(create_app(settings, local_url=f"http://{host}:{port}"), host=host,
                     port=port, log_config=None,
                     log_level=settings.log_level.lower(), access_log=access_log,
-                    timeout_graceful_shutdown=SHUTDOWN_GRACE)
+                    timeout_graceful_shutdown=SHUTDOWN_GRACE, proxy_headers=False)
     return EXIT_OK
 
 

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # JSON object {"<shared key id>": "<secret>", ...}; several ids allow rotation.
     twilio_shared_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
     public_url: str | None = None
+    # Proxies in front (addresses or networks, comma-separated: 10.0.0.5,10.1.0.0/16) whose
+    # X-Forwarded-Proto/-Host/-For are believed (ivr.core.proxies); nobody else's are.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Explicitly turning the signature check off logs a warning at every start.
     validate_signatures: bool = True
 
@@ -171,11 +174,19 @@ class Settings(BaseSettings):
             return parsed
         return value
 
-    @field_validator("leaving_risk_queues", mode="before")
+    @field_validator("leaving_risk_queues", "trusted_proxies", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from ivr.core.proxies import networks  # noqa: PLC0415
+
+        networks(value)  # a ValueError names the entry that is no address or network
         return value
 
     @field_validator("public_url")

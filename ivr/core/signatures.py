@@ -4,7 +4,9 @@ Two schemes: the account auth token (HMAC-SHA1, ``X-Twilio-Signature``), and Sha
 signing, announced by ``X-Twilio-Webhooks-Signature-Settings: key=<id>,algorithm=<alg>``,
 where the secret of the named key replaces the auth token and the algorithm may be
 HMAC_SHA256. The URL checked is the one Twilio called: with ``IVR_PUBLIC_URL`` set it is
-rebuilt from that setting, never from the Host header a proxy may have rewritten.
+rebuilt from that setting, never from the Host header a proxy may have rewritten; without
+it, from the request's scheme and Host, which ``ivr.core.proxies`` takes from
+``X-Forwarded-*`` only when a trusted proxy (``IVR_TRUSTED_PROXIES``) sent them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,22 @@ from twilio.request_validator import (
 from ivr.core.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def public_url_warning(settings: Settings) -> str | None:
+    """Why the URL signatures are checked against can be forged here, or None. Without
+    IVR_PUBLIC_URL it is rebuilt from the request's Host (and X-Forwarded-* from trusted
+    proxies): a request Twilio signed for another deployment with the same auth token is
+    accepted with that deployment's Host. Only the demo's configuration (SQLite and no
+    Twilio account SID: it answers the simulator, not Twilio) goes without a warning."""
+    if settings.public_url or not settings.validate_signatures:
+        return None
+    if settings.is_sqlite and not settings.twilio_account_sid:
+        return None
+    return ("IVR_PUBLIC_URL is not set: Twilio signatures are checked against a URL rebuilt "
+            "from the request's Host header, so a request signed for another deployment "
+            "with the same auth token is accepted here with that deployment's Host; set "
+            "IVR_PUBLIC_URL to the URL Twilio calls")
 
 
 def shared_key_id(settings_header: str) -> str | None:

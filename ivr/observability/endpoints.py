@@ -14,6 +14,7 @@ from prometheus_client.exposition import generate_latest
 from ivr.auth.dependencies import require_metrics
 from ivr.core.db import Database
 from ivr.core.migrate import is_at_head
+from ivr.core.signatures import public_url_warning
 from ivr.services import web
 
 router = APIRouter(tags=["ops"])
@@ -47,7 +48,8 @@ def readiness(db: Database, menus_loaded: bool) -> dict[str, Any]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """200 when this process can serve calls; 503 naming the check that failed."""
+    """200 when this process can serve calls; 503 naming the check that failed. A
+    ``warnings`` list names configuration to fix that does not stop it serving."""
     state = web(request)
     db = state.db_or_none
     menus = state.menus_or_none
@@ -59,8 +61,12 @@ async def readyz(request: Request) -> JSONResponse:
     else:
         checks = await db.run(readiness, db, loaded)
     ready = all(checks[k] == "ok" for k in ("database", "menus", "migrations"))
-    return JSONResponse({"status": "ready" if ready else "not ready", **checks},
-                        status_code=200 if ready else 503)
+    body = {"status": "ready" if ready else "not ready", **checks}
+    # Configuration to fix, which does not stop this process from serving (never a 503).
+    warnings = [w for w in (public_url_warning(state.settings),) if w is not None]
+    if warnings:
+        body["warnings"] = warnings
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 @router.get("/metrics", dependencies=[Depends(require_metrics)],
