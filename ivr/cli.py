@@ -91,9 +91,8 @@ def _check_callbacks_file(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
-    import uvicorn  # noqa: PLC0415
-
     from ivr.core.migrate import upgrade  # noqa: PLC0415
+    from ivr.core.server import serve  # noqa: PLC0415
 
     _check_menus_servable(settings)
     upgrade(settings.database_url)
@@ -105,23 +104,29 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
     # same format, CallSid and masking); log_level still sets their levels.
     # proxy_headers=False: uvicorn would believe X-Forwarded-* from 127.0.0.1; the app's
     # ProxyHeaders believes them from IVR_TRUSTED_PROXIES only (ivr.core.proxies).
+    # serve: uvicorn with a deadline for each request's headers (IVR_HEADER_TIMEOUT_SECONDS)
+    # and a cap on their size (ivr.core.server): a client that stalls mid-header is cut off.
+    bounds: dict[str, Any] = {"header_timeout": settings.header_timeout_seconds,
+                              "max_header_bytes": settings.max_header_bytes}
     if workers > 1:
         os.environ["IVR_PORT"] = str(port)  # the workers' settings: where they are served
         if settings.is_sqlite:
             print("warning: several workers on SQLite serialise on one file; use PostgreSQL",
                   file=sys.stderr)
-        uvicorn.run("ivr.app:app_from_env", factory=True, host=host, port=port,
-                    workers=workers, log_level=settings.log_level.lower(), log_config=None,
-                    access_log=access_log, timeout_graceful_shutdown=SHUTDOWN_GRACE,
-                    proxy_headers=False)
+        started = serve("ivr.app:app_from_env", factory=True, host=host, port=port,
+                        workers=workers, log_level=settings.log_level.lower(),
+                        log_config=None, access_log=access_log,
+                        timeout_graceful_shutdown=SHUTDOWN_GRACE, proxy_headers=False,
+                        **bounds)
     else:
         from ivr.app import create_app  # noqa: PLC0415
 
-        uvicorn.run(create_app(settings, local_url=f"http://{host}:{port}"), host=host,
-                    port=port, log_config=None,
-                    log_level=settings.log_level.lower(), access_log=access_log,
-                    timeout_graceful_shutdown=SHUTDOWN_GRACE, proxy_headers=False)
-    return EXIT_OK
+        started = serve(create_app(settings, local_url=f"http://{host}:{port}"), host=host,
+                        port=port, log_config=None,
+                        log_level=settings.log_level.lower(), access_log=access_log,
+                        timeout_graceful_shutdown=SHUTDOWN_GRACE, proxy_headers=False,
+                        **bounds)
+    return EXIT_OK if started else EXIT_INTERNAL
 
 
 def demo_hours_note(settings: Settings) -> str | None:

@@ -142,6 +142,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_push_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
 
+    # `ivr serve` (ivr.core.server): a request's headers must be complete this long after
+    # the connection can send one (it opened, or the last answer ended) and within this
+    # size; else 408 / 431 and the connection is closed (a client that stalls mid-header).
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096)
+
     default_region: str = "IL"
     log_level: str = "INFO"
 
