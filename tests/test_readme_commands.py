@@ -192,7 +192,8 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
             argv = shlex.split(command)
             assert argv[0] == ".venv/bin/ivr"
             out = ivr(tmp_path, env, *argv[1:], *(SPEED if argv[1] == "simulate" else []))
-            assert out.returncode == 0, f"{command}\n{out.stdout}\n{out.stderr}"
+            assert out.returncode == 0, (f"{command}\n{out.stdout}\n{out.stderr}\nserver:\n"
+                                         f"{log.read_text(encoding='utf-8')[-3000:]}")
             lines = out.stdout.splitlines()
             assert any(line.startswith(EXPECT[command]) for line in lines), (
                 f"{command}: no line {EXPECT[command]!r} in\n{out.stdout}")
