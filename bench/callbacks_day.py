@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import math
 import os
 import random
 import re
@@ -287,6 +288,12 @@ class Sim:
     busy: dict[int, str] = field(default_factory=dict)  # agent: the call they are on
     max_waiting: int = 0
     max_pending: int = 0
+    # What each live caller was told about their wait when they joined: (joined at, the
+    # spoken estimate in seconds: 0 = next in line, None = nobody can answer).
+    told: dict[str, tuple[datetime, float | None]] = field(default_factory=dict)
+    # The same callers under the estimate spoken before issue 14 (the baseline):
+    # ceil(position / signed-in agents, at least one) x the mean recent handle time.
+    told_before: dict[str, tuple[datetime, float | None]] = field(default_factory=dict)
     routes: int = 0
     hard: int = 0  # events queued that are not soft
     soft_seqs: set[int] = field(default_factory=set)
@@ -320,6 +327,17 @@ class Sim:
                                             "CallSid": c.sid})
         self.state[c.sid] = "waiting"
         self.bump("calls")
+        heard = self.service.callbacks.spoken_wait(c.sid)
+        if heard is not None:
+            est, now = heard[0], self.clock.now()
+            self.told[c.sid] = (now, None if est.wait is None else est.wait.total_seconds())
+            with self.engine.connect() as conn:
+                times = [t for t in agent_repo.recent_handle_times(conn, QUEUE)
+                         if t > timedelta(0)]
+            mean = (sum(times, timedelta(0)) / len(times) if times else
+                    self.service.callbacks.policy(QUEUE).fallback_handle_time)
+            old = math.ceil(est.position / max(est.free + est.busy, 1)) * mean
+            self.told_before[c.sid] = (now, old.total_seconds())
         self.later(c.patience_s, lambda: self.abandon(c), soft=True)
         if c.wants_callback:
             self.later(120, lambda: self.poll(c, 120), soft=True)
@@ -514,6 +532,70 @@ class Sim:
 # ---------------------------------------------------------------------- figures
 
 
+#: "Told short": a spoken wait of at most this (next in line included); "waited long": at
+#: least this, answered or not. The targets this benchmark checks (issue 14, item 1).
+SHORT_S, LONG_S = 120.0, 300.0
+TARGET_MEDIAN_ERROR_S, TARGET_SHORT_THEN_LONG = 120.0, 0.05
+
+
+@dataclass
+class _Truth:
+    errors: list[float] = field(default_factory=list)
+    callers: int = 0
+    short: int = 0
+    short_then_long: int = 0
+    nobody: int = 0
+
+
+def wait_truth(sim: Sim, live: list[Any], answered: dict[str, datetime],
+               by_sid: dict[str, Caller], now: datetime,
+               told_map: dict[str, tuple[datetime, float | None]] | None = None,
+               ) -> dict[str, Any]:
+    """The wait each caller was told on joining against the wait that followed, per tier
+    and overall: the median absolute error (callers answered live), and the share of
+    callers told a short wait (<= 2 min) who then waited long (>= 5 min: answered that
+    late, or still waiting that long when they hung up). Callers who took a callback are
+    left out (their wait ended when they chose it); "nobody can answer" is counted apart."""
+    status = {e.call_sid: e.status for e in live}
+    groups: dict[str, _Truth] = {}
+    for sid, (joined, told) in (sim.told if told_map is None else told_map).items():
+        c = by_sid.get(sid)
+        if c is None or status.get(sid) == "callback":
+            continue
+        at = answered.get(sid)
+        waited = ((at - joined).total_seconds() if at is not None
+                  else (min(now, joined + timedelta(seconds=c.patience_s)) - joined)
+                  .total_seconds())
+        for key in ("all", c.tier):
+            g = groups.setdefault(key, _Truth())
+            g.callers += 1
+            if told is None:
+                g.nobody += 1
+                continue
+            if at is not None:
+                g.errors.append(abs(waited - told))
+            if told <= SHORT_S:
+                g.short += 1
+                g.short_then_long += waited >= LONG_S
+    out: dict[str, Any] = {}
+    for key, g in groups.items():
+        errors = sorted(g.errors)
+        out[key] = {
+            "callers": g.callers, "answered_measured": len(errors),
+            "median_abs_error_s": round(errors[len(errors) // 2], 1) if errors else None,
+            "p90_abs_error_s": round(h.pct(errors, 0.9), 1) if errors else None,
+            "told_short": g.short, "told_short_then_long": g.short_then_long,
+            "short_then_long_share": round(g.short_then_long / g.short, 4) if g.short
+            else None,
+            "told_nobody_can_answer": g.nobody}
+    a = out.get("all", {})
+    out["targets_met"] = bool(
+        a and a["median_abs_error_s"] is not None
+        and a["median_abs_error_s"] <= TARGET_MEDIAN_ERROR_S
+        and (a["short_then_long_share"] or 0.0) <= TARGET_SHORT_THEN_LONG)
+    return out
+
+
 def _overlaps(intervals: list[tuple[datetime, datetime]]) -> int:
     intervals.sort()
     return sum(1 for a, b in pairwise(intervals) if b[0] < a[1])
@@ -589,7 +671,10 @@ def figures(sim: Sim) -> dict[str, Any]:
         f["answered_in_deadline_share"] = round(f["in_deadline"] / f["calls"], 4) \
             if f["calls"] else None
     overall = summarise(reqs, now)
+    truth = wait_truth(sim, live, answered, by_sid, now)
+    truth_before = wait_truth(sim, live, answered, by_sid, now, sim.told_before)
     return {
+        "wait_truth": truth, "wait_truth_before": truth_before,
         "requested": len(reqs),
         "completed": overall["completed"], "failed": overall["failed"],
         "pending_future": sum(1 for r in reqs if r.status == "pending" and r.due_at > now),
@@ -724,6 +809,27 @@ def markdown(runs: list[dict[str, Any]], cfg: DayConfig, meta: dict[str, Any]) -
             f"{r['offers_expired']}; max waiting live "
             f"{r['max_waiting_live']}, max pending callbacks {r['max_pending_callbacks']}; "
             f"day ended {r['ended_at']}.")
+    lines += ["", "What callers were told about their wait on joining, against the wait that "
+              f"followed (issue 14, item 1; targets: median absolute error <= "
+              f"{TARGET_MEDIAN_ERROR_S / 60:g} min, told <= {SHORT_S / 60:g} min and then waited "
+              f">= {LONG_S / 60:g} min <= {TARGET_SHORT_THEN_LONG:.0%}):", "",
+              "| backend | order | callers | told: median / p90 abs. error min | told short "
+              "| then waited long | told nobody can answer | premium median error | "
+              "standard median error | targets |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r, label, key in [(r, label, key) for r in runs for label, key in
+                          (("", "wait_truth"), (" (before: the old estimate)",
+                                                "wait_truth_before"))]:
+        t = r[key]
+        a = t.get("all", {})
+        lines.append(
+            f"| {r['backend']} | {r['mode'].upper()}{label} | {a.get('callers', 0):,} | "
+            f"{_min(a.get('median_abs_error_s'))} / {_min(a.get('p90_abs_error_s'))} | "
+            f"{a.get('told_short', 0):,} | {a.get('told_short_then_long', 0):,} "
+            f"({_pct(a.get('short_then_long_share'))}) | {a.get('told_nobody_can_answer', 0)}"
+            f" | {_min(t.get('premium', {}).get('median_abs_error_s'))} | "
+            f"{_min(t.get('standard', {}).get('median_abs_error_s'))} | "
+            f"{'met' if t.get('targets_met') else '**missed**'} |")
     return "\n".join(lines)
 
 
