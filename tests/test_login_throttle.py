@@ -118,6 +118,39 @@ def test_concurrent_tries_are_throttled_like_consecutive_ones(
     assert sorted(codes) == [401] * 5 + [429] * 15
 
 
+def test_a_throttled_sign_in_is_refused_at_once_not_behind_the_password_checks(
+        settings: Settings, clock: FrozenClock, people: dict[str, int]) -> None:
+    """A throttled account's (or address's) tries need no slot of the password checks: a
+    flood of them cannot delay the sign-ins that do."""
+    app = create_app(settings.model_copy(update={"route_every_seconds": 0}), clock)
+    server = ServerThread(app)
+    server.start()
+    try:
+        async def scenario() -> tuple[int, float, int]:
+            async with httpx.AsyncClient(base_url=f"http://{server.host}:{server.port}",
+                                         timeout=60) as client:
+                for _ in range(5):
+                    await client.post("/agent/login", json={"username": "boss",
+                                                            "password": "guess"})
+                checks = [asyncio.create_task(client.post("/agent/login", json={
+                    "username": "avi", "password": "avi-pw"})) for _ in range(16)]
+                await asyncio.sleep(0.2)  # the checks are queued for the slot
+                started = time.perf_counter()
+                r = await client.post("/agent/login", json={"username": "boss",
+                                                            "password": "boss-pw"})
+                waited = time.perf_counter() - started
+                still_checking = sum(not t.done() for t in checks)
+                await asyncio.gather(*checks)
+                return r.status_code, waited, still_checking
+
+        status, waited, still_checking = asyncio.run(scenario())
+    finally:
+        server.stop()
+    assert status == 429
+    assert still_checking > 0  # the password checks were still going on
+    assert waited < 0.5, waited
+
+
 def test_a_flood_of_sign_ins_cannot_slow_a_callers_webhook(
         settings: Settings, clock: FrozenClock, people: dict[str, int]) -> None:
     """32 sign-ins at once (right passwords: never throttled, each one a scrypt check of

@@ -130,22 +130,30 @@ async def login(request: Request, body: LoginIn) -> JSONResponse:
     service = web(request).agents
     address = (request.client.host if request.client else "")[:64]
     hashing = service.hashing
+    result = None
     try:
-        # The throttle check, the password check and the failure's count under one slot:
-        # each check sees every failure counted before it.
-        async with hashing.admit(), hashing.slot():
-            attempt = await db.run(service.begin_sign_in, body.username, address)
-            if not isinstance(attempt, SignIn):
-                wait = max(1, math.ceil(attempt))
-                log.warning("sign-in refused: too many failures for the account or address "
-                            "(retry in %d s) address=%s", wait, address)
-                raise HTTPException(429, f"too many failed sign-ins; try again in {wait} s",
-                                    headers={"Retry-After": str(wait)})
-            ok = await hashing.verify(body.password, attempt.password_hash)
-            result = await db.run(service.finish_sign_in, attempt, ok)
+        async with hashing.admit():
+            # A throttled sign-in is refused at once, not behind the password checks...
+            wait = await db.run(service.sign_in_wait, body.username, address)
+            if wait is None:
+                # ... and the check that counts is made again under a slot, with the
+                # password check and the failure's count: each sees every failure before it.
+                async with hashing.slot():
+                    attempt = await db.run(service.begin_sign_in, body.username, address)
+                    if isinstance(attempt, SignIn):
+                        ok = await hashing.verify(body.password, attempt.password_hash)
+                        result = await db.run(service.finish_sign_in, attempt, ok)
+                    else:
+                        wait = attempt
     except HashingBusy:
         raise HTTPException(503, "too many sign-ins at once; try again in a moment",
                             headers={"Retry-After": "1"}) from None
+    if wait is not None:
+        seconds = max(1, math.ceil(wait))
+        log.warning("sign-in refused: too many failures for the account or address (retry in "
+                    "%d s) address=%s", seconds, address)
+        raise HTTPException(429, f"too many failed sign-ins; try again in {seconds} s",
+                            headers={"Retry-After": str(seconds)})
     if result is None:
         raise _deny("wrong username or password")
     token, me = result

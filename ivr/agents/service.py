@@ -88,17 +88,26 @@ class AgentService:
 
     # ------------------------------------------------------------ sign-in and state
 
+    def sign_in_wait(self, username: str, address: str) -> float | None:
+        """Seconds before this account or client address may try to sign in again (too many
+        failures in ``IVR_LOGIN_WINDOW_SECONDS``), or None."""
+        with self.engine.connect() as conn:
+            return self._sign_in_wait(conn, username, address, self.clock.now())
+
+    def _sign_in_wait(self, conn: Connection, username: str, address: str, now: datetime,
+                      ) -> float | None:
+        return repo.throttled_for(conn, now, timedelta(
+            seconds=self.settings.login_window_seconds), [
+            ("username", username, self.settings.login_max_failures),
+            ("address", address, self.settings.login_max_failures_per_address)])
+
     def begin_sign_in(self, username: str, address: str) -> SignIn | float:
         """The first half of a sign-in (the password is checked in between, off the event
         loop: ``Hashing``). A float: seconds before this account or client address may try
         again (too many failures in ``IVR_LOGIN_WINDOW_SECONDS``). Else the stored hash to
         check against (a dummy one for an unknown user: both cost the same)."""
-        now = self.clock.now()
-        window = timedelta(seconds=self.settings.login_window_seconds)
         with self.engine.begin() as conn:
-            wait = repo.throttled_for(conn, now, window, [
-                ("username", username, self.settings.login_max_failures),
-                ("address", address, self.settings.login_max_failures_per_address)])
+            wait = self._sign_in_wait(conn, username, address, self.clock.now())
             if wait is not None:
                 return wait
             row = repo.credentials(conn, username)
