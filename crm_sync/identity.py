@@ -131,6 +131,16 @@ def _phone_keys(record: SourceRecord) -> frozenset[str]:
     return frozenset(p for p in (raw.strip() for raw in record.phones) if p)
 
 
+def blocking_keys(record: SourceRecord) -> list[str]:
+    """Every key ``cluster`` could join ``record`` on, as it compares them (account number,
+    e-mails, phones; typed by a prefix). A record sharing none of them with any other record
+    is a cluster of its own, whatever the rules."""
+    account = _account_key(record.account_number)
+    return ([] if account is None else [f"a:{account}"]) + \
+        [f"e:{e}" for e in sorted(_email_keys(record))] + \
+        [f"p:{p}" for p in sorted(_phone_keys(record))]
+
+
 def name_similarity(a: str, b: str) -> float:
     """Similarity in [0, 1] of two names, word order, case, accents and punctuation aside.
 

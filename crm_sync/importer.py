@@ -12,19 +12,23 @@ import csv
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
 
+from crm_sync.bulk import apply_prepared, prepared_batches, workers_for
+from crm_sync.bulk_read import HEADER, NUL_REASON, Record, split
 from crm_sync.identity import Rules
 from crm_sync.mapping import (
     HistoryMapping,
     HistoryRow,
     Mapping,
     Rejection,
+    SourceMapping,
     map_history,
     map_record,
 )
@@ -49,9 +53,9 @@ ANALYZE_AFTER = 50_000  # records imported in a run after which PostgreSQL gets 
 _ADVISORY_LOCK = 0x1F5_C0DE  # serialises identity resolution across processes (PostgreSQL)
 
 _NUL = "\\u0000"  # how JSON text spells a NUL character
-NUL_REASON = "contains a NUL (0x00) character, which the database cannot store"
 Row = tuple[int, dict[str, Any] | str]  # (line or index, the record or why it is unreadable)
 Progress = Callable[[int], None]  # records done so far in this run
+T = TypeVar("T")
 
 
 class UnreadableFile(ValueError):
@@ -107,8 +111,20 @@ def file_format(path: Path) -> str:
 def read_rows(path: Path, encoding: str = "utf-8-sig") -> Iterator[Row]:
     """(line, row) for every record; a record that cannot be read gives (line, reason) and
     reading goes on. Text that is not in ``encoding`` stops the file (UnreadableFile)."""
+    yield from _readable(_read_rows(path, encoding), path, encoding)
+
+
+def split_file(path: Path, encoding: str = "utf-8-sig") -> Iterator[Record]:
+    """``read_rows`` unparsed (``bulk_read.split``): the same records, lines and errors."""
+    for record in _readable(split(path, file_format(path), encoding), path, encoding):
+        if record[1] == HEADER and not record[2]:
+            raise UnreadableFile(f"{path}:1: empty file, expected a header line")
+        yield record
+
+
+def _readable(records: Iterator[T], path: Path, encoding: str) -> Iterator[T]:
     try:
-        yield from _read_rows(path, encoding)
+        yield from records
     except UnicodeDecodeError as exc:
         raise UnreadableFile(
             f"{path}: not {encoding} text ({exc.reason} at byte {exc.start} of a read "
@@ -351,8 +367,13 @@ def _resumable(conn: Connection, source: str, kind: str, print_: str) -> Any:
 def import_file(engine: Engine, path: Path, mapping: Mapping, rules: Rules, region: str,
                 now: Callable[[], datetime], *, batch_size: int | None = None,
                 on_progress: Progress | None = None, resume: bool = True,
-                encoding: str = "utf-8-sig") -> Report:
-    """Import one file; resumes an interrupted run of the same file unless ``resume=False``."""
+                encoding: str = "utf-8-sig", workers: int | None = None,
+                bulk: bool = True) -> Report:
+    """Import one file; resumes an interrupted run of the same file unless ``resume=False``.
+
+    Customers go through the bulk path (``crm_sync.bulk``: prepared in ``workers`` processes,
+    by default the cores for a large file, written with COPY); ``bulk=False`` runs every
+    batch through ``apply_rows`` in this process, as pushes and pulls do — the same answer."""
     file_format(path)
     batch_size = batch_size or default_batch(engine)
     kind = mapping.kind
@@ -373,27 +394,35 @@ def import_file(engine: Engine, path: Path, mapping: Mapping, rules: Rules, regi
     report.run_id = run_id
     actor = f"import:{mapping.source}"
 
-    def flush(batch: list[Row]) -> None:
+    size = batch_size
+
+    def apply(conn: Connection, batch: Any, at: datetime) -> tuple[Counts, list[Rejected], int]:
+        if isinstance(batch, list):
+            return (*apply_rows(conn, batch, mapping, rules, region, at, actor), len(batch))
+        assert isinstance(mapping, SourceMapping)
+        _lock(conn)
+        counts, bad = apply_prepared(conn, batch, mapping, rules, region, at, actor)
+        return counts, [Rejected(*b) for b in bad], batch.size
+
+    def flush(batch: Any) -> None:
         with engine.begin() as conn:
-            counts, bad = apply_rows(conn, batch, mapping, rules, region, now(), actor)
-            _save_batch(conn, run_id, counts, bad, len(batch))
+            counts, bad, records = apply(conn, batch, now())
+            _save_batch(conn, run_id, counts, bad, records)
         report.counts.add(counts)
         report.rejected.extend(bad)
-        report.records += len(batch)
+        report.records += records
         if on_progress:
             on_progress(report.resumed_after + report.records)
 
-    batch: list[Row] = []
+    batches: Iterator[Any] = (
+        prepared_batches(engine, split_file(path, encoding), mapping, region, size,
+                         report.resumed_after, workers_for(path, workers))
+        if bulk and isinstance(mapping, SourceMapping)
+        else _batches(read_rows(path, encoding), size, report.resumed_after))
     try:
-        for index, row in enumerate(read_rows(path, encoding)):
-            if index < report.resumed_after:
-                continue
-            batch.append(row)
-            if len(batch) >= batch_size:
+        with closing(batches):  # type: ignore[type-var]
+            for batch in batches:
                 flush(batch)
-                batch = []
-        if batch:
-            flush(batch)
     except KeyboardInterrupt:
         _finish(engine, run_id, "interrupted", None)
         report.status = "interrupted"
@@ -413,6 +442,19 @@ def import_file(engine: Engine, path: Path, mapping: Mapping, rules: Rules, regi
         # The earlier part's counts and rejections, so the report covers the whole file.
         _merge_earlier(engine, report)
     return report
+
+
+def _batches(rows: Iterator[Row], size: int, skip: int) -> Iterator[list[Row]]:
+    batch: list[Row] = []
+    for index, row in enumerate(rows):
+        if index < skip:
+            continue
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _finish(engine: Engine, run_id: int, status: str, at: datetime | None) -> None:

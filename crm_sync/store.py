@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -30,11 +31,16 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Integer,
     Table,
+    Text,
     any_,
     bindparam,
+    cast,
     delete,
+    func,
     insert,
+    literal_column,
     or_,
     select,
     text,
@@ -51,6 +57,7 @@ from crm_sync.models import merge_events as merges
 from crm_sync.models import source_records as records
 
 CHUNK = 2000  # values per IN (...) list: well under SQLite's and PostgreSQL's limits
+JSON_EACH_FROM = (3, 38, 0)  # SQLite has json_each built in from this version
 
 
 class StoreError(ValueError):
@@ -133,19 +140,55 @@ def where_in(conn: Connection, column: ColumnElement[Any],
     if not values:
         return
     if conn.dialect.name == "postgresql":
-        yield column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+        yield column == any_(_pg_array(column, values))
+        return
+    if conn.dialect.name == "sqlite" and sqlite3.sqlite_version_info >= JSON_EACH_FROM:
+        # One JSON array parameter: a list of thousands of bound values costs more to
+        # compile and bind than the look-ups.
+        yield column.in_(select(literal_column("value")).select_from(func.json_each(
+            bindparam(None, json.dumps(list(values)), type_=Text))))
         return
     for chunk in _chunks(values):
         yield column.in_(chunk)
 
 
+def _pg_array(column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[Any]:
+    """The values as one array parameter. Text or integers go as one string the server
+    splits (``string_to_array``): the driver adapts a list item by item in Python, which
+    cost more than the look-up itself with batches of thousands of keys."""
+    if all(type(v) is int for v in values):
+        joined = ",".join(map(str, values))
+        return cast(func.string_to_array(bindparam(None, joined, type_=Text), ","),
+                    ARRAY(Integer))
+    if all(type(v) is str for v in values):
+        joined = "\n".join(values)
+        # Unambiguous unless a value holds the separator ('' alone splits to no element).
+        if joined and joined.count("\n") == len(values) - 1:
+            return func.string_to_array(bindparam(None, joined, type_=Text), "\n")
+    return bindparam(None, list(values), type_=ARRAY(column.type))
+
+
+def known(conn: Connection, source: str, external_ids: Iterable[str]) -> dict[str, Any]:
+    """The stored (id, external_id, content_hash, customer_id) of these records."""
+    existing: dict[str, Any] = {}
+    for clause in where_in(conn, records.c.external_id, sorted(set(external_ids))):
+        for row in conn.execute(
+                select(records.c.id, records.c.external_id, records.c.content_hash,
+                       records.c.customer_id)
+                .where(records.c.source == source, clause)):
+            existing[row.external_id] = row
+    return existing
+
+
 def _allocate_ids(conn: Connection, n: int) -> list[int]:
-    """``n`` fresh customer ids. PostgreSQL: from the column's sequence (never reused).
-    SQLite: after the highest id; the importer holds the write lock (``importer._lock``)."""
+    """``n`` fresh customer ids. PostgreSQL: from the column's sequence (never reused), in
+    the order ``nextval`` handed them out. SQLite: after the highest id; the importer holds
+    the write lock (``importer._lock``)."""
     if conn.dialect.name == "postgresql":
-        return list(conn.execute(text(
-            "SELECT nextval(pg_get_serial_sequence('customers', 'id')) "
-            "FROM generate_series(1, :n)"), {"n": n}).scalars())
+        listed = conn.execute(text(
+            "SELECT string_agg(nextval(pg_get_serial_sequence('customers', 'id'))::text, ',')"
+            " FROM generate_series(1, :n)"), {"n": n}).scalar_one()
+        return [int(v) for v in listed.split(",")]
     # Never an id a merge folded away (merge_events and redirects still name it): SQLite
     # would otherwise reuse the highest id once that customer is gone.
     top = conn.exec_driver_sql(
@@ -198,7 +241,7 @@ def _lineage(g: Golden) -> dict[str, Any]:
     return out
 
 
-def _customer_values(g: Golden, now: datetime) -> dict[str, Any]:
+def customer_values(g: Golden, now: datetime) -> dict[str, Any]:
     f = g.fields
     return {"name": f["name"], "account_number": f["account_number"],
             "preferred_language": f["preferred_language"], "tier": f["tier"],
@@ -235,11 +278,15 @@ class Store:
     # --- reading --------------------------------------------------------------------------
 
     def _ids_with_keys(self, batch: Sequence[SourceRecord]) -> set[int]:
+        return self.ids_with_keys(sorted({r.account_number for r in batch if r.account_number}),
+                                  sorted({e for r in batch for e in r.emails}),
+                                  sorted({p for r in batch for p in r.phones}))
+
+    def ids_with_keys(self, accounts: Sequence[str], mails: Sequence[str],
+                      numbers: Sequence[str]) -> set[int]:
+        """The customers holding any of these account numbers, e-mails or phones."""
         conn = self.conn
         found: set[int] = set()
-        accounts = sorted({r.account_number for r in batch if r.account_number})
-        mails = sorted({e for r in batch for e in r.emails})
-        numbers = sorted({p for r in batch for p in r.phones})
         for clause in where_in(conn, customers.c.account_number, accounts):
             found.update(conn.execute(select(customers.c.id).where(clause)).scalars())
         for clause in where_in(conn, emails.c.email, mails):
@@ -276,14 +323,7 @@ class Store:
 
     def known(self, source: str, external_ids: Iterable[str]) -> dict[str, Any]:
         """The stored (id, external_id, content_hash, customer_id) of these records."""
-        existing: dict[str, Any] = {}
-        for clause in where_in(self.conn, records.c.external_id, sorted(set(external_ids))):
-            for row in self.conn.execute(
-                    select(records.c.id, records.c.external_id, records.c.content_hash,
-                           records.c.customer_id)
-                    .where(records.c.source == source, clause)):
-                existing[row.external_id] = row
-        return existing
+        return known(self.conn, source, external_ids)
 
     def touch(self, record_ids: Sequence[int]) -> None:
         """Records sent again unchanged: only ``last_seen_at`` moves."""
@@ -394,13 +434,35 @@ class Store:
         if plan.new_customers:
             ids = _allocate_ids(conn, len(plan.new_customers))
             bulk_insert(conn, customers, [
-                {"id": cid, **_customer_values(g, now), "created_at": now}
+                {"id": cid, **customer_values(g, now), "created_at": now}
                 for cid, (g, _m) in zip(ids, plan.new_customers, strict=True)])
             for cid, (_g, members) in zip(ids, plan.new_customers, strict=True):
                 for r in members:
                     owner[r.key] = cid
             self._add_keys([(cid, g) for cid, (g, _m) in zip(ids, plan.new_customers,
                                                               strict=True)])
+        owner.update(self._settle(plan))
+
+        # The source records themselves.
+        new_rows = [{"source": source, "external_id": item.record.external_id,
+                     "customer_id": owner.get(item.record.key), "raw": item.raw,
+                     "mapped": to_json(item.record), "content_hash": item.content_hash,
+                     "first_seen_at": now, "last_seen_at": now}
+                    for item in todo if item.record.external_id not in existing]
+        bulk_insert(conn, records, new_rows)
+        self._update_records([{
+            "rid": existing[item.record.external_id].id,
+            "customer_id": owner.get(item.record.key,
+                                     existing[item.record.external_id].customer_id),
+            "raw": item.raw, "mapped": to_json(item.record),
+            "content_hash": item.content_hash, "last_seen_at": now}
+            for item in todo if item.record.external_id in existing])
+
+    def _settle(self, plan: _Plan) -> dict[tuple[str, str], int]:
+        """Customers that already existed: merges folded, golden records, phones and e-mails
+        rewritten; returns who owns their records now."""
+        conn, now = self.conn, self.now
+        owner: dict[tuple[str, str], int] = {}
         for cid, (_g, members) in plan.changed_customers.items():
             for r in members:
                 owner[r.key] = cid
@@ -416,7 +478,7 @@ class Store:
                 .values({k: bindparam(k) for k in (
                     "name", "account_number", "preferred_language", "tier", "segment",
                     "status", "date_of_birth", "lineage", "updated_at")}),
-                [{**_customer_values(g, now), "cid": cid}
+                [{**customer_values(g, now), "cid": cid}
                  for cid, (g, _m) in plan.changed_customers.items()])
             changed_ids = sorted(plan.changed_customers)
             for clause in where_in(conn, phones.c.customer_id, changed_ids):
@@ -424,26 +486,16 @@ class Store:
             for clause in where_in(conn, emails.c.customer_id, changed_ids):
                 conn.execute(delete(emails).where(clause))
             self._add_keys([(cid, g) for cid, (g, _m) in plan.changed_customers.items()])
+        return owner
 
-        # The source records themselves.
-        new_rows = [{"source": source, "external_id": item.record.external_id,
-                     "customer_id": owner.get(item.record.key), "raw": item.raw,
-                     "mapped": to_json(item.record), "content_hash": item.content_hash,
-                     "first_seen_at": now, "last_seen_at": now}
-                    for item in todo if item.record.external_id not in existing]
-        bulk_insert(conn, records, new_rows)
-        changed_rows = [{"rid": existing[item.record.external_id].id,
-                         "customer_id": owner.get(item.record.key,
-                                                  existing[item.record.external_id].customer_id),
-                         "raw": item.raw, "mapped": to_json(item.record),
-                         "content_hash": item.content_hash, "last_seen_at": now}
-                        for item in todo if item.record.external_id in existing]
-        if changed_rows:
-            conn.execute(
+    def _update_records(self, rows: list[dict[str, Any]]) -> None:
+        """Known source records sent changed: their new content and owner."""
+        if rows:
+            self.conn.execute(
                 update(records).where(records.c.id == bindparam("rid"))
                 .values({k: bindparam(k) for k in (
                     "customer_id", "raw", "mapped", "content_hash", "last_seen_at")}),
-                changed_rows)
+                rows)
 
     def _add_keys(self, golden_of: list[tuple[int, Golden]]) -> None:
         phone_rows = [{"customer_id": cid, "e164": p} for cid, g in golden_of
@@ -467,7 +519,7 @@ class Store:
             return
         g = golden(members, self.rules)
         self.conn.execute(update(customers).where(customers.c.id == customer_id)
-                          .values(_customer_values(g, self.now)))
+                          .values(customer_values(g, self.now)))
         self.conn.execute(delete(phones).where(phones.c.customer_id == customer_id))
         self.conn.execute(delete(emails).where(emails.c.customer_id == customer_id))
         self._add_keys([(customer_id, g)])
@@ -559,7 +611,7 @@ class Store:
                      .values(account_number=None))
         new_id = _allocate_ids(conn, 1)[0]
         conn.execute(insert(customers).values(
-            {**_customer_values(split, self.now), "id": new_id, "created_at": self.now}))
+            {**customer_values(split, self.now), "id": new_id, "created_at": self.now}))
         for chunk in _chunks(moving):
             conn.execute(update(records).where(records.c.id.in_(chunk))
                          .values(customer_id=new_id))

@@ -16,8 +16,10 @@ The answer — every report, and every row of the customer store's tables (JSON 
 stored text, outbox bodies with their random event ids blanked) — was recorded from the
 importer as it was before the bulk path (git 28be84d) in
 ``tests/snapshots/import_equivalence.json``, per database. The test compares the importer of
-today with it. ``IVR_WRITE_IMPORT_SNAPSHOT=1`` records it again (only ever from a version
-whose answer is known to be right).
+today with it, three ways: the serial path (``bulk=False``: every batch through
+``apply_rows``), the bulk path prepared in this process, and the bulk path with two worker
+processes. ``IVR_WRITE_IMPORT_SNAPSHOT=1`` records it again from the serial path (only ever
+from a version whose answer is known to be right).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -321,10 +324,18 @@ def _recorded() -> dict[str, Any]:
     return loaded
 
 
-def test_imports_give_the_recorded_answer(engine: Engine, tmp_path: Path) -> None:
-    got = scenario(engine, tmp_path)
+PATHS = {
+    "serial": partial(import_file, bulk=False),  # every batch through apply_rows, in-process
+    "bulk": partial(import_file, workers=0),  # prepared in this process, written as COPY
+    "workers": partial(import_file, workers=2),  # prepared in two worker processes
+}
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_imports_give_the_recorded_answer(engine: Engine, tmp_path: Path, path: str) -> None:
+    got = scenario(engine, tmp_path, PATHS[path])
     dialect = engine.dialect.name
-    if os.environ.get("IVR_WRITE_IMPORT_SNAPSHOT") == "1":
+    if os.environ.get("IVR_WRITE_IMPORT_SNAPSHOT") == "1" and path == "serial":
         recorded = _recorded()
         recorded[dialect] = got
         SNAPSHOT.parent.mkdir(exist_ok=True)
