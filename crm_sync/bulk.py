@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -310,12 +311,19 @@ class _Writer:
 
 def workers_for(path: Path, workers: int | None) -> int:
     """Worker processes for a file: as asked, else the cores (at most ``MAX_WORKERS``) for
-    a large file and none for a small one (starting them costs more than they save)."""
+    a large file and none for a small one (starting them costs more than they save).
+
+    Workers start as multiprocessing's forkserver starts them: each imports the program's
+    main module, so a script importing at its top level needs the usual ``if __name__ ==
+    "__main__":`` guard (``ivr`` and the benchmarks have it). A main module that is no
+    file (``python -``, a notebook) gets no workers unless asked."""
     if workers is not None:
         return max(0, workers)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
         else (os.cpu_count() or 1)
-    if cores < 2 or path.stat().st_size < PARALLEL_FROM_BYTES:
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    if cores < 2 or path.stat().st_size < PARALLEL_FROM_BYTES \
+            or (main is not None and not Path(main).is_file()):
         return 0
     return min(cores, MAX_WORKERS)
 

@@ -64,6 +64,12 @@ def split(path: Path, fmt: str, encoding: str) -> Iterator[Record]:
 
 
 def _split_csv(path: Path, encoding: str) -> Iterator[Record]:
+    """``read_rows``'s CSV records and line numbers. ``read_rows`` numbers a record
+    ``csv.DictReader.line_num + 1`` as it was after the record before: the line after it on
+    success (a blank line the reader then skipped included), but after an unreadable record
+    ``line_num`` has not moved past the last good one (or past the first blank line read
+    before the failure), and neither do the numbers here."""
+    limit = csv.field_size_limit()
     with path.open(newline="", encoding=encoding) as fh:
         header = csv.reader(fh)
         fieldnames = next(header, None)
@@ -71,15 +77,16 @@ def _split_csv(path: Path, encoding: str) -> Iterator[Record]:
             yield 1, HEADER, None
             return
         yield 1, HEADER, fieldnames
-        done = header.line_num  # lines read so far
-        start = done + 1  # where read_rows numbers the next record
+        done = line_num = header.line_num  # lines read; DictReader.line_num
+        blank = 0  # the first blank line read since the last record, if any
         for text in fh:
             done += 1
-            if '"' not in text:
-                if text in _BLANK:
+            if '"' not in text and len(text) <= limit:  # one line, and the csv module
+                if text in _BLANK:  # cannot fail on it (no quote, no field too long)
+                    blank = blank or done
                     continue
-                yield start, CSV_LINE, text
-                start = done + 1
+                yield line_num + 1, CSV_LINE, text
+                line_num, blank = done, 0
                 continue
             more: list[str] = []
 
@@ -92,11 +99,13 @@ def _split_csv(path: Path, encoding: str) -> Iterator[Record]:
             try:
                 row = next(csv.reader(lines()))
             except csv.Error as exc:
-                yield start, BROKEN, f"unreadable CSV: {exc}"
+                yield line_num + 1, BROKEN, f"unreadable CSV: {exc}"
+                line_num = blank or line_num
             else:
-                yield start, CSV_ROW, row
+                yield line_num + 1, CSV_ROW, row
+                line_num = done + len(more)
             done += len(more)
-            start = done + 1
+            blank = 0
 
 
 # --- preparing (a worker) -----------------------------------------------------------------------

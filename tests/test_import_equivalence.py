@@ -24,6 +24,7 @@ from a version whose answer is known to be right).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -36,9 +37,25 @@ import pytest
 from sqlalchemy import Engine, Table, Text, cast, select
 
 from crm_sync import demo
-from crm_sync.identity import Rules
-from crm_sync.importer import Interrupted, Report, import_batch, import_file
-from crm_sync.mapping import FieldSpec, Mapping, SourceMapping, default_mapping
+from crm_sync.bulk_read import HEADER, _FlatJson, _parse, alone
+from crm_sync.identity import Rules, blocking_keys, golden
+from crm_sync.importer import (
+    Interrupted,
+    Report,
+    UnreadableFile,
+    import_batch,
+    import_file,
+    read_rows,
+    split_file,
+)
+from crm_sync.mapping import (
+    FieldSpec,
+    Mapping,
+    Rejection,
+    SourceMapping,
+    default_mapping,
+    map_record,
+)
 from crm_sync.models import (
     customer_emails,
     customer_phones,
@@ -52,7 +69,7 @@ from crm_sync.models import (
 )
 from crm_sync.outbox import register
 from crm_sync.sources import Subscriber
-from crm_sync.store import Store
+from crm_sync.store import Store, canonical, customer_values
 from crm_sync.sync_models import outbox, outbox_customers, outbox_subscribers
 from ivr.core.db import make_engine
 
@@ -347,3 +364,144 @@ def test_imports_give_the_recorded_answer(engine: Engine, tmp_path: Path, path: 
         assert len(got["tables"][name]) == len(rows), name
         for have, want in zip(got["tables"][name], rows, strict=True):
             assert have == want, name
+
+
+# --- the pieces, against what they stand for -----------------------------------------------------
+
+TRICKY_CSV = (
+    '\ufeffid,name,phone,name,mobile\n'  # a BOM, a column named twice
+    'C1,"Cohen, Dana",050-121-2121,x,\n'
+    '\n'  # a blank line: the next record keeps this line's number
+    'C2,"Line\nbreak ""quoted""",050-131-3131,,\r\n'
+    'C3,ab"c,050-141-4141,,\r'  # a quote inside a field, a lone CR
+    'C4,short\n'  # fewer fields: the rest are None
+    '\r\n\r\n'
+    'C5,"too",many,fields,here,and,more\n'
+    'C6,"' + "x" * 140_000 + '\n",050-151-5151\n'  # over the csv field limit, two lines
+    'C7,Nul\x00,050-161-6161,,\n'
+    'C8,"open quote at the end,050-171-7171\n'
+    'C9,never read'
+)
+TRICKY_JSONL = (
+    '{"id": "J1", "phones": ["050-777-8888", "03-777-8888"], "n": 1.5, "ok": true}\n'
+    '   \n'
+    '{not json\n'
+    '["a", "list"]\n'
+    '"a string"\n'
+    '{"id": "J2", "name": "T\u00e9mar \u05d3\u05e0\u05d4", "nested": {"a": [1, null]}}\n'
+    '{"id": "J3"}'
+)
+
+
+@pytest.mark.parametrize(("name", "text"), [("tricky.csv", TRICKY_CSV),
+                                             ("tricky.jsonl", TRICKY_JSONL),
+                                             ("empty.csv", ""), ("blank.csv", "\n\nid\n"),
+                                             ("header.csv", "id,name\n")])
+def test_splitting_reads_every_record_as_read_rows_does(tmp_path: Path, name: str,
+                                                        text: str) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8", newline="")
+    expected = _read_all(lambda: list(read_rows(path)))
+    records = _read_all(lambda: list(split_file(path)))
+    if isinstance(expected, str) or isinstance(records, str):
+        assert records == expected
+        return
+    fieldnames = next((r[2] for r in records if r[1] == HEADER), None)
+    assert list(_parse([r for r in records if r[1] != HEADER], fieldnames)) == expected
+
+
+def test_a_file_undecodable_midway_stops_where_read_rows_stops(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"id,name,phone\n" + b"".join(
+        f"B{i},Name {i},050-1{i:06d}\n".encode() for i in range(3000))
+        + b"B-X,Ren\xe9e,050-9999999\nB-Y,After,050-9999998\n")
+    expected = _read_all(lambda: list(read_rows(path)))
+    records = _read_all(lambda: list(split_file(path)))
+    assert isinstance(expected, str) and expected == records
+
+
+def _read_all(read: Callable[[], list[Any]]) -> list[Any] | str:
+    try:
+        return read()
+    except (UnreadableFile, csv.Error) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def test_flat_json_is_what_json_dumps_writes() -> None:
+    values = ["", "plain", 'quote " and \\ backslash', "tab\tnew\nline\rcr", "\x00\x1f\x7f",
+              "\u05d3\u05e0\u05d4 \u00e9\u2028\u2029", "\ud83d\ude00 \U0001f600", None, "9" * 50]
+    keys = ["z", "a", "\u05e9\u05dd", 'k"ey', "id", "m", "b", "dup", "x"]
+    for ascii_raw in (False, True):
+        flat = _FlatJson(keys, ascii_raw)
+        for shift in range(len(values)):
+            row = dict(zip(keys, values[shift:] + values[:shift], strict=True))
+            texts = flat.texts(row)
+            assert texts is not None
+            assert texts[0] == canonical(row)
+            assert texts[1] == (json.dumps(row) if ascii_raw else json.dumps(
+                row, ensure_ascii=False, separators=(",", ":")))
+    assert _FlatJson(keys, False).texts({"z": ["a list"]}) is None
+
+
+def test_a_customer_of_one_record_is_its_golden_record() -> None:
+    data = demo.generate(60, seed=11, now=NOW)
+    mapping = default_mapping("billing")
+    for row in data.customers["billing"] + data.customers["tickets"]:
+        record = map_record(row, mapping, "IL", NOW)
+        if isinstance(record, Rejection):
+            continue
+        g = golden([record], Rules())
+        values, phones, emails = alone(record, blocking_keys(record))
+        assert values == {k: v for k, v in customer_values(g, NOW).items()
+                          if k != "updated_at"}
+        assert (phones, emails) == (g.fields["phones"], g.fields["emails"])
+
+
+def _empty(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for table in reversed(TABLES):
+            conn.execute(table.delete())
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "SELECT setval(pg_get_serial_sequence(t, 'id'), 1, false) FROM unnest("
+                "ARRAY['customers', 'customer_phones', 'customer_emails', 'source_records', "
+                "'merge_events', 'import_runs', 'import_rejections', 'outbox']) AS t")
+
+
+def test_paths_agree_on_awkward_files(engine: Engine, tmp_path: Path) -> None:
+    """What the recorded scenario has no room for, serial path against bulk path: quoting,
+    blank lines and line ends of every kind, a file undecodable after two batches (those stay),
+    and a source whose records change between a worker's look-up and the write."""
+    people = list(demo.iter_customer_rows(60, now=NOW, source="billing"))
+    tricky = tmp_path / "tricky.csv"
+    # (A NUL in an id fails the rejection's insert on PostgreSQL, on every path alike.)
+    tricky.write_text(TRICKY_CSV.replace("id,name,phone,name,mobile", "id,name,phone,email,"
+                                         "mobile").replace("Nul\x00", "Nul"),
+                      encoding="utf-8", newline="")
+    broken = tmp_path / "broken.csv"
+    demo.write_csv(broken, people[:40], demo.CUSTOMER_COLUMNS)
+    with broken.open("ab") as fh:
+        fh.write(b"B-X,Ren\xe9e,050-9999999,,,,,,,,,\n")
+    jsonl = tmp_path / "tricky.jsonl"
+    jsonl.write_text(TRICKY_JSONL, encoding="utf-8")
+    quoted = tmp_path / "quoted.csv"
+    with quoted.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(demo.CUSTOMER_COLUMNS),
+                                quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+        writer.writeheader()
+        writer.writerows([*people[:30], *({**p, "tier": "gold"} for p in people[:10])])
+    answers = []
+    for run in PATHS.values():
+        _empty(engine)
+        clock = Ticking(NOW)
+        steps: list[Any] = []
+        for path, source, size in ((tricky, "crm", 3), (jsonl, "crm", 2), (broken, "billing", 16),
+                                   (broken, "billing", 16), (quoted, "billing", 8)):
+            try:
+                steps.append(_report(run(engine, path, default_mapping(source), Rules(), "IL",
+                                         clock, batch_size=size)))
+            except UnreadableFile as exc:
+                steps.append(str(exc).replace(str(tmp_path), "<tmp>"))
+        answers.append({"steps": _plain(steps, tmp_path), "tables": dump(engine, tmp_path)})
+    assert answers[1] == answers[0]
+    assert answers[2] == answers[0]
