@@ -446,6 +446,7 @@ def test_flat_json_is_what_json_dumps_writes() -> None:
 def test_a_customer_of_one_record_is_its_golden_record() -> None:
     data = demo.generate(60, seed=11, now=NOW)
     mapping = default_mapping("billing")
+    assert isinstance(mapping, SourceMapping)
     for row in data.customers["billing"] + data.customers["tickets"]:
         record = map_record(row, mapping, "IL", NOW)
         if isinstance(record, Rejection):
