@@ -12,9 +12,11 @@ PostgreSQL database with ``--postgres``), adds one agent, then runs three phases
    accounts (throttled after a few, per account and per address).
 
 Each phase reports the webhook's p50 / p99 / max and the sign-ins answered by status.
-``--source DIR`` serves another checkout of the project (e.g. a ``git worktree`` of the
-commit before the fix) with this same load, for a before/after comparison in one run;
-``--append`` adds the table to ``bench/results.md`` under "Login flood (issue 15)".
+The sign-ins come from a process of their own, so they cannot take turns from the webhook
+loops in the measuring client. ``--source DIR`` serves another checkout of the project
+(e.g. a ``git worktree`` of the commit before the fix) with this same load, for a
+before/after comparison in one run; ``--append`` adds the table to ``bench/results.md``
+under "Login flood (issue 15)".
 
 Every loop is bounded by the phase's time and by ``--max-requests``; nothing leaves
 127.0.0.1. Needs only the project's own dependencies (httpx, twilio).
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import platform
 import shutil
@@ -38,6 +41,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from twilio.request_validator import RequestValidator
@@ -122,14 +126,52 @@ class Server:
                 self.proc.wait(5)
 
 
+async def login_flood(url: str, seconds: float, flood: int, kind: str,
+                      max_requests: int) -> Counter[int]:
+    """``flood`` loops of sign-ins for ``seconds``: the right password of the bench's agent,
+    or wrong ones over many accounts. Run in a process of its own (``flood_process``), so
+    its fast refusals do not take turns from the webhook loops being measured."""
+    answers: Counter[int] = Counter()
+    stop_at = time.monotonic() + seconds
+    budget = [max_requests]
+    limits = httpx.Limits(max_connections=flood + 2, max_keepalive_connections=flood + 2)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        async def login_loop(i: int) -> None:
+            n = 0
+            while time.monotonic() < stop_at and budget[0] > 0:
+                budget[0] -= 1
+                n += 1
+                body = ({"username": "flood", "password": PASSWORD} if kind == "right" else
+                        {"username": f"user{i}-{n % 7}", "password": f"guess{n}"})
+                try:
+                    r = await client.post("/agent/login", json=body)
+                    answers[r.status_code] += 1
+                except httpx.HTTPError:
+                    answers[0] += 1
+
+        await asyncio.gather(*(login_loop(i) for i in range(flood)))
+    return answers
+
+
+def flood_process(url: str, seconds: float, flood: int, kind: str, max_requests: int,
+                  out: Any) -> None:
+    out.put(dict(asyncio.run(login_flood(url, seconds, flood, kind, max_requests))))
+
+
 async def run_phase(url: str, name: str, seconds: float, webhooks: int, flood: int,
                     flood_kind: str | None, max_requests: int) -> Phase:
     phase = Phase(name)
     validator = RequestValidator(TOKEN)
-    stop_at = time.monotonic() + seconds
+    flooding = None
+    if flood_kind is not None:
+        results: Any = multiprocessing.Queue()
+        flooding = multiprocessing.Process(target=flood_process, args=(
+            url, seconds, flood, flood_kind, max_requests, results))
+        flooding.start()
+        await asyncio.sleep(0.5)  # the flood is on before the first webhook
+    stop_at = time.monotonic() + seconds - (0.5 if flooding else 0)
     budget = [max_requests]
-    limits = httpx.Limits(max_connections=webhooks + flood + 4,
-                          max_keepalive_connections=webhooks + flood + 4)
+    limits = httpx.Limits(max_connections=webhooks + 2, max_keepalive_connections=webhooks + 2)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
         async def webhook_loop() -> None:
             while time.monotonic() < stop_at and budget[0] > 0:
@@ -151,26 +193,12 @@ async def run_phase(url: str, name: str, seconds: float, webhooks: int, flood: i
                 else:
                     phase.webhook_errors += 1
 
-        async def login_loop(i: int) -> None:
-            n = 0
-            while time.monotonic() < stop_at and budget[0] > 0:
-                budget[0] -= 1
-                n += 1
-                body = ({"username": "flood", "password": PASSWORD}
-                        if flood_kind == "right" else
-                        {"username": f"user{i}-{n % 7}", "password": f"guess{n}"})
-                try:
-                    r = await client.post("/agent/login", json=body)
-                    phase.logins[r.status_code] += 1
-                except httpx.HTTPError:
-                    phase.logins[0] += 1
-
         started = time.monotonic()
-        tasks = [webhook_loop() for _ in range(webhooks)]
-        if flood_kind is not None:
-            tasks += [login_loop(i) for i in range(flood)]
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*(webhook_loop() for _ in range(webhooks)))
         phase.seconds = time.monotonic() - started
+    if flooding is not None:
+        phase.logins.update(results.get(timeout=120))
+        flooding.join(30)
     return phase
 
 
@@ -253,9 +281,11 @@ def main() -> int:
               "|---|---|---:|---:|---:|---:|---:|---|"]
     print("\n".join(header), flush=True)
     rows: list[str] = []
+    load_before = os.getloadavg()[0]
     for source in [ROOT, *args.source]:
         label = "this checkout" if source == ROOT else source.name
         rows += measure(source.resolve(), label, args)
+    load_after = os.getloadavg()[0]
     if args.append:
         database = "PostgreSQL" if args.postgres else "SQLite"
         when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -263,9 +293,10 @@ def main() -> int:
         block = [f"### {when}, {database}, one `ivr serve` process",
                  "",
                  f"`python bench/login_flood.py {' '.join(sys.argv[1:])}` on "
-                 f"{platform.machine()} with {os.cpu_count()} cores: {args.webhooks} "
-                 f"concurrent webhook loops, {args.flood} sign-in loops, "
-                 f"{args.seconds:g} s a phase.", "", *header, *rows, ""]
+                 f"{platform.machine()} with {os.cpu_count()} cores (load average "
+                 f"{load_before:.1f} before, {load_after:.1f} after: other work shared the "
+                 f"machine): {args.webhooks} concurrent webhook loops, {args.flood} sign-in "
+                 f"loops, {args.seconds:g} s a phase.", "", *header, *rows, ""]
         if HEADING not in text:
             block = [HEADING, "", *block]
         with RESULTS.open("a", encoding="utf-8") as out:
