@@ -249,13 +249,40 @@ def prepare(records: Sequence[Record], fieldnames: list[str] | None, setup: Setu
 
 
 def _mapped(record: SourceRecord, form: _Form, clocked: bool) -> Mapped:
-    doc = to_json(record)
-    if clocked:
-        del doc["seen_at"]
     keys = tuple(blocking_keys(record))
     values, phones, emails = alone(record, keys)
-    return (form.dumps(doc), clocked, record.account_number, record.emails, record.phones,
-            keys, form.customer(values), form.texts(phones), form.texts(emails))
+    return (mapped_json(record, form.ascii, clocked), clocked, record.account_number,
+            record.emails, record.phones, keys, form.customer(values), form.texts(phones),
+            form.texts(emails))
+
+
+_TEXT_FIELDS = ("name", "account_number", "preferred_language", "tier", "segment", "status")
+
+
+def mapped_json(record: SourceRecord, ascii: bool, clocked: bool = False) -> str:
+    """``store.to_json(record)`` as ``json.dumps`` writes it for the driver (compact with
+    non-ASCII as is for COPY, the default for SQLite's JSON type), without ``seen_at``
+    when ``clocked``; put together from each value's encoding."""
+    enc, sep, colon = ((encode_basestring_ascii, ", ", ": ") if ascii
+                       else (encode_basestring, ",", ":"))
+    parts = [] if clocked else [f'"seen_at"{colon}"{record.seen_at.isoformat()}"']
+    try:
+        for name in _TEXT_FIELDS:
+            value = getattr(record, name)
+            if value is not None:
+                parts.append(f'"{name}"{colon}{enc(value)}')
+        if record.phones:
+            parts.append(f'"phones"{colon}[{sep.join([enc(p) for p in record.phones])}]')
+        if record.emails:
+            parts.append(f'"emails"{colon}[{sep.join([enc(e) for e in record.emails])}]')
+    except TypeError:  # a value that is no string: json.dumps itself
+        doc = to_json(record)
+        if clocked:
+            del doc["seen_at"]
+        return json.dumps(doc) if ascii else _PgForm.dumps(doc)
+    if record.date_of_birth is not None:
+        parts.append(f'"date_of_birth"{colon}"{record.date_of_birth.isoformat()}"')
+    return "{" + sep.join(parts) + "}"
 
 
 def alone(record: SourceRecord, keys: Sequence[str]) -> tuple[dict[str, Any], tuple[str, ...],
@@ -336,6 +363,8 @@ def copy_field(value: Any) -> str:
 
 
 class _Form(Protocol):
+    ascii: bool  # JSON with non-ASCII escaped
+
     def dumps(self, value: Any) -> str: ...
     def customer(self, values: dict[str, Any]) -> Any: ...
     def texts(self, values: tuple[str, ...]) -> tuple[str, ...]: ...
@@ -343,6 +372,8 @@ class _Form(Protocol):
 
 class _PgForm:
     """PostgreSQL: COPY text (JSON compact with non-ASCII as is, as ``bulk_insert``)."""
+
+    ascii = False
 
     @staticmethod
     def dumps(value: Any) -> str:
@@ -375,6 +406,8 @@ def processors(table: Table, names: Sequence[str]) -> list[Any]:
 
 class _SqliteForm:
     """SQLite: the values the columns' bind processors make (what ``bulk_insert`` sends)."""
+
+    ascii = True
 
     raw = processors(source_records, ("raw",))[0]
     columns = processors(customers, CUSTOMER_COLUMNS)

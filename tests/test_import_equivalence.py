@@ -37,7 +37,7 @@ import pytest
 from sqlalchemy import Engine, Table, Text, cast, select
 
 from crm_sync import demo
-from crm_sync.bulk_read import HEADER, _FlatJson, _parse, alone
+from crm_sync.bulk_read import HEADER, _FlatJson, _parse, alone, mapped_json
 from crm_sync.identity import Rules, blocking_keys, golden
 from crm_sync.importer import (
     Interrupted,
@@ -69,7 +69,7 @@ from crm_sync.models import (
 )
 from crm_sync.outbox import register
 from crm_sync.sources import Subscriber
-from crm_sync.store import Store, canonical, customer_values
+from crm_sync.store import Store, canonical, customer_values, to_json
 from crm_sync.sync_models import outbox, outbox_customers, outbox_subscribers
 from ivr.core.db import make_engine
 
@@ -441,6 +441,26 @@ def test_flat_json_is_what_json_dumps_writes() -> None:
             assert texts[1] == (json.dumps(row) if ascii_raw else json.dumps(
                 row, ensure_ascii=False, separators=(",", ":")))
     assert _FlatJson(keys, False).texts({"z": ["a list"]}) is None
+
+
+def test_mapped_json_is_what_json_dumps_writes() -> None:
+    data = demo.generate(60, seed=11, now=NOW)
+    mapping = default_mapping("billing")
+    assert isinstance(mapping, SourceMapping)
+    rows = [*data.customers["billing"], *data.customers["tickets"],
+            {"id": "U1", "name": 'Ren\u00e9e "Q" \\ \u05d3\u05e0\u05d4\t\u2028',
+             "email": "\u00fc@x.il", "phone": "050-121-2121", "account_number": "12",
+             "date_of_birth": "1980-01-02", "updated_at": "2026-01-01T10:00:00+02:00"}]
+    for row in rows:
+        record = map_record(row, mapping, "IL", NOW)
+        if isinstance(record, Rejection):
+            continue
+        doc = to_json(record)
+        assert mapped_json(record, ascii=True) == json.dumps(doc)
+        assert mapped_json(record, ascii=False) == json.dumps(
+            doc, ensure_ascii=False, separators=(",", ":"))
+        del doc["seen_at"]
+        assert mapped_json(record, ascii=True, clocked=True) == json.dumps(doc)
 
 
 def test_a_customer_of_one_record_is_its_golden_record() -> None:
