@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Engine, select, update
 from starlette.testclient import TestClient
 
+from ivr.agents.dispatch import RoutingLoop
 from ivr.agents.models import agent_calls, queue_entries
 from ivr.app import create_app
 from ivr.core.clock import FrozenClock
@@ -30,7 +31,9 @@ SILENCE = 6 * ROUND  # IVR_QUEUE_SILENT_ROUNDS rounds
 
 def sweep(client: TestClient) -> None:
     """One routing sweep of the server, as its loop runs it every second."""
-    client.portal.call(client.app.state.web.routing.sweep)  # type: ignore[attr-defined, union-attr]
+    routing: RoutingLoop = client.app.state.web.routing  # type: ignore[attr-defined]
+    assert client.portal is not None
+    client.portal.call(routing.sweep)
 
 
 #: Settings a test changes (``@pytest.mark.parametrize("overrides", [{...}])``).
@@ -153,8 +156,13 @@ def test_twilio_not_answering_keeps_the_entry_and_asks_again_a_round_later(
     clock.advance(seconds=6 * 35 + 1)
     sweep(rest_client)
     assert entry_of(engine, sid).status == "waiting"
-    asked = []
-    monkeypatch.setattr(gateway, "call_status", lambda s: asked.append(s) or "completed")
+    asked: list[str] = []
+
+    def over(call_sid: str) -> str:
+        asked.append(call_sid)
+        return "completed"
+
+    monkeypatch.setattr(gateway, "call_status", over)
     sweep(rest_client)
     assert asked == []  # not on every sweep while Twilio is away
     clock.advance(seconds=36)
