@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import time
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from ivr.menu.engine import (
     MAX_DIGITS,
     MAX_SPEECH,
     QUEUE_DONE,
+    AccountEntered,
     Action,
     CallState,
     Dial,
@@ -34,14 +37,24 @@ from ivr.menu.engine import (
     Say,
     Start,
     StepResult,
+    account_digits,
     condition_holds,
     match_option,
+    queue_priority,
     render_prompt,
     start_state,
     step,
 )
 from ivr.menu.loader import LoadedMenu, load_menu_text
-from ivr.menu.model import MAX_AUTOMATIC_HOPS, Condition, HangupNode, MenuNode
+from ivr.menu.model import (
+    MAX_AUTOMATIC_HOPS,
+    Condition,
+    HangupNode,
+    IdentifyNode,
+    MenuNode,
+    Prompt,
+    QueueNode,
+)
 
 DEMO_MENUS = Path(__file__).resolve().parent.parent / "menus"
 
@@ -875,6 +888,8 @@ def test_num_digits_and_finish_on_key(frozen: FrozenClock, keys: list[str],
     (["11#", "22#"], "11#", True),
     (["11#", "22#"], "11", False),
     (["10", "20"], "1", False),
+    (["12", "3"], "12#", True),  # '#' ends a multi-digit key too
+    (["12", "3"], "1#", False),
 ])
 def test_multi_digit_keys(frozen: FrozenClock, keys: list[str], digits: str,
                           matched: bool) -> None:
@@ -1228,3 +1243,344 @@ def test_fill(text: str, attributes: dict[str, Any], zone: str, spoken: str) -> 
     from ivr.menu.engine import fill
 
     assert fill(text, attributes, zone) == spoken
+
+
+# ---------------------------------------------------------------- found by mutation testing
+# (tests/mutation.sh): behaviour that a changed engine kept passing before these.
+
+SPEECH = """\
+languages: [en-US, he-IL]
+default_language: en-US
+start: ask
+fallback: bye
+nodes:
+  ask:
+    type: menu
+    input: [dtmf, speech]
+    prompt: {say: {en-US: "Say it.", he-IL: "אמרו."}}
+    options:
+      "1": {next: bye, speech: {en-US: [back, main menu]}}
+      "2": {next: bye, speech: {en-US: [go back to the main menu]}}
+      "3": {next: bye, speech: {en-US: [billing department]}}
+      "4": {next: bye, speech: {en-US: [billing]}}
+      "5": {next: bye, speech: {en-US: [agent]}}
+      "6": {next: bye, speech: {en-US: [human]}}
+      "7": {next: bye, speech: {he-IL: [ראוטר], en-US: [router]}}
+      "8": {next: bye, speech: {he-IL: [netflix], en-US: [television]}}
+  bye: {type: hangup}
+"""
+
+
+def _speech_node() -> MenuNode:
+    node = _loaded(SPEECH, "main").menu.nodes["ask"]
+    assert isinstance(node, MenuNode)
+    return node
+
+
+@pytest.mark.parametrize(("language", "speech", "key"), [
+    # The longest phrase heard wins, wherever its option is listed: a later option ...
+    ("en-US", "go back to the main menu", "2"),  # not "back" or "main menu" (option 1)
+    ("en-US", "back", "1"),
+    ("en-US", "main menu please", "1"),
+    # ... or an earlier one.
+    ("en-US", "the billing department please", "3"),  # not "billing" (option 4)
+    ("en-US", "billing", "4"),
+    # Phrases of equal length: the option listed first, whatever the order they were said in.
+    ("en-US", "agent or human", "5"),
+    ("en-US", "a human agent", "5"),
+    # The call's language first, even over a longer phrase of another language ...
+    ("en-US", "netflix on my router", "7"),
+    ("he-IL", "netflix on my router", "8"),
+    # ... then any language's phrases.
+    ("he-IL", "router", "7"),
+    ("en-US", "netflix", "8"),
+])
+def test_match_option_prefers_the_longest_phrase(language: str, speech: str, key: str) -> None:
+    assert match_option(_speech_node(), language, None, speech) == key
+
+
+def test_speech_is_matched_in_the_calls_language_first(frozen: FrozenClock) -> None:
+    call = Call(unchecked(SPEECH), frozen)  # the checks want phrases in every language
+    call.send(Start())
+    assert call.send(Gathered(speech="netflix on my router")) == (Hangup(),)
+    assert call.state.path[1]["option"] == "7"
+
+
+@pytest.mark.parametrize(("language", "hints"), [
+    # An option without phrases in the call's language, or in the language it switches to,
+    # adds no hints for it (and is no error).
+    ("en-US", ("billing",)),
+    ("he-IL", ("אנגלית",)),
+])
+def test_hints_skip_options_without_phrases_in_the_language(frozen: FrozenClock, language: str,
+                                                            hints: tuple[str, ...]) -> None:
+    menu = """\
+languages: [en-US, he-IL]
+default_language: en-US
+start: ask
+fallback: bye
+nodes:
+  ask:
+    type: menu
+    input: [speech]
+    prompt: {say: {en-US: "Say it.", he-IL: "אמרו."}}
+    options:
+      "1": {next: bye, speech: {en-US: [billing]}}
+      "2": {next: bye, language: en-US, speech: {he-IL: [אנגלית]}}
+  bye: {type: hangup}
+"""
+    bundle = unchecked(menu)
+    state = start_state(bundle, "CA1", "main", {"preferred_language": language})
+    (gather,) = step(bundle, state, Start(), MONDAY_10).actions
+    assert isinstance(gather, Gather)
+    assert (gather.language, gather.hints) == (language, hints)
+
+
+@pytest.mark.parametrize(("play", "language", "url"), [
+    ({"he-IL": "https://audio.test/he.mp3", "en-US": "https://audio.test/en.mp3"}, "he-IL",
+     "https://audio.test/he.mp3"),
+    # No recording in the call's language: the menu's default language's (en-US) ...
+    ({"fr-FR": "https://audio.test/fr.mp3", "en-US": "https://audio.test/en.mp3"}, "he-IL",
+     "https://audio.test/en.mp3"),
+    # ... else the first one listed.
+    ({"fr-FR": "https://audio.test/fr.mp3", "de-DE": "https://audio.test/de.mp3"}, "he-IL",
+     "https://audio.test/fr.mp3"),
+])
+def test_render_prompt_recording_per_language(play: dict[str, str], language: str,
+                                              url: str) -> None:
+    menu = _loaded(MAIN, "main").menu
+    assert render_prompt(Prompt(play=play), menu, language) == (Play(url),)
+
+
+PLACEHOLDERS = """\
+languages: [en-US]
+default_language: en-US
+timezone: Asia/Jerusalem
+start: hello
+fallback: bye
+nodes:
+  hello:
+    type: message
+    prompt: {say: {en-US: "Hello {first_name}, we call you back at {callback_at:time}."}}
+    next: ask
+  ask:
+    type: menu
+    prompt: {say: {en-US: "Press 1 for {callback_at:time}, {first_name}."}}
+    no_input_prompt: {play: "https://audio.test/silence.mp3"}
+    options:
+      "1": {next: bye}
+  bye: {type: hangup}
+"""
+
+
+def test_prompts_in_the_step_result_are_filled_in(frozen: FrozenClock) -> None:
+    bundle = unchecked(PLACEHOLDERS)  # the checks want the attributes declared
+    attributes = {"first_name": "Dana", "callback_at": "2026-01-05T12:30:00+00:00"}
+    call = Call(bundle, frozen, entry="main", attributes=attributes)
+    ask = Gather(prompts=(Say("Press 1 for 14:30, Dana.", "en-US", None),), input=("dtmf",),
+                 timeout=5,
+                 num_digits=1, finish_on_key="#", language="en-US", hints=())
+    # Spoken in the menu's time zone (Jerusalem, UTC+2 in January).
+    assert call.send(Start()) == (Say("Hello Dana, we call you back at 14:30.", "en-US", None),
+                                  ask)
+    # A recording before the text in one Gather: the text is filled, the recording kept.
+    silence = Play("https://audio.test/silence.mp3")
+    assert call.send(Gathered()) == (Gather(prompts=(silence, *ask.prompts), input=("dtmf",),
+                                            timeout=5, num_digits=1, finish_on_key="#",
+                                            language="en-US", hints=()),)
+    # The state keeps the attributes, not the filled text.
+    assert call.state.attributes == attributes
+
+
+@pytest.fixture
+def server_zone() -> Iterator[None]:
+    """The server's own zone is not UTC (a naive time must not be read in it)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+@pytest.mark.usefixtures("server_zone")
+@pytest.mark.parametrize(("value", "spoken"), [
+    ("2026-01-05T08:00:00", "10:00"),  # naive: taken as UTC, not as the server's zone
+    ("2026-01-05T10:00:00+02:00", "10:00"),  # an offset is kept
+    ("2026-01-05T03:00:00-05:00", "10:00"),
+])
+def test_fill_time_zones(value: str, spoken: str) -> None:
+    from ivr.menu.engine import fill
+
+    assert fill("{t:time}", {"t": value}, "Asia/Jerusalem") == spoken
+
+
+@pytest.mark.parametrize(("attributes", "language"), [
+    ({"preferred_language": "he-IL"}, "he-IL"),
+    ({"preferred_language": "fr-FR"}, "en-US"),  # the menu does not speak it: its default
+    ({}, "en-US"),
+])
+def test_start_state_speaks_the_customers_language(bundle: MenuBundle,
+                                                   attributes: dict[str, Any],
+                                                   language: str) -> None:
+    assert start_state(bundle, "CA1", "main", attributes).language == language
+
+
+def test_no_input_reprompt_in_the_calls_language(bundle: MenuBundle,
+                                                  frozen: FrozenClock) -> None:
+    call = Call(bundle, frozen, attributes={"preferred_language": "he-IL"})
+    call.send(Start())
+    assert call.send(Gathered()) == (
+        main_gather("he-IL", (Say("לא שמענו אתכם.", "he-IL", HE_VOICE),)),)
+
+
+IDENTIFY = """\
+languages: [en-US, he-IL]
+default_language: en-US
+start: who
+fallback: general
+nodes:
+  who:
+    type: identify
+    prompt: {say: {en-US: "Your account number?", he-IL: "מספר החשבון?"}}
+    invalid_prompt: {say: {en-US: "Not found.", he-IL: "לא נמצא."}}
+    max_attempts: 2
+    min_digits: 4
+    max_digits: 8
+    timeout: 9
+    identified: known
+    failed: unidentified
+  known: {type: queue, queue: known, on_failure: bye}
+  unidentified: {type: queue, queue: unidentified, on_failure: bye}
+  general: {type: queue, queue: general, on_failure: bye}
+  bye: {type: hangup}
+"""
+
+
+def _ask_account(language: str, lead: tuple[Say, ...] = ()) -> Gather:
+    text = {"en-US": "Your account number?", "he-IL": "מספר החשבון?"}[language]
+    return Gather(prompts=(*lead, Say(text, language, None)), input=("dtmf",), timeout=9,
+                  num_digits=None, finish_on_key="#", language=language, hints=())
+
+
+def _entry(event: str, node: str = "who", **extra: Any) -> dict[str, Any]:
+    return {"at": AT, "menu": "main", "node": node, "event": event, **extra}
+
+
+@pytest.mark.parametrize(("typed", "digits"), [
+    ("1234", "1234"), ("12345678", "12345678"),  # min_digits and max_digits are allowed
+    ("1234#", "1234"), (" 1234 ", "1234"),
+    ("1234X", None), ("X1234", None), ("#", None), ("", None),
+])
+def test_account_digits_bounds(typed: str, digits: str | None) -> None:
+    node = _loaded(IDENTIFY, "main").menu.nodes["who"]
+    assert isinstance(node, IdentifyNode)
+    assert account_digits(node, typed) == digits
+
+
+@pytest.mark.parametrize("language", ["en-US", "he-IL"])
+def test_identify_asks_for_the_account_on_the_keypad(frozen: FrozenClock,
+                                                      language: str) -> None:
+    call = Call(build(("main", IDENTIFY)), frozen, attributes={"preferred_language": language})
+    assert call.send(Start()) == (_ask_account(language),)
+    assert call.state.path == (_entry("prompt"),)
+
+
+@pytest.mark.parametrize(("preferred", "language"), [
+    ("he-IL", "he-IL"),  # known now: the call speaks the customer's language
+    ("fr-FR", "en-US"),  # a language the menu does not speak: unchanged
+    (None, "en-US"),
+])
+def test_a_found_account_is_logged_masked_and_switches_language(
+        frozen: FrozenClock, preferred: str | None, language: str) -> None:
+    call = Call(build(("main", IDENTIFY)), frozen)
+    call.send(Start())
+    match = {"identified": True, "tier": "gold", "preferred_language": preferred}
+    assert call.send(AccountEntered("12345678", match)) == (Enqueue("known", language),)
+    assert call.state.language == language
+    assert call.state.attributes == match
+    assert call.state.path[1:] == (
+        _entry("identify", outcome="account", digits="***78"),
+        _entry("queue", node="known", queue="known"),
+    )
+
+
+@pytest.mark.parametrize(("failed", "queue"), [
+    ("unidentified", "unidentified"),
+    (None, "general"),  # no failed node: the menu's fallback
+])
+def test_an_unknown_account_asks_again_then_fails(frozen: FrozenClock, failed: str | None,
+                                                  queue: str) -> None:
+    text = IDENTIFY if failed else (
+        IDENTIFY.replace("    failed: unidentified\n", "")
+        .replace("  unidentified: {type: queue, queue: unidentified, on_failure: bye}\n", ""))
+    call = Call(build(("main", text)), frozen, attributes={"preferred_language": "he-IL"})
+    call.send(Start())
+    assert call.send(AccountEntered("12345678", None)) == (
+        _ask_account("he-IL", (Say("לא נמצא.", "he-IL", None),)),)
+    assert (call.state.invalid, call.state.path[-1]) == (
+        1, _entry("identify", outcome="not_found", count=1))
+    # Too short: not found again, the last attempt; the caller hears so, then goes on.
+    assert call.send(Gathered(digits="12")) == (Say("לא נמצא.", "he-IL", None),
+                                                Enqueue(queue, "he-IL"))
+    assert call.state.path[2:] == (
+        _entry("identify", outcome="not_found", count=2),
+        _entry("failure", reason="not_identified"),
+        _entry("queue", node=queue, queue=queue),
+    )
+
+
+def test_an_identified_caller_is_not_asked(frozen: FrozenClock) -> None:
+    call = Call(build(("main", IDENTIFY)), frozen, attributes={"identified": True})
+    assert call.send(Start()) == (Enqueue("known", "en-US"),)
+    assert call.state.path == (_entry("identify", outcome="already"),
+                               _entry("queue", node="known", queue="known"))
+
+
+QUEUE_PRIORITY = """\
+languages: [en-US]
+default_language: en-US
+start: q
+fallback: q
+nodes:
+  q:
+    type: queue
+    queue: support
+    priority:
+      - {when: {attribute: balance, at_least: 1000}, priority: 5}
+      - {when: {attribute: tier, equals: gold}, priority: 10}
+      - {when: {attribute: tier, equals: trial}, priority: -3}
+"""
+
+
+@pytest.mark.parametrize(("attributes", "priority"), [
+    ({}, 0),  # no rule holds
+    ({"tier": "silver"}, 0),
+    ({"balance": 5000}, 5),
+    ({"tier": "gold"}, 10),
+    ({"tier": "gold", "balance": 5000}, 10),  # the highest of the rules that hold
+    ({"tier": "trial"}, -3),  # a lower priority than a caller no rule matches
+])
+def test_queue_priority(attributes: dict[str, Any], priority: int) -> None:
+    node = _loaded(QUEUE_PRIORITY, "main").menu.nodes["q"]
+    assert isinstance(node, QueueNode)
+    assert queue_priority(node, attributes) == priority
+
+
+@pytest.mark.parametrize("now", [
+    datetime(2026, 1, 5, 19, 0, tzinfo=UTC),  # 21:00: closed
+    datetime(2026, 1, 6, 9, 0, tzinfo=UTC),  # the flood (an emergency closure)
+    datetime(2026, 9, 21, 7, 0, tzinfo=UTC),  # Yom Kippur
+])
+def test_always_open_answers_every_hours_node_open(bundle: MenuBundle, now: datetime) -> None:
+    state = CallState("CA1", bundle.version, "main", "hours", "en-US")
+    result = step(bundle, state, Start(), now, always_open=True)
+    assert result.actions == (Say("We are open.", "en-US", EN_VOICE), Enqueue("operators", "en-US"))
+    assert result.state.path[0] == {"at": now.isoformat(timespec="milliseconds"), "menu": "main",
+                                    "node": "hours", "event": "hours", "outcome": "open",
+                                    "reason": "demo: open at any hour"}
+    # Without it (the default) the schedule decides.
+    assert step(bundle, state, Start(), now).state.path[0]["outcome"] != "open"

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from crm_sync.identity import (
     GOLDEN_FIELDS,
+    Candidate,
+    Golden,
     Rules,
     SourceRecord,
     cluster,
@@ -98,6 +100,9 @@ def test_similarity_is_a_symmetric_score(a: str, b: str) -> None:
      rec("tickets", "2", emails=("d@example.com",), account_number="A-2"), None),
     (rec("billing", "1", name="Dana", emails=("a@example.com",)),
      rec("tickets", "2", name="Dana", emails=("b@example.com",)), None),
+    # the same name on two different numbers is not a phone match
+    (rec("billing", "1", name="Dana Cohen", phones=("+972501111111",)),
+     rec("tickets", "2", name="Dana Cohen", phones=("+972502222222",)), None),
 ])
 def test_match_reason(a: SourceRecord, b: SourceRecord, reason: str | None) -> None:
     assert match_reason(a, b, RULES) == reason
@@ -361,3 +366,126 @@ def test_lineage_has_exactly_one_winner_per_known_field(records: list[SourceReco
             assert result.fields[name] == next(c.value for c in candidates if c.chosen)
         else:
             assert result.fields[name] is None
+
+
+# --- found by mutation testing (tests/mutation.sh): behaviour that changed code kept passing ---
+
+@pytest.mark.parametrize(("a", "b", "score"), [
+    # Five words and more: the better of written and sorted order (not every order).
+    ("Maria Jose Garcia Lopez Fernandez", "Maria Jose Garcia Lopez Hernandez", 32 / 33),
+    ("Ana Maria de la Cruz", "Cruz de la Ana Mariah", 40 / 41),
+    # Four words: every order of the words, so one that is neither written nor sorted.
+    ("Avi Ben Haim Cohen", "Haim Kohen Avi Ben", 17 / 18),
+])
+def test_similarity_of_long_names(a: str, b: str, score: float) -> None:
+    assert name_similarity(a, b) == score
+    assert name_similarity(b, a) == score
+
+
+# Part of Hubert Blaine Wolfeschlegelsteinhausenbergerdorff Sr.'s surname: 200 characters and
+# more, where difflib's "autojunk" heuristic would drop frequent letters from the comparison.
+LONG = ("Wolfeschlegelsteinhausenbergerdorffwelchevoralternwarengewissenhaftschaferswessen"
+        "schafewarenwohlgepflegeundsorgfaltigkeitbeschutzenvonangreifendurchihrraubgierig"
+        "feindewelchevoralternzwolftausendjahres")
+
+
+@pytest.mark.parametrize(("a", "b", "score"), [
+    (f"Hubert Blaine {LONG} Sr", f"Hubert Blaine {LONG} Jr", 216 / 217),
+    (f"Adolph Blaine Charles David Earl Frederick {LONG}",
+     f"Adolph Blaine Charles David Earl Friedrich {LONG}", 241 / 243),
+])
+def test_similarity_of_very_long_names_compares_every_letter(a: str, b: str,
+                                                             score: float) -> None:
+    assert name_similarity(a, b) == score
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0])
+def test_similarity_thresholds_at_the_bounds_are_allowed(threshold: float) -> None:
+    assert Rules(name_similarity=threshold).name_similarity == threshold
+
+
+def test_a_name_exactly_at_the_threshold_agrees() -> None:
+    # "dana" against "dana b": 2 * 4 / 10 = 0.8, the length bound and the score alike.
+    a = rec("billing", "1", name="Dana", phones=("+972501234567",))
+    b = rec("tickets", "2", name="Dana B", phones=("+972501234567",))
+    assert name_similarity("Dana", "Dana B") == 0.8
+    assert match_reason(a, b, Rules(name_similarity=0.8)) == "phone"
+    assert match_reason(a, b, Rules(name_similarity=0.81)) is None
+
+
+def test_records_that_share_no_key_stay_apart() -> None:
+    records = [
+        rec("acc", "1", account_number="1"),
+        rec("acc", "2", account_number="2"),
+        rec("acc", "3", account_number="2"),
+        rec("mail", "1", name="Dana Cohen", emails=("a@example.com",)),
+        rec("mail", "2", name="Dana Cohen", emails=("b@example.com",)),
+        rec("mail", "3", name="Dana Cohen", emails=("b@example.com",)),
+        rec("tel", "1", name="Avi Levi", phones=("+972501111111",)),
+        rec("tel", "2", name="Avi Levi", phones=("+972502222222",)),
+        rec("tel", "3", name="Avi Levi", phones=("+972502222222",)),
+    ]
+    assert ids(cluster(records, RULES)) == [
+        ["acc/1"], ["acc/2", "acc/3"], ["mail/1"], ["mail/2", "mail/3"],
+        ["tel/1"], ["tel/2", "tel/3"]]
+
+
+def test_a_hundred_names_on_one_number_are_still_compared_fuzzily() -> None:
+    # _MAX_FUZZY_NAMES is 100: at 100 distinct names a typo still joins; at 101 it does not.
+    shared = ("+97239999999",)
+    for others, joined in ((98, True), (99, False)):
+        records = [rec("tickets", f"{i:03}", name=f"Caller {i} Number{i}", phones=shared)
+                   for i in range(others)]
+        records += [rec("billing", "D1", name="Dana Cohen", phones=shared),
+                    rec("branch-tlv", "D3", name="Dana Kohen", phones=shared)]
+        assert (["billing/D1", "branch-tlv/D3"] in ids(cluster(records, RULES))) is joined
+
+
+def test_many_names_on_their_own_numbers_do_not_make_a_switchboard() -> None:
+    # 101 distinct names, each on a number of its own: the same name on two numbers
+    # still does not join (only a number shared by over 100 names is a switchboard).
+    records = [rec("tickets", f"{i:03}", name=f"Caller {i} Number{i}",
+                   phones=(f"+9725000{i:05}",)) for i in range(101)]
+    records += [rec("billing", "D1", name="Dana Cohen", phones=("+972501111111",)),
+                rec("branch-tlv", "D2", name="Dana Cohen", phones=("+972502222222",))]
+    clusters = ids(cluster(records, RULES))
+    assert ["billing/D1"] in clusters and ["branch-tlv/D2"] in clusters
+    assert len(clusters) == 103
+
+
+def test_a_phone_group_tries_every_other_cluster() -> None:
+    phone = ("+97235551234",)
+    # billing/3 is already with billing/1 (the e-mail); billing/2 is still to be tried.
+    records = [
+        rec("billing", "1", name="Avi Levi", phones=phone, emails=("family@example.com",)),
+        rec("billing", "2", name="Dana Cohen", phones=phone),
+        rec("billing", "3", name="Dana Cohen", phones=phone, emails=("family@example.com",)),
+    ]
+    assert ids(cluster(records, RULES)) == [["billing/1", "billing/2", "billing/3"]]
+    # billing/1 and billing/2 (one cluster, one name) are tried once, then billing/3.
+    records = [
+        rec("billing", "1", name="Avi Levi", phones=phone),
+        rec("billing", "2", name="Avi Levi", phones=phone),
+        rec("billing", "3", name="Dana Cohen", phones=phone),
+        rec("billing", "4", name="Dana Cohen", phones=phone),
+    ]
+    assert ids(cluster(records, RULES)) == [["billing/1", "billing/2"], ["billing/3", "billing/4"]]
+
+
+def test_golden_of_a_single_record() -> None:
+    only = rec("billing", "B-1", minutes=5, name="Dana Cohen", tier="gold",
+               phones=(" +972501234567",), emails=("Dana@Example.com",))
+    seen = T0 + timedelta(minutes=5)
+    assert golden([only], RULES) == Golden(
+        {"name": "Dana Cohen", "preferred_language": None, "tier": "gold", "segment": None,
+         "status": None, "date_of_birth": None, "account_number": None,
+         "phones": ("+972501234567",), "emails": ("dana@example.com",)},
+        {"name": [Candidate("Dana Cohen", "billing", "B-1", seen, chosen=True)],
+         "preferred_language": [], "tier": [Candidate("gold", "billing", "B-1", seen, True)],
+         "segment": [], "status": [], "date_of_birth": [], "account_number": []})
+
+
+def test_golden_lineage_names_each_candidates_record() -> None:
+    assert golden(_person(), RULES).lineage["tier"] == [
+        Candidate("silver", "branch-tlv", "T-17", T0 + timedelta(minutes=30), chosen=True),
+        Candidate("gold", "billing", "B-1", T0, chosen=False)]

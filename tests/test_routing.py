@@ -67,3 +67,30 @@ def test_no_agent_gets_two_calls_and_no_call_two_agents() -> None:
     assert len(result) == 15
     assert len({c.entry_id for c, _ in result}) == 15
     assert len({a.agent_id for _, a in result}) == 15
+
+
+# Found by mutation testing (tests/mutation.sh): the SLA deadline orders the calls.
+
+def waiting(n: int, waited: int, deadline_in: int | None, kind: str = "call") -> Waiting:
+    deadline = None if deadline_in is None else T0 + timedelta(seconds=deadline_in)
+    return Waiting(n, f"CA{n}", "support", 0, T0 - timedelta(seconds=waited), None, deadline,
+                   kind)
+
+
+@pytest.mark.parametrize(("calls", "expected"), [
+    # the earlier deadline first, though the other caller joined earlier
+    ([waiting(1, waited=60, deadline_in=1800), waiting(2, waited=10, deadline_in=600)],
+     [(2, 7)]),
+    # a due callback and a live call, ordered by their deadlines alike
+    ([waiting(1, waited=60, deadline_in=1800),
+      waiting(2, waited=10, deadline_in=600, kind="callback")], [(2, 7)]),
+    # no deadline: the time joined stands in for it
+    ([waiting(1, waited=60, deadline_in=None), waiting(2, waited=10, deadline_in=600)],
+     [(1, 7)]),
+    ([waiting(1, waited=60, deadline_in=-120), waiting(2, waited=600, deadline_in=None)],
+     [(2, 7)]),
+])
+def test_the_earliest_deadline_goes_first(calls: list[Waiting],
+                                          expected: list[tuple[int, int]]) -> None:
+    assert pairs(calls, [agent(7)]) == expected
+    assert pairs(calls[::-1], [agent(7)]) == expected

@@ -7,6 +7,9 @@ holidays closed, Asia/Jerusalem; quiet hours 21:00–08:00 in the customer's zon
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -541,3 +544,85 @@ def test_the_offer_when_nobody_can_answer_or_an_agent_is_free(
 
 def test_no_unstaffed_offer_when_the_queue_does_not_offer() -> None:
     assert sla.offer_reason(j(11, 23, 10), None, DEMO) is None
+
+
+# ------------------------------------------------------- found by mutation testing
+# (tests/mutation.sh): behaviour that changed SLA maths kept passing before these.
+
+
+@pytest.mark.parametrize(("t", "zone", "expected"), [
+    (j(1, 4, 10), None, True),
+    (j(1, 10, 10), None, False),  # Saturday: closed, though not quiet hours
+    (j(1, 4, 20, 30), None, False),  # closed and quiet hours
+    (j(1, 5, 10), NEW_YORK, False),  # open, but 03:00 in New York
+    (j(1, 5, 15), NEW_YORK, True),  # 08:00 there
+    (j(1, 4, 14), TOKYO, False),  # 21:00 there
+], ids=["open", "saturday", "night", "ny-night", "ny-morning", "tokyo-night"])
+def test_callable_at(t: datetime, zone: ZoneInfo | None, expected: bool) -> None:
+    assert callable_at(t, DEMO, zone) is expected
+
+
+@pytest.mark.parametrize(("now", "window", "expected"), [
+    (j(11, 23, 19, 30), timedelta(minutes=30), False),  # closes exactly at now + window
+    (j(11, 23, 19, 31), timedelta(minutes=30), True),
+    (j(11, 27, 12, 30), timedelta(minutes=30), False),  # Friday: 13:00
+    (j(11, 27, 12, 31), timedelta(minutes=30), True),
+    (j(11, 28, 10), timedelta(days=2), False),  # closed now (Saturday): nothing closes
+], ids=["at-window", "within", "friday-at-window", "friday-within", "closed"])
+def test_closes_within(now: datetime, window: timedelta, expected: bool) -> None:
+    assert sla.closes_within(now, window, OFFERING) is expected
+
+
+@pytest.mark.parametrize(("now", "reason"), [
+    (j(11, 23, 7, 59), None),
+    (j(11, 23, 8), "wait"),  # the offer's hours (08:00-19:45) include their start ...
+    (j(11, 23, 19, 44), "wait"),
+    (j(11, 23, 19, 45), None),  # ... not their end
+])
+def test_the_offers_hours_edges(now: datetime, reason: str | None) -> None:
+    assert sla.offer_reason(now, timedelta(minutes=5), OFFERING) == reason
+
+
+@pytest.fixture(params=["UTC", "Pacific/Honolulu", "Asia/Tokyo"])
+def server_zone(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The server's own time zone (TZ), which no answer may depend on."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = request.param
+    time.tzset()
+    yield request.param
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+@pytest.mark.usefixtures("server_zone")
+@pytest.mark.parametrize(("now", "choices"), [
+    (j(11, 23, 10), [("later_today", j(11, 23, 12)), ("tomorrow_morning", j(11, 24, 9)),
+                     ("tomorrow_afternoon", j(11, 24, 14))]),
+    # 00:30 on Tuesday (22:30 on Monday in UTC): "today" and "tomorrow" are the centre's.
+    (j(11, 24, 0, 30), [("later_today", j(11, 24, 8)), ("tomorrow_morning", j(11, 25, 9)),
+                        ("tomorrow_afternoon", j(11, 25, 14))]),
+], ids=["monday-morning", "after-midnight"])
+def test_time_choices_do_not_depend_on_the_servers_zone(
+        now: datetime, choices: list[tuple[str, datetime]]) -> None:
+    assert sla.time_choices(now, OFFERING) == choices
+
+
+ALWAYS_OPEN = policy(business_hours={"weekly": ALWAYS},
+                     offer={"enabled": True, "scheduled": True})
+
+
+@pytest.mark.parametrize(("now", "offering", "choices"), [
+    # Quiet hours in New York until 08:00 there (15:00 here); 14:00 tomorrow is 15:00 too.
+    (j(11, 23, 10), OFFERING, [("later_today", j(11, 23, 15)),
+                               ("tomorrow_morning", j(11, 24, 15))]),
+    # A centre open all night: 22:00 here is 15:00 in New York, callable for the customer
+    # although it is quiet hours in the centre's zone.
+    (j(11, 23, 20), ALWAYS_OPEN, [("later_today", j(11, 23, 22)),
+                                  ("tomorrow_morning", j(11, 24, 15))]),
+], ids=["office", "always-open"])
+def test_time_choices_in_the_customers_zone(now: datetime, offering: Policy,
+                                            choices: list[tuple[str, datetime]]) -> None:
+    assert sla.time_choices(now, offering, NEW_YORK) == choices
