@@ -31,14 +31,13 @@ from json.encoder import encode_basestring, encode_basestring_ascii
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import Engine, Table
+from sqlalchemy import Engine, NullPool, Table, create_engine
 from sqlalchemy.dialects import sqlite
 
 from crm_sync.identity import SourceRecord, blocking_keys
 from crm_sync.mapping import Rejection, SourceMapping, map_record
 from crm_sync.models import customers, source_records
 from crm_sync.store import canonical, known, to_json
-from ivr.core.db import make_engine
 
 HEADER, CSV_LINE, CSV_ROW, JSON_LINE, BROKEN = range(5)  # kinds of a split record
 Record = tuple[int, int, Any]  # (line, kind, payload)
@@ -155,7 +154,9 @@ def init_worker(setup: Setup) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _setup = setup
     if setup.url is not None:
-        _engine = make_engine(setup.url, 1)
+        # A connection per batch, closed after it: none is left for the server to see
+        # dropped when the worker exits.
+        _engine = create_engine(setup.url, poolclass=NullPool)
 
 
 def prepare_here(records: Sequence[Record], fieldnames: list[str] | None) -> Batch:
