@@ -30,6 +30,9 @@ class UserError(Exception):
 
 
 def _menus_check(settings: Settings, target: Path | None) -> int:
+    """Every problem once, file by file (``file:line:col: severity: path: message``), then
+    a count. A single file is checked with the other menus of its folder (sub-menus); when
+    it depends on a file with errors, those errors are printed too (it says "see above")."""
     from ivr.menu.bundle import assemble  # noqa: PLC0415
     from ivr.menu.loader import load_menu_file, menu_files  # noqa: PLC0415
 
@@ -38,18 +41,24 @@ def _menus_check(settings: Settings, target: Path | None) -> int:
         raise UserError(f"{path}: no such file or directory")
     files = menu_files(path) if path.is_dir() else [path]
     directory = path if path.is_dir() else path.parent
-    # A single file is checked together with the other menus of its folder (sub-menus).
     siblings = menu_files(directory)
+    if not path.is_dir() and path not in siblings:
+        siblings.append(path)
     parsed = [(f, *load_menu_file(f)) for f in siblings]
     _bundle, report = assemble(parsed, None, settings.entry_menu)
     wanted = {str(f) for f in files}
-    problems = [p for p in report.problems if p.file in wanted]
-    for p in problems:
+    shown = [p for p in report.problems if p.file in wanted]
+    causes = {p.cause for p in shown if p.cause} - wanted
+    while causes:  # the errors a wanted file's "not checked against" lines point at
+        wanted |= causes
+        shown = [p for p in report.problems if p.file in wanted]
+        causes = {p.cause for p in shown if p.cause} - wanted
+    for p in shown:
         print(p)
-    errors = sum(p.severity == "error" for p in problems)
-    warnings = len(problems) - errors
-    if report.fatal and path.is_dir():
-        print(f"{path}: error: {report.fatal}")
+    errors = sum(p.severity == "error" for p in shown)
+    warnings = len(shown) - errors
+    if report.fatal and path.is_dir() and report.fatal_cause is None:
+        print(f"{path}: error: {report.fatal}")  # the entry menu's file has no errors itself
         errors += 1
     print(f"{len(files)} file(s) checked: {errors} error(s), {warnings} warning(s)")
     return EXIT_USER if errors else EXIT_OK

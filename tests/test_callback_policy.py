@@ -215,11 +215,11 @@ def test_every_mistake_of_a_file_at_once(tmp_path: Path) -> None:
      ["F:2:20: default.business_hours.weekly: no opening hours on any weekday"]),
     ("- default\n", ["F:1:1: expected a mapping with default: and queues:"]),
     ("", ["F:1:1: expected a mapping with default: and queues:"]),
-    ("default: [\n", ["F:2:1: not valid YAML: expected the node content, but found "
-                      "'<stream end>'"]),
+    ("default: [\n", ["F:1:10: not valid YAML: `[` opened on line 1 is never closed: end the "
+                      "list with `]`"]),
     ("default: {}\ndefault: {}\n",
-     ['F:2:1: not valid YAML: found duplicate key "default" with value "{}" (original '
-      'value: "{}")']),
+     ["F:2:1: not valid YAML: duplicate key 'default': each key may appear only once in a "
+      "mapping (first defined on line 1)"]),
     ("default:\n  business_hours:\n    special_days: {2026-13-01: closed}\n",
      ["F:3:20: not valid YAML: '2026-13-01' is no date (month must be in 1..12)"]),
 ], ids=["no-default", "missing-hours", "never-open", "a-list", "empty", "broken-yaml",

@@ -370,7 +370,7 @@ def test_server_killed_after_voice_a_new_process_continues_the_call(
 # -- 3. broken menu files at start-up
 
 # An extra menu nobody links to, with a flow sequence left open on line 3 (the parser finds
-# out on line 4, column 6).
+# out on line 4, column 6; the problem names the `[` on line 3, column 19).
 BROKEN_EXTRA = """\
 description: Promotions
 languages: [he-IL, en-US]
@@ -394,8 +394,8 @@ def test_a_broken_menu_file_is_reported_and_the_valid_menus_are_served(
                           timeout=10).json()
         assert admin["menus"] == ["main", "support"]
         [reason] = admin["report"]["refused"][str(broken)]
-        assert reason.startswith(f"{broken}:4:6: error: "), reason
-        assert "invalid YAML" in reason and "expected ',' or ']'" in reason
+        assert reason == (f"{broken}:3:19: error: invalid YAML: `[` opened on line 3 is never "
+                          "closed: end the list with `]`")
         _call_goes_through(url)
         log = _log(proc, url, menus_dir)
     assert f"menu refused: {reason}" in log
@@ -432,7 +432,7 @@ def test_no_valid_menu_refuses_to_start(menus_dir: Path, tmp_path: Path) -> None
     (menus_dir / "promo.yaml").write_text(BROKEN_EXTRA, encoding="utf-8")
     done = _serve_fails(menus_dir, tmp_path)
     assert done.returncode == 1, done.stderr
-    assert f"{menus_dir / 'promo.yaml'}:4:6: error: invalid YAML" in done.stderr
+    assert f"{menus_dir / 'promo.yaml'}:3:19: error: invalid YAML" in done.stderr
     assert ("error: the server cannot start: entry menu 'main' is not loaded "
             "(menus available: none)") in done.stderr
     assert "Traceback" not in done.stderr

@@ -264,8 +264,8 @@ def test_a_control_character_in_a_menu_is_refused_where_it_is() -> None:
     line = text[:text.index("\x08")].count("\n") + 1
     _, problems = load_menu_text(text, Path("menus/main.yaml"))
     assert [str(p) for p in problems] == [
-        f"menus/main.yaml:{line}:7: error: invalid YAML: unacceptable character #x0008: "
-        "special characters are not allowed"]
+        f"menus/main.yaml:{line}:7: error: invalid YAML: an invisible control character "
+        "(U+0008) that YAML does not allow: delete it (retype the text around it)"]
 
 
 def test_a_control_character_in_the_policy_file_is_refused_with_its_position(
@@ -275,8 +275,9 @@ def test_a_control_character_in_the_policy_file_is_refused_with_its_position(
     path.write_text("default:\n  max_attempts: 3\x1b\n", encoding="utf-8")
     with pytest.raises(PolicyError) as refused:
         load_policies(path)
-    assert str(refused.value) == (f"{path}:2:18: not valid YAML: unacceptable character "
-                                  "#x001b: special characters are not allowed")
+    assert str(refused.value) == (f"{path}:2:18: not valid YAML: an invisible control "
+                                  "character (U+001B) that YAML does not allow: delete it "
+                                  "(retype the text around it)")
 
 
 def test_a_date_that_is_no_date_in_a_menu_is_refused_where_it_is() -> None:

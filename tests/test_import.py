@@ -406,7 +406,7 @@ def test_a_mapping_file_maps_a_foreign_layout(engine: Engine, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(("text_", "expected"), [
-    ("source: x\nid: [1\n", ":3:1: not valid YAML"),
+    ("source: x\nid: [1\n", ":2:5: not valid YAML: `[` opened on line 2 is never closed"),
     ("source: x\nid: id\nnmae: full_name\n", ":3:1: nmae: Extra inputs are not permitted"),
     ("source: x\nid: id\ntier: {field: t, mapp: {}}\n", ":3:18: tier.mapp: Extra inputs"),
     ("kind: incidents\nsource: x\nid: id\ncustomer: c\nfields: {severity: s}\n",

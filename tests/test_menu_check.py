@@ -93,31 +93,31 @@ nodes:
     lm, problems = load_menu_file(path)
     assert lm is None
     assert [str(p) for p in problems] == [
-        f"{path}:8:12: error: invalid YAML: mapping values are not allowed here",
+        f"{path}:8:6: error: invalid YAML: line 8 is indented more than the line above it: "
+        "`prompt` belongs under `main` (line 6), indented 4 spaces like `type` on line 7",
     ]
 
 
 def test_yaml_syntax_error_unclosed_flow_sequence(tmp_path: Path) -> None:
     path, problems = check(tmp_path, "languages: [en-US\ndefault_language: en-US\n")
     assert problems == [
-        f"{path}:2:17: error: invalid YAML: while parsing a flow sequence expected ',' or "
-        f"']', but got ':'",
+        f"{path}:1:12: error: invalid YAML: `[` opened on line 1 is never closed: end the "
+        "list with `]`",
     ]
 
 
 def test_yaml_tab_indentation(tmp_path: Path) -> None:
     path, problems = check(tmp_path, "nodes:\n  main:\n\ttype: menu\n")
     assert problems == [
-        f"{path}:3:1: error: invalid YAML: while scanning for the next token found character "
-        f"'\\t' that cannot start any token",
+        f"{path}:3:1: error: invalid YAML: a tab character: indent with spaces",
     ]
 
 
 def test_yaml_unterminated_quote(tmp_path: Path) -> None:
     path, problems = check(tmp_path, "start: 'main\n")
     assert problems == [
-        f"{path}:2:1: error: invalid YAML: while scanning a quoted scalar found unexpected "
-        f"end of stream",
+        f"{path}:1:8: error: invalid YAML: `'` opened on line 1 is never closed: end the text "
+        "with `'`",
     ]
 
 
@@ -667,7 +667,7 @@ def test_unknown_submenu_with_suggestion(tmp_path: Path) -> None:
         f"'support'?",
     ]
     assert bundle is None
-    assert report.fatal == "entry menu 'main' is not loaded (menus available: support)"
+    assert report.fatal == "entry menu 'main' is not loaded: main.yaml has errors"
 
 
 def test_unknown_submenu_without_suggestion(tmp_path: Path) -> None:
@@ -794,8 +794,9 @@ nodes:
     assert [str(p) for p in report.problems] == [
         f"{path}:11:3: error: nodes.support: "
         f"{LOOP.format('support -> support:back -> support')}",
-        # With main refused, support's way back points nowhere.
-        f"{support}:8:11: error: nodes.back.menu: unknown menu 'main'",
+        # With main refused, support's way back is not checked (once, not as a mistake).
+        f"{support}:8:11: error: nodes.back.menu: not checked against main.yaml, which has "
+        "errors (see above)",
     ]
 
 
@@ -1015,8 +1016,8 @@ def test_check_bundle_on_unchecked_text(tmp_path: Path) -> None:
 def test_display_name_in_load_problems(tmp_path: Path) -> None:
     _lm, problems = load_menu_text("start: [\n", tmp_path / "menu.yaml", display="menus/x.yaml")
     assert [str(p) for p in problems] == [
-        "menus/x.yaml:2:1: error: invalid YAML: while parsing a flow node expected the node "
-        "content, but found '<stream end>'",
+        "menus/x.yaml:1:8: error: invalid YAML: `[` opened on line 1 is never closed: end the "
+        "list with `]`",
     ]
 
 
@@ -1137,14 +1138,15 @@ def test_broken_file_without_previous_version_is_refused(tmp_path: Path) -> None
 
     bundle, report = load_directory(tmp_path, "main")
 
-    # Without support, main's sub-menu points nowhere: main is refused too.
+    # Without support, main's sub-menu cannot be checked: main is refused too, and says why.
     assert [str(p) for p in report.problems] == [
-        f"{main}:13:11: error: nodes.support.menu: unknown menu 'support'",
+        f"{main}:13:11: error: nodes.support.menu: not checked against support.yaml, which "
+        "has errors (see below)",
         f"{support}:12:5: error: nodes.goodbye.promt: unknown key 'promt'; expected one of: "
         f"description, prompt, type",
     ]
     assert bundle is None
-    assert report.fatal == "entry menu 'main' is not loaded (menus available: none)"
+    assert report.fatal == "entry menu 'main' is not loaded: main.yaml has errors"
 
 
 def test_new_broken_file_does_not_disturb_the_others(tmp_path: Path) -> None:
@@ -1268,7 +1270,7 @@ def test_a_chain_of_submenus_that_loses_its_end_changes_nothing(tmp_path: Path) 
     second, report = load_directory(tmp_path, "main", previous=first)
     # Nothing consistent can be served without `gone`: the live bundle stays as it was.
     assert second is None
-    assert report.fatal == "entry menu 'main' is not loaded (menus available: none)"
+    assert report.fatal == "entry menu 'main' is not loaded: main.yaml has errors"
     assert report.kept_previous == []
     assert sorted(report.refused) == [str(tmp_path / f"{n}.yaml") for n in "abc"] + [
         str(tmp_path / "main.yaml")]
@@ -1306,3 +1308,44 @@ def test_menu_time_zone_is_checked(tmp_path: Path) -> None:
     path, problems = check(tmp_path, "timezone: Mars/Olympus\n" + GOOD)
     assert problems == [f"{path}:1:11: error: timezone: unknown time zone 'Mars/Olympus' "
                         "(expected e.g. 'Asia/Jerusalem')"]
+
+
+# ------------------------------------------- an admin's first mistake (issue 14 item 7)
+
+
+def test_a_duplicate_key_names_the_line_where_it_was_first_written(tmp_path: Path) -> None:
+    """Not the line where its mapping starts (ruamel's mark), which named option 1's line."""
+    path, problems = check(tmp_path, GOOD.replace(
+        '      "1": {next: bye}\n',
+        '      "1": {next: bye}\n      "2": {next: main}\n      "2": {next: bye}\n'))
+    assert problems == [f"{path}:13:7: error: duplicate key '2': each key may appear only once "
+                        "in a mapping (first defined on line 12)"]
+
+
+def test_a_kept_version_s_warnings_are_not_the_file_s(tmp_path: Path) -> None:
+    """support.yaml refused, its last good version live: that version's warnings (with its
+    line numbers) are not reported as the file's, only the file's own errors."""
+    write(tmp_path, "main.yaml", MAIN_WITH_SUBMENU)
+    support = write(tmp_path, "support.yaml", SUPPORT + "  orphan:\n    type: hangup\n")
+    first, report = load_directory(tmp_path, "main")
+    assert first is not None and [p.severity for p in report.problems] == ["warning"]
+    support.write_text(BROKEN_SUPPORT, encoding="utf-8")
+    _bundle, report = load_directory(tmp_path, "main", previous=first)
+    assert report.kept_previous == ["support"]
+    assert [str(p) for p in report.problems] == [
+        f"{support}:12:5: error: nodes.goodbye.promt: unknown key 'promt'; expected one of: "
+        "description, prompt, type"]
+
+
+def test_a_menu_refers_to_a_broken_one_once_however_often(tmp_path: Path) -> None:
+    """Two sub-menu nodes lead to the broken menu: one line, at the first of them."""
+    write(tmp_path, "support.yaml", "languages: [en-US\n")
+    main = write(tmp_path, "main.yaml", MAIN_WITH_SUBMENU + "  again:\n    type: submenu\n"
+                 "    menu: support\n")
+    _bundle, report = load_directory(tmp_path, "main")
+    assert [str(p) for p in report.problems if p.file == str(main)] == [
+        f"{main}:13:11: error: nodes.support.menu: not checked against support.yaml, which has "
+        "errors (see below)"]
+    assert report.problems[0].cause == str(tmp_path / "support.yaml")
+    assert report.fatal == "entry menu 'main' is not loaded: main.yaml has errors"
+    assert report.fatal_cause == str(main)

@@ -398,7 +398,8 @@ def test_source_files_load_and_mistakes_name_file_line_and_column(
         f"{bad}:11:14: endpoints.1.paging.style: Input should be 'page', 'offset' or "
         "'cursor'"]
     broken = write(folder / "broken.yaml", "base_url: [\n")
-    with pytest.raises(ConfigError, match=rf"^{broken}:2:1: not valid YAML"):
+    with pytest.raises(ConfigError, match=rf"^{broken}:1:11: not valid YAML: `\[` opened on "
+                       "line 1 is never closed"):
         load_source(broken)
     monkeypatch.delenv(TOKEN_ENV)
     with pytest.raises(ConfigError, match=f"environment variable {TOKEN_ENV}"):

@@ -1,5 +1,9 @@
 """A menu bundle: every menu file of a directory, checked together, with one version id.
 
+A file refused for its own errors takes its menu out (or its last good version stays); the
+files that refer to that menu are told once that they were not checked against it, not
+that the menu is unknown, and an entry menu whose file was refused says so.
+
 A call is pinned to the bundle version it started on. Versions are content hashes, so any
 process can rebuild a version from its stored sources (the ``menu_versions`` table) and a
 reload never breaks a call in flight.
@@ -38,16 +42,20 @@ class LoadReport:
     refused: dict[str, list[Problem]] = field(default_factory=dict)
     warnings: list[Problem] = field(default_factory=list)
     fatal: str | None = None
+    # The refused file that ``fatal`` follows from (the entry menu's), if it does.
+    fatal_cause: str | None = None
 
     @property
     def problems(self) -> list[Problem]:
-        return sorted([p for ps in self.refused.values() for p in ps] + self.warnings)
+        """Every problem once, file by file, each file's in line order."""
+        return sorted({p for ps in self.refused.values() for p in ps} | set(self.warnings))
 
     def as_dict(self) -> dict[str, object]:
         return {
             "loaded": self.loaded,
             "kept_previous": self.kept_previous,
-            "refused": {f: [str(p) for p in ps] for f, ps in self.refused.items()},
+            "refused": {f: [str(p) for p in sorted(set(self.refused[f]))]
+                        for f in sorted(self.refused)},
             "warnings": [str(p) for p in self.warnings],
             "fatal": self.fatal,
         }
@@ -104,11 +112,22 @@ def assemble(
 
     # Each round refuses a file (falling back to its previous version) or drops a previous
     # version that no longer fits; a file goes through each at most once.
+    def unavailable() -> dict[str, str]:
+        """Menus out of the candidate because their file was refused: name, file."""
+        out: dict[str, str] = {}
+        for file in sorted(report.refused):
+            name = name_of(file)
+            if name not in candidate:
+                out.setdefault(name, file)
+        return out
+
     for _ in range(2 * len(parsed) + 2):
-        problems = check_bundle(candidate)
+        problems = check_bundle(candidate, unavailable())
         errors = [p for p in problems if p.severity == "error"]
         if not errors:
-            report.warnings = [p for p in problems if p.severity == "warning"]
+            # A refused file's kept version is not the file on disk: its warnings are not.
+            report.warnings = [p for p in problems
+                               if p.severity == "warning" and p.file not in report.refused]
             break
         for file in sorted({p.file for p in errors}):
             if file not in report.refused:
@@ -121,8 +140,13 @@ def assemble(
         return None, report
     report.loaded = sorted(n for n in candidate if n not in report.kept_previous)
     if entry not in candidate:
-        report.fatal = (f"entry menu {entry!r} is not loaded (menus available: "
-                        f"{', '.join(sorted(candidate)) or 'none'})")
+        cause = unavailable().get(entry)
+        if cause is not None:
+            report.fatal = f"entry menu {entry!r} is not loaded: {Path(cause).name} has errors"
+            report.fatal_cause = cause
+        else:
+            report.fatal = (f"entry menu {entry!r} is not loaded (menus available: "
+                            f"{', '.join(sorted(candidate)) or 'none'})")
         return None, report
     return MenuBundle(bundle_version(candidate), dict(candidate)), report
 

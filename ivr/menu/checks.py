@@ -6,7 +6,12 @@
   hours, sub-menus, and the failure paths taken when a caller presses nothing or a transfer
   or queue fails) must end at a hangup; a cycle of them traps the caller;
 * languages: a declared language without prompt text, a voice that cannot speak it;
-* values Twilio would reject (Say text length).
+* values Twilio would reject (Say text length);
+* a prompt text cut short by `` #`` (YAML reads the rest of the line as a comment).
+
+A sub-menu whose menu is in a file refused for its own errors is not reported as an
+unknown menu: the file that refers to it gets one line saying it was not checked against
+that file (``unavailable``), and the other file's errors say the rest.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import difflib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from ivr.menu.loader import LoadedMenu, PathT, Problem, dotted
 from ivr.menu.model import (
@@ -102,9 +108,23 @@ def _prompts(name: str, node: Node) -> Iterator[tuple[PathT, Prompt]]:
             yield (*base, attr), p
 
 
-def check_menu(lm: LoadedMenu, all_menus: Mapping[str, LoadedMenu]) -> list[Problem]:
+def not_checked(lm: LoadedMenu, path: PathT, broken: str) -> Problem:
+    """``lm`` refers to a menu whose file (``broken``) has errors of its own."""
+    file = str(lm.path)
+    where = "above" if broken < file else "below"
+    return Problem(file, *lm.positions.of(path), dotted(path),
+                   f"not checked against {Path(broken).name}, which has errors (see {where})",
+                   cause=broken)
+
+
+def check_menu(lm: LoadedMenu, all_menus: Mapping[str, LoadedMenu],
+               unavailable: Mapping[str, str] | None = None) -> list[Problem]:
+    """One menu's problems; ``unavailable``: menus not loaded because their file has errors
+    (menu name: that file)."""
     menu = lm.menu
     out: list[Problem] = []
+    unavailable = unavailable or {}
+    consequences: set[str] = set()
     known = list(menu.nodes)
     langs = set(menu.languages)
 
@@ -136,7 +156,12 @@ def check_menu(lm: LoadedMenu, all_menus: Mapping[str, LoadedMenu]) -> list[Prob
                 out.append(_problem(lm, edge.path, f"unknown node {edge.target!r}"
                                     f"{_suggest(edge.target, known)}"))
         if isinstance(node, SubmenuNode):
-            if node.menu not in all_menus:
+            if node.menu not in all_menus and node.menu in unavailable:
+                broken = unavailable[node.menu]
+                if broken not in consequences:  # once per file
+                    consequences.add(broken)
+                    out.append(not_checked(lm, ("nodes", name, "menu"), broken))
+            elif node.menu not in all_menus:
                 out.append(_problem(lm, ("nodes", name, "menu"), f"unknown menu {node.menu!r}"
                                     f"{_suggest(node.menu, list(all_menus))}"))
             elif node.node is not None and node.node not in all_menus[node.menu].menu.nodes:
@@ -175,6 +200,9 @@ def _check_prompt(lm: LoadedMenu, ppath: PathT, prompt: Prompt, langs: set[str],
                        f"{sorted(langs)}", "warning", key=True)
     if prompt.say is not None:
         for lang, text in prompt.say.items():
+            cut = _cut_by_a_comment(lm, (*ppath, "say", lang), text)
+            if cut is not None:
+                yield cut
             for m in PLACEHOLDER.finditer(text):
                 name, _, fmt = m.group(1).partition(":")
                 if not _ATTRIBUTE.fullmatch(name) or fmt not in PLACEHOLDER_FORMATS:
@@ -187,6 +215,27 @@ def _check_prompt(lm: LoadedMenu, ppath: PathT, prompt: Prompt, langs: set[str],
             if len(text) > SAY_MAX_CHARS:
                 yield _problem(lm, (*ppath, "say", lang), f"text is {len(text)} characters; "
                                f"Twilio's <Say> takes at most {SAY_MAX_CHARS}")
+
+
+def _cut_by_a_comment(lm: LoadedMenu, path: PathT, text: str) -> Problem | None:
+    """``en-US: Press # to finish``: YAML reads `` # to finish`` as a comment and the caller
+    hears "Press". A text without quotes followed, after one space, by ``#`` on its line (a
+    comment an author means is set off by two spaces or more)."""
+    line, col = lm.positions.of(path)
+    lines = lm.text.split("\n")
+    if not 1 <= line <= len(lines):
+        return None
+    source = lines[line - 1].rstrip("\r")
+    rest = source[col - 1:]
+    if rest[:1] in ("\"", "'") or not rest.startswith(text):
+        return None
+    after = rest[len(text):]
+    if not after.startswith(" #"):
+        return None
+    comment = after[1:].rstrip()
+    return Problem(str(lm.path), line, col, dotted(path),
+                   f"the text ends before `{comment}`: YAML reads ` #` and what follows as a "
+                   "comment; put the whole text in quotes (\"...\")")
 
 
 def _check_options(lm: LoadedMenu, name: str, node: MenuNode, langs: set[str],
@@ -320,9 +369,10 @@ def _loop_problem(menus: Mapping[str, LoadedMenu], loop: list[NodeRef]) -> Probl
                     f"that ends elsewhere", key=True)
 
 
-def check_bundle(menus: Mapping[str, LoadedMenu]) -> list[Problem]:
+def check_bundle(menus: Mapping[str, LoadedMenu],
+                 unavailable: Mapping[str, str] | None = None) -> list[Problem]:
     out: list[Problem] = []
     for lm in menus.values():
-        out.extend(check_menu(lm, menus))
+        out.extend(check_menu(lm, menus, unavailable))
     out.extend(check_graph(menus))
     return sorted(set(out))

@@ -33,6 +33,8 @@ class Problem:
     path: str
     message: str
     severity: Severity = "error"
+    # A problem that follows from another file's errors: that file (as ``file`` names it).
+    cause: str = ""
 
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path else ""
@@ -50,8 +52,8 @@ def _menu_key(key: Any) -> str:
 def _refusal(err: YamlError) -> Problem:
     """A refusal of ``ivr.core.yamlfile`` in the words a menu's problems have always had."""
     message, path = err.message, ""
-    if err.kind == "syntax":
-        message = f"invalid YAML: {err.what}"
+    if err.kind == "syntax":  # explained by the kit where it recognises the mistake
+        message = f"invalid YAML: {err.problem}"
     elif err.kind == "date":
         message = ("invalid YAML: " + (f"{err.value!r} is no date or time ({err.problem})"
                                        if err.value is not None else err.problem))
@@ -143,6 +145,17 @@ def _message(err: Any) -> str:
     return str(err["msg"])
 
 
+def _node_out_of_place(err: Any, epath: PathT, data: dict[Any, Any]) -> str:
+    """A node (a mapping with a ``type``) at the top of the file: its first line was moved
+    to column 0 (the last node; any other one breaks the YAML, see ``ivr.core.yamlfile``)."""
+    if err["type"] != "unknown_key" or len(epath) != 1:
+        return ""
+    value = data.get(epath[0])
+    if not isinstance(value, dict) or "type" not in value:
+        return ""
+    return "; it looks like a node: indent it under nodes: like the other nodes"
+
+
 @dataclass
 class LoadedMenu:
     name: str
@@ -173,7 +186,8 @@ def load_menu_text(text: str, path: Path, display: str | None = None,
         for err in exc.errors():
             epath = _error_path(err, data)
             line, col = pos.of(epath, key=err["type"] in ("unknown_key", "missing"))
-            out.append(Problem(filename, line, col, dotted(epath), _message(err)))
+            out.append(Problem(filename, line, col, dotted(epath),
+                               _message(err) + _node_out_of_place(err, epath, data)))
         return None, sorted(set(out))
     name = menu.name or path.stem
     return LoadedMenu(name=name, path=path, text=text, menu=menu, positions=pos), []
