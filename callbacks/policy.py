@@ -407,8 +407,15 @@ def _refuse(path: Path, doc: Loaded, exc: ValidationError) -> PolicyError:
             loc = (*loc, err["ctx"]["key"])
         pos, parts = _locate(doc, loc)
         where = f"{path}:{pos[0]}:{pos[1]}" if pos else f"{path}:1:1"
-        lines.append(f"{where}: {'.'.join(parts) or '(top)'}: {_message(err)}")
+        lines.append(f"{where}: {_printable('.'.join(parts)) or '(top)'}: "
+                     f"{_printable(_message(err))}")
     return PolicyError("\n".join(dict.fromkeys(lines)))
+
+
+def _printable(text: str) -> str:
+    """A key or message as one line an admin can read: control characters (a key may be
+    ``"\\r"``) shown escaped, so every refusal stays one ``file:line:col:`` line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _refused(path: Path, err: YamlError) -> PolicyError:

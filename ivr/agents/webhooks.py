@@ -30,6 +30,8 @@ async def wait(request: Request, tw: TwilioRequest) -> Response:
             await web(request).after_commit(out)
             if out.twiml is not None:
                 return xml(out.twiml)
+        except LookupError:  # no such call (its /voice was refused): hold, no traceback
+            log.warning("wait loop of an unknown call; holding call=%s", tw.call_sid)
         except Exception:
             log.exception("queue bookkeeping failed; the caller keeps holding call=%s",
                           tw.call_sid)

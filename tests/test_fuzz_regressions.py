@@ -1,0 +1,35 @@
+"""What the fuzz tests found in this stop, pinned as plain cases (they found each only by
+chance): a control character in a policy key broke the one-line ``file:line:col:`` refusal,
+and the wait loop of a call whose ``/voice`` was refused logged a traceback."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from callbacks.policy import PolicyError, load_policies
+from tests.twilio import call_params, new_sid, signed_post
+
+
+@pytest.mark.parametrize("key", ['"\\r"', '"\\n"', '"a\\tb"', '"\\x1b[31m"'])
+def test_a_control_character_in_a_policy_key_stays_on_its_line(tmp_path: Path,
+                                                                key: str) -> None:
+    path = tmp_path / "callbacks.yaml"
+    path.write_text(f"default:\n{key}: 1\n", encoding="utf-8")
+    with pytest.raises(PolicyError) as refused:
+        load_policies(path)
+    [line] = str(refused.value).splitlines()
+    assert line.startswith(f"{path}:2:1: ")
+    assert "unknown key" in line and line.isprintable()
+
+
+def test_the_wait_loop_of_an_unknown_call_holds_without_a_traceback(
+        client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    r = signed_post(client, "/twilio/wait?q=support", call_params(new_sid(), QueuePosition="1"))
+    assert r.status_code == 200 and "<Response>" in r.text
+    assert [rec.getMessage() for rec in caplog.records if rec.exc_info] == []
+    assert any("wait loop of an unknown call" in rec.getMessage() for rec in caplog.records)
