@@ -4,6 +4,9 @@ Every batch is one transaction: its records, its rejections and the run's progre
 (``import_runs.records_done``) commit together. An interrupted run (Ctrl-C, a crash, a kill)
 therefore resumes after its last committed record when the same file is imported again, and
 because upserts key on (source, external_id) nothing is ever doubled either way.
+
+Its size (~500 lines): reading, batching, resume and the bulk path's hand-off to worker
+processes (crm_sync.bulk).
 """
 
 from __future__ import annotations
@@ -416,7 +419,7 @@ def import_file(engine: Engine, path: Path, mapping: Mapping, rules: Rules, regi
 
     batches: Iterator[Any] = (
         prepared_batches(engine, split_file(path, encoding), mapping, region, size,
-                         report.resumed_after, workers_for(path, workers))
+                         report.resumed_after, workers_for(path, workers, engine.dialect.name))
         if bulk and isinstance(mapping, SourceMapping)
         else _batches(read_rows(path, encoding), size, report.resumed_after))
     try:

@@ -1,6 +1,9 @@
 """Queries for agents, sessions, queue entries, offers and console events (SQLAlchemy Core).
 
 Functions take a Connection inside the caller's transaction; they never commit.
+
+Its size (~520 lines): every query of the queue and the agents, each a conditional state
+change or an indexed read; split by table when it grows.
 """
 
 from __future__ import annotations
