@@ -309,9 +309,13 @@ class _Writer:
 
 # --- preparing, ahead of the writes -------------------------------------------------------------
 
-def workers_for(path: Path, workers: int | None) -> int:
-    """Worker processes for a file: as asked, else the cores (at most ``MAX_WORKERS``) for
-    a large file and none for a small one (starting them costs more than they save).
+def workers_for(path: Path, workers: int | None, dialect: str) -> int:
+    """Worker processes for a file: as asked, else none for a small file (starting them
+    costs more than they save) and for a large one, at most ``MAX_WORKERS``, a core each
+    but one on PostgreSQL, where this process and the server take turns on the last (the
+    server writes while this process waits): one worker more made the three share two cores
+    and ran 28% slower (bench/results.md). (Preparing a batch here whenever the workers
+    were behind did not help either: this process and the server are the longer queue.)
 
     Workers start as multiprocessing's forkserver starts them: each imports the program's
     main module, so a script importing at its top level needs the usual ``if __name__ ==
@@ -325,7 +329,7 @@ def workers_for(path: Path, workers: int | None) -> int:
     if cores < 2 or path.stat().st_size < PARALLEL_FROM_BYTES \
             or (main is not None and not Path(main).is_file()):
         return 0
-    return min(cores, MAX_WORKERS)
+    return min(cores - 1 if dialect == "postgresql" else cores, MAX_WORKERS)
 
 
 def _tasks(records: Iterator[Record], size: int, skip: int
@@ -369,13 +373,15 @@ def prepared_batches(engine: Engine, records: Iterator[Record], mapping: SourceM
     setup = Setup(mapping, region, engine.dialect.name,
                   engine.url.render_as_string(hide_password=False) if known_source else None)
     tasks = _tasks(records, size, skip)
-    if workers <= 0:
-        def stored(keys: list[str]) -> dict[str, str]:
-            with engine.connect() as conn:
-                return {x: r.content_hash for x, r in known(conn, mapping.source, keys).items()}
 
+    def look_up(keys: list[str]) -> dict[str, str]:
+        with engine.connect() as conn:
+            return {x: r.content_hash for x, r in known(conn, mapping.source, keys).items()}
+
+    stored = look_up if known_source else None
+    if workers <= 0:
         for chunk, fieldnames in tasks:
-            yield prepare(chunk, fieldnames, setup, stored if known_source else None)
+            yield prepare(chunk, fieldnames, setup, stored)
         return
     pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=init_worker,
                                initargs=(setup,))
@@ -384,7 +390,7 @@ def prepared_batches(engine: Engine, records: Iterator[Record], mapping: SourceM
     more = True
     try:
         while True:
-            while more and failure is None and len(window) < 2 * workers:
+            while more and failure is None and len(window) < 2 * workers + 1:
                 try:
                     chunk, fieldnames = next(tasks)
                 except StopIteration:

@@ -419,7 +419,7 @@ def import_file(engine: Engine, path: Path, mapping: Mapping, rules: Rules, regi
 
     batches: Iterator[Any] = (
         prepared_batches(engine, split_file(path, encoding), mapping, region, size,
-                         report.resumed_after, workers_for(path, workers))
+                         report.resumed_after, workers_for(path, workers, engine.dialect.name))
         if bulk and isinstance(mapping, SourceMapping)
         else _batches(read_rows(path, encoding), size, report.resumed_after))
     try:
