@@ -297,8 +297,8 @@ def alone(record: SourceRecord, keys: Sequence[str]) -> tuple[dict[str, Any], tu
         "preferred_language": record.preferred_language, "tier": record.tier,
         "segment": record.segment, "status": record.status or "active",
         "date_of_birth": record.date_of_birth, "lineage": {}}
-    return (values, tuple(k[2:] for k in keys if k[0] == "p"),
-            tuple(k[2:] for k in keys if k[0] == "e"))
+    return (values, tuple([k[2:] for k in keys if k[0] == "p"]),
+            tuple([k[2:] for k in keys if k[0] == "e"]))
 
 
 def source_form(record: SourceRecord, dialect: str) -> Mapped:
@@ -382,11 +382,11 @@ class _PgForm:
 
     @staticmethod
     def customer(values: dict[str, Any]) -> str:
-        return "\t".join(copy_field(values[name]) for name in CUSTOMER_COLUMNS)
+        return "\t".join([copy_field(values[name]) for name in CUSTOMER_COLUMNS])
 
     @staticmethod
     def texts(values: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(copy_text(v) for v in values)
+        return tuple([copy_text(v) for v in values]) if values else values
 
 
 def sqlite_value(value: Any) -> Any:
