@@ -67,7 +67,6 @@ KEY_PREFIX = "CB"  # agent-side key of an attempt: "CB<attempt id>"
 NOT_REACHED = {"busy", "no-answer", "failed", "canceled"}
 MACHINE = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other",
            "fax")
-MAX_TRIES = 2  # a dialog step not understood this often: back to the queue
 
 
 def agent_key(attempt_id: int) -> str:
