@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
 
-from crm_sync.bulk import apply_prepared, prepared_batches, workers_for
+from crm_sync.bulk import apply_prepared, fewer_checkpoints, prepared_batches, workers_for
 from crm_sync.bulk_read import HEADER, NUL_REASON, Record, split
 from crm_sync.identity import Rules
 from crm_sync.mapping import (
@@ -408,7 +408,8 @@ def import_file(engine: Engine, path: Path, mapping: Mapping, rules: Rules, regi
         return counts, [Rejected(*b) for b in bad], batch.size
 
     def flush(batch: Any) -> None:
-        with engine.begin() as conn:
+        with engine.connect() as conn, fewer_checkpoints(conn, not isinstance(batch, list)), \
+                conn.begin():
             counts, bad, records = apply(conn, batch, now())
             _save_batch(conn, run_id, counts, bad, records)
         report.counts.add(counts)
