@@ -5,21 +5,11 @@ from __future__ import annotations
 from sqlalchemy import create_engine, pool
 
 from alembic import context
-from callbacks import models as callback_models
-from crm_sync import models as crm_models
-from crm_sync import sync_models
-from ivr.agents import models as agent_models
-from ivr.auth import tokens as api_tokens
-from ivr.calls import models as call_models
-from ivr.core.db import Base
 from ivr.core.settings import Settings
-
-# Every table the migrations build, registered on Base.metadata by importing it.
-REGISTERED = (crm_models, sync_models, agent_models, call_models, callback_models,
-              api_tokens)
+from ivr.schema import metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def _url() -> str:

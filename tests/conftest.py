@@ -36,14 +36,22 @@ BACKENDS = [b.strip() for b in os.environ.get("IVR_TEST_DATABASES",
                                               "sqlite,postgresql").split(",") if b.strip()]
 # Monday 23 November 2026, 10:00 in Jerusalem: the demo centre is open.
 OPEN_TIME = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
-TABLES = ("api_tokens", "login_failures",
-          "callback_events", "callback_attempts", "callback_requests",
-          "sync_cursors", "outbox", "outbox_customers", "outbox_subscribers",
-          "agent_events", "agent_calls", "queue_entries", "agent_state_events",
-          "agent_sessions", "agents", "calls", "call_status_events", "menu_versions",
-          "merge_events", "interactions",
-          "incidents", "import_rejections", "import_runs", "source_records",
-          "customer_emails", "customer_phones", "customers")
+# Every table but Alembic's own, read from the database so that a new migration's tables are
+# emptied between tests without a list to keep up to date.
+LIST_TABLES = text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                   "AND tablename <> 'alembic_version' ORDER BY tablename")
+
+
+def truncate_all(url: str) -> None:
+    """Empty every table of a PostgreSQL test database (identities restarted)."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            names = [f'"{name}"' for name in conn.execute(LIST_TABLES).scalars()]
+            if names:
+                conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY"))
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -81,10 +89,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     url: str = request.getfixturevalue("postgres_url")
     yield url
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
-    engine.dispose()
+    truncate_all(url)
 
 
 @pytest.fixture
@@ -92,10 +97,7 @@ def pg_url(postgres_url: str) -> Iterator[str]:
     """PostgreSQL only, for what SQLite does not do (several processes or workers at once:
     SQLite is for one); emptied afterwards like ``database_url``."""
     yield postgres_url
-    engine = create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
-    engine.dispose()
+    truncate_all(postgres_url)
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ PACKAGES = ("ivr", "crm_sync", "callbacks")
 
 #: The features' inner modules, lowest first: a module may import its own feature and the
 #: features before it, never one after it (``ivr.core`` is below them all).
-FEATURES = ("ivr.core", "ivr.auth", "crm_sync", "ivr.menu", "ivr.calls", "ivr.agents",
-            "callbacks", "ivr.observability")
+FEATURES = ("ivr.core", "ivr.i18n", "ivr.auth", "crm_sync", "ivr.menu", "ivr.calls",
+            "ivr.agents", "ivr.surveys", "callbacks", "ivr.transfers", "ivr.retention",
+            "ivr.reports", "ivr.observability")
 #: Edge modules: routes, commands and worker jobs. They sit above the composition root.
 EDGE_NAMES = {"endpoints", "webhooks", "webhook", "cli", "tasks", "dependencies"}
 ROOT_MODULE = "ivr.services"  # the composition root

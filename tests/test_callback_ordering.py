@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, select
 
 from callbacks import repository as cbrepo
 from callbacks.models import callback_attempts, callback_requests
@@ -30,7 +30,7 @@ from ivr.agents.routing import Free, Waiting, plan
 from ivr.core.clock import FrozenClock
 from ivr.core.db import make_engine
 from ivr.services import callback_services
-from tests.conftest import TABLES
+from tests.conftest import truncate_all
 
 # The simulation is the benchmark's (bench/callbacks_day.py), imported as the benches import
 # each other (bench/ is a folder of scripts, not a package).
@@ -72,10 +72,7 @@ def fresh(database_url: str, request: pytest.FixtureRequest) -> Iterator[Any]:
             for suffix in ("-wal", "-shm"):
                 Path(database_url.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
             return
-        engine = create_engine(database_url)
-        with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
-        engine.dispose()
+        truncate_all(database_url)
     yield reset
 
 

@@ -1,0 +1,3 @@
+"""Tables of this feature (registered on Base.metadata by importing this module)."""
+
+from __future__ import annotations
