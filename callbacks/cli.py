@@ -21,7 +21,7 @@ from callbacks.policy import PolicyError, load_policies
 from callbacks.stats import summarise
 from crm_sync.phones import mask
 from ivr.core.clock import Clock, SystemClock
-from ivr.core.db import make_engine
+from ivr.core.db import settings_engine
 from ivr.core.migrate import upgrade
 from ivr.core.settings import Settings
 
@@ -62,7 +62,7 @@ def run(settings: Settings, args: argparse.Namespace, clock: Clock | None = None
     clock = clock or SystemClock()
     now = clock.now()
     upgrade(settings.database_url)
-    engine = make_engine(settings.database_url, 2, settings.sqlite_busy_timeout_ms)
+    engine = settings_engine(settings, 2)
     try:
         with engine.connect() as conn:
             if args.callbacks_cmd == "list":

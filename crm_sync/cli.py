@@ -30,7 +30,7 @@ from crm_sync.sources import SourceConfig, load_sources, load_subscribers
 from crm_sync.store import Store, StoreError
 from crm_sync.sync import SyncError, pull, source_status
 from ivr.core.clock import Clock, SystemClock
-from ivr.core.db import make_engine
+from ivr.core.db import settings_engine
 from ivr.core.migrate import upgrade
 from ivr.core.settings import Settings
 
@@ -112,7 +112,7 @@ def add_parser(sub: Any) -> None:
 
 def _engine(settings: Settings) -> Engine:
     upgrade(settings.database_url)
-    return make_engine(settings.database_url, 2, settings.sqlite_busy_timeout_ms)
+    return settings_engine(settings, 2)
 
 
 def _rules(settings: Settings) -> Rules:

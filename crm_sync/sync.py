@@ -48,6 +48,7 @@ from crm_sync.models import import_runs as runs
 from crm_sync.retry import RETRY_STATUSES, Backoff, retry_after
 from crm_sync.sources import Endpoint, Paging, SourceConfig, endpoint_mapping
 from crm_sync.sync_models import sync_cursors as cursors
+from ivr.core.db import session_engine
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +234,7 @@ def _exclusive(engine: Engine, source: str, kind: str) -> Iterator[None]:
         yield
         return
     key = zlib.crc32(f"{source}/{kind}".encode()) - (1 << 31)
-    with engine.connect() as conn:
+    with session_engine(engine).connect() as conn:
         got = conn.exec_driver_sql(
             f"SELECT pg_try_advisory_lock({_LOCK_SPACE}, {key})").scalar()
         conn.commit()

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import make_url
 
 from callbacks import endpoints as callbacks_endpoints
 from callbacks.dialer import Dialer
@@ -95,7 +96,8 @@ def create_app(settings: Settings, clock: Clock | None = None,
             db.close()
             raise
         step_pool = await db.open_async_pool()
-        bus = EventBus(None if db.is_sqlite else db.engine.url.set(
+        # LISTEN needs a session of its own: the database's direct URL, never a pooler's.
+        bus = EventBus(None if db.is_sqlite else make_url(db.direct_url).set(
             drivername="postgresql").render_as_string(hide_password=False))
         await bus.start()
         routing = RoutingLoop(db, services.agents, bus)

@@ -107,7 +107,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
     from ivr.core.server import serve  # noqa: PLC0415
 
     _check_menus_servable(settings)
-    upgrade(settings.database_url)
+    upgrade(settings.direct_database_url)
     _banner(settings, host, port)
     # uvicorn formats every access-log line before the logger drops it; skip the work when
     # the level would drop it anyway.
@@ -250,16 +250,16 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from callbacks.policy import PolicyError  # noqa: PLC0415
     from crm_sync.mapping import MappingError  # noqa: PLC0415
     from ivr.core.clock import SystemClock  # noqa: PLC0415
-    from ivr.core.db import make_engine  # noqa: PLC0415
+    from ivr.core.db import settings_engine  # noqa: PLC0415
     from ivr.core.migrate import upgrade  # noqa: PLC0415
     from ivr.worker import Worker, build_jobs  # noqa: PLC0415
 
-    upgrade(settings.database_url)
+    upgrade(settings.direct_database_url)
     note = demo_hours_note(settings)
     if note:
         logging.getLogger("ivr.worker").log(
             logging.WARNING if note.startswith("warning") else logging.INFO, "%s", note)
-    engine = make_engine(settings.database_url, 4, settings.sqlite_busy_timeout_ms)
+    engine = settings_engine(settings, 4)
     clock = SystemClock()
     worker = Worker([], clock)
     closing: list[Any] = []
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "migrate":
             from ivr.core.migrate import upgrade  # noqa: PLC0415
 
-            upgrade(settings.database_url)
+            upgrade(settings.direct_database_url)
             return EXIT_OK
         if args.command == "menus":
             if args.menus_cmd == "check":

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from ivr.agents import repository as repo
 from ivr.agents.models import agents
 from ivr.core.clock import Clock, SystemClock
-from ivr.core.db import make_engine
+from ivr.core.db import settings_engine
 from ivr.core.migrate import upgrade
 from ivr.core.settings import Settings
 
@@ -92,8 +92,8 @@ def _menu_queues(settings: Settings) -> list[str]:
 def run(settings: Settings, args: argparse.Namespace, clock: Clock | None = None) -> int:
     clock = clock or SystemClock()
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    upgrade(settings.database_url)
-    engine = make_engine(settings.database_url, 2, settings.sqlite_busy_timeout_ms)
+    upgrade(settings.direct_database_url)
+    engine = settings_engine(settings, 2)
     try:
         return _dispatch(engine, settings, args, clock)
     except AgentsUserError as exc:

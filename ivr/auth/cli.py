@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ivr.auth import tokens as api_tokens
 from ivr.core.clock import Clock, SystemClock
-from ivr.core.db import make_engine
+from ivr.core.db import settings_engine
 from ivr.core.migrate import upgrade
 from ivr.core.settings import Settings
 
@@ -47,8 +47,8 @@ def add_parser(sub: Any) -> None:
 def run(settings: Settings, args: argparse.Namespace, clock: Clock | None = None) -> int:
     clock = clock or SystemClock()
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    upgrade(settings.database_url)
-    engine = make_engine(settings.database_url, 2, settings.sqlite_busy_timeout_ms)
+    upgrade(settings.direct_database_url)
+    engine = settings_engine(settings, 2)
     try:
         return _dispatch(engine, args, clock)
     except TokensUserError as exc:

@@ -17,10 +17,13 @@ never at import time. Database work from async handlers goes through ``Database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import select
-from collections.abc import Callable
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -89,7 +92,13 @@ STEP_STATEMENT_TIMEOUT_MS = 3000  # a menu step's statement (a lock held by a st
 
 
 def make_engine(url: str, pool_size: int = 16, busy_timeout_ms: int = 30000,
-                *, sqlite_autocheckpoint: bool = True) -> Engine:
+                *, sqlite_autocheckpoint: bool = True,
+                direct_url: str | None = None) -> Engine:
+    """The engine of a process. ``direct_url`` (PostgreSQL only) says that ``url`` is a
+    PgBouncer in transaction pooling and names the database behind it: statements are then
+    never prepared on the server (the next transaction may run on another server
+    connection), and ``session_engine`` gives the direct connection for what needs a
+    session of its own (session advisory locks)."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -126,8 +135,10 @@ def make_engine(url: str, pool_size: int = 16, busy_timeout_ms: int = 30000,
         pool_size=pool_size,
         max_overflow=pool_size // 2,
         pool_recycle=1800,
-        connect_args=pg_connect_args(),
+        connect_args=pg_connect_args(pooled=direct_url is not None),
     )
+    if direct_url is not None:
+        _DIRECT[engine] = direct_url
 
     @event.listens_for(engine, "checkout")
     def _checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
@@ -140,10 +151,43 @@ def make_engine(url: str, pool_size: int = 16, busy_timeout_ms: int = 30000,
     return engine
 
 
-def pg_connect_args() -> dict[str, Any]:
-    """libpq connection parameters of every PostgreSQL connection of a process."""
-    return {"connect_timeout": PG_CONNECT_TIMEOUT_S, "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS,
-            **PG_KEEPALIVE}
+def settings_engine(settings: Settings, pool_size: int) -> Engine:
+    """A command's engine on the configured database (through PgBouncer when one is set)."""
+    return make_engine(settings.database_url, pool_size, settings.sqlite_busy_timeout_ms,
+                       direct_url=settings.database_direct_url if settings.pooled else None)
+
+
+def pg_connect_args(*, pooled: bool = False) -> dict[str, Any]:
+    """libpq connection parameters of every PostgreSQL connection of a process (and, through
+    a transaction-pooling PgBouncer, psycopg's: no server-side prepared statements)."""
+    args: dict[str, Any] = {"connect_timeout": PG_CONNECT_TIMEOUT_S,
+                            "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS, **PG_KEEPALIVE}
+    if pooled:
+        args["prepare_threshold"] = None
+    return args
+
+
+# Engines whose URL is a transaction-pooling PgBouncer -> the database's own URL.
+_DIRECT: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+_SESSION_ENGINES: dict[str, Engine] = {}
+_SESSION_LOCK = threading.Lock()
+
+
+def session_engine(engine: Engine) -> Engine:
+    """An engine whose connections are sessions of their own: ``engine`` itself, or for an
+    engine behind a transaction-pooling PgBouncer a small engine on the database's direct
+    URL (a session advisory lock taken through the pooler would stay on a server connection
+    that other clients' transactions then run on)."""
+    direct = _DIRECT.get(engine)
+    if direct is None:
+        return engine
+    with _SESSION_LOCK:
+        found = _SESSION_ENGINES.get(direct)
+        if found is None:
+            found = create_engine(direct, pool_size=1, max_overflow=2, pool_recycle=1800,
+                                  connect_args=pg_connect_args())
+            _SESSION_ENGINES[direct] = found
+        return found
 
 
 def _went_away(conn: Any) -> bool:
@@ -163,13 +207,34 @@ def _went_away(conn: Any) -> bool:
 T = TypeVar("T")
 
 
+class _TimedStepPool:
+    """The step pool behind PgBouncer: each transaction starts with ``SET LOCAL
+    statement_timeout`` (one more round trip a step) instead of the session option."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        async with self.pool.connection() as conn:
+            await conn.execute(f"SET LOCAL statement_timeout = {STEP_STATEMENT_TIMEOUT_MS}")
+            yield conn
+
+    def __getattr__(self, name: str) -> Any:  # close, check, get_stats, …
+        return getattr(self.pool, name)
+
+
 class Database:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.database_url
         # SQLite work runs on the event loop; the WAL checkpoint (a few ms every few hundred
         # writes) is moved off it, to ``checkpoint`` run from a background thread.
         self.engine = make_engine(settings.database_url, settings.db_pool_size,
-                                  settings.sqlite_busy_timeout_ms, sqlite_autocheckpoint=False)
+                                  settings.sqlite_busy_timeout_ms, sqlite_autocheckpoint=False,
+                                  direct_url=settings.database_direct_url
+                                  if settings.pooled else None)
+        self.pooled = settings.pooled
+        self.direct_url = settings.direct_database_url
         self.async_pool_size = settings.db_pool_size
         self.busy_timeout_ms = settings.sqlite_busy_timeout_ms
         self._executor = (None if settings.is_sqlite else
@@ -210,14 +275,17 @@ class Database:
                 await pool.check()
                 raise
 
-        kwargs = {**pg_connect_args(),
-                  "options": f"-c statement_timeout={STEP_STATEMENT_TIMEOUT_MS}"}
+        # Through a transaction-pooling PgBouncer a startup option would be refused and a
+        # session SET would leak to other clients: the timeout is set per transaction.
+        kwargs = pg_connect_args(pooled=self.pooled)
+        if not self.pooled:
+            kwargs["options"] = f"-c statement_timeout={STEP_STATEMENT_TIMEOUT_MS}"
         pool = AsyncConnectionPool(conninfo, kwargs=kwargs, min_size=self.async_pool_size,
                                    max_size=self.async_pool_size, open=False, check=alive,
                                    timeout=STEP_POOL_WAIT_S,
                                    reconnect_timeout=STEP_POOL_RECONNECT_S)
         await pool.open(wait=True, timeout=30)
-        return pool
+        return _TimedStepPool(pool) if self.pooled else pool
 
     def ping(self) -> None:
         """Raise unless this process could serve a call now (``/readyz``). PostgreSQL: a

@@ -20,6 +20,11 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=16, ge=1, le=256)
     # How long a SQLite write waits for another process's lock before giving up.
     sqlite_busy_timeout_ms: int = Field(default=2000, ge=0)
+    # PostgreSQL behind PgBouncer in transaction pooling (issue 18): IVR_DATABASE_URL names
+    # the pooler and this names the database itself. The request pools then prepare no
+    # statements on the server and keep no session state; LISTEN, session advisory locks
+    # and migrations use this direct connection. Unset: IVR_DATABASE_URL is the database.
+    database_direct_url: str | None = None
 
     # Menus: a folder of YAML files; the entry menu answers every new call.
     menus_dir: Path = Path("menus")
@@ -221,6 +226,16 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Jerusalem)") from None
         return value
+
+    @property
+    def pooled(self) -> bool:
+        """IVR_DATABASE_URL is a transaction-pooling PgBouncer (a direct URL is set)."""
+        return bool(self.database_direct_url) and not self.is_sqlite
+
+    @property
+    def direct_database_url(self) -> str:
+        """The database itself: for LISTEN, session locks and migrations."""
+        return self.database_direct_url or self.database_url
 
     @property
     def is_sqlite(self) -> bool:
