@@ -30,6 +30,7 @@ from ivr.core.limits import BodyLimit, limits_for
 from ivr.core.proxies import ProxyHeaders, TrustedProxies
 from ivr.core.settings import Settings
 from ivr.core.signatures import SignatureChecker, public_url_warning
+from ivr.i18n import endpoints as i18n_endpoints
 from ivr.menu import endpoints as menu_endpoints
 from ivr.menu.registry import MenuRegistry
 from ivr.observability import endpoints as observability_endpoints
@@ -147,6 +148,7 @@ def create_app(settings: Settings, clock: Clock | None = None,
     app.include_router(menu_endpoints.router)
     app.include_router(crm_endpoints.router)
     app.include_router(agent_endpoints.router)
+    app.include_router(i18n_endpoints.router)
     app.include_router(observability_endpoints.router)
     app.mount("/agent/static", StaticFiles(directory=agent_endpoints.STATIC_DIR,
                                            check_dir=False), name="agent-static")

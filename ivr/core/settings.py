@@ -166,6 +166,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     # The centre's time zone: the times the command line prints (`ivr crm show`).
     timezone: str = "Asia/Jerusalem"
+    # i18n (issue 17.5): the console's and the reports' language for an agent who has not
+    # chosen one (`ivr agents add --language`, the console's switch); dates and times are
+    # shown in that language in default_region (he-IL, en-IL) and the time zone above.
+    interface_language: Literal["en", "he"] = "en"
     # The demo only (./run.sh writes it to .env): the centre is open at any hour — the
     # menus' hours nodes and the callback policies' business, offer and quiet hours — so a
     # demo on a Sunday at 05:17 reaches a queue and its callback offer. It takes effect only
