@@ -17,8 +17,41 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table('exit_interviews',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=False),
+    sa.Column('call_sid', sa.String(length=64), nullable=True),
+    sa.Column('interaction_id', sa.Integer(), nullable=True),
+    sa.Column('source', sa.String(length=16), nullable=False),
+    sa.Column('queue', sa.String(length=64), nullable=True),
+    sa.Column('agent', sa.String(length=128), nullable=True),
+    sa.Column('reason', sa.String(length=64), nullable=False),
+    sa.Column('reason_text', sa.Text(), nullable=True),
+    sa.Column('stayed', sa.Boolean(), nullable=True),
+    sa.Column('tier', sa.String(length=32), nullable=True),
+    sa.Column('segment', sa.String(length=32), nullable=True),
+    sa.Column('branch', sa.String(length=64), nullable=True),
+    sa.Column('customer_since', ivr.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('recorded_at', ivr.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'],
+                            name=op.f('fk_exit_interviews_customer_id_customers'),
+                            ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_exit_interviews')),
+    sa.UniqueConstraint('call_sid', 'source', name='uq_exit_interviews_call_sid_source')
+    )
+    with op.batch_alter_table('exit_interviews', schema=None) as batch_op:
+        batch_op.create_index('ix_exit_interviews_customer_recorded',
+                              ['customer_id', 'recorded_at'], unique=False)
+        batch_op.create_index('ix_exit_interviews_recorded', ['recorded_at'], unique=False)
+    with op.batch_alter_table('queue_entries', schema=None) as batch_op:
+        batch_op.create_index('ix_queue_entries_customer_entered',
+                              ['customer_id', 'entered_at'], unique=False)
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('queue_entries', schema=None) as batch_op:
+        batch_op.drop_index('ix_queue_entries_customer_entered')
+    with op.batch_alter_table('exit_interviews', schema=None) as batch_op:
+        batch_op.drop_index('ix_exit_interviews_recorded')
+        batch_op.drop_index('ix_exit_interviews_customer_recorded')
+    op.drop_table('exit_interviews')
