@@ -12,8 +12,9 @@ from tests.agent_fixtures import DANA, available, login
 from tests.agent_flow import TwilioDriver
 from tests.conftest import TOKEN
 
-# Every /agent route but the sign-in, the page and its static files needs a session.
-OPEN = {"/agent/login", "/agent/", "/agent/static"}
+# Every /agent route but the sign-in, the page and its static files (the interface's
+# words among them) needs a session.
+OPEN = {"/agent/login", "/agent/", "/agent/static", "/agent/i18n/messages.js"}
 
 
 def agent_routes(client: TestClient) -> list[tuple[str, str]]:

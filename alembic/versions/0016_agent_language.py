@@ -4,11 +4,9 @@ Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-06 14:00:00.000000
 """
-from alembic import op
 import sqlalchemy as sa
 
-import ivr.core.db
-
+from alembic import op
 
 revision = '0016'
 down_revision = '0015'
@@ -17,8 +15,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    # None: the centre's language (IVR_INTERFACE_LANGUAGE).
+    with op.batch_alter_table('agents') as batch_op:
+        batch_op.add_column(sa.Column('language', sa.String(length=8), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('agents') as batch_op:
+        batch_op.drop_column('language')

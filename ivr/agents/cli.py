@@ -40,6 +40,8 @@ def add_parser(sub: Any) -> None:
     add.add_argument("--queues", default="", help="comma-separated queue names")
     add.add_argument("--role", choices=repo.ROLES, default="agent")
     add.add_argument("--team")
+    add.add_argument("--language", choices=("en", "he"),
+                     help="the console's language (default: IVR_INTERFACE_LANGUAGE)")
     reach = add.add_mutually_exclusive_group()
     reach.add_argument("--client", help="Twilio Client identity (default: the username)")
     reach.add_argument("--number", help="a phone number to ring (E.164)")
@@ -125,7 +127,7 @@ def _dispatch(engine: Engine, settings: Settings, args: argparse.Namespace,
                 agent_id = repo.create_agent(
                     conn, username=args.username, name=args.name, password=password,
                     role=args.role, queues=queues, reach_kind=kind, reach_target=target,
-                    team=args.team, now=now)
+                    team=args.team, language=args.language, now=now)
         except IntegrityError:
             raise AgentsUserError(f"an agent {args.username!r} exists already") from None
         print(f"agent #{agent_id} {args.username} ({args.role}): {kind} {target}; "

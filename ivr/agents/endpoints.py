@@ -24,7 +24,7 @@ from ivr.agents import repository as repo
 from ivr.agents.auth import HashingBusy
 from ivr.agents.events import console_stream
 from ivr.agents.ports import Outcome
-from ivr.agents.service import AgentError, SignIn
+from ivr.agents.service import AgentError, AgentService, SignIn
 from ivr.core.http import UNPROCESSABLE
 from ivr.services import web
 
@@ -57,7 +57,14 @@ async def current_agent(request: Request, creds: Creds) -> dict[str, Any]:
     if agent is None:
         raise _deny("your session has expired or was signed out; sign in again")
     request.state.agent_token = token
-    return agent
+    return _described(service, agent)
+
+
+def _described(service: AgentService, me: dict[str, Any]) -> dict[str, Any]:
+    """The agent with the centre's time zone and the console's language (the agent's
+    choice, else the centre's)."""
+    return {**me, "timezone": service.centre_timezone(),
+            "language": me.get("language") or service.settings.interface_language}
 
 
 Agent = Annotated[dict[str, Any], Depends(current_agent)]
@@ -157,8 +164,7 @@ async def login(request: Request, body: LoginIn) -> JSONResponse:
     if result is None:
         raise _deny("wrong username or password")
     token, me = result
-    response = JSONResponse({"token": token,
-                             "agent": {**me, "timezone": service.centre_timezone()}})
+    response = JSONResponse({"token": token, "agent": _described(service, me)})
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/",
                         secure=request.url.scheme == "https",
                         max_age=int(service.settings.agent_session_hours * 3600))
@@ -178,8 +184,21 @@ async def logout(request: Request, agent: Agent) -> Response:
 
 @router.get("/me")
 async def whoami(request: Request, agent: Agent) -> dict[str, Any]:
-    """The signed-in agent, and the centre's time zone the console shows times in."""
-    return {**agent, "timezone": web(request).agents.centre_timezone()}
+    """The signed-in agent, the centre's time zone the console shows times in, and the
+    console's language."""
+    return agent
+
+
+class LanguageIn(BaseModel):
+    language: Literal["en", "he"]
+
+
+@router.post("/language")
+async def set_language(request: Request, body: LanguageIn, agent: Agent) -> dict[str, Any]:
+    """The console's language (issue 17.5), kept with the agent for every console."""
+    service = web(request).agents
+    me = await web(request).db.run(service.set_language, agent["id"], body.language)
+    return _described(service, me)
 
 
 @router.post("/state")

@@ -34,6 +34,9 @@ class Agent(Base):
     # Unique: one call can never be offered to two agents, whatever the processes do.
     current_call_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
     active: Mapped[bool] = mapped_column(default=True)
+    # The console's language ("he", "en"; issue 17.5); None: the centre's
+    # (IVR_INTERFACE_LANGUAGE).
+    language: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

@@ -34,7 +34,7 @@ ROLES = ("agent", "admin")
 REACH_KINDS = ("client", "number", "sip")
 ME_COLUMNS = (agents.c.id, agents.c.username, agents.c.name, agents.c.role, agents.c.queues,
               agents.c.team, agents.c.state, agents.c.state_since, agents.c.current_call_sid,
-              agents.c.reach_kind, agents.c.reach_target)
+              agents.c.reach_kind, agents.c.reach_target, agents.c.language)
 
 
 def _plain(row: Any) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def _plain(row: Any) -> dict[str, Any]:
 def create_agent(conn: Connection, *, username: str, name: str, password: str,
                  role: str = "agent", queues: Sequence[str] = (), reach_kind: str = "client",
                  reach_target: str | None = None, team: str | None = None,
-                 now: datetime) -> int:
+                 language: str | None = None, now: datetime) -> int:
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     if reach_kind not in REACH_KINDS:
@@ -60,13 +60,21 @@ def create_agent(conn: Connection, *, username: str, name: str, password: str,
         username=username, name=name, role=role, password_hash=hash_password(password),
         queues=list(queues), team=team, reach_kind=reach_kind,
         reach_target=reach_target or username, state="offline", state_since=now,
-        current_call_sid=None, active=True, created_at=now, updated_at=now))
+        current_call_sid=None, active=True, language=language, created_at=now,
+        updated_at=now))
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
 def set_password(conn: Connection, username: str, password: str, now: datetime) -> bool:
     return bool(conn.execute(update(agents).where(agents.c.username == username).values(
         password_hash=hash_password(password), updated_at=now)).rowcount)
+
+
+def set_language(conn: Connection, agent_id: int, language: str | None,
+                 now: datetime) -> None:
+    """The agent's console language (None: the centre's)."""
+    conn.execute(update(agents).where(agents.c.id == agent_id).values(
+        language=language, updated_at=now))
 
 
 def credentials(conn: Connection, username: str) -> Any:
