@@ -12,13 +12,17 @@ fi
 .venv/bin/python -m pip install -q -e '.[dev]'
 # The agent console's browser test drives Debian's Chromium (Playwright never downloads a
 # browser), with a font that has Hebrew: installed once when missing (as root; otherwise
-# run `apt-get install -y chromium fonts-dejavu-core`). A failed install fails the run.
-if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "Chromium is missing; installing it (apt-get install -y chromium fonts-dejavu-core)"
+# run `apt-get install -y chromium fonts-dejavu-core pgbouncer`). A failed install fails the run.
+# PgBouncer: tests/test_pgbouncer.py runs the PostgreSQL webhook and routing cases through one.
+if { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/sbin/pgbouncer ]; } && [ "$(id -u)" = 0 ] \
+    && command -v apt-get >/dev/null; then
+  echo "Chromium or PgBouncer is missing; installing them" \
+       "(apt-get install -y chromium fonts-dejavu-core pgbouncer)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
-  apt-get install -y -q chromium fonts-dejavu-core
+  apt-get install -y -q chromium fonts-dejavu-core pgbouncer
   [ -x /usr/bin/chromium ] || { echo "apt-get installed no /usr/bin/chromium" >&2; exit 1; }
+  [ -x /usr/sbin/pgbouncer ] || { echo "apt-get installed no /usr/sbin/pgbouncer" >&2; exit 1; }
 fi
 echo "== ruff"
 .venv/bin/ruff check .

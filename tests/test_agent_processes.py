@@ -112,15 +112,19 @@ def check_pop_reaches_console(console_url: str, webhook_url: str,
     return at - sent
 
 
-def pop_latency(url: str, menus_dir: Path, processes: int) -> float:
-    """One agent's console on the first server, the call's webhooks to the last."""
+def pop_latency(url: str, menus_dir: Path, processes: int, *, direct_url: str | None = None,
+                **env: str) -> float:
+    """One agent's console on the first server, the call's webhooks to the last.
+    ``direct_url``: the database itself when ``url`` is a pooler (the test's own writes go
+    there)."""
     always_open(menus_dir)
-    engine = create_engine(url)
+    engine = create_engine(direct_url or url)
     seed(engine, 1)
     engine.dispose()
     readers: list[threading.Thread] = []
     with contextlib.ExitStack() as stack:
-        urls = [stack.enter_context(server(url, menus_dir))[0] for _ in range(processes)]
+        urls = [stack.enter_context(server(url, menus_dir, **env))[0]
+                for _ in range(processes)]
         latency = check_pop_reaches_console(urls[0], urls[-1], readers)
     for r in readers:
         r.join(10)
@@ -139,12 +143,19 @@ def test_screen_pop_reaches_the_console_of_one_process(database_url: str,
 
 def test_two_processes_never_connect_two_agents_to_one_call(pg_url: str,
                                                             menus_dir: Path) -> None:
+    two_processes_route_each_call_once(pg_url, pg_url, menus_dir)
+
+
+def two_processes_route_each_call_once(url: str, direct_url: str, menus_dir: Path,
+                                       **env: str) -> None:
+    """40 callers and 20 agents going available across two server processes on ``url``
+    (the database, or a pooler in front of ``direct_url``): 20 offers, one per agent."""
     always_open(menus_dir)
-    engine = create_engine(pg_url)
+    engine = create_engine(direct_url)
     seed(engine, 20)
-    fast = {"IVR_ROUTE_EVERY_SECONDS": "0.05", "IVR_DB_POOL_SIZE": "8"}
-    with server(pg_url, menus_dir, **fast) as (a, _pa), \
-            server(pg_url, menus_dir, **fast) as (b, _pb):
+    fast = {"IVR_ROUTE_EVERY_SECONDS": "0.05", "IVR_DB_POOL_SIZE": "8", **env}
+    with server(url, menus_dir, **fast) as (a, _pa), \
+            server(url, menus_dir, **fast) as (b, _pb):
         urls = [a, b]
 
         def call(i: int) -> str:
