@@ -172,6 +172,14 @@ class AgentService:
         assert me is not None
         return me, out
 
+    def set_language(self, agent_id: int, language: str | None) -> dict[str, Any]:
+        """The agent's console language, kept with the agent (None: the centre's)."""
+        with self.engine.begin() as conn:
+            repo.set_language(conn, agent_id, language, self.clock.now())
+            me = repo.me(conn, agent_id)
+        assert me is not None
+        return me
+
     def _state_event(self, conn: Connection, agent_id: int, now: datetime, out: Outcome,
                      ) -> None:
         me = repo.me(conn, agent_id)
@@ -187,14 +195,6 @@ class AgentService:
         out = Outcome()
         queue_sid = params.get("QueueSid") or None
         with self.engine.begin() as conn:
-    def set_language(self, agent_id: int, language: str | None) -> dict[str, Any]:
-        """The agent's console language, kept with the agent (None: the centre's)."""
-        with self.engine.begin() as conn:
-            repo.set_language(conn, agent_id, language, self.clock.now())
-            me = repo.me(conn, agent_id)
-        assert me is not None
-        return me
-
             entry = repo.get_entry(conn, call_sid)
             call = get_call(conn, call_sid)
             if entry is None or entry.status in ("done", "abandoned", "callback") \
