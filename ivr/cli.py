@@ -339,11 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     from crm_sync import cli as crm_cli  # noqa: PLC0415
     from ivr.agents import cli as agents_cli  # noqa: PLC0415
     from ivr.auth import cli as tokens_cli  # noqa: PLC0415
+    from ivr.reports import cli as reports_cli  # noqa: PLC0415
 
     crm_cli.add_parser(sub)
     agents_cli.add_parser(sub)
     tokens_cli.add_parser(sub)
     callbacks_cli.add_parser(sub)
+    reports_cli.add_parser(sub)
     return parser
 
 
@@ -384,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
             from callbacks import cli as callbacks_cli  # noqa: PLC0415
 
             return callbacks_cli.run(settings, args)
+        if args.command == "reports":
+            from ivr.reports import cli as reports_cli  # noqa: PLC0415
+
+            return reports_cli.run(settings, args)
         if args.command == "tokens":
             from ivr.auth import cli as tokens_cli  # noqa: PLC0415
 

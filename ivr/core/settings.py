@@ -177,6 +177,13 @@ class Settings(BaseSettings):
     # ignored with a warning at every start (see ``demo_always_open_ignored``).
     demo_always_open: bool = False
 
+    # Reports (issue 17.5): the service level counts calls answered within this many
+    # seconds of joining the queue; weeks start on this day (Israel's on Sunday); the worker
+    # rolls up finished days this often (`ivr reports refresh` does it by hand).
+    reports_service_level_seconds: int = Field(default=20, ge=1, le=3600)
+    reports_week_start: Literal["monday", "sunday"] = "sunday"
+    reports_rollup_every_s: float = Field(default=900, gt=0)
+
     @field_validator("twilio_shared_keys", mode="before")
     @classmethod
     def _parse_shared_keys(cls, value: object) -> object:

@@ -1,0 +1,155 @@
+"""The queue and agent reports: counters of the rolled-up days (``repository``) plus those
+of the days not rolled up yet (today, always), computed from the calls themselves
+(``facts``), summed per period and shown as figures (``rollup.figures``), tables and
+charts (``model``)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from ivr.agents.models import agents
+from ivr.reports import repository as repo
+from ivr.reports.facts import rollup_between
+from ivr.reports.model import (
+    Block,
+    Chart,
+    Column,
+    ReportRequest,
+    Series,
+    Table,
+    local_midnight,
+    period_start,
+    periods,
+)
+from ivr.reports.rollup import NO_AGENT, NO_QUEUE, figures
+from ivr.reports.strings import format_period
+
+#: The queue of the "all queues" row (every inbound call, the menu's abandonment).
+ALL = "*"
+
+
+def counters(conn: Connection, req: ReportRequest, group: repo.Group,
+             ) -> tuple[repo.Sums, repo.Waits]:
+    """Counters and wait histograms per (period start, queue or agent id) of the range."""
+    rolled = repo.rolled_days(conn, req.start, req.end, req.zone)
+    today = req.now.astimezone(req.zone).date()
+    rolled = {d for d in rolled if d < today}
+    sums: repo.Sums = defaultdict(Counter)
+    waits: repo.Waits = defaultdict(Counter)
+    if rolled:
+        sums.update(repo.read_counts(conn, req.start, req.end, req.by, req.week_start, group,
+                                     rolled))
+        waits.update(repo.read_waits(conn, req.start, req.end, req.by, req.week_start, group,
+                                     rolled))
+    for first, last in _runs(req.start, req.end, rolled):
+        live = rollup_between(conn, local_midnight(first, req.zone),
+                              local_midnight(last + timedelta(days=1), req.zone),
+                              req.zone, req.now)
+        for (day, queue, agent), c in live.counts.items():
+            k = (period_start(day, req.by, req.week_start), queue if group == "queue" else agent)
+            sums[k].update(c)
+        for (day, queue, agent), h in live.waits.items():
+            k = (period_start(day, req.by, req.week_start), queue if group == "queue" else agent)
+            waits[k].update(h)
+    return sums, waits
+
+
+def _runs(first: date, last: date, done: set[date]) -> list[tuple[date, date]]:
+    """The stretches of consecutive days in first..last that are not in ``done``."""
+    runs: list[tuple[date, date]] = []
+    day = first
+    while day <= last:
+        if day in done:
+            day += timedelta(days=1)
+            continue
+        start = day
+        while day + timedelta(days=1) <= last and day + timedelta(days=1) not in done:
+            day += timedelta(days=1)
+        runs.append((start, day))
+        day += timedelta(days=1)
+    return runs
+
+
+def _cols(req: ReportRequest, keys: list[tuple[str, str]]) -> list[Column]:
+    return [Column(k, f"reports.col.{k}", kind) for k, kind in keys]  # type: ignore[arg-type]
+
+
+QUEUE_COLUMNS = [("calls", "int"), ("answered", "int"), ("abandoned_menu", "int"),
+                 ("abandoned_queue", "int"), ("abandon_rate", "pct"), ("callback_left", "int"),
+                 ("avg_wait", "seconds"), ("p90_wait", "seconds"), ("service_level", "pct"),
+                 ("callback_sla", "pct"), ("fcr", "pct"), ("repeat_rate", "pct"),
+                 ("csat", "score"), ("csat_n", "int"), ("followups_on_time", "pct")]
+AGENT_COLUMNS = [("answered", "int"), ("avg_wait", "seconds"), ("p90_wait", "seconds"),
+                 ("callback_sla", "pct"), ("fcr", "pct"), ("repeat_rate", "pct"),
+                 ("csat", "score"), ("csat_n", "int"), ("followups_on_time", "pct")]
+
+
+def queue_report(conn: Connection, req: ReportRequest) -> list[Block]:
+    """Per period: a row per queue, then the "all queues" row (every inbound call)."""
+    sums, waits = counters(conn, req, "queue")
+    queue = req.options.get("queue")
+    rows: list[dict[str, Any]] = []
+    totals: list[dict[str, Any]] = []
+    firsts = list(periods(req.start, req.end, req.by, req.week_start))
+    for p in firsts:
+        keys = sorted(q for (pp, q) in sums if pp == p and q != NO_QUEUE)
+        for q in keys:
+            if queue and q != queue:
+                continue
+            rows.append({"period": p.isoformat(), "queue": q,
+                         **figures(sums[(p, q)], waits.get((p, q), {}),
+                                   req.service_level_seconds)})
+        everything: Counter[str] = Counter()
+        hist: Counter[int] = Counter()
+        for (pp, _q), c in sums.items():
+            if pp == p:
+                everything.update(c)
+        for (pp, _q), h in waits.items():
+            if pp == p:
+                hist.update(h)
+        total = {"period": p.isoformat(), "queue": ALL,
+                 **figures(everything, hist, req.service_level_seconds, all_calls=True)}
+        totals.append(total)
+        if not queue:
+            rows.append(total)
+    columns = [Column("period", "reports.col.period", "date"),
+               Column("queue", "reports.col.queue", "text"), *_cols(req, QUEUE_COLUMNS)]
+    labels = [format_period(req.lang, p, req.by, short=True) for p in firsts]
+    return [
+        Table("queues", "reports.queues.table", columns, rows, note="reports.note.queues"),
+        Chart("calls", "reports.chart.calls", "bar", labels, [
+            Series("reports.col.answered", [t["answered"] for t in totals]),
+            Series("reports.col.abandoned_queue", [t["abandoned_queue"] for t in totals]),
+            Series("reports.col.abandoned_menu", [t["abandoned_menu"] for t in totals])]),
+        Chart("wait", "reports.chart.wait", "line", labels, [
+            Series("reports.col.avg_wait", [t["avg_wait"] for t in totals]),
+            Series("reports.col.p90_wait", [t["p90_wait"] for t in totals])], unit="seconds"),
+        Chart("quality", "reports.chart.quality", "line", labels, [
+            Series("reports.col.service_level", [t["service_level"] for t in totals]),
+            Series("reports.col.fcr", [t["fcr"] for t in totals])], unit="pct"),
+    ]
+
+
+def agent_names(conn: Connection) -> dict[int, str]:
+    a = agents.c
+    return {int(r.id): r.name for r in conn.execute(select(a.id, a.name))}
+
+
+def agent_report(conn: Connection, req: ReportRequest) -> list[Block]:
+    """Per period: a row per agent who answered, surveyed or followed up."""
+    sums, waits = counters(conn, req, "agent_id")
+    names = agent_names(conn)
+    rows: list[dict[str, Any]] = []
+    for p in periods(req.start, req.end, req.by, req.week_start):
+        for agent in sorted({a for (pp, a) in sums if pp == p and a != NO_AGENT},
+                            key=lambda a: (names.get(a, ""), a)):
+            f = figures(sums[(p, agent)], waits.get((p, agent), {}), req.service_level_seconds)
+            rows.append({"period": p.isoformat(), "agent": names.get(agent, f"#{agent}"),
+                         **{k: f[k] for k, _ in AGENT_COLUMNS}})
+    columns = [Column("period", "reports.col.period", "date"),
+               Column("agent", "reports.col.agent", "text"), *_cols(req, AGENT_COLUMNS)]
+    return [Table("agents", "reports.agents.table", columns, rows)]
