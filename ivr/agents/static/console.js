@@ -6,6 +6,10 @@
 
 (function () {
   const $ = (id) => document.getElementById(id);
+  // Other console scripts (transfers.js) follow the console through DOM events on the
+  // document: console:stream, console:me, console:screenpop, console:status, console:clear,
+  // console:board.
+  const hook = (name, detail) => document.dispatchEvent(new CustomEvent(`console:${name}`, { detail }));
 
   const LANGUAGES = { "he-IL": "Hebrew", "en-US": "English", "ar-IL": "Arabic", "ru-RU": "Russian" };
   const STATE_LABELS = {
@@ -306,6 +310,7 @@
     $("idle").classList.toggle("gone", !takesCalls);
     if (!ui.context) idle();
     tickState();
+    hook("me", me);
   }
 
   function tickState() {
@@ -354,6 +359,7 @@
     source.addEventListener("screenpop", (e) => { const ctx = data(e); if (ctx) screenpop(ctx); });
     source.addEventListener("call", (e) => { const c = data(e); if (c) callChanged(c); });
     source.addEventListener("callback", (e) => { const c = data(e); if (c) callbackAlert(c); });
+    hook("stream", source);
   }
 
   function data(event) {
@@ -397,6 +403,7 @@
     const node = $("call-status");
     node.dataset.status = status;
     node.textContent = CALL_LABELS[status] || status;
+    hook("status", status);
     if (status === "ended") $("wu-topic").focus();
   }
 
@@ -422,6 +429,7 @@
     renderPath(ctx.ivr_path || []);
     renderWrapupChoices(ctx);
     if (fresh) restoreDraft(ctx.call_sid);
+    hook("screenpop", ctx);
     if (fresh) {
       document.title = `Call: ${ctx.customer?.name || "Unknown caller"} — Agent console`;
       // The offer reserved us; the header shows it (the stream may not say so itself).
@@ -437,6 +445,7 @@
     delete $("call").dataset.callSid;
     document.title = "Agent console";
     idle();
+    hook("clear");
   }
 
   function renderIdentity(ctx) {
@@ -858,6 +867,7 @@
         currentCall(a))), "sup-agents"));
     renderQueues(data.queues || [], agents);
     renderSupervisorCallbacks(data.callbacks, at);
+    hook("board", data);
   }
 
   /** Whom the agent is talking to and in which queue (the CallSid only on hover). */
