@@ -36,11 +36,13 @@ from ivr.menu.registry import MenuRegistry
 from ivr.observability import endpoints as observability_endpoints
 from ivr.observability.metrics import DatabaseCollector, Metrics, redactor
 from ivr.services import LOCAL_URL, WebState, build_services
+from ivr.surveys import webhooks as survey_webhooks
 
 log = logging.getLogger("ivr")
 
 #: Every Twilio webhook route, from each feature (the signature test walks them all).
-TWILIO_ROUTES = [*calls_endpoints.ROUTES, *agents_webhooks.ROUTES, *callbacks_endpoints.ROUTES]
+TWILIO_ROUTES = [*calls_endpoints.ROUTES, *agents_webhooks.ROUTES, *callbacks_endpoints.ROUTES,
+                 *survey_webhooks.ROUTES]
 
 
 async def _checkpoint_sqlite(db: Database, stop: asyncio.Event, every: float = 0.25) -> None:

@@ -26,6 +26,8 @@ from ivr.calls.service import CallService
 from ivr.core.clock import Clock
 from ivr.core.settings import Settings
 from ivr.menu.registry import MenuRegistry
+from ivr.surveys.policy import LiveSurveys
+from ivr.surveys.service import SurveyService
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -63,6 +65,7 @@ class Services:
     callbacks: CallbackService | None
     menus: MenuRegistry | None = None
     calls: CallService | None = None
+    surveys: SurveyService | None = None
 
     def dispatcher(self, *, timers: bool = True) -> Dispatcher:
         """The dispatcher as a worker runs it (database and network work in threads)."""
@@ -79,12 +82,16 @@ def build_services(engine: Engine, settings: Settings, clock: Clock, *,
         local_url = f"http://127.0.0.1:{settings.port}"
     callbacks = build_service(engine, clock, settings, gateway,
                               settings.public_url or local_url, dialer)
+    # Post-call surveys (issue 17.1): a surveys.yaml with mistakes raises SurveyError.
+    surveys = SurveyService(engine, clock, LiveSurveys(settings.surveys_file))
     agents = AgentService(engine, menus, clock, settings, gateway,
-                          callbacks if callbacks is not None else NO_QUEUE_WORK)
+                          callbacks if callbacks is not None else NO_QUEUE_WORK,
+                          after_call=surveys)
     calls = (CallService(engine, menus, clock, settings.default_region,
                          settings.repeat_window_minutes, settings.open_at_any_hour)
              if menus is not None else None)
-    return Services(settings, clock, engine, gateway, agents, callbacks, menus, calls)
+    return Services(settings, clock, engine, gateway, agents, callbacks, menus, calls,
+                    surveys=surveys)
 
 
 def callback_services(engine: Engine, settings: Settings, clock: Clock, *,
@@ -160,6 +167,12 @@ class WebState:
     @property
     def agents(self) -> AgentService:
         return self._live.services.agents
+
+    @property
+    def surveys(self) -> SurveyService:
+        surveys = self._live.services.surveys
+        assert surveys is not None  # build_services always builds it
+        return surveys
 
     @property
     def callbacks(self) -> CallbackService:

@@ -136,3 +136,30 @@ class NoQueueWork:
 
 
 NO_QUEUE_WORK = NoQueueWork()
+
+
+class AfterCall(Protocol):
+    """What follows an agent's conversation, as the queue sees it (the post-call survey,
+    ``ivr.surveys.service.SurveyService``): the TwiML a caller who stayed on the line hears
+    instead of the hang-up, and the customer's fields it adds to the screen-pop."""
+
+    def after_agent(self, conn: Connection, offer: Any, call_status: str,
+                    now: datetime) -> str | None: ...
+
+    def pop_fields(self, conn: Connection, customer_id: int | None,
+                   now: datetime) -> dict[str, Any]: ...
+
+
+class NoAfterCall:
+    """No surveys: the caller's call ends with the agent's; nothing added to the pop."""
+
+    def after_agent(self, conn: Connection, offer: Any, call_status: str,
+                    now: datetime) -> str | None:
+        return None
+
+    def pop_fields(self, conn: Connection, customer_id: int | None,
+                   now: datetime) -> dict[str, Any]:
+        return {}
+
+
+NO_AFTER_CALL = NoAfterCall()

@@ -36,7 +36,14 @@ from ivr.agents.auth import DUMMY_HASH, Hashing
 from ivr.agents.events import Published
 from ivr.agents.gateway import Gateway
 from ivr.agents.models import agent_calls, queue_entries
-from ivr.agents.ports import NO_QUEUE_WORK, Outcome, QueueWork, Reservation
+from ivr.agents.ports import (
+    NO_AFTER_CALL,
+    NO_QUEUE_WORK,
+    AfterCall,
+    Outcome,
+    QueueWork,
+    Reservation,
+)
 from ivr.agents.routing import plan
 from ivr.agents.twiml import connect_twiml
 from ivr.calls import twiml
@@ -79,7 +86,8 @@ class AgentError(Exception):
 class AgentService:
     def __init__(self, engine: Engine, registry: MenuRegistry | None, clock: Clock,
                  settings: Settings, gateway: Gateway,
-                 callbacks: QueueWork = NO_QUEUE_WORK) -> None:
+                 callbacks: QueueWork = NO_QUEUE_WORK,
+                 after_call: AfterCall = NO_AFTER_CALL) -> None:
         self.engine = engine
         self.registry = registry
         self.clock = clock
@@ -87,6 +95,8 @@ class AgentService:
         self.gateway = gateway
         #: The callbacks feature plugged into the queue (``ivr.agents.ports``).
         self.callbacks = callbacks
+        #: What a caller hears after the agent hangs up (the post-call survey).
+        self.after_call = after_call
         #: Sign-ins' password checks, in threads of their own (``ivr.agents.auth``).
         self.hashing = Hashing(settings.login_hash_threads, settings.login_max_pending)
 
@@ -556,7 +566,8 @@ class AgentService:
                     {"call_sid": offer.call_sid, "status": "answered"}, now, offer.call_sid)))
         return out
 
-    def agent_dial_ended(self, offer_id: int, call_sid: str, dial_status: str) -> Outcome:
+    def agent_dial_ended(self, offer_id: int, call_sid: str, dial_status: str,
+                         call_status: str = "in-progress") -> Outcome:
         """The ``<Dial>`` to the agent is over. Talked: the agent wraps up and the caller's
         call ends. Not answered, busy, failed: the caller goes back to the head of the queue
         and the agent is set offline (not available) until they say otherwise."""
@@ -568,7 +579,8 @@ class AgentService:
                 out.twiml = self._requeue_twiml(conn, call_sid, now, out)
                 return out
             if offer.ended_at is not None:  # a retried request
-                out.twiml = (twiml.render([Hangup()], 0) if offer.outcome == "completed"
+                out.twiml = (self._after_agent(conn, offer, call_status, now)
+                             if offer.outcome == "completed"
                              else self._requeue_twiml(conn, call_sid, now, out))
                 return out
             talked = dial_status in DIAL_DONE and offer.answered_at is not None
@@ -581,7 +593,7 @@ class AgentService:
                 out.published.append((offer.agent_id, repo.add_event(
                     conn, offer.agent_id, "call", {"call_sid": call_sid, "status": "ended"},
                     now, call_sid)))
-                out.twiml = twiml.render([Hangup()], 0)
+                out.twiml = self._after_agent(conn, offer, call_status, now)
                 return out
             outcome = dial_status if dial_status in ("busy", "failed", "canceled") \
                 else "no-answer"
@@ -593,6 +605,13 @@ class AgentService:
             self._end_offer(conn, offer, outcome, "offline", now, out, requeue=True)
             out.twiml = self._requeue_twiml(conn, call_sid, now, out)
         return out
+
+    def _after_agent(self, conn: Connection, offer: Any, call_status: str,
+                     now: datetime) -> str:
+        """After a conversation: the post-call survey for a caller still on the line
+        (``AfterCall``), else the hang-up."""
+        return (self.after_call.after_agent(conn, offer, call_status, now)
+                or twiml.render([Hangup()], 0))
 
     def call_ended(self, call_sid: str) -> Outcome:
         """The caller's call is over (final status callback): a waiting entry is abandoned,
@@ -690,6 +709,7 @@ class AgentService:
             "ivr_path": ivr_path(path),
             "pending_callbacks": self.callbacks.pending_for(conn, customer_id),
         })
+        ctx.update(self.after_call.pop_fields(conn, customer_id, now))
         return ctx
 
     def context_for(self, agent: dict[str, Any], call_sid: str) -> dict[str, Any]:

@@ -56,8 +56,9 @@ async def connect(request: Request, tw: TwilioRequest) -> Response:
 
 
 async def agent_dial(request: Request, tw: TwilioRequest) -> Response:
-    """The ``<Dial>`` to an agent ended: hang up after a conversation, else back to the
-    queue (the caller keeps their place; the agent who did not answer goes offline)."""
+    """The ``<Dial>`` to an agent ended: after a conversation the post-call survey (a
+    caller still on the line: ``CallStatus``) or the hang-up, else back to the queue (the
+    caller keeps their place; the agent who did not answer goes offline)."""
     agents = web(request).agents
     offer = _offer_id(tw)
     if offer is None:
@@ -65,7 +66,8 @@ async def agent_dial(request: Request, tw: TwilioRequest) -> Response:
         return safe_route(request)
     try:
         out = await web(request).db.run(agents.agent_dial_ended, offer, tw.call_sid,
-                                             tw.params.get("DialCallStatus", "failed"))
+                                             tw.params.get("DialCallStatus", "failed"),
+                                             tw.params.get("CallStatus", "in-progress"))
         await web(request).after_commit(out)
         return xml(out.twiml or twiml.empty())
     except Exception:

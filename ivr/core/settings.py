@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     outbox_every_s: float = Field(default=1.0, gt=0)  # worker polls the outbox this often
     outbox_keep_delivered_s: int = Field(default=7 * 86400, ge=0)  # then they are deleted
 
+    # Post-call surveys (issue 17.1): which queues' callers are surveyed after the agent
+    # hangs up, the questions and the low score (surveys.yaml, see README). No file: off.
+    surveys_file: Path = Path("surveys.yaml")
+
     # Callbacks: SLA policies and the offer per queue (callbacks.yaml, see README).
     callbacks_file: Path = Path("callbacks.yaml")
     # This process claims and dials due callbacks (`ivr worker` always does; `ivr serve`
