@@ -530,6 +530,42 @@ def test_expected_wait_from_what_the_queue_has(position: int, free: int,
     assert expected_wait(position, busy, handle_times, free=free) == expected
 
 
+def _simulated_wait(position: int, busy: list[timedelta], handle_times: list[timedelta],
+                    free: int) -> timedelta | None:
+    """The definition, caller by caller: each caller ahead takes the agent free soonest for
+    one mean handle time (what ``expected_wait`` computed in O(position x agents) before)."""
+    if position <= 0 or position <= free:
+        return timedelta(0)
+    if free <= 0 and not busy:
+        return None
+    mean = sla.mean_handle_time(handle_times)
+    ready = [timedelta(0)] * free + [sla.time_left(e, mean) for e in busy]
+    for _ in range(position - 1):
+        soonest = ready.index(min(ready))
+        ready[soonest] += mean
+    return min(ready)
+
+
+@settings(max_examples=300, deadline=None)
+@given(position=st.integers(-1, 60), free=st.integers(0, 4),
+       busy=st.lists(st.integers(-30, 900).map(lambda s: timedelta(seconds=s)), max_size=6),
+       handle_times=st.lists(st.integers(0, 900).map(lambda s: timedelta(seconds=s)),
+                             max_size=4))
+def test_expected_wait_is_the_caller_by_caller_simulation(
+        position: int, free: int, busy: list[timedelta],
+        handle_times: list[timedelta]) -> None:
+    assert expected_wait(position, busy, handle_times, free=free) == _simulated_wait(
+        position, busy, handle_times, free)
+
+
+def test_expected_wait_of_a_long_queue_with_many_agents() -> None:
+    """Far more callers than agents, agents at every stage of their calls: many rounds."""
+    busy = [timedelta(seconds=(i * 37) % 400) for i in range(60)]
+    for position in (59, 60, 61, 1_000, 2_345):
+        assert expected_wait(position, busy, [5 * M, 3 * M], free=3) == _simulated_wait(
+            position, busy, [5 * M, 3 * M], 3)
+
+
 @pytest.mark.parametrize(("now", "expected", "reason"), [
     (j(11, 23, 10), None, "unstaffed"),          # nobody can answer: say so, offer
     (j(11, 23, 19, 50), None, None),             # ... but not after the offer's hours
