@@ -37,6 +37,7 @@ def _with_attributes(query: Select[Any]) -> Select[Any]:
                  .scalar_subquery())
     return query.add_columns(customers.c.id, customers.c.tier, customers.c.segment,
                              customers.c.status, customers.c.preferred_language,
+                             customers.c.date_of_birth,
                              open_incidents.label("open_incidents"),
                              newest_open.label("newest_open"),
                              last_call.label("last_call"))
@@ -84,6 +85,9 @@ def _attributes(row: Any, now: datetime,
         # at {open_incident_opened_at:time}").
         "open_incident_opened_at": opened.isoformat() if opened is not None else None,
         "hours_since_last_call": hours,
+        # For the call's recognition facts (a birthday today); the IVR keeps the fact, not
+        # the date (``ivr.calls.service``).
+        "date_of_birth": row.date_of_birth.isoformat() if row.date_of_birth else None,
     }
 
 

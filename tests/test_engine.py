@@ -144,13 +144,13 @@ nodes:
     branches:
       - when: {attribute: tier, equals: gold}
         next: vip
-      - when: {attribute: region, in: [north, south, 7]}
+      - when: {attribute: segment, in: [north, south, 7]}
         next: regional
-      - when: {attribute: open_ticket, exists: true}
+      - when: {attribute: open_incident_opened_at, exists: true}
         next: tickets
-      - when: {attribute: balance, at_least: 1000}
+      - when: {attribute: open_incidents, at_least: 1000}
         next: collections
-      - when: {attribute: age_days, at_most: 30}
+      - when: {attribute: minutes_since_last_call, at_most: 30}
         next: welcome
     default: billing
   vip: {type: queue, queue: vip}
@@ -607,23 +607,23 @@ def test_holiday_and_emergency_default_to_closed(now: datetime, outcome: str) ->
     ({"tier": "gold"}, "vip"),
     ({"tier": "silver"}, "billing"),
     ({"tier": None}, "billing"),
-    ({"region": "north"}, "regional"),
-    ({"region": "south"}, "regional"),
-    ({"region": 7}, "regional"),
-    ({"region": "east"}, "billing"),
-    ({"open_ticket": "T-17"}, "tickets"),
-    ({"open_ticket": 0}, "tickets"),  # present, even if falsy
-    ({"open_ticket": None}, "billing"),  # None is the same as absent
-    ({"balance": 1000}, "collections"),
-    ({"balance": "1500.5"}, "collections"),
-    ({"balance": 999.99}, "billing"),
-    ({"balance": "a lot"}, "billing"),
-    ({"age_days": 30}, "welcome"),
-    ({"age_days": 0}, "welcome"),
-    ({"age_days": 31}, "billing"),
+    ({"segment": "north"}, "regional"),
+    ({"segment": "south"}, "regional"),
+    ({"segment": 7}, "regional"),
+    ({"segment": "east"}, "billing"),
+    ({"open_incident_opened_at": "T-17"}, "tickets"),
+    ({"open_incident_opened_at": 0}, "tickets"),  # present, even if falsy
+    ({"open_incident_opened_at": None}, "billing"),  # None is the same as absent
+    ({"open_incidents": 1000}, "collections"),
+    ({"open_incidents": "1500.5"}, "collections"),
+    ({"open_incidents": 999.99}, "billing"),
+    ({"open_incidents": "a lot"}, "billing"),
+    ({"minutes_since_last_call": 30}, "welcome"),
+    ({"minutes_since_last_call": 0}, "welcome"),
+    ({"minutes_since_last_call": 31}, "billing"),
     # The first branch that holds wins.
-    ({"tier": "gold", "region": "north", "balance": 5000}, "vip"),
-    ({"region": "north", "open_ticket": "T-1"}, "regional"),
+    ({"tier": "gold", "segment": "north", "open_incidents": 5000}, "vip"),
+    ({"segment": "north", "open_incident_opened_at": "T-1"}, "regional"),
 ])
 def test_branch(bundle: MenuBundle, frozen: FrozenClock, attributes: dict[str, Any],
                 queue: str) -> None:
@@ -1550,7 +1550,7 @@ nodes:
     type: queue
     queue: support
     priority:
-      - {when: {attribute: balance, at_least: 1000}, priority: 5}
+      - {when: {attribute: open_incidents, at_least: 1000}, priority: 5}
       - {when: {attribute: tier, equals: gold}, priority: 10}
       - {when: {attribute: tier, equals: trial}, priority: -3}
 """
@@ -1559,9 +1559,9 @@ nodes:
 @pytest.mark.parametrize(("attributes", "priority"), [
     ({}, 0),  # no rule holds
     ({"tier": "silver"}, 0),
-    ({"balance": 5000}, 5),
+    ({"open_incidents": 5000}, 5),
     ({"tier": "gold"}, 10),
-    ({"tier": "gold", "balance": 5000}, 10),  # the highest of the rules that hold
+    ({"tier": "gold", "open_incidents": 5000}, 10),  # the highest of the rules that hold
     ({"tier": "trial"}, -3),  # a lower priority than a caller no rule matches
 ])
 def test_queue_priority(attributes: dict[str, Any], priority: int) -> None:

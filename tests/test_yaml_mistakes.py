@@ -68,9 +68,9 @@ CASES: list[tuple[str, str, str, str, list[str]]] = [
     ("the-last-node-moved-to-column-0", "main.yaml", "  holiday_message:\n",
      "holiday_message:\n", [
          "{main}:214:1: error: holiday_message: unknown key 'holiday_message'; expected one "
-         "of: default_language, description, fallback, languages, name, nodes, schedules, "
-         "start, timezone, voices; it looks like a node: indent it under nodes: like the "
-         "other nodes"]),
+         "of: caller_time, default_language, description, fallback, languages, name, nodes, "
+         "schedules, start, timezone, voices; it looks like a node: indent it under nodes: "
+         "like the other nodes"]),
     ("a-tab", "main.yaml", QUEUE, "    type: queue\n\tqueue: billing\n", [
         "{main}:122:1: error: invalid YAML: a tab character: indent with spaces"]),
     ("an-unclosed-list", "main.yaml", "    input: [dtmf, speech]\n    timeout: 6\n",

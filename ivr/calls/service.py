@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from crm_sync.history import close_inbound_call, record_inbound_call
 from crm_sync.lookup import identify_by_account, identify_caller
 from ivr.calls import repository as repo
 from ivr.calls import twiml
 from ivr.core.clock import Clock
+from ivr.menu.bundle import MenuBundle
 from ivr.menu.engine import (
     AccountEntered,
     CallState,
@@ -33,11 +35,22 @@ from ivr.menu.engine import (
     step,
 )
 from ivr.menu.model import IdentifyNode
+from ivr.menu.recognition import birthday_facts, local_today, recognition_facts
 from ivr.menu.registry import MenuRegistry
 
 log = logging.getLogger(__name__)
 
 FINAL_STATUSES = {"completed", "busy", "failed", "no-answer", "canceled"}
+
+#: A port: more facts about an identified customer for the menu, read in the call's
+#: transaction (connection, customer id, now) -> attributes. ``ivr/services.py`` plugs the
+#: retention signals in (``leaving_risk``: the customer is a leaving risk), which sit above
+#: this package in the layer order.
+CustomerFacts = Callable[[Connection, int, datetime], Mapping[str, Any]]
+
+
+def no_customer_facts(conn: Connection, customer_id: int, now: datetime) -> Mapping[str, Any]:
+    return {}
 
 
 def fingerprint(path: str, query: str, params: Mapping[str, str]) -> str:
@@ -74,8 +87,14 @@ class UnknownCallError(LookupError):
 class CallService:
     def __init__(self, engine: Engine, registry: MenuRegistry, clock: Clock,
                  region: str = "IL", repeat_window_minutes: int = 120,
-                 always_open: bool = False) -> None:
+                 always_open: bool = False, *, timezone: str = "Asia/Jerusalem",
+                 customer_facts: CustomerFacts = no_customer_facts) -> None:
         self.engine = engine
+        # Recognition (issue 17 section 3): birthdays and holidays are days of the centre's
+        # time zone and of its country's calendar (the region's).
+        self.timezone = timezone
+        self.customer_facts = customer_facts
+        self._languages: dict[str, tuple[str, ...]] = {}
         self.always_open = always_open  # the demo's IVR_DEMO_ALWAYS_OPEN in effect
         self.repeat_window = repeat_window_minutes
         self.region = region
@@ -95,6 +114,26 @@ class CallService:
             "last_fingerprint": fp, "last_response": xml, "updated_at": self.clock.now(),
         }
 
+    def _bundle_languages(self, bundle: MenuBundle) -> tuple[str, ...]:
+        langs = self._languages.get(bundle.version)
+        if langs is None:
+            langs = tuple(sorted({lang for lm in bundle.menus.values()
+                                  for lang in lm.menu.languages}))
+            self._languages = {bundle.version: langs}  # one live version at a time
+        return langs
+
+    def _recognise(self, conn: Connection, attrs: dict[str, Any], bundle: MenuBundle,
+                   now: datetime) -> dict[str, Any]:
+        """The recognition facts of a new call (``ivr.menu.recognition``): birthday,
+        today's and tomorrow's holiday, and the port's customer facts (leaving risk). The
+        customer's date of birth is read for the fact and not kept with the call."""
+        born = attrs.pop("date_of_birth", None)
+        facts = recognition_facts(now, self.timezone, self.region,
+                                  self._bundle_languages(bundle), date_of_birth=born)
+        if attrs.get("identified") and attrs.get("customer_id") is not None:
+            facts.update(self.customer_facts(conn, int(attrs["customer_id"]), now))
+        return facts
+
     # -- use cases
 
     def start_call(self, params: Mapping[str, str], fp: str) -> Answer:
@@ -109,6 +148,7 @@ class CallService:
             attrs: dict[str, Any] = {"caller": params.get("From"), "called": params.get("To"),
                                      "caller_country": params.get("FromCountry"),
                                      **match.attributes}
+            attrs.update(self._recognise(conn, attrs, bundle, now))
             state = start_state(bundle, sid, self.registry.entry, attrs)
             result = step(bundle, state, Start(), now, always_open=self.always_open)
             xml = twiml.render(result.actions, 1)
@@ -179,6 +219,10 @@ class CallService:
             match = identify_by_account(conn, digits, now, self.repeat_window)
             if match is not None:
                 record_inbound_call(conn, match["customer_id"], sid, None, now)
+                # Now we know who it is: their birthday and the port's facts too.
+                born = match.pop("date_of_birth", None)
+                match.update(birthday_facts(born, local_today(now, self.timezone)))
+                match.update(self.customer_facts(conn, int(match["customer_id"]), now))
             return match
 
     def _plan(self, row: dict[str, Any] | None, sid: str, at_step: int, event: Event,

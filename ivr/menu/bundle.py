@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr.menu.checks import check_bundle
+from ivr.menu.cost import EndCost, budget_problems, menu_costs
 from ivr.menu.loader import LoadedMenu, Problem, load_menu_file, load_menu_text, menu_files
+from ivr.menu.recordings import play_durations
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,9 @@ class LoadReport:
     fatal: str | None = None
     # The refused file that ``fatal`` follows from (the entry menu's), if it does.
     fatal_cause: str | None = None
+    # What the menus cost the caller (``ivr.menu.cost``): seconds of speech before each
+    # queue, transfer and hang-up, per start menu and language.
+    caller_time: list[EndCost] = field(default_factory=list)
 
     @property
     def problems(self) -> list[Problem]:
@@ -58,6 +63,7 @@ class LoadReport:
                         for f in sorted(self.refused)},
             "warnings": [str(p) for p in self.warnings],
             "fatal": self.fatal,
+            "caller_time": [c.as_dict() for c in self.caller_time],
         }
 
 
@@ -148,6 +154,11 @@ def assemble(
             report.fatal = (f"entry menu {entry!r} is not loaded (menus available: "
                             f"{', '.join(sorted(candidate)) or 'none'})")
         return None, report
+    durations, unknown = play_durations(candidate)
+    report.caller_time = menu_costs(candidate, entry, durations)
+    report.warnings = sorted({*report.warnings, *(
+        p for p in (*unknown, *budget_problems(candidate, report.caller_time))
+        if p.file not in report.refused)})
     return MenuBundle(bundle_version(candidate), dict(candidate)), report
 
 

@@ -7,7 +7,9 @@
   or queue fails) must end at a hangup; a cycle of them traps the caller;
 * languages: a declared language without prompt text, a voice that cannot speak it;
 * values Twilio would reject (Say text length);
-* a prompt text cut short by `` #`` (YAML reads the rest of the line as a comment).
+* a prompt text cut short by `` #`` (YAML reads the rest of the line as a comment);
+* caller attributes the IVR never sets, in a condition or a prompt's placeholder (a
+  misspelt ``birthday`` would make a branch that is never taken, or a silent gap).
 
 A sub-menu whose menu is in a file refused for its own errors is not reported as an
 unknown menu: the file that refers to it gets one line saying it was not checked against
@@ -182,7 +184,30 @@ def check_menu(lm: LoadedMenu, all_menus: Mapping[str, LoadedMenu],
             out.extend(_check_prompt(lm, ppath, prompt, langs))
         if isinstance(node, MenuNode):
             out.extend(_check_options(lm, name, node, langs))
+        out.extend(_check_conditions(lm, name, node))
     return out
+
+
+def _unknown_attribute(name: str) -> str:
+    """The IVR never sets it: the closest attribute it does, else the whole list."""
+    suggestion = _suggest(name, list(CALLER_ATTRIBUTES))
+    return f"unknown caller attribute {name!r}" + (
+        suggestion or f"; expected one of: {', '.join(CALLER_ATTRIBUTES)}")
+
+
+def _check_conditions(lm: LoadedMenu, name: str, node: Node) -> Iterator[Problem]:
+    """A branch's or a priority rule's condition on an attribute the IVR never sets."""
+    base: PathT = ("nodes", name)
+    rules: list[tuple[PathT, str]] = []
+    if isinstance(node, BranchNode):
+        rules = [((*base, "branches", i, "when", "attribute"), br.when.attribute)
+                 for i, br in enumerate(node.branches)]
+    elif isinstance(node, QueueNode):
+        rules = [((*base, "priority", i, "when", "attribute"), rule.when.attribute)
+                 for i, rule in enumerate(node.priority)]
+    for path, attribute in rules:
+        if attribute not in CALLER_ATTRIBUTES:
+            yield _problem(lm, path, _unknown_attribute(attribute))
 
 
 def _check_prompt(lm: LoadedMenu, ppath: PathT, prompt: Prompt, langs: set[str],
@@ -210,8 +235,7 @@ def _check_prompt(lm: LoadedMenu, ppath: PathT, prompt: Prompt, langs: set[str],
                                    "expected {attribute} or {attribute:time}")
                 elif name not in CALLER_ATTRIBUTES:
                     yield _problem(lm, (*ppath, "say", lang), f"placeholder {m.group(0)!r}: "
-                                   f"unknown caller attribute {name!r}"
-                                   f"{_suggest(name, list(CALLER_ATTRIBUTES))}", "warning")
+                                   + _unknown_attribute(name))
             if len(text) > SAY_MAX_CHARS:
                 yield _problem(lm, (*ppath, "say", lang), f"text is {len(text)} characters; "
                                f"Twilio's <Say> takes at most {SAY_MAX_CHARS}")

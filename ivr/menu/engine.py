@@ -165,15 +165,19 @@ def _menu(bundle: MenuBundle, name: str) -> Menu:
         raise EngineError(f"menu {name!r} is not in version {bundle.version}") from None
 
 
-def fill(text: str, attributes: dict[str, Any], zone: str) -> str:
+def fill(text: str, attributes: dict[str, Any], zone: str, language: str | None = None,
+         ) -> str:
     """A prompt's ``{attribute}`` placeholders with the caller's values (``{x:time}``: an
-    ISO timestamp as HH:MM in ``zone``); a value the caller does not have is left out."""
+    ISO timestamp as HH:MM in ``zone``; a value given per language, like a holiday's name,
+    in ``language``); a value the caller does not have is left out."""
     if "{" not in text:
         return text
 
     def one(m: re.Match[str]) -> str:
         name, _, fmt = m.group(1).partition(":")
         value = attributes.get(name)
+        if isinstance(value, dict):
+            value = value.get(language) if language is not None else None
         if value is None or value == "":
             return ""
         if fmt == "time":
@@ -297,6 +301,8 @@ def condition_holds(cond: Condition, attributes: dict[str, Any]) -> bool:
         return present == cond.exists
     if not present:
         return False
+    if isinstance(value, dict):  # a text per language (a holiday's name): any of them
+        return any(condition_holds(cond, {cond.attribute: v}) for v in value.values())
     if cond.equals is not None:
         return bool(value == cond.equals)
     if cond.in_ is not None:
@@ -337,11 +343,12 @@ class _Walk:
 
         def filled(a: Action) -> Action:
             if isinstance(a, Say) and "{" in a.text:
-                return replace(a, text=fill(a.text, attrs, zone))
+                return replace(a, text=fill(a.text, attrs, zone, a.language))
             if isinstance(a, Gather) and any(isinstance(p, Say) and "{" in p.text
                                              for p in a.prompts):
                 return replace(a, prompts=tuple(
-                    replace(p, text=fill(p.text, attrs, zone)) if isinstance(p, Say) else p
+                    replace(p, text=fill(p.text, attrs, zone, p.language))
+                    if isinstance(p, Say) else p
                     for p in a.prompts))
             return a
 

@@ -398,17 +398,39 @@ class Schedule(StrictModel):
         return known_zone(value)
 
 
-# Caller attributes the IVR sets (menus branch on them; prompts may speak them).
+# Caller attributes the IVR sets (menus branch on them; prompts may speak them). The last
+# four are the recognition facts (``ivr.menu.recognition``): the caller's birthday today
+# (the customer's date of birth, in the centre's time zone), today's public holiday and
+# tomorrow's (today is its eve), each named in the call's language, and the customer's
+# leaving-risk flag (the retention signals, given by the call's edge).
 CALLER_ATTRIBUTES = (
     "caller", "called", "caller_country", "caller_outcome", "identified", "customer_id",
     "tier", "segment", "status", "preferred_language", "open_incidents", "has_open_incident",
     "open_incident_opened_at", "hours_since_last_call", "minutes_since_last_call",
     "repeat_caller", "candidates",
+    "birthday_today", "holiday_today", "holiday_eve", "leaving_risk",
 )
 # "{tier}" speaks an attribute; "{open_incident_opened_at:time}" a timestamp as HH:MM in the
 # menu's time zone.
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 PLACEHOLDER_FORMATS = ("", "time")
+
+
+class CallerTime(StrictModel):
+    """What the menu costs the caller (``ivr.menu.cost``): the seconds of speech before each
+    queue, transfer or hang-up along the shortest key path, per language."""
+
+    budget_seconds: float | None = Field(
+        default=None, gt=0, le=3600,
+        description="Warn where a caller hears more than this before reaching a queue, "
+                    "transfer or hang-up (paths that start at this menu)")
+    chars_per_second: dict[LanguageTag, Annotated[float, Field(gt=0, le=100)]] = Field(
+        default_factory=dict,
+        description="Speaking rate of text-to-speech per language, in characters a second "
+                    "(default: he-IL 13, en-US 15, any other 14)")
+    recordings: str | None = Field(
+        default=None, description="Folder (relative to this file) holding the files that "
+        "'play' URLs name, by the URL's last path segment; default: 'recordings'")
 
 
 class Menu(StrictModel):
@@ -428,6 +450,8 @@ class Menu(StrictModel):
         default=None, description="Time zone of times spoken in prompts ({x:time}); "
                                   "default: the first schedule's, else UTC")
     nodes: dict[NodeName, Node] = Field(min_length=1)
+    caller_time: CallerTime = Field(
+        default_factory=CallerTime, description="The caller's time budget and speaking rates")
 
     @field_validator("timezone")
     @classmethod
