@@ -25,6 +25,10 @@ class WrapUp:
     promised_due_at: datetime | None = None
     leaving_reason: str | None = None
     notes: str | None = None
+    # The exit interview (ivr.retention): the customer's words for an "other" reason, and
+    # whether they stayed (True: saved, their status is not set to leaving).
+    leaving_text: str | None = None
+    stayed: bool | None = None
     close_incidents: tuple[int, ...] = ()
     kept_promises: tuple[int, ...] = ()
 
@@ -113,8 +117,12 @@ def record_wrap_up(conn: Connection, facts: CallFacts, wrap: WrapUp, now: dateti
     events += [(facts.customer_id, "incident.updated",
                 {"incident_id": i, "status": "closed", "closed_at": now}) for i in closing]
     emit_many(conn, events, now)
-    if wrap.leaving_reason:
+    if wrap.leaving_reason and wrap.stayed is not True:
         conn.execute(update(customers).where(customers.c.id == facts.customer_id,
                                              customers.c.status == "active")
                      .values(status="leaving", updated_at=now))
+    elif wrap.leaving_reason:  # kept: a customer who was leaving is active again
+        conn.execute(update(customers).where(customers.c.id == facts.customer_id,
+                                             customers.c.status == "leaving")
+                     .values(status="active", updated_at=now))
     return Written(interaction_id, created, tuple(opened), tuple(closing), tuple(still_open))

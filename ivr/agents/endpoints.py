@@ -101,6 +101,10 @@ class WrapUpIn(BaseModel):
     promised_action: str | None = Field(default=None, max_length=2000)
     promised_due_at: datetime | None = None
     leaving_reason: str | None = Field(default=None, max_length=64)
+    # The exit interview (wrapup.yaml's leaving reasons): the customer's words, and
+    # whether they stayed.
+    leaving_text: str | None = Field(default=None, max_length=500)
+    stayed: bool | None = None
     notes: str | None = Field(default=None, max_length=10_000)
     close_incidents: list[int] = Field(default_factory=list, max_length=100)
     kept_promises: list[int] = Field(default_factory=list, max_length=100)
@@ -261,6 +265,7 @@ async def wrap_up(request: Request, call_sid: str, body: WrapUpIn,
                   promised_action=body.promised_action or None,
                   promised_due_at=body.promised_due_at, leaving_reason=body.leaving_reason
                   or None, notes=body.notes or None,
+                  leaving_text=body.leaving_text or None, stayed=body.stayed,
                   close_incidents=tuple(body.close_incidents),
                   kept_promises=tuple(body.kept_promises))
     if wrap.promised_due_at is not None and wrap.promised_due_at.tzinfo is None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
+    from crm_sync.wrapup import CallFacts, WrapUp
     from ivr.agents.events import Published
     from ivr.agents.routing import Waiting
 
@@ -163,3 +164,39 @@ class NoAfterCall:
 
 
 NO_AFTER_CALL = NoAfterCall()
+
+
+class WrapUpCheck(Protocol):
+    """The retention feature as the wrap-up and the pop see it
+    (``ivr.retention.service.RetentionService``): the admin's lists a wrap-up is checked
+    against, the exit interview written in the wrap-up's transaction, and the customer's
+    leaving-risk signal on the pop (``chose``: the retention queues chosen in the IVR)."""
+
+    def refuse(self, wrap: WrapUp) -> str | None: ...
+
+    def record(self, conn: Connection, facts: CallFacts, wrap: WrapUp, interaction_id: int,
+               now: datetime) -> None: ...
+
+    def pop_risk(self, conn: Connection, customer_id: int | None, chose: list[str],
+                 now: datetime, found: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class NoWrapUpCheck:
+    """No retention feature: any leaving reason, no interview, the store's own signals
+    (``crm_sync.screenpop``) with the IVR's choice first."""
+
+    def refuse(self, wrap: WrapUp) -> str | None:
+        return None
+
+    def record(self, conn: Connection, facts: CallFacts, wrap: WrapUp, interaction_id: int,
+               now: datetime) -> None:
+        return None
+
+    def pop_risk(self, conn: Connection, customer_id: int | None, chose: list[str],
+                 now: datetime, found: dict[str, Any]) -> dict[str, Any]:
+        reasons = [f"chose '{q}' in the IVR (e.g. cancel my service)" for q in chose]
+        reasons += list(found.get("reasons") or [])
+        return {**found, "flag": bool(reasons), "reasons": reasons}
+
+
+NO_WRAP_UP_CHECK = NoWrapUpCheck()

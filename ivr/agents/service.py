@@ -39,10 +39,12 @@ from ivr.agents.models import agent_calls, queue_entries
 from ivr.agents.ports import (
     NO_AFTER_CALL,
     NO_QUEUE_WORK,
+    NO_WRAP_UP_CHECK,
     AfterCall,
     Outcome,
     QueueWork,
     Reservation,
+    WrapUpCheck,
 )
 from ivr.agents.routing import plan
 from ivr.agents.twiml import connect_twiml
@@ -87,7 +89,8 @@ class AgentService:
     def __init__(self, engine: Engine, registry: MenuRegistry | None, clock: Clock,
                  settings: Settings, gateway: Gateway,
                  callbacks: QueueWork = NO_QUEUE_WORK,
-                 after_call: AfterCall = NO_AFTER_CALL) -> None:
+                 after_call: AfterCall = NO_AFTER_CALL,
+                 wrap_up_check: WrapUpCheck = NO_WRAP_UP_CHECK) -> None:
         self.engine = engine
         self.registry = registry
         self.clock = clock
@@ -97,6 +100,8 @@ class AgentService:
         self.callbacks = callbacks
         #: What a caller hears after the agent hangs up (the post-call survey).
         self.after_call = after_call
+        #: The wrap-up's lists, exit interview and the pop's leaving risk (retention).
+        self.wrap_up_check = wrap_up_check
         #: Sign-ins' password checks, in threads of their own (``ivr.agents.auth``).
         self.hashing = Hashing(settings.login_hash_threads, settings.login_max_pending)
 
@@ -683,12 +688,11 @@ class AgentService:
         if outcome == "ambiguous" and full.get("from_number"):
             candidates = search(conn, phone=full["from_number"],
                                 region=self.settings.default_region)
-        risk = ctx["leaving_risk"]
         chose = sorted({str(p["queue"]) for p in path
                         if p.get("queue") in self.settings.leaving_risk_queues})
-        for q in chose:
-            risk["reasons"].insert(0, f"chose '{q}' in the IVR (e.g. cancel my service)")
-        risk["flag"] = bool(risk["reasons"])
+        ctx["leaving_risk"] = self.wrap_up_check.pop_risk(
+            conn, int(customer_id) if customer_id is not None else None, chose, now,
+            ctx["leaving_risk"])
         entered = entry.entered_at if entry is not None else None
         if offer is None:
             offer = repo.open_offer(conn, call_sid)
@@ -734,6 +738,9 @@ class AgentService:
         whose wrap-up only frees the agent)."""
         now = self.clock.now()
         out = Outcome(reroute=True)
+        problem = self.wrap_up_check.refuse(wrap)
+        if problem is not None:
+            raise AgentError(422, problem)
         with self.engine.begin() as conn:
             offer = _answered_offer(conn, agent["id"], call_sid)
             if offer is None:
@@ -751,7 +758,7 @@ class AgentService:
                 entry = None if callback else repo.get_entry(conn, call_sid)
                 start = offer.answered_at or offer.offered_at
                 end = offer.ended_at or now
-                written = record_wrap_up(conn, CallFacts(
+                facts = CallFacts(
                     call_sid=call_sid, customer_id=int(customer_id), agent=agent["name"],
                     queue=offer.queue, started_at=full.get("created_at") or start,
                     ended_at=end,
@@ -761,8 +768,10 @@ class AgentService:
                     else 0,
                     ivr_path=list(full.get("path") or []),
                     branch=self.settings.branch_name,
-                    direction="out" if callback else "in"), wrap, now)
+                    direction="out" if callback else "in")
+                written = record_wrap_up(conn, facts, wrap, now)
                 interaction_id = written.interaction_id
+                self.wrap_up_check.record(conn, facts, wrap, interaction_id, now)
             repo.update_offer(conn, offer.id, wrapped_up_at=now, interaction_id=interaction_id)
             if repo.set_state(conn, agent["id"], "available", now, reason="wrapped up",
                               only_from=("wrap_up",)):

@@ -181,6 +181,11 @@ class Settings(BaseSettings):
     # ignored with a warning at every start (see ``demo_always_open_ignored``).
     demo_always_open: bool = False
 
+    # Retention (issue 17.4): the wrap-up's topics, outcomes and leaving reasons, the
+    # retention queues and the leaving-risk weights (wrapup.yaml, see README "Retention");
+    # a missing file: the built-in lists.
+    wrapup_file: Path = Path("wrapup.yaml")
+
     # Reports (issue 17.5): the service level counts calls answered within this many
     # seconds of joining the queue; weeks start on this day (Israel's on Sunday); the worker
     # rolls up finished days this often (`ivr reports refresh` does it by hand).

@@ -218,7 +218,7 @@ def _refused(path: Path, err: YamlError) -> ListsError:
 def parse_lists(text: str, path: Path) -> WrapUpLists:
     """The lists of a file's text; mistakes raise ListsError (``file:line:col: ...``)."""
     try:
-        doc = load_yaml(text, str(path), holds="the wrap-up lists")
+        doc = load_yaml(text, str(path), holds="a wrap-up lists file")
     except YamlError as err:
         raise _refused(path, err) from None
     if not isinstance(doc.data, dict):

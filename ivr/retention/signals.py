@@ -1,0 +1,196 @@
+"""The leaving-risk signal: unanswered requests and spoken intentions, weighed.
+
+Story 6: "a customer who rated a call badly, whose request went unanswered, or who said they
+may leave, is a customer at risk: the next agent sees it, and someone calls them first."
+Within the policy's window before ``now``:
+
+* the customer's status is leaving / left (the store's golden record);
+* they said they may leave (an exit interview, or an imported interaction with a leaving
+  reason) and did not end up staying;
+* calls they hung up on while waiting in a queue (``queue_entries`` abandoned);
+* callbacks that never got through (failed) or came after their deadline (breached);
+* promises not kept by their time (``interactions``: due, not kept);
+* on the call itself: they chose a retention queue in the IVR (``chose_queues``).
+
+Each signal adds its weight (``wrapup.yaml`` ``leaving_risk.weights``) per occurrence (the
+status, the interview and the choice once); a score of ``threshold`` or more is a
+leaving-risk customer. Reads only, by customer id on indexes; ``now`` is an argument.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from callbacks.models import callback_requests
+from crm_sync.models import customers, interactions
+from ivr.agents.models import queue_entries
+from ivr.retention.config import DEFAULT_LISTS, RiskPolicy
+from ivr.retention.models import exit_interviews
+
+DEFAULT_POLICY = DEFAULT_LISTS.leaving_risk
+LEAVING_STATUSES = ("leaving", "left")
+
+
+@dataclass(frozen=True)
+class LeavingRisk:
+    """A customer's leaving-risk signal: ``flag`` when ``score`` reached the threshold;
+    ``reasons`` in words, the strongest first."""
+
+    flag: bool
+    score: int
+    reasons: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"flag": self.flag, "score": self.score, "reasons": list(self.reasons)}
+
+
+@dataclass
+class _Facts:
+    """What was found for one customer (counts, and the words of what they said)."""
+
+    status: str | None = None
+    said: tuple[str, str] | None = None  # (reason, day) of the newest statement
+    abandoned: int = 0
+    failed_callbacks: int = 0
+    late_callbacks: int = 0
+    broken_promises: int = 0
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _weigh(facts: _Facts, policy: RiskPolicy, chose_queues: Iterable[str]) -> LeavingRisk:
+    w = policy.weights
+    days = policy.window.days
+    scored: list[tuple[int, str]] = []
+    for queue in chose_queues:
+        scored.append((w.chose_queue, f"chose '{queue}' in the IVR (e.g. cancel my service)"))
+    if facts.status in LEAVING_STATUSES:
+        scored.append((w.status, f"customer status: {facts.status}"))
+    if facts.said is not None:
+        scored.append((w.exit_interview, f"said they may leave: {facts.said[0]} "
+                       f"({facts.said[1]})"))
+    if facts.broken_promises:
+        scored.append((w.broken_promise * facts.broken_promises, _plural(
+            facts.broken_promises, "promise", "promises") + " not kept by its time"))
+    if facts.failed_callbacks:
+        scored.append((w.failed_callback * facts.failed_callbacks, _plural(
+            facts.failed_callbacks, "callback", "callbacks") + " that never got through"))
+    if facts.late_callbacks:
+        scored.append((w.late_callback * facts.late_callbacks, _plural(
+            facts.late_callbacks, "callback", "callbacks") + " past the promised time"))
+    if facts.abandoned:
+        scored.append((w.abandoned_call * facts.abandoned, _plural(
+            facts.abandoned, "call", "calls") + f" abandoned in the queue in {days} days"))
+    # The choice on this call first, then by weight (a stable sort keeps the order above).
+    first = [s for s in scored if s[1].startswith("chose ")]
+    rest = sorted((s for s in scored if not s[1].startswith("chose ")), key=lambda s: -s[0])
+    score = sum(s[0] for s in scored)
+    return LeavingRisk(score >= policy.threshold, score, tuple(t for _, t in first + rest))
+
+
+def leaving_risk(conn: Connection, customer_id: int, now: datetime, *,
+                 policy: RiskPolicy = DEFAULT_POLICY,
+                 chose_queues: Iterable[str] = ()) -> LeavingRisk:
+    """The leaving-risk signal of one customer at ``now`` (``chose_queues``: retention
+    queues chosen in the IVR on the call being answered)."""
+    return _weigh(_facts_for(conn, [customer_id], now, policy).get(customer_id, _Facts()),
+                  policy, chose_queues)
+
+
+def _facts_for(conn: Connection, ids: list[int] | None, now: datetime,
+               policy: RiskPolicy) -> dict[int, _Facts]:
+    """The facts of the customers ``ids`` (None: every customer with any signal)."""
+    since = now - policy.window
+    facts: dict[int, _Facts] = defaultdict(_Facts)
+
+    def only(column: Any) -> Any:
+        return column.in_(ids) if ids is not None else column.is_not(None)
+
+    for cid, status in conn.execute(
+            select(customers.c.id, customers.c.status)
+            .where(only(customers.c.id), customers.c.status.in_(LEAVING_STATUSES))):
+        facts[cid].status = status
+    _said(conn, facts, only, since, now)
+    for cid, n in conn.execute(
+            select(queue_entries.c.customer_id, func.count())
+            .where(only(queue_entries.c.customer_id), queue_entries.c.status == "abandoned",
+                   queue_entries.c.entered_at >= since, queue_entries.c.entered_at <= now)
+            .group_by(queue_entries.c.customer_id)):
+        facts[cid].abandoned = int(n)
+    cb = callback_requests.c
+    for cid, status, n in conn.execute(
+            select(cb.customer_id, cb.status, func.count())
+            .where(only(cb.customer_id), cb.requested_at >= since, cb.requested_at <= now,
+                   (cb.status == "failed") | (cb.breached_at.is_not(None)))
+            .group_by(cb.customer_id, cb.status)):
+        if status == "failed":
+            facts[cid].failed_callbacks += int(n)
+        else:
+            facts[cid].late_callbacks += int(n)
+    it = interactions.c
+    for cid, n in conn.execute(
+            select(it.customer_id, func.count())
+            .where(only(it.customer_id), it.promised_action.is_not(None),
+                   it.promise_kept_at.is_(None), it.promised_due_at < now,
+                   it.promised_due_at >= since)
+            .group_by(it.customer_id)):
+        facts[cid].broken_promises = int(n)
+    return dict(facts)
+
+
+def _said(conn: Connection, facts: dict[int, _Facts], only: Any, since: datetime,
+          now: datetime) -> None:
+    """The newest "I may leave" of each customer that did not end in staying: exit
+    interviews, and leaving reasons of interactions no interview recorded (imports)."""
+    ex = exit_interviews.c
+    newest: dict[int, tuple[datetime, str, bool]] = {}
+    covered: set[str] = set()
+    for cid, call_sid, reason, text, stayed, at in conn.execute(
+            select(ex.customer_id, ex.call_sid, ex.reason, ex.reason_text, ex.stayed,
+                   ex.recorded_at)
+            .where(only(ex.customer_id), ex.recorded_at >= since, ex.recorded_at <= now)):
+        if call_sid:
+            covered.add(call_sid)
+        words = text if text else reason
+        if cid not in newest or at > newest[cid][0]:
+            newest[cid] = (at, words, stayed is True)
+    it = interactions.c
+    for cid, call_sid, reason, at in conn.execute(
+            select(it.customer_id, it.call_sid, it.leaving_reason, it.started_at)
+            .where(only(it.customer_id), it.leaving_reason.is_not(None),
+                   it.started_at >= since, it.started_at <= now)):
+        if call_sid and call_sid in covered:
+            continue
+        if cid not in newest or at > newest[cid][0]:
+            newest[cid] = (at, reason, False)
+    for cid, (at, words, stayed) in newest.items():
+        if not stayed:
+            facts[cid].said = (words, at.date().isoformat())
+
+
+def at_risk(conn: Connection, now: datetime, *, policy: RiskPolicy = DEFAULT_POLICY,
+            limit: int = 100) -> list[dict[str, Any]]:
+    """The customers at risk now, highest score first (then the lowest id): customer id,
+    name, tier, segment, score and reasons."""
+    scored = []
+    for cid, facts in _facts_for(conn, None, now, policy).items():
+        risk = _weigh(facts, policy, ())
+        if risk.flag:
+            scored.append((risk, cid))
+    scored.sort(key=lambda s: (-s[0].score, s[1]))
+    top = scored[:limit]
+    people = {r.id: r for r in conn.execute(
+        select(customers.c.id, customers.c.name, customers.c.tier, customers.c.segment)
+        .where(customers.c.id.in_([cid for _, cid in top])))} if top else {}
+    return [{"customer_id": cid, "name": people[cid].name if cid in people else None,
+             "tier": people[cid].tier if cid in people else None,
+             "segment": people[cid].segment if cid in people else None,
+             "score": risk.score, "reasons": list(risk.reasons)} for risk, cid in top]
