@@ -115,12 +115,13 @@
     return `HTTP ${status}`;
   }
 
+  const REFUSALS = { 404: "err_404", 409: "err_409", 422: "err_422", 502: "err_502", 504: "err_502" };
+
   /** What a refusal means, in the agent's words; the server's own sentence says which. */
   function refusal(err) {
     if (!(err instanceof Refused) || err.status === 0) return tr("err_network");
     const detail = String(err.detail || "").replace(/[.\s]+$/, "");
-    const key = { 404: "err_404", 409: "err_409", 422: "err_422", 502: "err_502", 504: "err_502" }[err.status];
-    return tr(key || "err_other", { detail });
+    return tr(REFUSALS[err.status] || "err_other", { detail });
   }
 
   // --- the panel -------------------------------------------------------------------------
@@ -415,8 +416,8 @@
     const transfer = ui.transfer;
     if (transfer && mine(transfer) && open(transfer)) {
       const name = targetName(transfer);
-      const key = transfer.state === "ringing" && transfer.mode !== "warm" ? "st_ringing_cold" : `st_${transfer.state}`;
-      return [tr(key, { name }), "info"];
+      if (transfer.state === "ringing" && transfer.mode !== "warm") return [tr("st_ringing_cold", { name }), "info"];
+      return [tr(`st_${transfer.state}`, { name }), "info"];
     }
     if (ui.message) return ui.message;
     if (ui.held) return [tr("on_hold_since", { time: clock(ui.heldAt) }), "held"];
