@@ -29,7 +29,7 @@ class UserError(Exception):
     pass
 
 
-def _menus_check(settings: Settings, target: Path | None) -> int:
+def _menus_check(settings: Settings, target: Path | None, caller_time: bool = False) -> int:
     """Every problem once, file by file (``file:line:col: severity: path: message``), then
     a count. A single file is checked with the other menus of its folder (sub-menus); when
     it depends on a file with errors, those errors are printed too (it says "see above")."""
@@ -60,6 +60,16 @@ def _menus_check(settings: Settings, target: Path | None) -> int:
     if report.fatal and path.is_dir() and report.fatal_cause is None:
         print(f"{path}: error: {report.fatal}")  # the entry menu's file has no errors itself
         errors += 1
+    # What the menus cost the caller (ivr.menu.cost): the ends of the files checked, when
+    # asked for or when a menu among them sets its caller_time (a budget, speaking rates).
+    checked = [lm for f, lm, _ in parsed if lm is not None and str(f) in wanted]
+    names = {lm.name for lm in checked}
+    rows = [c for c in report.caller_time if c.menu in names]
+    if rows and (caller_time or any("caller_time" in lm.menu.model_fields_set
+                                    for lm in checked)):
+        print("Seconds of speech before each queue, transfer and hang-up (shortest key path):")
+        for c in rows:
+            print(f"  {c.line()}")
     print(f"{len(files)} file(s) checked: {errors} error(s), {warnings} warning(s)")
     return EXIT_USER if errors else EXIT_OK
 
@@ -302,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                        required=True)
     check = menus.add_parser("check", help="check menu files (exit 1 on errors)")
     check.add_argument("path", nargs="?", type=Path)
+    check.add_argument("--caller-time", action="store_true",
+                       help="print the seconds of speech before each queue, transfer and "
+                       "hang-up (printed anyway when a menu sets caller_time)")
     schema = menus.add_parser("schema", help="print the JSON Schema of menu files")
     schema.add_argument("-o", "--output", type=Path)
 
@@ -371,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "menus":
             if args.menus_cmd == "check":
-                return _menus_check(settings, args.path)
+                return _menus_check(settings, args.path, args.caller_time)
             return _menus_schema(args.output)
         if args.command == "simulate":
             return _simulate(settings, args)

@@ -17,9 +17,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from callbacks.dialer import Dialer
-from callbacks.followups.service import FollowUpService
-from callbacks.followups.service import build_service as build_followups
-from callbacks.followups.sms import SmsSender
 from callbacks.service import CallbackService, build_service
 from ivr.agents.dispatch import Dispatcher
 from ivr.agents.gateway import Gateway, HoldLoopGateway, TwilioGateway
@@ -31,7 +28,6 @@ from ivr.core.settings import Settings
 from ivr.menu.registry import MenuRegistry
 from ivr.retention.service import RetentionService
 from ivr.surveys.policy import LiveSurveys
-from ivr.surveys.ports import NO_FOLLOW_UP
 from ivr.surveys.service import SurveyService
 
 if TYPE_CHECKING:
@@ -71,7 +67,6 @@ class Services:
     menus: MenuRegistry | None = None
     calls: CallService | None = None
     surveys: SurveyService | None = None
-    followups: FollowUpService | None = None  # issue 17.2
     retention: RetentionService | None = None
 
     def dispatcher(self, *, timers: bool = True) -> Dispatcher:
@@ -81,8 +76,7 @@ class Services:
 
 def build_services(engine: Engine, settings: Settings, clock: Clock, *,
                    menus: MenuRegistry | None = None, gateway: Gateway | None = None,
-                   dialer: Dialer | None = None, local_url: str = LOCAL_URL,
-                   sms: SmsSender | None = None) -> Services:
+                   dialer: Dialer | None = None, local_url: str = LOCAL_URL) -> Services:
     """Every service over ``engine``. ``menus``: the live menus (a web process; the worker
     answers no caller and has none). A callback policy with mistakes raises PolicyError."""
     gateway = gateway or default_gateway(settings)
@@ -92,15 +86,7 @@ def build_services(engine: Engine, settings: Settings, clock: Clock, *,
                               settings.public_url or local_url, dialer)
     retention = RetentionService.from_file(settings.wrapup_file)
     # Post-call surveys (issue 17.1): a surveys.yaml with mistakes raises SurveyError.
-    # Follow-ups (issue 17.2): followups.yaml with mistakes raises PolicyError; a low survey
-    # score opens one (the survey's port), a follow-up's callback pops its reason.
-    followups = build_followups(engine, clock, settings, gateway,
-                                settings.public_url or local_url, dialer, sms)
-    if followups is not None and callbacks is not None:
-        callbacks.extra_pop = followups.pop_fields
-    surveys = SurveyService(engine, clock, LiveSurveys(settings.surveys_file),
-                            open_follow_up=followups.open_from_low_score
-                            if followups is not None else NO_FOLLOW_UP)
+    surveys = SurveyService(engine, clock, LiveSurveys(settings.surveys_file))
     agents = AgentService(engine, menus, clock, settings, gateway,
                           callbacks if callbacks is not None else NO_QUEUE_WORK,
                           after_call=surveys,
@@ -109,8 +95,7 @@ def build_services(engine: Engine, settings: Settings, clock: Clock, *,
                          settings.repeat_window_minutes, settings.open_at_any_hour)
              if menus is not None else None)
     return Services(settings, clock, engine, gateway, agents, callbacks, menus, calls,
-                    surveys=surveys, followups=followups,
-                    retention=retention)
+                    surveys=surveys, retention=retention)
 
 
 def callback_services(engine: Engine, settings: Settings, clock: Clock, *,
