@@ -331,7 +331,8 @@
       $("xfer-error").textContent = refusal(err);
       // What stands now, as the server sees it.
       api("GET", `/agent/transfers/${encodeURIComponent(transfer.id)}`)
-        .then((o) => { if (o?.transfer) setTransfer(o.transfer); }).catch(() => {});
+        .then((o) => { if (o?.transfer) { setTransfer(o.transfer); render(); focusNext(); } })
+        .catch(() => {});
     } finally {
       busy(false);
     }
@@ -509,7 +510,7 @@
       const c = a.call;
       const agent = a.name || a.username;
       const marks = [];
-      if (c.held) marks.push(el("span", { class: "tag held" }, tr("sup_held")));
+      if (c.held) marks.push(el("span", { class: "tag held" }, tr("sup_held")), " ");
       if (c.transfer) {
         const state = ["pending", "ringing", "consulting", "joined"].includes(c.transfer.state)
           ? tr(`sup_state_${c.transfer.state}`) : c.transfer.state;
@@ -523,11 +524,11 @@
       el("td", {}, txt(agent, "strong who")),
       el("td", {}, txt(c.caller || "", "who"), c.queue ? txt(c.queue, "muted block") : ""),
       el("td", {}, marks),
-      el("td", { class: "sup-actions" },
+      el("td", {}, el("div", { class: "sup-actions" },
         el("button", { type: "button", id: `sup-monitor-${a.id}`, dataset: { action: "monitor", sid, agent },
           "aria-label": tr("monitor_label", { agent }) }, tr("monitor")),
         el("button", { type: "button", id: `sup-barge-${a.id}`, dataset: { action: "barge", sid, agent },
-          "aria-label": tr("barge_label", { agent }) }, tr("barge"))));
+          "aria-label": tr("barge_label", { agent }) }, tr("barge")))));
     });
     box.replaceChildren(
       el("h3", { id: "sup-xfer-title" }, tr("sup_title")),
