@@ -91,8 +91,13 @@ def build_services(engine: Engine, settings: Settings, clock: Clock, *,
                           callbacks if callbacks is not None else NO_QUEUE_WORK,
                           after_call=surveys,
                           wrap_up_check=retention)
+    # Recognition (issue 17.3): birthdays and holidays in the centre's zone and country;
+    # the retention signals give the menus the fact `leaving_risk` (first in line).
     calls = (CallService(engine, menus, clock, settings.default_region,
-                         settings.repeat_window_minutes, settings.open_at_any_hour)
+                         settings.repeat_window_minutes, settings.open_at_any_hour,
+                         timezone=settings.timezone,
+                         customer_facts=lambda conn, customer_id, now: {
+                             "leaving_risk": retention.risk(conn, customer_id, now).flag})
              if menus is not None else None)
     return Services(settings, clock, engine, gateway, agents, callbacks, menus, calls,
                     surveys=surveys, retention=retention)

@@ -188,8 +188,8 @@ def test_the_demo_greets_on_a_holiday_eve_in_the_callers_language(demo: MenuBund
 
 
 def test_the_demo_puts_premium_and_leaving_risk_customers_first(demo: MenuBundle) -> None:
-    from ivr.menu.engine import queue_priority  # noqa: PLC0415
-    from ivr.menu.model import QueueNode  # noqa: PLC0415
+    from ivr.menu.engine import queue_priority
+    from ivr.menu.model import QueueNode
 
     for queue in ("billing", "operator", "retention", "open_incident"):
         node = demo.menus["main"].menu.nodes[queue]
