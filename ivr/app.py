@@ -35,6 +35,7 @@ from ivr.menu import endpoints as menu_endpoints
 from ivr.menu.registry import MenuRegistry
 from ivr.observability import endpoints as observability_endpoints
 from ivr.observability.metrics import DatabaseCollector, Metrics, redactor
+from ivr.reports import endpoints as report_endpoints
 from ivr.retention import endpoints as retention_endpoints
 from ivr.services import LOCAL_URL, WebState, build_services
 from ivr.surveys import webhooks as survey_webhooks
@@ -152,6 +153,7 @@ def create_app(settings: Settings, clock: Clock | None = None,
     app.include_router(crm_endpoints.router)
     app.include_router(agent_endpoints.router)
     app.include_router(retention_endpoints.router)
+    app.include_router(report_endpoints.router)
     app.include_router(i18n_endpoints.router)
     app.include_router(observability_endpoints.router)
     app.mount("/agent/static", StaticFiles(directory=agent_endpoints.STATIC_DIR,

@@ -30,12 +30,14 @@ from ivr.reports.models import report_rolled_days
 from ivr.reports.render import as_csv
 from ivr.reports.rollup import percentile_of, wait_bucket
 from ivr.reports.service import agent_report, queue_report
+from tests.agent_fixtures import login
 
 ZONE = ZoneInfo("Asia/Jerusalem")
 calls: SaTable = Call.__table__  # type: ignore[assignment]
 DAY = date(2026, 12, 1)
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)  # two days later: callbacks decided or not
 AVI, NOA = 11, 12
+C1, C2, C3 = 101, 102, 103  # customers
 
 
 def local(d: date, hh: int, mm: int = 0, ss: int = 0) -> datetime:
@@ -98,10 +100,10 @@ def seed(engine: Engine) -> None:
             {"id": i, "username": u, "name": n, "role": "agent", "password_hash": "x",
              "queues": [], "reach_kind": "client", "reach_target": u, "state": "offline",
              "state_since": now, "active": True, "created_at": now, "updated_at": now}
-            for i, u, n in ((AVI, "avi", "Avi Ben-David"), (NOA, "noa", "Noa Mizrahi"))])
+            for i, u, n in ((AVI, "avi.b", "Avi Ben-David"), (NOA, "noa.m", "Noa Mizrahi"))])
         conn.execute(insert(customers), [
             {"id": i, "name": f"c{i}", "status": "active", "lineage": {}, "created_at": now,
-             "updated_at": now} for i in (1, 2, 3)])
+             "updated_at": now} for i in (C1, C2, C3)])
         _entry(conn, "CA-b1", "billing", local(DAY, 9), "done", 10, AVI)
         _entry(conn, "CA-b2", "billing", local(DAY, 9, 5), "done", 30, NOA)
         _entry(conn, "CA-b3", "billing", local(DAY, 10), "abandoned")
@@ -119,18 +121,18 @@ def seed(engine: Engine) -> None:
         _callback(conn, 3, "pending", NOW + timedelta(days=2))
         # Customer 1: 'internet' resolved on the day, but again about 'Internet ' on Dec 4;
         # an earlier call 11 days before (not a repeat).
-        _contact(conn, 1, local(DAY, 9), sid="CA-b1", queue="billing", topic="internet",
+        _contact(conn, C1, local(DAY, 9), sid="CA-b1", queue="billing", topic="internet",
                  resolved=True)
-        _contact(conn, 1, local(date(2026, 12, 4), 10), topic="Internet ", resolved=True)
-        _contact(conn, 1, local(date(2026, 11, 20), 10))
+        _contact(conn, C1, local(date(2026, 12, 4), 10), topic="Internet ", resolved=True)
+        _contact(conn, C1, local(date(2026, 11, 20), 10))
         # Customer 2: resolved 'billing' (a later call is about 'router': first contact
         # resolution holds) and had called 3 days before (a repeat caller).
-        _contact(conn, 2, local(DAY, 9, 5), sid="CA-b2", queue="billing", topic="billing",
+        _contact(conn, C2, local(DAY, 9, 5), sid="CA-b2", queue="billing", topic="billing",
                  resolved=True)
-        _contact(conn, 2, local(date(2026, 12, 3), 8), topic="router", resolved=True)
-        _contact(conn, 2, local(date(2026, 11, 28), 12))
+        _contact(conn, C2, local(date(2026, 12, 3), 8), topic="router", resolved=True)
+        _contact(conn, C2, local(date(2026, 11, 28), 12))
         # Customer 3: not resolved.
-        _contact(conn, 3, local(DAY, 9, 30), sid="CA-s1", queue="support", topic="router",
+        _contact(conn, C3, local(DAY, 9, 30), sid="CA-s1", queue="support", topic="router",
                  resolved=False)
 
 
@@ -227,6 +229,37 @@ def test_the_cli_prints_csv(engine: Engine, database_url: str, menus_dir: Any,
         "callback_left,avg_wait,p90_wait,service_level,callback_sla,fcr,repeat_rate,csat,"
         "csat_n,followups_on_time",
         "2026-12-01,billing,5,3,,1,0.2,1,15.0,30,0.5,0.5,0.5,0.5,,0,"]
+
+
+def test_the_supervisors_page_and_csv(engine: Engine, people: dict[str, int],
+                                      app_client: Any) -> None:
+    seed(engine)
+    period = "from=2026-12-01&to=2026-12-01&by=day"
+    boss = login(app_client, "boss")
+    r = app_client.get(f"/agent/reports?{period}", headers=boss)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-security-policy"].startswith("default-src 'self'")
+    html = r.text
+    assert '<html lang="en-IL" dir="ltr">' in html
+    assert 'data-report="queues"' in html and 'data-report="agents"' in html
+    assert '<td dir="auto" data-key="queue">billing</td>' in html
+    assert '<td class="num" data-key="abandon_rate">20.0%</td>' in html
+    assert '<td class="num" data-key="avg_wait">15 s</td>' in html
+    assert all(f'data-chart="{c}"' in html for c in ("calls", "wait", "quality"))
+    assert "<script" not in html
+    csv = app_client.get(f"/agent/reports/queues.csv?{period}&queue=billing", headers=boss)
+    assert csv.status_code == 200
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.splitlines()[1] == "2026-12-01,billing,5,3,,1,0.2,1,15.0,30,0.5,0.5,0.5,0.5,,0,"
+    assert app_client.get("/agent/reports/nope.csv", headers=boss).status_code == 404
+    assert app_client.get("/agent/reports?from=2026-12-02&to=2026-12-01",
+                          headers=boss).status_code == 422
+    # An agent is no supervisor; a browser without a session goes to the sign-in.
+    agent = login(app_client, "avi")
+    assert app_client.get(f"/agent/reports?{period}", headers=agent).status_code == 403
+    assert app_client.get("/agent/reports/queues.csv", headers=agent).status_code == 403
+    anonymous = app_client.get("/agent/reports", follow_redirects=False)
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/agent/"
 
 
 def test_refresh_rolls_up_whole_days_before_today(engine: Engine, database_url: str,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,9 +23,10 @@ from ivr.core.db import make_engine
 from ivr.core.migrate import upgrade
 from ivr.core.settings import Settings
 from ivr.reports import repository
-from ivr.reports.model import Report, ReportRequest, Table
+from ivr.reports.model import Report, Table
 from ivr.reports.registry import REPORTS, find
 from ivr.reports.render import as_csv, as_json, as_text
+from ivr.reports.service import request_for
 from ivr.reports.strings import label
 
 EXIT_OK, EXIT_USER = 0, 1
@@ -72,25 +73,6 @@ def centre_zone(settings: Settings) -> ZoneInfo:
     bundle, _report = load_directory(settings.menus_dir, settings.entry_menu)
     entry = bundle.menus.get(settings.entry_menu) if bundle is not None else None
     return ZoneInfo(entry.menu.spoken_timezone() if entry is not None else settings.timezone)
-
-
-def request_for(settings: Settings, zone: ZoneInfo, now: datetime, *, start: date | None,
-                end: date | None, by: str, lang: str, service_level: int | None,
-                options: dict[str, str]) -> ReportRequest:
-    today = now.astimezone(zone).date()
-    last = end or today
-    first = start or last - timedelta(days=6)
-    if first > last:
-        raise ValueError(f"--from {first} is after --to {last}")
-    return ReportRequest(first, last, "week" if by == "week" else "day", zone, now, lang,
-                         week_start=week_start_day(settings),
-                         service_level_seconds=service_level
-                         or settings.reports_service_level_seconds,
-                         options=options)
-
-
-def week_start_day(settings: Settings) -> int:
-    return 6 if settings.reports_week_start == "sunday" else 0
 
 
 def run(settings: Settings, args: argparse.Namespace, clock: Clock | None = None) -> int:

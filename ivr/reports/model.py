@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
 
+from ivr.core.settings import Settings
+
 By = Literal["day", "week"]
 #: How a value is shown: a count, a share (0..1, shown as a percentage), seconds, a
 #: 1-5 score, a date (period start), or text.
@@ -43,6 +45,9 @@ class ReportRequest:
     service_level_seconds: int = 20
     #: Per-report options (e.g. a queue filter); each report documents its own.
     options: dict[str, str] = field(default_factory=dict)
+    #: The settings the request runs under (a report reading an admin file of its own,
+    #: e.g. the leaving report's wrapup.yaml); None: each report's defaults.
+    settings: Settings | None = None
 
     def utc_bounds(self) -> tuple[datetime, datetime]:
         """The whole range as UTC instants: [start 00:00, end+1 00:00) in the zone."""

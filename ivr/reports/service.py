@@ -6,12 +6,14 @@ charts (``model``)."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
 
 from ivr.agents.models import agents
+from ivr.core.settings import Settings
 from ivr.reports import repository as repo
 from ivr.reports.facts import rollup_between
 from ivr.reports.model import (
@@ -30,6 +32,28 @@ from ivr.reports.strings import format_period
 
 #: The queue of the "all queues" row (every inbound call, the menu's abandonment).
 ALL = "*"
+
+
+def week_start_day(settings: Settings) -> int:
+    """IVR_REPORTS_WEEK_START as a weekday number (0 = Monday ... 6 = Sunday)."""
+    return 6 if settings.reports_week_start == "sunday" else 0
+
+
+def request_for(settings: Settings, zone: ZoneInfo, now: datetime, *, start: date | None,
+                end: date | None, by: str, lang: str, service_level: int | None = None,
+                options: dict[str, str] | None = None) -> ReportRequest:
+    """The request of the CLI and the page: the last 7 days (today included) unless
+    ``start`` / ``end`` say otherwise; ValueError when ``start`` is after ``end``."""
+    today = now.astimezone(zone).date()
+    last = end or today
+    first = start or last - timedelta(days=6)
+    if first > last:
+        raise ValueError(f"the first day {first} is after the last {last}")
+    return ReportRequest(first, last, "week" if by == "week" else "day", zone, now, lang,
+                         week_start=week_start_day(settings),
+                         service_level_seconds=service_level
+                         or settings.reports_service_level_seconds,
+                         options=options or {}, settings=settings)
 
 
 def counters(conn: Connection, req: ReportRequest, group: repo.Group,
