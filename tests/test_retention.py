@@ -4,8 +4,6 @@ PostgreSQL, with a seeded set whose answer is known."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -376,17 +374,33 @@ def test_leaving_report_and_its_command(
     assert [p["customer_id"] for p in data["at_risk"]] == [14, 15, 18, 32, 34, 35, 11, 13]
     monkeypatch.setenv("IVR_DATABASE_URL", database_url)
     monkeypatch.setenv("IVR_LOG_LEVEL", "WARNING")
-    monkeypatch.setenv("IVR_TIMEZONE", "Asia/Jerusalem")
-    args = ["retention", "report", "--since", "2026-11-01", "--until", "2026-11-30"]
+    args = ["reports", "leaving", "--from", "2026-11-01", "--to", "2026-11-30"]
     assert main([*args, "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["total"] == 5  # 18, 19, 31, 32, 35 in November
-    assert out["reasons"] == {"price": 4, "competitor_offer": 1}
+    tables = json.loads(capsys.readouterr().out)
+    reasons = {r["code"]: r["interviews"] for r in tables["leaving_reasons"]}
+    assert reasons == {"price": 4, "competitor_offer": 1}  # 18, 19, 31, 32, 35 in November
+    assert tables["leaving_by_tier"] == [
+        {"value": "premium", "interviews": 1, "price": 1, "competitor_offer": 0},
+        {"value": "standard", "interviews": 4, "price": 3, "competitor_offer": 1}]
+    assert tables["leaving_saved"][-1] == {
+        "month": "all", "asked": 4, "stayed": 2, "left": 1, "unknown": 1,
+        "saved_rate": 0.6667}
     assert main([*args, "--csv"]) == 0
-    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert {"section": "reasons", "dimension": "tier", "value": "premium", "reason": "price",
-            "count": "1", "rate": ""} in rows
-    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "# leaving_by_tier\nvalue,interviews,price,competitor_offer\npremium,1,1,0\n" in out
+    assert main([*args, "--lang", "he"]) == 0
     text = capsys.readouterr().out
-    assert "Leaving report, 2026-11-01 to 2026-12-01" in text
-    assert "Saved rate of retention: 67% (2 stayed, 1 left, 1 not known yet)" in text
+    assert "שיעור השימור בתורי השימור" in text and "מחיר" in text
+
+
+def test_leaving_report_blocks_on_an_empty_database(engine: Engine) -> None:
+    from ivr.reports.leaving import build
+    from ivr.reports.model import ReportRequest
+
+    req = ReportRequest(NOW.date() - timedelta(days=30), NOW.date(), "day", JERUSALEM, NOW)
+    with engine.connect() as conn:
+        blocks = build(conn, req)
+    names = [b.name for b in blocks]
+    assert names == ["leaving_reasons", "leaving_by_reason", "leaving_by_tier",
+                     "leaving_by_segment", "leaving_by_tenure", "leaving_by_branch",
+                     "leaving_by_month", "leaving_saved", "leaving_at_risk"]

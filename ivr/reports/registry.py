@@ -4,7 +4,7 @@ the page, ``ivr reports <name>`` and its ``--csv`` / ``--json`` come with it."""
 
 from __future__ import annotations
 
-from ivr.reports import service
+from ivr.reports import leaving, service
 from ivr.reports.model import Report
 
 REPORTS: tuple[Report, ...] = (
@@ -15,6 +15,9 @@ REPORTS: tuple[Report, ...] = (
     Report("agents", "reports.agents.title", service.agent_report,
            help="per agent and day/week: answered, waits, callbacks, first-contact "
                 "resolution, repeat callers, CSAT, follow-ups"),
+    Report("leaving", "reports.leaving.title", leaving.build,
+           help="exit interviews: leaving reasons by tier, segment, tenure, branch and "
+                "month; the retention queues' saved rate; the customers at risk now"),
 )
 
 
