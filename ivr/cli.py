@@ -70,8 +70,25 @@ def _menus_check(settings: Settings, target: Path | None, caller_time: bool = Fa
         print("Seconds of speech before each queue, transfer and hang-up (shortest key path):")
         for c in rows:
             print(f"  {c.line()}")
+    if path.is_dir() and settings.surveys_file.exists():  # the surveys name its queues
+        errors, warnings = _check_surveys(settings, parsed, errors, warnings)
+        files = [*files, settings.surveys_file]
     print(f"{len(files)} file(s) checked: {errors} error(s), {warnings} warning(s)")
     return EXIT_USER if errors else EXIT_OK
+
+
+def _check_surveys(settings: Settings, parsed: list[Any], errors: int, warnings: int,
+                   ) -> tuple[int, int]:
+    """surveys.yaml's problems (post-call surveys), its queues against the menus'."""
+    from ivr.menu.model import QueueNode  # noqa: PLC0415
+    from ivr.surveys.checks import check_surveys  # noqa: PLC0415
+
+    queues = {node.queue for _f, lm, _p in parsed if lm is not None
+              for node in lm.menu.nodes.values() if isinstance(node, QueueNode)}
+    lines, more_errors, more_warnings = check_surveys(settings.surveys_file, queues)
+    for line in lines:
+        print(line)
+    return errors + more_errors, warnings + more_warnings
 
 
 def _menus_schema(output: Path | None) -> int:
@@ -98,6 +115,7 @@ def _check_menus_servable(settings: Settings) -> None:
             print(p, file=sys.stderr)
         raise UserError(f"the server cannot start: {report.fatal}")
     _check_callbacks_file(settings)
+    _check_surveys_file(settings)
 
 
 def _check_callbacks_file(settings: Settings) -> None:
@@ -109,6 +127,18 @@ def _check_callbacks_file(settings: Settings) -> None:
         try:
             load_policies(settings.callbacks_file)
         except PolicyError as exc:
+            raise UserError(f"the server cannot start: {exc}") from None
+
+
+def _check_surveys_file(settings: Settings) -> None:
+    """A surveys.yaml with mistakes stops the start with file:line:col (no file: no
+    surveys)."""
+    from ivr.surveys.policy import SurveyError, load_surveys  # noqa: PLC0415
+
+    if settings.surveys_file.exists():
+        try:
+            load_surveys(settings.surveys_file)
+        except SurveyError as exc:
             raise UserError(f"the server cannot start: {exc}") from None
 
 

@@ -140,11 +140,12 @@ class _SurveysFile(_Strict):
     def _one_survey_per_queue(self) -> _SurveysFile:
         seen: dict[str, str] = {}
         for name, survey in self.surveys.items():
-            for queue in survey.queues:
-                if queue in seen:
+            for i, queue in enumerate(survey.queues):
+                if queue in seen:  # located at the second one (``_refusal``)
                     raise PydanticCustomError(
                         "queue_twice", "queue '{queue}' is in surveys '{a}' and '{b}'; a "
-                        "queue has one survey", {"queue": queue, "a": seen[queue], "b": name})
+                        "queue has one survey",
+                        {"queue": queue, "a": seen[queue], "b": name, "i": i})
                 seen[queue] = name
         if self.followup_survey is not None and self.followup_survey not in self.surveys:
             raise PydanticCustomError(
@@ -227,6 +228,10 @@ def _refusal(path: Path, doc: Loaded, exc: ValidationError) -> str:
         loc = tuple(err["loc"])
         if err["type"] == "unknown_key":
             loc = (*loc, err["ctx"]["key"])
+        elif err["type"] == "queue_twice":  # the whole file's check, at the queue's place
+            loc = ("surveys", err["ctx"]["b"], "queues", err["ctx"]["i"])
+        elif err["type"] == "unknown_survey":
+            loc = ("followup_survey",)
         pos, parts = _locate(doc, loc)
         line, column = pos or (1, 1)
         message = "required key is missing" if err["type"] == "missing" else str(err["msg"])
