@@ -39,12 +39,15 @@ from ivr.reports import endpoints as report_endpoints
 from ivr.retention import endpoints as retention_endpoints
 from ivr.services import LOCAL_URL, WebState, build_services
 from ivr.surveys import webhooks as survey_webhooks
+from ivr.transfers import endpoints as transfer_endpoints
+from ivr.transfers import webhooks as transfer_webhooks
 
 log = logging.getLogger("ivr")
 
 #: Every Twilio webhook route, from each feature (the signature test walks them all).
 TWILIO_ROUTES = [*calls_endpoints.ROUTES, *agents_webhooks.ROUTES, *callbacks_endpoints.ROUTES,
-                 *survey_webhooks.ROUTES]
+                 *survey_webhooks.ROUTES,
+                 *transfer_webhooks.ROUTES]
 
 
 async def _checkpoint_sqlite(db: Database, stop: asyncio.Event, every: float = 0.25) -> None:
@@ -152,6 +155,7 @@ def create_app(settings: Settings, clock: Clock | None = None,
     app.include_router(menu_endpoints.router)
     app.include_router(crm_endpoints.router)
     app.include_router(agent_endpoints.router)
+    app.include_router(transfer_endpoints.router)
     app.include_router(retention_endpoints.router)
     app.include_router(report_endpoints.router)
     app.include_router(i18n_endpoints.router)

@@ -11,6 +11,7 @@ menu step's async pool, metrics, the signature checker); route handlers reach it
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,8 @@ from ivr.menu.registry import MenuRegistry
 from ivr.retention.service import RetentionService
 from ivr.surveys.policy import LiveSurveys
 from ivr.surveys.service import SurveyService
+from ivr.transfers.gateway import ConferenceGateway, LocalConferences, TwilioConferences
+from ivr.transfers.service import TransferService
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -56,6 +59,16 @@ def default_gateway(settings: Settings) -> Gateway:
     return HoldLoopGateway()
 
 
+def default_conferences(settings: Settings) -> ConferenceGateway:
+    """Conference participants through Twilio's REST API with an account, else the
+    stand-in (the demo, the simulator)."""
+    token = settings.twilio_auth_token.get_secret_value()
+    if settings.twilio_account_sid and token:
+        return TwilioConferences(settings.twilio_account_sid, token,
+                                 api_base_url=settings.twilio_api_base_url)
+    return LocalConferences()
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -68,6 +81,7 @@ class Services:
     calls: CallService | None = None
     surveys: SurveyService | None = None
     retention: RetentionService | None = None
+    transfers: TransferService | None = None
 
     def dispatcher(self, *, timers: bool = True) -> Dispatcher:
         """The dispatcher as a worker runs it (database and network work in threads)."""
@@ -76,7 +90,8 @@ class Services:
 
 def build_services(engine: Engine, settings: Settings, clock: Clock, *,
                    menus: MenuRegistry | None = None, gateway: Gateway | None = None,
-                   dialer: Dialer | None = None, local_url: str = LOCAL_URL) -> Services:
+                   dialer: Dialer | None = None, local_url: str = LOCAL_URL,
+                   conferences: ConferenceGateway | None = None) -> Services:
     """Every service over ``engine``. ``menus``: the live menus (a web process; the worker
     answers no caller and has none). A callback policy with mistakes raises PolicyError."""
     gateway = gateway or default_gateway(settings)
@@ -99,7 +114,13 @@ def build_services(engine: Engine, settings: Settings, clock: Clock, *,
                          customer_facts=lambda conn, customer_id, now: {
                              "leaving_risk": retention.risk(conn, customer_id, now).flag})
              if menus is not None else None)
+    # Transfers (issue 16): the connected call on a conference, through the participants
+    # REST API with an account SID, else the stand-in (``ivr.transfers.gateway``).
+    transfers = TransferService(agents, conferences or default_conferences(settings),
+                                settings.public_url or local_url, callbacks)
+    agents.bridge = transfers
     return Services(settings, clock, engine, gateway, agents, callbacks, menus, calls,
+                    transfers=transfers,
                     surveys=surveys, retention=retention)
 
 
@@ -203,8 +224,11 @@ class WebState:
         return self._live.step_pool
 
     async def after_commit(self, out: Outcome) -> None:
-        """Wake the consoles of what a use case published; route again if it may match."""
+        """Wake the consoles of what a use case published; make its requests to Twilio (in
+        a thread: never on the event loop); route again if it may match."""
         self.events.published(out.published)
+        for work in out.after:
+            await self.after_commit(await asyncio.to_thread(work))
         if out.reroute:
             await self.routing.route_now()
 

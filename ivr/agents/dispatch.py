@@ -56,6 +56,11 @@ class Dispatcher:
             verdicts = await self.run_io(self.agents.liveness, silent)
             out = await self.run_db(self.agents.close_silent, verdicts)
             self.publish(out.published)
+        # Transfers never confirmed (a process died in between): rolled back (issue 16).
+        out = await self.run_db(self.agents.bridge.sweep)
+        self.publish(out.published)
+        for work in out.after:
+            self.publish((await self.run_io(work)).published)
         timers_on = (self.agents.settings.dispatch_callbacks if self.timers is None
                      else self.timers)
         if timers_on:

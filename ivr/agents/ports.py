@@ -10,7 +10,7 @@ imports ``callbacks`` and ``callbacks`` imports ``ivr.agents``: the arrow points
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,6 +31,9 @@ class Outcome:
     twiml: str | None = None
     published: Published = field(default_factory=list)
     reroute: bool = False
+    #: Network work to do after the commit, in a thread (requests to Twilio's REST API);
+    #: each returns what it changed in turn.
+    after: list[Callable[[], Outcome]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -200,3 +203,42 @@ class NoWrapUpCheck:
 
 
 NO_WRAP_UP_CHECK = NoWrapUpCheck()
+
+
+class CallBridge(Protocol):
+    """How a dequeued caller meets the agent, as the queue sees it: the transfers feature
+    (``ivr.transfers.service.TransferService``) puts them on a conference (so the agent can
+    hold and transfer); without it the caller ``<Dial>``s the agent."""
+
+    def connect(self, conn: Connection, offer: Any, agent: dict[str, Any], first: bool,
+                now: datetime, out: Outcome) -> str | None: ...
+
+    def pop_fields(self, conn: Connection, call_sid: str, now: datetime) -> dict[str, Any]: ...
+
+    def board_fields(self, conn: Connection, board: dict[str, Any]) -> None:
+        """Add to the supervisor's board (in place): each call held or being transferred."""
+        ...
+
+    def sweep(self) -> Outcome:
+        """Finish or roll back what a process left half-done (the dispatcher's sweep)."""
+        ...
+
+
+class DialBridge:
+    """No conference: the connect TwiML ``<Dial>``s the agent (``ivr.agents.twiml``)."""
+
+    def connect(self, conn: Connection, offer: Any, agent: dict[str, Any], first: bool,
+                now: datetime, out: Outcome) -> str | None:
+        return None
+
+    def pop_fields(self, conn: Connection, call_sid: str, now: datetime) -> dict[str, Any]:
+        return {}
+
+    def board_fields(self, conn: Connection, board: dict[str, Any]) -> None:
+        return None
+
+    def sweep(self) -> Outcome:
+        return Outcome()
+
+
+DIAL_BRIDGE = DialBridge()

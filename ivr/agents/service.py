@@ -37,10 +37,12 @@ from ivr.agents.events import Published
 from ivr.agents.gateway import Gateway
 from ivr.agents.models import agent_calls, queue_entries
 from ivr.agents.ports import (
+    DIAL_BRIDGE,
     NO_AFTER_CALL,
     NO_QUEUE_WORK,
     NO_WRAP_UP_CHECK,
     AfterCall,
+    CallBridge,
     Outcome,
     QueueWork,
     Reservation,
@@ -86,6 +88,10 @@ class AgentError(Exception):
 
 
 class AgentService:
+    #: How a dequeued caller meets the agent: a conference when the transfers feature is
+    #: plugged in (``ivr.services``), else ``<Dial>``.
+    bridge: CallBridge = DIAL_BRIDGE
+
     def __init__(self, engine: Engine, registry: MenuRegistry | None, clock: Clock,
                  settings: Settings, gateway: Gateway,
                  callbacks: QueueWork = NO_QUEUE_WORK,
@@ -515,8 +521,10 @@ class AgentService:
             # The pop itself says "ringing" (status): no separate call event.
             out.published.append((offer.agent_id, repo.add_event(
                 conn, offer.agent_id, "screenpop", context, now, offer.call_sid)))
-        out.twiml = connect_twiml(offer.id, agent["reach_kind"], agent["reach_target"],
-                                  self.settings.agent_ring_timeout)
+        out.twiml = self.bridge.connect(conn, offer, agent, offer.connected_at is None, now,
+                                        out) or connect_twiml(
+            offer.id, agent["reach_kind"], agent["reach_target"],
+            self.settings.agent_ring_timeout)
 
     def _requeue_twiml(self, conn: Connection, call_sid: str, now: datetime,
                        out: Outcome) -> str:
@@ -714,6 +722,7 @@ class AgentService:
             "pending_callbacks": self.callbacks.pending_for(conn, customer_id),
         })
         ctx.update(self.after_call.pop_fields(conn, customer_id, now))
+        ctx.update(self.bridge.pop_fields(conn, call_sid, now))
         return ctx
 
     def context_for(self, agent: dict[str, Any], call_sid: str) -> dict[str, Any]:
@@ -804,6 +813,7 @@ class AgentService:
             callbacks = self.callbacks.board(conn, now)
             if callbacks is not None:
                 board["callbacks"] = callbacks
+            self.bridge.board_fields(conn, board)
             return board
 
     def _call_summary(self, conn: Connection, call_sid: str | None,

@@ -144,6 +144,15 @@ class Settings(BaseSettings):
     # The Twilio REST API's base URL (a stand-in in tests or staging); empty: Twilio's.
     twilio_api_base_url: str | None = None
 
+    # Transfers (issue 16): the connected call on a conference (one per call), so the agent
+    # can hold it and transfer it to a queue, a named agent or an outside number from the
+    # list below (name -> E.164 number or sip: URI, as JSON in IVR_TRANSFER_NUMBERS). A
+    # transfer written but never confirmed (the process died before Twilio was told) is
+    # finished or rolled back by the sweep after transfer_pending_seconds.
+    conference_calls: bool = False
+    transfer_numbers: dict[str, str] = Field(default_factory=dict)
+    transfer_pending_seconds: int = Field(default=30, ge=5)
+
     # Request bodies (ivr.core.limits): refused with 413 over this, by Content-Length before
     # anything is read, or as soon as a streamed body passes it. Every route; Twilio's
     # webhooks take at most 64 kB whatever this says, and the CRM push (batches of up to
