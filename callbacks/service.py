@@ -34,7 +34,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -98,6 +98,9 @@ class CallbackService(CallerDialog):
         self.policies = policies
         self.dialer = dialer
         self.owner = owner[:64]
+        #: Fields a feature adds to a callback's pop (callbacks.followups, plugged in by
+        #: ivr.services): (conn, request row, now) -> fields.
+        self.extra_pop: Callable[[Connection, Any, datetime], dict[str, Any]] | None = None
 
     def policy(self, queue: str) -> Policy:
         return self.policies.for_queue(queue)
@@ -442,22 +445,16 @@ class CallbackService(CallerDialog):
     def notify(self, client: httpx.Client) -> int:
         """POST warning, breach and failed events to ``IVR_CALLBACK_ESCALATION_URL`` (each
         once; a failure is retried on the next sweep). Returns how many were delivered."""
-        url = self.settings.callback_escalation_url
-        if not url:
+        if not self.settings.callback_escalation_url:
             return 0
-        secret = self.settings.callback_escalation_secret.get_secret_value().encode()
         sent = 0
         with self.engine.begin() as conn:
             for ev in cbrepo.unnotified(conn, 50):
-                body = json.dumps({"id": ev.id, "kind": ev.kind, "request_id": ev.request_id,
-                                   "at": ev.at.isoformat(), **(ev.detail or {})},
-                                  sort_keys=True).encode()
-                sig = hmac.new(secret, body, hashlib.sha256).hexdigest()
                 try:
-                    r = client.post(url, content=body, headers={
-                        "Content-Type": "application/json", "X-IVR-Signature": sig,
-                        "Idempotency-Key": f"callback-event-{ev.id}"})
-                    r.raise_for_status()
+                    post_escalation(client, self.settings, {
+                        "id": ev.id, "kind": ev.kind, "request_id": ev.request_id,
+                        "at": ev.at.isoformat(), **(ev.detail or {})},
+                        f"callback-event-{ev.id}")
                 except httpx.HTTPError as exc:
                     log.warning("escalation webhook failed (retried later): %s", exc)
                     break
@@ -509,6 +506,8 @@ class CallbackService(CallerDialog):
                                               and req.caller_number != req.phone)},
             "pending_callbacks": pending_callbacks(conn, req.customer_id),
         })
+        if self.extra_pop is not None:  # e.g. a follow-up's "on the fault closed yesterday"
+            ctx.update(self.extra_pop(conn, req, now))
         return ctx
 
     def owns(self, key: str) -> bool:
@@ -543,6 +542,24 @@ class CallbackService(CallerDialog):
         today = summarise(cbrepo.requested_between(conn, day, day + timedelta(days=1)), now)
         return {"open": items, "at_risk": sum(1 for i in items if i["at_risk"]),
                 "overdue": sum(1 for i in items if i["overdue"]), "today": today}
+
+
+def post_escalation(client: httpx.Client, settings: Settings, event: dict[str, Any],
+                    idempotency_key: str) -> None:
+    """POST one event to ``IVR_CALLBACK_ESCALATION_URL`` as JSON, signed with
+    ``IVR_CALLBACK_ESCALATION_SECRET`` (``X-IVR-Signature``: HMAC-SHA256 of the body) and
+    an ``Idempotency-Key``; raises ``httpx.HTTPError`` when it was not taken. Callbacks and
+    follow-ups (``callbacks.followups``) escalate through it."""
+    url = settings.callback_escalation_url
+    if not url:
+        return
+    secret = settings.callback_escalation_secret.get_secret_value().encode()
+    body = json.dumps(event, sort_keys=True).encode()
+    sig = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    r = client.post(url, content=body, headers={
+        "Content-Type": "application/json", "X-IVR-Signature": sig,
+        "Idempotency-Key": idempotency_key})
+    r.raise_for_status()
 
 
 def pending_callbacks(conn: Connection, customer_id: int | None) -> list[dict[str, Any]]:

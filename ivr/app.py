@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from callbacks import endpoints as callbacks_endpoints
 from callbacks.dialer import Dialer
+from callbacks.followups import endpoints as followup_endpoints
 from crm_sync import endpoints as crm_endpoints
 from ivr.agents import endpoints as agent_endpoints
 from ivr.agents import webhooks as agents_webhooks
@@ -46,7 +47,7 @@ log = logging.getLogger("ivr")
 
 #: Every Twilio webhook route, from each feature (the signature test walks them all).
 TWILIO_ROUTES = [*calls_endpoints.ROUTES, *agents_webhooks.ROUTES, *callbacks_endpoints.ROUTES,
-                 *survey_webhooks.ROUTES,
+                 *survey_webhooks.ROUTES, *followup_endpoints.ROUTES,
                  *transfer_webhooks.ROUTES]
 
 
@@ -157,6 +158,7 @@ def create_app(settings: Settings, clock: Clock | None = None,
     app.include_router(agent_endpoints.router)
     app.include_router(transfer_endpoints.router)
     app.include_router(retention_endpoints.router)
+    app.include_router(followup_endpoints.router)
     app.include_router(report_endpoints.router)
     app.include_router(i18n_endpoints.router)
     app.include_router(observability_endpoints.router)

@@ -388,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     agents_cli.add_parser(sub)
     tokens_cli.add_parser(sub)
     callbacks_cli.add_parser(sub)
+    from callbacks.followups import cli as followups_cli  # noqa: PLC0415
+
+    followups_cli.add_parser(sub)
     from ivr.retention import cli as retention_cli  # noqa: PLC0415
 
     retention_cli.add_parser(sub)
@@ -432,6 +435,10 @@ def main(argv: list[str] | None = None) -> int:
             from callbacks import cli as callbacks_cli  # noqa: PLC0415
 
             return callbacks_cli.run(settings, args)
+        if args.command == "followups":
+            from callbacks.followups import cli as followups_cli  # noqa: PLC0415
+
+            return followups_cli.run(settings, args)
         if args.command == "reports":
             from ivr.reports import cli as reports_cli  # noqa: PLC0415
 

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from callbacks.dialer import Dialer
+from callbacks.followups.service import FollowUpService
+from callbacks.followups.service import build_service as build_followups
+from callbacks.followups.sms import SmsSender
 from callbacks.service import CallbackService, build_service
 from ivr.agents.dispatch import Dispatcher
 from ivr.agents.gateway import Gateway, HoldLoopGateway, TwilioGateway
@@ -29,6 +32,7 @@ from ivr.core.settings import Settings
 from ivr.menu.registry import MenuRegistry
 from ivr.retention.service import RetentionService
 from ivr.surveys.policy import LiveSurveys
+from ivr.surveys.ports import NO_FOLLOW_UP
 from ivr.surveys.service import SurveyService
 from ivr.transfers.gateway import ConferenceGateway, LocalConferences, TwilioConferences
 from ivr.transfers.service import TransferService
@@ -80,6 +84,7 @@ class Services:
     menus: MenuRegistry | None = None
     calls: CallService | None = None
     surveys: SurveyService | None = None
+    followups: FollowUpService | None = None  # issue 17.2
     retention: RetentionService | None = None
     transfers: TransferService | None = None
 
@@ -91,6 +96,7 @@ class Services:
 def build_services(engine: Engine, settings: Settings, clock: Clock, *,
                    menus: MenuRegistry | None = None, gateway: Gateway | None = None,
                    dialer: Dialer | None = None, local_url: str = LOCAL_URL,
+                   sms: SmsSender | None = None,
                    conferences: ConferenceGateway | None = None) -> Services:
     """Every service over ``engine``. ``menus``: the live menus (a web process; the worker
     answers no caller and has none). A callback policy with mistakes raises PolicyError."""
@@ -101,7 +107,15 @@ def build_services(engine: Engine, settings: Settings, clock: Clock, *,
                               settings.public_url or local_url, dialer)
     retention = RetentionService.from_file(settings.wrapup_file)
     # Post-call surveys (issue 17.1): a surveys.yaml with mistakes raises SurveyError.
-    surveys = SurveyService(engine, clock, LiveSurveys(settings.surveys_file))
+    # Follow-ups (issue 17.2): followups.yaml with mistakes raises PolicyError; a low survey
+    # score opens one (the survey's port), a follow-up's callback pops its reason.
+    followups = build_followups(engine, clock, settings, gateway,
+                                settings.public_url or local_url, dialer, sms)
+    if followups is not None and callbacks is not None:
+        callbacks.extra_pop = followups.pop_fields
+    surveys = SurveyService(engine, clock, LiveSurveys(settings.surveys_file),
+                            open_follow_up=followups.open_from_low_score
+                            if followups is not None else NO_FOLLOW_UP)
     agents = AgentService(engine, menus, clock, settings, gateway,
                           callbacks if callbacks is not None else NO_QUEUE_WORK,
                           after_call=surveys,
@@ -121,7 +135,7 @@ def build_services(engine: Engine, settings: Settings, clock: Clock, *,
     agents.bridge = transfers
     return Services(settings, clock, engine, gateway, agents, callbacks, menus, calls,
                     transfers=transfers,
-                    surveys=surveys, retention=retention)
+                    surveys=surveys, followups=followups, retention=retention)
 
 
 def callback_services(engine: Engine, settings: Settings, clock: Clock, *,

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine
 
+from callbacks.followups.tasks import followups_job
 from callbacks.tasks import callbacks_job
 from crm_sync.tasks import jobs as crm_jobs
 from ivr.core.clock import Clock
@@ -116,6 +117,10 @@ def build_jobs(engine: Engine, settings: Settings, clock: Clock, *,
             closing.append(client)
             jobs.append(callbacks_job(services.dispatcher(), services.callbacks, settings,
                                       client))
+        if services.followups is not None:  # issue 17.2: with the callbacks' switch
+            fclient = httpx.Client(transport=transport, timeout=10)
+            closing.append(fclient)
+            jobs.append(followups_job(services.followups, settings, fclient))
     jobs += crm_jobs(engine, settings, clock, sleep=sleep, stop=stop, sync=sync,
                      outbox=outbox, transport=transport, closing=closing)
     return jobs, closing

@@ -144,6 +144,15 @@ class Settings(BaseSettings):
     # The Twilio REST API's base URL (a stand-in in tests or staging); empty: Twilio's.
     twilio_api_base_url: str | None = None
 
+    # Follow-ups, promises and SMS (issue 17.2): satisfaction calls after closed incidents,
+    # calls after a low survey score, promise warnings/escalation (followups.yaml, see
+    # README "Follow-ups and promises"). No file: off.
+    followups_file: Path = Path("followups.yaml")
+    followup_every_s: float = Field(default=5.0, gt=0)  # how often `ivr worker` sweeps
+    followup_lease_seconds: float = Field(default=90.0, gt=0)
+    # The number follow-up calls and SMS are sent from (E.164); empty: IVR_CALLBACK_CALLER_ID.
+    followup_caller_id: str = ""
+
     # Transfers (issue 16): the connected call on a conference (one per call), so the agent
     # can hold it and transfer it to a queue, a named agent or an outside number from the
     # list below (name -> E.164 number or sip: URI, as JSON in IVR_TRANSFER_NUMBERS). A
