@@ -56,7 +56,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -192,25 +192,33 @@ def ordering(mode: str) -> Iterator[None]:
         yield
         return
     original_key = routing.order_key
-    original_waiting = agent_repo.waiting
+    original_heads = agent_repo.waiting_heads
     original_due = cbrepo.due
 
-    def waiting(conn: Connection, limit: int = 200) -> list[routing.Waiting]:
-        rows = original_waiting(conn, 1_000_000)
-        return sorted(rows, key=fifo_key)[:limit]
+    def heads(conn: Connection, per_queue: Mapping[str, int],
+              free_agents: Collection[int]) -> list[routing.Waiting]:
+        rows = original_heads(conn, dict.fromkeys(per_queue, 1_000_000), free_agents)
+        out: dict[int, routing.Waiting] = {}
+        for queue, n in per_queue.items():
+            for w in sorted((r for r in rows if r.queue == queue), key=fifo_key)[:n]:
+                out[w.entry_id] = w
+        for w in rows:
+            if w.preferred_agent_id in free_agents:
+                out[w.entry_id] = w
+        return list(out.values())
 
     def due(conn: Connection, now: datetime, queues: Any, limit: int) -> list[Any]:
         rows = original_due(conn, now, queues, 1_000_000)
         return sorted(rows, key=lambda r: (r.entered_at, "callback", r.id))[:limit]
 
     routing.order_key = fifo_key  # type: ignore[assignment]
-    agent_repo.waiting = waiting
+    agent_repo.waiting_heads = heads
     cbrepo.due = due
     try:
         yield
     finally:
         routing.order_key = original_key
-        agent_repo.waiting = original_waiting
+        agent_repo.waiting_heads = original_heads
         cbrepo.due = original_due
 
 

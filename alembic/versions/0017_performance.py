@@ -17,8 +17,15 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    # A routing pass reads the heads of the queues with free agents, a wait round counts
+    # the callers ahead: both through this index, in routing order.
+    op.create_index('ix_queue_entries_routing', 'queue_entries',
+                    ['queue', 'status', sa.text('priority DESC'),
+                     sa.text('coalesce(deadline_at, entered_at)'), 'entered_at', 'id'])
+    op.create_index('ix_queue_entries_preferred_agent_id', 'queue_entries',
+                    ['preferred_agent_id'])
 
 
 def downgrade() -> None:
-    pass
+    op.drop_index('ix_queue_entries_preferred_agent_id', table_name='queue_entries')
+    op.drop_index('ix_queue_entries_routing', table_name='queue_entries')

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Table, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ivr.core.db import Base, UTCDateTime
@@ -124,7 +124,17 @@ class QueueEntry(Base):
 
     __table_args__ = (
         Index("ix_queue_entries_status_priority_entered", "status", "priority", "entered_at"),
+        # Callers who prefer an agent (repeat callers): found when that agent is free.
+        Index("ix_queue_entries_preferred_agent_id", "preferred_agent_id"),
     )
+
+
+# A queue's callers in routing order (``routing.order_key``): a routing pass reads the first
+# few of a queue and a wait round counts those ahead through it, whatever the queue's length
+# (issue 18; bench/routing_scale.py).
+Index("ix_queue_entries_routing", QueueEntry.queue, QueueEntry.status,
+      QueueEntry.priority.desc(), func.coalesce(QueueEntry.deadline_at, QueueEntry.entered_at),
+      QueueEntry.entered_at, QueueEntry.id)
 
 
 class AgentCall(Base):

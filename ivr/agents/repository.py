@@ -9,7 +9,7 @@ change or an indexed read; split by table when it grows.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -323,17 +323,39 @@ def _locking(conn: Connection, query: Any) -> Any:
         else query
 
 
-def waiting(conn: Connection, limit: int = 200) -> list[Waiting]:
-    q = (select(queue_entries.c.id, queue_entries.c.call_sid, queue_entries.c.queue,
-                queue_entries.c.priority, queue_entries.c.entered_at,
-                queue_entries.c.preferred_agent_id, queue_entries.c.deadline_at)
-         .where(queue_entries.c.status == "waiting")
-         .order_by(queue_entries.c.priority.desc(),
-                   func.coalesce(queue_entries.c.deadline_at, queue_entries.c.entered_at),
-                   queue_entries.c.entered_at, queue_entries.c.id).limit(limit))
-    return [Waiting(r.id, r.call_sid, r.queue, r.priority, r.entered_at, r.preferred_agent_id,
-                    r.deadline_at)
-            for r in conn.execute(_locking(conn, q))]
+_QE = queue_entries.c
+#: ``routing.order_key`` in SQL (the order of ``ix_queue_entries_routing``).
+ROUTING_ORDER = (_QE.priority.desc(), func.coalesce(_QE.deadline_at, _QE.entered_at),
+                 _QE.entered_at, _QE.id)
+
+
+def any_waiting(conn: Connection) -> bool:
+    """Whether any caller waits for an agent (an index probe)."""
+    return conn.execute(select(_QE.id).where(_QE.status == "waiting").limit(1)
+                        ).first() is not None
+
+
+def waiting_heads(conn: Connection, per_queue: Mapping[str, int],
+                  free_agents: Collection[int]) -> list[Waiting]:
+    """The callers the free agents can take now: the first ``n`` (routing order) of each
+    queue that has ``n`` free agents, and the first callers who prefer one of the free
+    agents. Read through ``ix_queue_entries_routing``: a pass costs what the free agents
+    can take, not the queues' length."""
+    columns = (_QE.id, _QE.call_sid, _QE.queue, _QE.priority, _QE.entered_at,
+               _QE.preferred_agent_id, _QE.deadline_at)
+    queries = [select(*columns).where(_QE.queue == queue, _QE.status == "waiting")
+               .order_by(*ROUTING_ORDER).limit(n)
+               for queue, n in sorted(per_queue.items()) if n > 0]
+    if free_agents:
+        queries.append(select(*columns).where(_QE.status == "waiting",
+                                              _QE.preferred_agent_id.in_(sorted(free_agents)))
+                       .order_by(*ROUTING_ORDER).limit(len(free_agents)))
+    found: dict[int, Waiting] = {}
+    for q in queries:
+        for r in conn.execute(_locking(conn, q)):
+            found[r.id] = Waiting(r.id, r.call_sid, r.queue, r.priority, r.entered_at,
+                                  r.preferred_agent_id, r.deadline_at)
+    return list(found.values())
 
 
 def free_agents(conn: Connection) -> list[Free]:

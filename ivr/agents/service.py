@@ -290,16 +290,23 @@ class AgentService:
         offers: list[Reservation] = []
         published: Published = []
         with self.engine.begin() as conn:
-            # Waiting calls first: usually none, and then no agent row is read or locked
-            # (the agents' rows were most of a routing pass: bench/results.md, issue 4).
-            # Due callbacks join the same plan (one ordering: priority, deadline, entry).
-            calls = repo.waiting(conn)
+            # Index probes first: with nobody waiting and nothing due, no agent row is read
+            # or locked (the agents' rows were most of a routing pass: issue 4). Then the
+            # free agents (few when a queue is long), and only the callers they can take:
+            # the heads of their queues, so a pass costs the same with 10 or 10,000
+            # callers waiting (issue 18, bench/routing_scale.py). Due callbacks join the
+            # same plan (one ordering: priority, deadline, entry).
+            waiting = repo.any_waiting(conn)
             due = self.callbacks.any_due(conn, now)
-            if not calls and not due:
+            if not waiting and not due:
                 return [], []
             free_all = repo.free_agents(conn)
+            if not free_all:
+                return [], []
+            per_queue = Counter(q for a in free_all for q in a.queues)
+            calls = (repo.waiting_heads(conn, per_queue, {a.agent_id for a in free_all})
+                     if waiting else [])
             if due:
-                per_queue = Counter(q for a in free_all for q in a.queues)
                 calls = calls + self.callbacks.due_work(conn, now, per_queue)
             queues = {c.queue for c in calls}
             preferred = {c.preferred_agent_id for c in calls}
