@@ -651,7 +651,7 @@
   const WRAPUP_FIELDS = {
     topic: "wu-topic", outcome: "wu-outcome", resolved: "wu-resolved",
     promised_action: "wu-promise", promised_due_at: "wu-due", leaving_reason: "wu-leaving",
-    notes: "wu-notes",
+    notes: "wu-notes", leaving_text: "wu-leaving-text",
   };
 
   /** A checkbox per open incident (close it) and per outstanding promise (kept); ticks
@@ -785,6 +785,11 @@
       kept_promises: ticked("wu-kept"),
     };
     let bad = false;
+    // The exit interview's words and whether the customer stayed (retention.js).
+    const retention = window.IVRRetention;
+    if (retention) Object.assign(body, retention.wrapupFields());
+    const exitProblem = retention && retention.problem();
+    if (exitProblem) bad = fieldError("leaving_text", exitProblem) || bad;
     if (!body.topic) bad = fieldError("topic", "What was the call about?") || bad;
     if (!body.outcome) bad = fieldError("outcome", "What came of it?") || bad;
     if (body.promised_due_at && !body.promised_action) bad = fieldError("promised_action", "What was promised by that time?") || bad;
