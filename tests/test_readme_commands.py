@@ -51,6 +51,9 @@ EXPECT = {
     "--dial-status completed --talk 20": "  ☏  the agent answered; talking for 20 s",
     ".venv/bin/ivr simulate --from +972527654321 --press 2,0,1 --accept-callback":
         "  🔊 [en-US] Thank you. We will call you back by ",
+    ".venv/bin/ivr simulate --from +972507745961 --press 1,4,\"say:very dissatisfied\" "
+    "--wait-for-agent 60 --dial-status completed --talk 20":
+        "  🔊 [en-US] Thank you very much. Goodbye.",
 }
 
 
@@ -77,6 +80,7 @@ def demo_env(folder: Path, port: int, **extra: str) -> dict[str, str]:
     return {**env, "IVR_DATABASE_URL": f"sqlite:///{folder / 'ivr.db'}",
             "IVR_MENUS_DIR": str(ROOT / "menus"), "IVR_CALLBACKS_FILE":
             str(ROOT / "callbacks.yaml"), "IVR_CRM_DIR": str(folder / "crm"),
+            "IVR_SURVEYS_FILE": str(ROOT / "surveys.yaml"),
             "IVR_TWILIO_AUTH_TOKEN": TOKEN, "IVR_DEMO_AGENT_PASSWORD": PASSWORD,
             "IVR_DEMO_ALWAYS_OPEN": "true", "IVR_PORT": str(port),
             "IVR_WATCH_MENUS": "false", **extra}
@@ -134,6 +138,12 @@ class Console:
                        headers=self.auth)
         assert r.status_code == 200, r.text
 
+    def wrap_up(self, call_sid: str) -> None:
+        r = httpx.post(f"{self.url}/agent/calls/{call_sid}/wrapup", headers=self.auth,
+                       json={"topic": "internet-down", "outcome": "resolved-on-call",
+                             "resolved": True})
+        assert r.status_code == 201, r.text
+
     def wrap_up_and_sign_out(self, call_sid: str) -> None:
         r = httpx.post(f"{self.url}/agent/calls/{call_sid}/wrapup", headers=self.auth,
                        json={"topic": "internet-down", "outcome": "resolved-on-call",
@@ -173,6 +183,10 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
             console = Console(url)
             console.available()
 
+        def agent_wrapped_up() -> None:  # the wrap-up frees the agent for the next call
+            assert console is not None and console.state() == "wrap_up"
+            console.wrap_up(last_sid)
+
         def agent_signed_out() -> None:
             assert console is not None and console.state() == "wrap_up"
             console.wrap_up_and_sign_out(last_sid)
@@ -181,6 +195,10 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
             # "Press **Available**, then in a second terminal call …"
             ".venv/bin/ivr simulate --from +972507745961 --press 2,1 --wait-for-agent 60 "
             "--dial-status completed --talk 20": agent_available,
+            # "Wrap up Yulia's call in the console … then call as Yulia once more"
+            ".venv/bin/ivr simulate --from +972507745961 --press 1,4,\"say:very "
+            "dissatisfied\" --wait-for-agent 60 --dial-status completed --talk 20":
+                agent_wrapped_up,
             # "With Noa signed out …" (after the wrap-up of the call before)
             ".venv/bin/ivr simulate --from +972527654321 --press 2,0,1 --accept-callback":
                 agent_signed_out,
