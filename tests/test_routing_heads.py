@@ -1,0 +1,98 @@
+"""A routing pass reads the heads of the queues that have free agents (issue 18): a long
+queue nobody can serve holds up no other queue, and a repeat caller far back in a queue
+still reaches the free agent who had them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, insert, select
+
+from ivr.agents.models import agents, queue_entries
+from ivr.core.clock import FrozenClock
+from ivr.core.settings import Settings
+from ivr.services import build_services
+from tests.conftest import OPEN_TIME
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    e = create_engine(database_url)
+    yield e
+    e.dispose()
+
+
+def _agent(i: int, queues: list[str], state: str) -> dict[str, object]:
+    return {"id": i, "username": f"a{i}", "name": f"Agent {i}", "role": "agent",
+            "password_hash": "x", "queues": queues, "reach_kind": "client",
+            "reach_target": f"a{i}", "state": state, "state_since": OPEN_TIME,
+            "current_call_sid": None if state == "available" else f"CAbusy{i}",
+            "active": True, "created_at": OPEN_TIME, "updated_at": OPEN_TIME}
+
+
+def _entry(i: int, queue: str, *, priority: int = 0, preferred: int | None = None,
+           ) -> dict[str, object]:
+    entered = OPEN_TIME - timedelta(seconds=10_000 - i)
+    return {"id": i, "call_sid": f"CA{i:06d}", "queue": queue, "priority": priority,
+            "entered_at": entered, "deadline_at": entered + timedelta(hours=4),
+            "status": "waiting", "attempts": 0, "updated_at": entered,
+            "last_seen_at": OPEN_TIME, "preferred_agent_id": preferred}
+
+
+def _route(engine: Engine, database_url: str) -> list[tuple[str, int]]:
+    settings = Settings(_env_file=None, database_url=database_url,
+                        callbacks_file=ROOT / "callbacks.yaml", twilio_auth_token="t",
+                        watch_menus=False)
+    service = build_services(engine, settings, FrozenClock(OPEN_TIME)).agents
+    offers, _ = service.route()
+    return sorted((o.call_sid, o.agent_id) for o in offers)
+
+
+def test_a_long_queue_nobody_serves_holds_up_no_other_queue(engine: Engine,
+                                                            database_url: str) -> None:
+    """300 premium callers of billing (no billing agent free) ahead, in routing order, of
+    one support caller whose agent is free: the support caller is offered at once (a pass
+    used to read the first 200 callers of all queues and stop there)."""
+    with engine.begin() as conn:
+        conn.execute(insert(agents), [_agent(1, ["billing"], "on_call"),
+                                      _agent(2, ["support"], "available")])
+        conn.execute(insert(queue_entries),
+                     [_entry(i, "billing", priority=1) for i in range(1, 301)]
+                     + [_entry(301, "support")])
+    assert _route(engine, database_url) == [("CA000301", 2)]
+
+
+def test_the_heads_of_each_queue_go_in_routing_order(engine: Engine,
+                                                     database_url: str) -> None:
+    """Two free support agents take the two first support callers (priority first, then
+    the time they joined), not the ones behind."""
+    with engine.begin() as conn:
+        conn.execute(insert(agents), [_agent(1, ["support"], "available"),
+                                      _agent(2, ["support"], "available")])
+        conn.execute(insert(queue_entries),
+                     [_entry(i, "support") for i in range(1, 50)]
+                     + [_entry(50, "support", priority=1)])
+    offered = [sid for sid, _ in _route(engine, database_url)]
+    assert offered == ["CA000001", "CA000050"]
+    with engine.connect() as conn:
+        still = conn.execute(select(queue_entries.c.call_sid).where(
+            queue_entries.c.status == "waiting").order_by(queue_entries.c.id)).scalars().all()
+    assert len(still) == 48 and still[0] == "CA000002"
+
+
+def test_a_repeat_caller_far_back_reaches_their_free_agent(engine: Engine,
+                                                          database_url: str) -> None:
+    """Agent 2 (free, billing only) had the caller at the back of support: the caller gets
+    them even though support's head has no free agent of its own."""
+    with engine.begin() as conn:
+        conn.execute(insert(agents), [_agent(1, ["support"], "on_call"),
+                                      _agent(2, ["billing"], "available")])
+        conn.execute(insert(queue_entries),
+                     [_entry(i, "support") for i in range(1, 40)]
+                     + [_entry(40, "support", preferred=2)])
+    assert _route(engine, database_url) == [("CA000040", 2)]
