@@ -24,6 +24,7 @@ from ivr.retention.config import DEFAULT_LISTS, RiskPolicy
 from ivr.retention.models import exit_interviews
 from ivr.retention.report import leaving_report, summarise, tenure
 from ivr.retention.signals import at_risk, leaving_risk
+from ivr.surveys.models import survey_responses
 from tests.agent_fixtures import DANA, YOSSI, available, login
 from tests.agent_flow import TwilioDriver
 from tests.conftest import OPEN_TIME, TOKEN
@@ -77,6 +78,13 @@ def _interview(cid: int, *, days_ago: float, reason: str, stayed: bool | None,
             else None}
 
 
+def _survey(n: int, cid: int, *, score: int, low: bool, days_ago: float) -> dict[str, Any]:
+    at = NOW - timedelta(days=days_ago)
+    return {"call_sid": f"CAsurvey{n}", "kind": "agent", "survey": "csat",
+            "language": "he-IL", "queue": "billing", "customer_id": cid, "status": "completed",
+            "score": score, "low": low, "started_at": at, "updated_at": at}
+
+
 @pytest.fixture
 def seeded(engine: Engine) -> None:
     """Ten customers whose risk is known (window 90 days, threshold 2, weights of
@@ -103,11 +111,14 @@ def seeded(engine: Engine) -> None:
             _interview(18, days_ago=2, reason="competitor_offer", stayed=None),  # 18: 3
             _interview(19, days_ago=2, reason="price", stayed=True),             # stayed
             _interview(20, days_ago=200, reason="moving", stayed=False)])        # outside
+        conn.execute(insert(survey_responses), [
+            _survey(1, 17, score=2, low=True, days_ago=10),                  # 17: 2
+            _survey(2, 16, score=4, low=False, days_ago=10)])                # rated well
 
 
 EXPECTED = {  # customer: (flag, score)
     11: (True, 2), 12: (False, 1), 13: (True, 2), 14: (True, 3), 15: (True, 3),
-    16: (False, 0), 17: (False, 0), 18: (True, 3), 19: (False, 0), 20: (False, 0)}
+    16: (False, 0), 17: (True, 2), 18: (True, 3), 19: (False, 0), 20: (False, 0)}
 
 
 def test_the_leaving_risk_of_the_seeded_customers(engine: Engine, seeded: None) -> None:
@@ -119,12 +130,13 @@ def test_the_leaving_risk_of_the_seeded_customers(engine: Engine, seeded: None) 
     assert found[14].reasons == ("1 promise not kept by its time",
                                  "1 callback past the promised time")
     assert found[13].reasons == ("1 callback that never got through",)
+    assert found[17].reasons == ("1 call rated low in the survey",)  # its kept promise: no
     assert found[15].reasons == ("customer status: leaving",)
     assert found[18].reasons == ("said they may leave: competitor_offer (2026-11-21)",)
     assert found[12].reasons == ("1 call abandoned in the queue in 90 days",)  # listed, no flag
     # Highest score first, then the lowest id; only customers at risk.
     assert [(p["customer_id"], p["score"]) for p in ranked] == [
-        (14, 3), (15, 3), (18, 3), (11, 2), (13, 2)]
+        (14, 3), (15, 3), (18, 3), (11, 2), (13, 2), (17, 2)]
     assert ranked[1]["tier"] == "premium"
 
 
@@ -371,7 +383,7 @@ def test_leaving_report_and_its_command(
     assert (saved["stayed"], saved["left"], saved["unknown"]) == (3, 2, 2)
     # At risk now: the seeded set's, and 32, 34, 35 of these (said they may leave, did not
     # stay, within 90 days); 33 stayed, 31 stayed, 36 spoke 400 days ago.
-    assert [p["customer_id"] for p in data["at_risk"]] == [14, 15, 18, 32, 34, 35, 11, 13]
+    assert [p["customer_id"] for p in data["at_risk"]] == [14, 15, 18, 32, 34, 35, 11, 13, 17]
     monkeypatch.setenv("IVR_DATABASE_URL", database_url)
     monkeypatch.setenv("IVR_LOG_LEVEL", "WARNING")
     args = ["reports", "leaving", "--from", "2026-11-01", "--to", "2026-11-30"]

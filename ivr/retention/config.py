@@ -109,6 +109,7 @@ class Weights(_Strict):
     failed_callback: Weight = 2   # each callback we never got through on
     late_callback: Weight = 1     # each callback that passed its deadline
     broken_promise: Weight = 2    # each promise not kept by its time
+    low_score: Weight = 2         # each call they rated low in the post-call survey
 
 
 class RiskPolicy(_Strict):

@@ -10,6 +10,7 @@ Within the policy's window before ``now``:
 * calls they hung up on while waiting in a queue (``queue_entries`` abandoned);
 * callbacks that never got through (failed) or came after their deadline (breached);
 * promises not kept by their time (``interactions``: due, not kept);
+* calls they rated low in the post-call survey (``survey_responses.low``);
 * on the call itself: they chose a retention queue in the IVR (``chose_queues``).
 
 Each signal adds its weight (``wrapup.yaml`` ``leaving_risk.weights``) per occurrence (the
@@ -32,6 +33,7 @@ from crm_sync.models import customers, interactions
 from ivr.agents.models import queue_entries
 from ivr.retention.config import DEFAULT_LISTS, RiskPolicy
 from ivr.retention.models import exit_interviews
+from ivr.surveys.models import survey_responses
 
 DEFAULT_POLICY = DEFAULT_LISTS.leaving_risk
 LEAVING_STATUSES = ("leaving", "left")
@@ -60,6 +62,7 @@ class _Facts:
     failed_callbacks: int = 0
     late_callbacks: int = 0
     broken_promises: int = 0
+    low_scores: int = 0
 
 
 def _plural(n: int, one: str, many: str) -> str:
@@ -80,6 +83,9 @@ def _weigh(facts: _Facts, policy: RiskPolicy, chose_queues: Iterable[str]) -> Le
     if facts.broken_promises:
         scored.append((w.broken_promise * facts.broken_promises, _plural(
             facts.broken_promises, "promise", "promises") + " not kept by its time"))
+    if facts.low_scores:
+        scored.append((w.low_score * facts.low_scores, _plural(
+            facts.low_scores, "call", "calls") + " rated low in the survey"))
     if facts.failed_callbacks:
         scored.append((w.failed_callback * facts.failed_callbacks, _plural(
             facts.failed_callbacks, "callback", "callbacks") + " that never got through"))
@@ -143,6 +149,13 @@ def _facts_for(conn: Connection, ids: list[int] | None, now: datetime,
                    it.promised_due_at >= since)
             .group_by(it.customer_id)):
         facts[cid].broken_promises = int(n)
+    sr = survey_responses.c
+    for cid, n in conn.execute(
+            select(sr.customer_id, func.count())
+            .where(only(sr.customer_id), sr.low.is_(True), sr.started_at >= since,
+                   sr.started_at <= now)
+            .group_by(sr.customer_id)):
+        facts[cid].low_scores = int(n)
     return dict(facts)
 
 
