@@ -6,6 +6,7 @@ the CLI's CSV. The arithmetic's edges (buckets, percentiles, periods) as plain c
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -276,6 +277,16 @@ def test_refresh_rolls_up_whole_days_before_today(engine: Engine, database_url: 
     (1799, 1770), (1800, 1800), (7199, 6900), (99999, 7200), (-3, 0)])
 def test_wait_buckets(seconds: float, bucket: int) -> None:
     assert wait_bucket(seconds) == bucket
+
+
+def test_the_sql_buckets_are_the_python_ones(engine: Engine) -> None:
+    waits = [0, 19, 59, 60, 64, 299, 300, 329, 1799, 1800, 7199, 99999]
+    with engine.begin() as conn:
+        for n, w in enumerate(waits):
+            _entry(conn, f"CA-w{n}", "q", local(DAY, 8, n), "done", w)
+        repository.refresh(conn, DAY, DAY, ZONE, NOW)
+        got = repository.read_waits(conn, DAY, DAY, "day", 6, "queue")
+    assert got[(DAY, "q")] == Counter(wait_bucket(w) for w in waits)
 
 
 @pytest.mark.parametrize(("hist", "q", "expected"), [

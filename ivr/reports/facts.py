@@ -1,142 +1,225 @@
-"""The facts of a range of time, read from the calls' own tables (SQLAlchemy Core, one
-statement per kind, the same on SQLite and PostgreSQL): queue entries, inbound calls,
-callback requests, identified callers' calls (and their neighbours 7 days either side),
-survey scores and follow-ups. ``ivr.reports.rollup.aggregate`` turns them into counters.
+"""The counters of one day, read from the calls' own tables: a handful of aggregate
+statements per day (SQLAlchemy Core; two small dialect helpers for time arithmetic), each
+bounded by the day's first and last instant in UTC — the day cut in the centre's zone is
+done here, in Python, so SQL compares UTC timestamps only. ``rollup_between`` runs them for
+every day of a range; ``ivr.reports.repository.refresh`` stores what it returns, and the
+reports use it directly for days not rolled up (today).
 
 Surveys and follow-ups are other features' tables; they are read by name from the
-registered metadata, so a deployment without them (or before they land) reads nothing.
+registered metadata, so a deployment without them reads nothing.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Table, and_, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Table,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+)
 
-from callbacks.models import callback_requests
-from callbacks.stats import _verdict
+from callbacks.models import OPEN, callback_requests
 from crm_sync.models import interactions
 from ivr.agents.models import queue_entries
 from ivr.calls.models import Call
 from ivr.core.db import Base
-from ivr.reports.model import local_day
-from ivr.reports.rollup import (
-    NO_QUEUE,
-    REPEAT_WINDOW,
-    CallbackFact,
-    CallFact,
-    ContactFact,
-    FollowUpFact,
-    QueueFact,
-    Rollup,
-    ScoreFact,
-    aggregate,
-)
+from ivr.reports.model import local_midnight
+from ivr.reports.rollup import NO_AGENT, NO_QUEUE, REPEAT_WINDOW, Rollup
 
-calls = Call.__table__
+calls: Table = Call.__table__  # type: ignore[assignment]
 
 
-def queue_facts(conn: Connection, start: datetime, end: datetime) -> list[QueueFact]:
-    q = queue_entries.c
-    rows = conn.execute(select(q.entered_at, q.queue, q.status, q.connected_at, q.agent_id)
-                        .where(q.entered_at >= start, q.entered_at < end))
-    return [QueueFact(r.entered_at, r.queue, r.status, r.connected_at, r.agent_id)
-            for r in rows]
+def seconds_between(conn: Connection, start: Any, end: Any) -> ColumnElement[Any]:
+    """Whole seconds from ``start`` to ``end`` (truncated; never below 0)."""
+    if conn.dialect.name == "postgresql":
+        raw: ColumnElement[Any] = cast(func.floor(func.extract("epoch", end - start)), Integer)
+    else:  # text timestamps: julianday, rounded to the millisecond before truncating
+        raw = cast(func.round((func.julianday(end) - func.julianday(start)) * 86400.0, 3),
+                   Integer)
+    return case((raw < 0, 0), else_=raw)
 
 
-def call_facts(conn: Connection, start: datetime, end: datetime) -> list[CallFact]:
-    """Inbound calls; abandoned in the menu: ended, never in a queue, and the menu's last
-    answer was asking the caller something (a ``<Gather>``)."""
-    c = calls.c
-    in_queue = select(queue_entries.c.id).where(queue_entries.c.call_sid == c.call_sid)
-    abandoned = and_(c.ended.is_(True), c.last_response.like("%<Gather%"),
-                     ~in_queue.exists())
-    rows = conn.execute(
-        select(c.created_at, abandoned.label("abandoned"))
-        .where(c.created_at >= start, c.created_at < end,
-               or_(c.direction.is_(None), c.direction.like("inbound%"))))
-    return [CallFact(r.created_at, bool(r.abandoned)) for r in rows]
+def shifted(conn: Connection, column: Any, delta: timedelta) -> ColumnElement[Any]:
+    """``column`` + ``delta`` (whole days) in SQL, comparable with the column."""
+    days = int(delta.total_seconds() // 86400)
+    if conn.dialect.name == "postgresql":
+        return column + literal_column(f"interval '{days} days'")  # type: ignore[no-any-return]
+    # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff': the same text, moved.
+    return func.strftime("%Y-%m-%d %H:%M:%f000", column, f"{days:+d} days")
 
 
-def callback_facts(conn: Connection, start: datetime, end: datetime,
-                   now: datetime) -> list[CallbackFact]:
-    b = callback_requests.c
-    rows = conn.execute(select(b.requested_at, b.queue, b.agent_id, b.status, b.completed_at,
-                               b.deadline_at)
-                        .where(b.requested_at >= start, b.requested_at < end))
-    return [CallbackFact(r.requested_at, r.queue, r.agent_id, _verdict(r, now)) for r in rows]
-
-
-def _contacts(conn: Connection, *where: Any) -> list[ContactFact]:
-    i = interactions.c
-    answered = queue_entries.alias("answered")
-    rows = conn.execute(
-        select(i.started_at, i.customer_id, i.topic, i.resolved,
-               func.coalesce(i.queue, answered.c.queue, literal(NO_QUEUE)).label("queue"),
-               answered.c.agent_id, i.outcome)
-        .select_from(interactions.outerjoin(answered, and_(
-            answered.c.call_sid == i.call_sid, answered.c.connected_at.is_not(None))))
-        .where(i.channel == "call", i.direction == "in", *where))
-    return [ContactFact(r.started_at, r.customer_id, r.topic, r.resolved, r.queue,
-                        r.agent_id, r.outcome is not None) for r in rows]
-
-
-def contact_facts(conn: Connection, start: datetime, end: datetime,
-                  ) -> tuple[list[ContactFact], list[ContactFact]]:
-    """Identified inbound calls of the range, and the same customers' inbound calls from
-    7 days before to 7 days after it (one indexed read by customer)."""
-    i = interactions.c
-    contacts = _contacts(conn, i.started_at >= start, i.started_at < end)
-    who = select(interactions.c.customer_id).where(
-        i.started_at >= start, i.started_at < end, i.channel == "call", i.direction == "in")
-    neighbours = _contacts(conn, i.customer_id.in_(who),
-                           i.started_at >= start - REPEAT_WINDOW,
-                           i.started_at < end + REPEAT_WINDOW,
-                           or_(i.started_at < start, i.started_at >= end))
-    return contacts, neighbours
+def bucket(seconds: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``rollup.wait_bucket`` in SQL."""
+    return case((seconds < 60, seconds), (seconds < 300, seconds - seconds % 5),
+                (seconds < 1800, seconds - seconds % 30),
+                (seconds < 7200, seconds - seconds % 300), else_=7200)
 
 
 def _table(name: str) -> Table | None:
     return Base.metadata.tables.get(name)
 
 
-def score_facts(conn: Connection, start: datetime, end: datetime) -> list[ScoreFact]:
+def _n(condition: ColumnElement[Any]) -> ColumnElement[Any]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def day_counts(conn: Connection, day: date, start: datetime, end: datetime, now: datetime,
+               out: Rollup) -> None:
+    """Add the counters of ``day`` ([start, end) in UTC) to ``out``."""
+    q = queue_entries.c
+    answered = q.connected_at.is_not(None)
+    agent = case((answered, func.coalesce(q.agent_id, NO_AGENT)), else_=NO_AGENT)
+    wait = seconds_between(conn, q.entered_at, q.connected_at)
+    in_day = and_(q.entered_at >= start, q.entered_at < end)
+    for r in conn.execute(select(
+            q.queue, agent.label("agent"), func.count().label("offered"),
+            _n(answered).label("answered"),
+            _n(and_(~answered, q.status == "abandoned")).label("abandoned_queue"),
+            _n(and_(~answered, q.status == "callback")).label("callback_left"),
+            func.coalesce(func.sum(case((answered, wait), else_=0)), 0).label("wait_sum"))
+            .where(in_day).group_by(q.queue, agent)):
+        k = (day, r.queue, int(r.agent))
+        for name in ("offered", "answered", "abandoned_queue", "callback_left", "wait_sum"):
+            out.add(k, name, int(r._mapping[name]))
+    waits = select(q.queue.label("queue"), agent.label("agent"), wait.label("w")) \
+        .where(in_day, answered).subquery()
+    b = bucket(waits.c.w)
+    for r in conn.execute(select(waits.c.queue, waits.c.agent, b.label("b"),
+                                 func.count().label("n"))
+                          .group_by(waits.c.queue, waits.c.agent, b)):
+        out.waits[(day, r.queue, int(r.agent))][int(r.b)] += int(r.n)
+
+    # Inbound calls; abandoned in the menu: ended, never in a queue, and the menu's last
+    # answer was asking the caller something (a <Gather>).
+    c = calls.c
+    in_queue = select(q.id).where(q.call_sid == c.call_sid).exists()
+    row = conn.execute(select(
+        func.count().label("inbound"),
+        _n(and_(c.ended.is_(True), c.last_response.like("%<Gather%"), ~in_queue))
+        .label("abandoned_menu"))
+        .where(c.created_at >= start, c.created_at < end,
+               or_(c.direction.is_(None), c.direction.like("inbound%")))).one()
+    if row.inbound:
+        out.add((day, NO_QUEUE, NO_AGENT), "inbound", int(row.inbound))
+        out.add((day, NO_QUEUE, NO_AGENT), "abandoned_menu", int(row.abandoned_menu))
+
+    # Callbacks asked that day: callbacks.stats' verdicts (met: completed by the deadline;
+    # missed: completed late, failed, or open past the deadline).
+    b_ = callback_requests.c
+    met = and_(b_.status == "completed", b_.completed_at.is_not(None),
+               b_.completed_at <= b_.deadline_at)
+    missed = or_(and_(b_.status == "completed", b_.completed_at > b_.deadline_at),
+                 b_.status == "failed", and_(b_.status.in_(OPEN), b_.deadline_at <= now))
+    cb_agent = func.coalesce(b_.agent_id, NO_AGENT)
+    for r in conn.execute(select(b_.queue, cb_agent.label("agent"), _n(met).label("met"),
+                                 _n(missed).label("missed"))
+                          .where(b_.requested_at >= start, b_.requested_at < end)
+                          .group_by(b_.queue, cb_agent)):
+        out.add((day, r.queue, int(r.agent)), "cb_met", int(r.met))
+        out.add((day, r.queue, int(r.agent)), "cb_missed", int(r.missed))
+
+    _contacts(conn, day, start, end, out)
+    _scores(conn, day, start, end, out)
+    _followups(conn, day, start, end, now, out)
+
+
+def _contacts(conn: Connection, day: date, start: datetime, end: datetime,
+              out: Rollup) -> None:
+    """Identified inbound calls: repeats (the customer called in the 7 days before) and
+    first-contact resolution (resolved, and no call about the same topic in 7 days)."""
+    i = interactions.alias("i")
+    other = interactions.alias("o")
+    inbound_other = and_(other.c.customer_id == i.c.customer_id, other.c.channel == "call",
+                         other.c.direction == "in")
+    before = exists().where(inbound_other,
+                            other.c.started_at >= shifted(conn, i.c.started_at, -REPEAT_WINDOW),
+                            other.c.started_at < i.c.started_at)
+    topic = func.lower(func.trim(i.c.topic))
+    wrapped = and_(i.c.outcome.is_not(None), func.coalesce(topic, "") != "")
+    again = exists().where(inbound_other, other.c.started_at > i.c.started_at,
+                           other.c.started_at <= shifted(conn, i.c.started_at, REPEAT_WINDOW),
+                           func.lower(func.trim(other.c.topic)) == topic)
+    a = queue_entries.alias("a")
+    queue = func.coalesce(i.c.queue, a.c.queue, literal(NO_QUEUE))
+    agent = func.coalesce(a.c.agent_id, NO_AGENT)
+    for r in conn.execute(
+            select(queue.label("queue"), agent.label("agent"),
+                   func.count().label("identified"), _n(before).label("repeats"),
+                   _n(wrapped).label("fcr_calls"),
+                   _n(and_(wrapped, i.c.resolved.is_(True), ~again)).label("fcr_ok"))
+            .select_from(i.outerjoin(a, and_(a.c.call_sid == i.c.call_sid,
+                                             a.c.connected_at.is_not(None))))
+            .where(i.c.channel == "call", i.c.direction == "in", i.c.started_at >= start,
+                   i.c.started_at < end)
+            .group_by(queue, agent)):
+        k = (day, r.queue, int(r.agent))
+        for name in ("identified", "repeats", "fcr_calls", "fcr_ok"):
+            out.add(k, name, int(r._mapping[name]))
+
+
+def _scores(conn: Connection, day: date, start: datetime, end: datetime,
+            out: Rollup) -> None:
     """Answered surveys (``survey_responses.score``, the headline rating)."""
     t = _table("survey_responses")
     if t is None:
-        return []
+        return
     s = t.c
-    rows = conn.execute(select(s.started_at, s.queue, s.agent_id, s.score)
-                        .where(s.started_at >= start, s.started_at < end,
-                               s.score.is_not(None)))
-    return [ScoreFact(r.started_at, r.queue or NO_QUEUE, r.agent_id, int(r.score))
-            for r in rows]
+    queue, agent = func.coalesce(s.queue, NO_QUEUE), func.coalesce(s.agent_id, NO_AGENT)
+    for r in conn.execute(select(queue.label("queue"), agent.label("agent"),
+                                 func.count().label("n"), func.sum(s.score).label("total"))
+                          .where(s.started_at >= start, s.started_at < end,
+                                 s.score.is_not(None))
+                          .group_by(queue, agent)):
+        out.add((day, r.queue, int(r.agent)), "csat_n", int(r.n))
+        out.add((day, r.queue, int(r.agent)), "csat_sum", int(r.total))
 
 
-def followup_facts(conn: Connection, start: datetime, end: datetime,
-                   now: datetime) -> list[FollowUpFact]:
-    """Follow-ups due in the range: on time when done by their due time."""
+def _followups(conn: Connection, day: date, start: datetime, end: datetime, now: datetime,
+               out: Rollup) -> None:
+    """Follow-ups due that day: on time when done by their due time (those not done yet
+    count once their due time has passed)."""
     t = _table("followups")
     if t is None or not {"due_at", "queue", "agent_id", "done_at"} <= set(t.c.keys()):
-        return []
+        return
     f = t.c
-    rows = conn.execute(select(f.due_at, f.queue, f.agent_id, f.done_at)
-                        .where(f.due_at >= start, f.due_at < end))
-    return [FollowUpFact(r.due_at, r.queue or NO_QUEUE, r.agent_id,
-                         r.done_at is not None and r.done_at <= r.due_at)
-            for r in rows if r.done_at is not None or r.due_at <= now]
+    queue, agent = func.coalesce(f.queue, NO_QUEUE), func.coalesce(f.agent_id, NO_AGENT)
+    decided = or_(f.done_at.is_not(None), f.due_at <= now)
+    for r in conn.execute(select(queue.label("queue"), agent.label("agent"),
+                                 func.count().label("due"),
+                                 _n(and_(f.done_at.is_not(None), f.done_at <= f.due_at))
+                                 .label("on_time"))
+                          .where(f.due_at >= start, f.due_at < end, decided)
+                          .group_by(queue, agent)):
+        out.add((day, r.queue, int(r.agent)), "fu_due", int(r.due))
+        out.add((day, r.queue, int(r.agent)), "fu_on_time", int(r.on_time))
 
 
-def rollup_between(conn: Connection, start: datetime, end: datetime, zone: ZoneInfo,
-                   now: datetime) -> Rollup:
-    """The counters of every day of ``zone`` in [start, end) (midnights of that zone)."""
-    contacts, neighbours = contact_facts(conn, start, end)
-    days = (local_day(start, zone), local_day(end, zone) - timedelta(days=1))
-    return aggregate(zone, days, queue=queue_facts(conn, start, end),
-                     calls=call_facts(conn, start, end),
-                     callbacks=callback_facts(conn, start, end, now),
-                     contacts=contacts, neighbours=neighbours,
-                     scores=score_facts(conn, start, end),
-                     followups=followup_facts(conn, start, end, now))
+def days_of(first: date, last: date) -> Iterator[date]:
+    day = first
+    while day <= last:
+        yield day
+        day += timedelta(days=1)
+
+
+def rollup_days(conn: Connection, first: date, last: date, zone: ZoneInfo,
+                now: datetime) -> Rollup:
+    """The counters of every day ``first``..``last`` of ``zone``."""
+    out = Rollup()
+    for day in days_of(first, last):
+        day_counts(conn, day, local_midnight(day, zone),
+                   local_midnight(day + timedelta(days=1), zone), now, out)
+    return out

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Connection, delete, func, insert, literal_column, select
 
-from ivr.reports.facts import rollup_between
-from ivr.reports.model import By, local_midnight
+from ivr.reports.facts import rollup_days
+from ivr.reports.model import By
 from ivr.reports.models import report_days, report_rolled_days, report_waits
 from ivr.reports.rollup import COUNTERS
 
@@ -25,8 +25,7 @@ Waits = dict[tuple[date, Any], Counter[int]]
 def refresh(conn: Connection, first: date, last: date, zone: ZoneInfo, now: datetime) -> int:
     """Roll up the days ``first``..``last`` (whole days, before today: the caller's
     choice) from the calls' tables; returns the number of counter rows written."""
-    rollup = rollup_between(conn, local_midnight(first, zone),
-                            local_midnight(last + timedelta(days=1), zone), zone, now)
+    rollup = rollup_days(conn, first, last, zone, now)
     for table in (report_days, report_waits, report_rolled_days):
         conn.execute(delete(table).where(table.c.day >= first, table.c.day <= last))
     rows = [{"day": d, "queue": q, "agent_id": a, **{c: counts.get(c, 0) for c in COUNTERS}}

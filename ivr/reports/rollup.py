@@ -1,5 +1,6 @@
-"""The reports' arithmetic (pure): per-call facts in, counters per (day, queue, agent) and
-wait histograms out; counters of a period summed into the figures a manager reads.
+"""The reports' arithmetic (pure): counters per (day, queue, agent) and wait histograms
+(``Rollup``, filled by ``ivr.reports.facts``), summed per period into the figures a manager
+reads (``figures``).
 
 Counters add up: a week is the sum of its days, a queue's row the sum of its agents', so
 ``ivr.reports.repository`` stores them per day (the rollup) and a report of any range
@@ -13,7 +14,7 @@ What each figure counts (README, "Reports"):
   (the last answer was a ``<Gather>``) and never joined a queue; **in the queue**: queue
   entries the caller hung up on (``abandoned``). **Abandonment** = both / calls.
 * **wait**: from joining the queue (``entered_at``, kept across a failed agent leg) to an
-  agent answering (``connected_at``), answered calls only; **average** and **p90**
+  agent answering (``connected_at``), in whole seconds, answered calls only; **average** and **p90**
   (nearest rank over the histogram's buckets: exact to the second below 60 s).
 * **service level**: answered within N s / (answered + abandoned in the queue).
 * **callbacks on time**: ``callbacks.stats`` verdicts (met / missed) of the requests made
@@ -30,13 +31,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
-
-from ivr.reports.model import local_day
 
 #: The counters of the rollup, in the order of ``report_days``' columns.
 COUNTERS = ("inbound", "abandoned_menu", "offered", "answered", "abandoned_queue",
@@ -64,58 +62,6 @@ def wait_bucket(seconds: float) -> int:
     return min(s - s % 300, 7200)
 
 
-@dataclass(frozen=True)
-class QueueFact:
-    entered_at: datetime
-    queue: str
-    status: str
-    connected_at: datetime | None
-    agent_id: int | None
-
-
-@dataclass(frozen=True)
-class CallFact:
-    started_at: datetime
-    abandoned_in_menu: bool
-
-
-@dataclass(frozen=True)
-class CallbackFact:
-    requested_at: datetime
-    queue: str
-    agent_id: int | None
-    verdict: str | None  # met / missed / None (not decided yet)
-
-
-@dataclass(frozen=True)
-class ContactFact:
-    """An inbound call of an identified customer (an ``interactions`` row)."""
-
-    started_at: datetime
-    customer_id: int
-    topic: str | None  # the wrap-up's, None before one
-    resolved: bool | None
-    queue: str
-    agent_id: int | None
-    wrapped_up: bool
-
-
-@dataclass(frozen=True)
-class ScoreFact:
-    at: datetime
-    queue: str
-    agent_id: int | None
-    score: int
-
-
-@dataclass(frozen=True)
-class FollowUpFact:
-    due_at: datetime
-    queue: str
-    agent_id: int | None
-    on_time: bool
-
-
 @dataclass
 class Rollup:
     counts: dict[Key, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
@@ -123,82 +69,6 @@ class Rollup:
 
     def add(self, key: Key, counter: str, n: int = 1) -> None:
         self.counts[key][counter] += n
-
-
-def _topic(value: str | None) -> str | None:
-    return value.strip().casefold() if value and value.strip() else None
-
-
-def aggregate(zone: ZoneInfo, days: tuple[date, date], *, queue: Iterable[QueueFact] = (),
-              calls: Iterable[CallFact] = (), callbacks: Iterable[CallbackFact] = (),
-              contacts: Iterable[ContactFact] = (), neighbours: Iterable[ContactFact] = (),
-              scores: Iterable[ScoreFact] = (), followups: Iterable[FollowUpFact] = (),
-              ) -> Rollup:
-    """Counters of the days ``days[0]..days[1]`` (inclusive, in ``zone``) from the facts
-    of those days. ``neighbours`` are the same customers' inbound calls up to 7 days either
-    side (for repeats and first-contact resolution); ``contacts`` may be among them."""
-    first, last = days
-    out = Rollup()
-
-    def key(at: datetime, q: str, agent: int | None) -> Key | None:
-        d = local_day(at, zone)
-        return (d, q, agent or NO_AGENT) if first <= d <= last else None
-
-    for c in calls:
-        k = key(c.started_at, NO_QUEUE, None)
-        if k is not None:
-            out.add(k, "inbound")
-            if c.abandoned_in_menu:
-                out.add(k, "abandoned_menu")
-    for e in queue:
-        answered = e.connected_at is not None
-        k = key(e.entered_at, e.queue, e.agent_id if answered else None)
-        if k is None:
-            continue
-        out.add(k, "offered")
-        if e.connected_at is not None:
-            wait = max(0.0, (e.connected_at - e.entered_at).total_seconds())
-            out.add(k, "answered")
-            out.add(k, "wait_sum", round(wait))
-            out.waits[k][wait_bucket(wait)] += 1
-        elif e.status == "abandoned":
-            out.add(k, "abandoned_queue")
-        elif e.status == "callback":
-            out.add(k, "callback_left")
-    for cb in callbacks:
-        k = key(cb.requested_at, cb.queue, cb.agent_id)
-        if k is not None and cb.verdict in ("met", "missed"):
-            out.add(k, "cb_met" if cb.verdict == "met" else "cb_missed")
-    by_customer: dict[int, list[ContactFact]] = defaultdict(list)
-    for n in (*neighbours, *contacts):
-        by_customer[n.customer_id].append(n)
-    for t in contacts:
-        k = key(t.started_at, t.queue, t.agent_id)
-        if k is None:
-            continue
-        others = [n for n in by_customer[t.customer_id] if n.started_at != t.started_at]
-        out.add(k, "identified")
-        if any(t.started_at - REPEAT_WINDOW <= n.started_at < t.started_at for n in others):
-            out.add(k, "repeats")
-        topic = _topic(t.topic)
-        if t.wrapped_up and topic is not None:
-            out.add(k, "fcr_calls")
-            again = any(t.started_at < n.started_at <= t.started_at + REPEAT_WINDOW
-                        and _topic(n.topic) == topic for n in others)
-            if t.resolved and not again:
-                out.add(k, "fcr_ok")
-    for s in scores:
-        k = key(s.at, s.queue, s.agent_id)
-        if k is not None:
-            out.add(k, "csat_n")
-            out.add(k, "csat_sum", s.score)
-    for f in followups:
-        k = key(f.due_at, f.queue, f.agent_id)
-        if k is not None:
-            out.add(k, "fu_due")
-            if f.on_time:
-                out.add(k, "fu_on_time")
-    return out
 
 
 def percentile_of(histogram: Mapping[int, int], q: float) -> int | None:

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, select
 from ivr.agents.models import agents
 from ivr.core.settings import Settings
 from ivr.reports import repository as repo
-from ivr.reports.facts import rollup_between
+from ivr.reports.facts import rollup_days
 from ivr.reports.model import (
     Block,
     Chart,
@@ -23,7 +23,6 @@ from ivr.reports.model import (
     ReportRequest,
     Series,
     Table,
-    local_midnight,
     period_start,
     periods,
 )
@@ -70,9 +69,7 @@ def counters(conn: Connection, req: ReportRequest, group: repo.Group,
         waits.update(repo.read_waits(conn, req.start, req.end, req.by, req.week_start, group,
                                      rolled))
     for first, last in _runs(req.start, req.end, rolled):
-        live = rollup_between(conn, local_midnight(first, req.zone),
-                              local_midnight(last + timedelta(days=1), req.zone),
-                              req.zone, req.now)
+        live = rollup_days(conn, first, last, req.zone, req.now)
         for (day, queue, agent), c in live.counts.items():
             k = (period_start(day, req.by, req.week_start), queue if group == "queue" else agent)
             sums[k].update(c)
