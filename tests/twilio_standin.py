@@ -53,6 +53,8 @@ class TwilioStandIn:
     listed: list[dict[str, str]] = field(default_factory=list)
     #: Calls we asked Twilio to end (``calls(sid).update(status=canceled)``).
     ended_by_us: list[str] = field(default_factory=list)
+    #: Messaging API: every SMS sent (the form Twilio got, with its sid).
+    messages: list[dict[str, str]] = field(default_factory=list)
 
     def app(self) -> Starlette:
         expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
@@ -130,7 +132,20 @@ class TwilioStandIn:
                                  "wait_time": 5, "date_enqueued": None,
                                  "uri": str(request.url.path)})
 
+        async def message(request: Request) -> JSONResponse:
+            if request.headers.get("authorization", "") != expected:
+                return JSONResponse({"code": 20003, "message": "Authenticate"}, 401)
+            form = dict(parse_qsl((await request.body()).decode()))
+            sid = f"SM{len(self.messages) + 1:032x}"
+            self.messages.append({"sid": sid, **form})
+            return JSONResponse({"sid": sid, "account_sid": ACCOUNT_SID, "to": form.get("To"),
+                                 "from": form.get("From"), "body": form.get("Body"),
+                                 "status": "queued", "api_version": "2010-04-01",
+                                 "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/"
+                                        f"{sid}.json"}, 201)
+
         return Starlette(routes=[
+            Route("/2010-04-01/Accounts/{account}/Messages.json", message, methods=["POST"]),
             Route("/2010-04-01/Accounts/{account}/Queues/{queue}/Members/{call}.json",
                   member, methods=["POST"]),
             Route("/2010-04-01/Accounts/{account}/Calls.json", calls, methods=["POST"]),
