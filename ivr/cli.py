@@ -308,10 +308,10 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
             worker.jobs, closing = build_jobs(
                 engine, settings, clock, sleep=worker.sleep, stop=worker.stopping.is_set,
                 sync=not args.no_sync, outbox=not args.no_outbox,
-                callbacks=not args.no_callbacks)
+                callbacks=not args.no_callbacks, reports=not args.no_reports)
         except (MappingError, PolicyError) as exc:  # source, subscriber, callbacks files
             raise UserError(str(exc)) from None
-        if not worker.jobs:
+        if not [j for j in worker.jobs if j.name != "reports"]:  # a rollup alone: idle
             raise UserError(f"nothing to do: no source in {settings.crm_dir / 'sources'}, "
                             f"no active subscriber in "
                             f"{settings.crm_dir / 'subscribers.yaml'} and no callbacks "
@@ -378,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--no-outbox", action="store_true", help="no outbox delivery")
     worker.add_argument("--no-callbacks", action="store_true",
                         help="no callback dispatch (timers, dialling)")
+    worker.add_argument("--no-reports", action="store_true",
+                        help="no rollup of the reports' finished days")
     from callbacks import cli as callbacks_cli  # noqa: PLC0415
     from crm_sync import cli as crm_cli  # noqa: PLC0415
     from ivr.agents import cli as agents_cli  # noqa: PLC0415

@@ -35,6 +35,7 @@ from crm_sync.tasks import jobs as crm_jobs
 from ivr.core.clock import Clock
 from ivr.core.jobs import Job
 from ivr.core.settings import Settings
+from ivr.reports.tasks import reports_job
 from ivr.services import build_services
 
 log = logging.getLogger("ivr.worker")
@@ -104,6 +105,7 @@ class Worker:
 def build_jobs(engine: Engine, settings: Settings, clock: Clock, *,
                sleep: Callable[[float], None], stop: Callable[[], bool] = lambda: False,
                sync: bool = True, outbox: bool = True, callbacks: bool = False,
+               reports: bool = False,
                transport: httpx.BaseTransport | None = None, gateway: Any = None,
                dialer: Any = None) -> tuple[list[Job], list[Any]]:
     """Each feature's jobs the configuration asks for, and the resources to close
@@ -123,4 +125,6 @@ def build_jobs(engine: Engine, settings: Settings, clock: Clock, *,
             jobs.append(followups_job(services.followups, settings, fclient))
     jobs += crm_jobs(engine, settings, clock, sleep=sleep, stop=stop, sync=sync,
                      outbox=outbox, transport=transport, closing=closing)
+    if reports:  # issue 17.5: the reports' rollup of finished days
+        jobs.append(reports_job(engine, settings, clock))
     return jobs, closing

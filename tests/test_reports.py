@@ -31,6 +31,7 @@ from ivr.reports.models import report_rolled_days
 from ivr.reports.render import as_csv
 from ivr.reports.rollup import percentile_of, wait_bucket
 from ivr.reports.service import agent_report, queue_report
+from ivr.worker import build_jobs
 from tests.agent_fixtures import login
 
 ZONE = ZoneInfo("Asia/Jerusalem")
@@ -270,6 +271,22 @@ def test_refresh_rolls_up_whole_days_before_today(engine: Engine, database_url: 
     args = build_parser().parse_args(["reports", "refresh"])
     assert reports_cli.run(settings, args, FrozenClock(NOW)) == 0
     assert "rolled up 2026-11-25 .. 2026-12-02 (Asia/Jerusalem)" in capsys.readouterr().out
+
+
+def test_the_workers_job_rolls_up_the_last_8_days(engine: Engine, database_url: str,
+                                                  menus_dir: Any) -> None:
+    seed(engine)
+    settings = Settings(_env_file=None, database_url=database_url, menus_dir=menus_dir)
+    clock = FrozenClock(NOW)
+    jobs, closing = build_jobs(engine, settings, clock, sleep=lambda _s: None, sync=False,
+                               outbox=False, reports=True)
+    assert [(j.name, j.every) for j in jobs] == [("reports", 900.0)] and not closing
+    assert jobs[0].run() is False
+    with engine.connect() as conn:
+        days = sorted(conn.execute(select(report_rolled_days.c.day)).scalars())
+        assert days[0] == date(2026, 11, 25) and days[-1] == date(2026, 12, 2)
+        assert len(days) == 8
+        check(conn)  # the rolled-up day reads the same
 
 
 @pytest.mark.parametrize(("seconds", "bucket"), [

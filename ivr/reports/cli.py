@@ -16,7 +16,6 @@ import argparse
 import sys
 from datetime import date, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from ivr.core.clock import Clock, SystemClock
 from ivr.core.db import make_engine
@@ -26,12 +25,10 @@ from ivr.reports import repository
 from ivr.reports.model import Report, Table
 from ivr.reports.registry import REPORTS, find
 from ivr.reports.render import as_csv, as_json, as_text
-from ivr.reports.service import request_for
+from ivr.reports.service import SETTLE_DAYS, centre_zone, request_for
 from ivr.reports.strings import label
 
 EXIT_OK, EXIT_USER = 0, 1
-#: Days a refresh re-rolls by default: first-contact resolution looks 7 days ahead.
-SETTLE_DAYS = 8
 
 
 def add_parser(sub: Any) -> None:
@@ -63,16 +60,6 @@ def add_report_parser(cmds: Any, report: Report) -> None:
     out.add_argument("--json", action="store_true")
     for option in report.options:
         r.add_argument(f"--{option.replace('_', '-')}", dest=f"opt_{option}")
-
-
-def centre_zone(settings: Settings) -> ZoneInfo:
-    """The centre's time zone: the entry menu's (the console shows times in it), else
-    IVR_TIMEZONE."""
-    from ivr.menu.bundle import load_directory  # noqa: PLC0415
-
-    bundle, _report = load_directory(settings.menus_dir, settings.entry_menu)
-    entry = bundle.menus.get(settings.entry_menu) if bundle is not None else None
-    return ZoneInfo(entry.menu.spoken_timezone() if entry is not None else settings.timezone)
 
 
 def run(settings: Settings, args: argparse.Namespace, clock: Clock | None = None) -> int:

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, select
 
 from ivr.agents.models import agents
 from ivr.core.settings import Settings
+from ivr.menu.bundle import load_directory
 from ivr.reports import repository as repo
 from ivr.reports.facts import rollup_days
 from ivr.reports.model import (
@@ -29,8 +30,18 @@ from ivr.reports.model import (
 from ivr.reports.rollup import NO_AGENT, NO_QUEUE, figures
 from ivr.reports.strings import format_period
 
+#: Days a refresh rolls up again: first-contact resolution looks 7 days ahead.
+SETTLE_DAYS = 8
 #: The queue of the "all queues" row (every inbound call, the menu's abandonment).
 ALL = "*"
+
+
+def centre_zone(settings: Settings) -> ZoneInfo:
+    """The centre's time zone: the entry menu's (the console shows times in it), else
+    IVR_TIMEZONE."""
+    bundle, _report = load_directory(settings.menus_dir, settings.entry_menu)
+    entry = bundle.menus.get(settings.entry_menu) if bundle is not None else None
+    return ZoneInfo(entry.menu.spoken_timezone() if entry is not None else settings.timezone)
 
 
 def week_start_day(settings: Settings) -> int:
