@@ -30,7 +30,7 @@ EXPANSIONS = {
     "st_": ("pending", "ringing", "consulting", "joined", "completed", "canceled", "failed"),
     "sup_state_": ("pending", "ringing", "consulting", "joined"),
     "why_": ("no-answer", "busy", "declined", "failed", "hung-up", "rest-failed", "closed",
-             "abandoned"),
+             "abandoned", "interrupted", "canceled"),
     "back_": ("first-agent", "queue", "callback"),
 }
 
@@ -84,6 +84,9 @@ def test_every_word_is_in_the_catalog_in_both_languages() -> None:
     keys = used_keys(SCRIPT)
     assert {"hold", "resume", "join", "handover", "cancel", "from_line", "monitor",
             "barge", "queue_closed", "why_no-answer", "back_first-agent"} <= keys
+    reasons = re.search(r"const REASONS = new Set\(\[([^\]]*)\]\)", SCRIPT)
+    assert reasons is not None
+    assert set(re.findall(r'"([\w-]+)"', reasons.group(1))) == set(EXPANSIONS["why_"])
     missing = sorted(k for k in keys if PREFIX + k not in books.entries)
     assert missing == []
     for key in keys:
@@ -117,6 +120,11 @@ def test_every_console_event_it_listens_to_is_sent() -> None:
     assert heard == {"stream", "me", "screenpop", "status", "clear", "board"}
     assert heard <= sent, heard - sent
     # ... and the stream's own events, as the transfer API names them.
+    # ... and what it asks of console.js.
+    asked = set(re.findall(r"""new CustomEvent\(\s*["']console:(\w+)["']""", SCRIPT))
+    listened = set(re.findall(r"""addEventListener\(\s*["']console:(\w+)["']""", CONSOLE))
+    assert asked == {"drop", "answered"}
+    assert asked <= listened, asked - listened
     stream = set(re.findall(r"""source\.addEventListener\(\s*["'](\w+)["']""", SCRIPT))
     assert stream == {"hold", "transfer", "call"}
 

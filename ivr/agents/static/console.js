@@ -966,6 +966,16 @@
     $("login-form").addEventListener("submit", login);
     $("sign-out").addEventListener("click", logout);
     $("toggle-available").addEventListener("click", toggleState);
+    // transfers.js: a transfer to this agent ended before the call was theirs: the pop goes;
+    // their leg of it answered: the call is on.
+    document.addEventListener("console:drop", (e) => {
+      if (!ui.context || ui.context.call_sid !== e.detail?.call_sid) return;
+      clearCall();
+      notice(e.detail.message, "info");
+    });
+    document.addEventListener("console:answered", (e) => {
+      if (ui.context?.call_sid === e.detail?.call_sid && ui.callStatus === "ringing") setCallStatus("answered");
+    });
     $("wrapup-form").addEventListener("submit", submitWrapup);
     $("wrapup-form").addEventListener("input", saveDraft);
     $("wrapup-form").addEventListener("change", saveDraft);

@@ -20,6 +20,8 @@
 
   const OPEN_STATES = new Set(["pending", "ringing", "consulting", "joined"]);
   const KINDS = ["queue", "agent", "external"];
+  const REASONS = new Set(["no-answer", "busy", "declined", "failed", "hung-up", "rest-failed",
+    "closed", "abandoned", "interrupted", "canceled"]);
 
   const ui = {
     me: null,
@@ -132,7 +134,7 @@
     panel.replaceChildren(
       el("h2", { id: "xfer-title" }, tr("title")),
       el("div", { class: "xfer-actions" },
-        el("button", { type: "button", id: "xfer-hold", "aria-pressed": "false" }, tr("hold")),
+        el("button", { type: "button", id: "xfer-hold" }, tr("hold")),
         el("button", { type: "button", id: "xfer-open", "aria-expanded": "false",
           "aria-controls": "xfer-form" }, tr("transfer_open")),
         el("p", { id: "xfer-status", class: "xfer-status", role: "status", "aria-live": "polite" })),
@@ -199,7 +201,10 @@
     $("xfer-form-error").textContent = "";
     if (!open) return;
     $("xfer-error").textContent = "";
-    document.querySelector("input[name=xfer-kind]:checked")?.focus();
+    // Each transfer starts from the top: a queue, cold, no note.
+    $("xfer-kind-queue").checked = true;
+    $("xfer-mode-cold").checked = true;
+    $("xfer-kind-queue").focus();
     ui.targets = null;
     fillTargets();
     try {
@@ -363,11 +368,26 @@
     if (before && before.id === transfer.id && before.updated_at && transfer.updated_at
         && transfer.updated_at < before.updated_at) return;  // an older word than we have
     ui.transfer = transfer;
-    if (!mine(transfer)) return;
+    if (!mine(transfer)) {
+      const toMe = ui.me && transfer.to_agent?.id === ui.me.id;
+      if (toMe && ["consulting", "joined", "completed"].includes(transfer.state)) {
+        // This agent's leg answered: the call is on for console.js too.
+        document.dispatchEvent(new CustomEvent("console:answered", {
+          detail: { call_sid: transfer.call_sid } }));
+      }
+      if (toMe && (transfer.state === "failed" || transfer.state === "canceled")) {
+        // It never became this agent's call: console.js takes the pop away and says why.
+        const by = transfer.from_agent?.name || "";
+        const message = transfer.state === "canceled" ? tr("target_canceled", { by })
+          : tr("target_failed", { by, why: reasonText(transfer.reason) });
+        document.dispatchEvent(new CustomEvent("console:drop", {
+          detail: { call_sid: transfer.call_sid, message } }));
+      }
+      return;
+    }
     const name = targetName(transfer);
     if (transfer.state === "failed") {
-      const why = tr(`why_${transfer.reason}`) === `transfers.ui.why_${transfer.reason}`
-        ? tr("why_unknown") : tr(`why_${transfer.reason}`);
+      const why = reasonText(transfer.reason);
       const back = transfer.caller_back_to ? ` ${tr(`back_${transfer.caller_back_to}`)}` : "";
       ui.message = [tr("st_failed", { name, why }) + back, "error"];
     } else if (transfer.state === "canceled") {
@@ -377,6 +397,10 @@
     } else {
       ui.message = null;
     }
+  }
+
+  function reasonText(reason) {
+    return REASONS.has(reason) ? tr(`why_${reason}`) : tr("why_unknown");
   }
 
   function onHoldEvent(e) {
@@ -432,13 +456,16 @@
     const transfer = ui.transfer;
     const consulting = mine(transfer) && open(transfer);
     show(panel, Boolean(ui.ctx) && (onCall || ui.status === "transferred" || Boolean(ui.message)));
-    // Hold and Transfer while the call is ours and no transfer of it is open.
-    const controls = onCall && !consulting;
+    // Hold and Transfer while the call is ours and no transfer of it is open (a second
+    // agent in a consult has the call only once it is handed over).
+    const incoming = transfer && !mine(transfer) && open(transfer);
+    const controls = onCall && !consulting && !incoming;
     const hold = $("xfer-hold");
     hold.hidden = !controls;
+    // The button says what it does ("Hold" / "Resume"); the status line says the caller is held.
     hold.textContent = ui.held ? tr("resume") : tr("hold");
-    hold.setAttribute("aria-pressed", String(ui.held));
-    hold.setAttribute("aria-label", ui.held ? tr("resume_label") : tr("hold_label"));
+    hold.title = ui.held ? tr("resume_label") : tr("hold_label");
+    hold.dataset.held = String(ui.held);
     hold.disabled = ui.busy;
     $("xfer-open").hidden = !controls;
     $("xfer-open").disabled = ui.busy;
