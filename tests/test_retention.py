@@ -305,7 +305,8 @@ def test_mistakes_in_the_lists_file_are_refused_where_they_are(
 
 def test_retention_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["retention", "check", "wrapup.yaml"]) == 0
-    assert "ok (6 topics, 7 outcomes, 7 leaving reasons)" in capsys.readouterr().out
+    assert capsys.readouterr().out == (
+        "ok: 6 topics, 7 outcomes, 7 leaving reasons (wrapup.yaml)\n")
     bad = tmp_path / "w.yaml"
     bad.write_text("topics: [a]\noutcomes: [b]\nleaving_reasons: [{code: 1x, label: X}]\n",
                    encoding="utf-8")

@@ -49,8 +49,8 @@ def run(settings: Settings, args: argparse.Namespace, clock: Clock | None = None
         except ListsError as exc:
             print(exc, file=sys.stderr)
             return EXIT_USER
-        print(f"{path}: ok ({len(lists.topics)} topics, {len(lists.outcomes)} outcomes, "
-              f"{len(lists.leaving_reasons)} leaving reasons)")
+        print(f"ok: {len(lists.topics)} topics, {len(lists.outcomes)} outcomes, "
+              f"{len(lists.leaving_reasons)} leaving reasons ({path})")
         return EXIT_OK
     try:
         lists = _lists(settings)

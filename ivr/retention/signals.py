@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, literal, null, select, union_all
 
 from callbacks.models import callback_requests
 from crm_sync.models import customers, interactions
@@ -107,8 +107,38 @@ def leaving_risk(conn: Connection, customer_id: int, now: datetime, *,
                  chose_queues: Iterable[str] = ()) -> LeavingRisk:
     """The leaving-risk signal of one customer at ``now`` (``chose_queues``: retention
     queues chosen in the IVR on the call being answered)."""
-    return _weigh(_facts_for(conn, [customer_id], now, policy).get(customer_id, _Facts()),
-                  policy, chose_queues)
+    return _weigh(_facts_of(conn, customer_id, now, policy), policy, chose_queues)
+
+
+def _facts_of(conn: Connection, cid: int, now: datetime, policy: RiskPolicy) -> _Facts:
+    """One customer's facts in two statements (this runs on every identified call): the
+    counts as scalar subqueries of one SELECT, then what they said."""
+    since = now - policy.window
+    qe, cb, it, sr = queue_entries.c, callback_requests.c, interactions.c, survey_responses.c
+
+    def count(table: Any, *where: Any) -> Any:
+        return select(func.count()).select_from(table).where(*where).scalar_subquery()
+
+    callbacks = (cb.customer_id == cid, cb.requested_at >= since, cb.requested_at <= now)
+    row = conn.execute(select(
+        select(customers.c.status).where(customers.c.id == cid).scalar_subquery(),
+        count(queue_entries, qe.customer_id == cid, qe.status == "abandoned",
+              qe.entered_at >= since, qe.entered_at <= now),
+        count(callback_requests, *callbacks, cb.status == "failed"),
+        count(callback_requests, *callbacks, cb.status != "failed",
+              cb.breached_at.is_not(None)),
+        count(interactions, it.customer_id == cid, it.promised_action.is_not(None),
+              it.promise_kept_at.is_(None), it.promised_due_at < now,
+              it.promised_due_at >= since),
+        count(survey_responses, sr.customer_id == cid, sr.low.is_(True),
+              sr.started_at >= since, sr.started_at <= now))).one()
+    facts = _Facts(status=row[0] if row[0] in LEAVING_STATUSES else None,
+                   abandoned=int(row[1]), failed_callbacks=int(row[2]),
+                   late_callbacks=int(row[3]), broken_promises=int(row[4]),
+                   low_scores=int(row[5]))
+    found: dict[int, _Facts] = {cid: facts}
+    _said(conn, found, lambda column: column == cid, since, now)
+    return found[cid]
 
 
 def _facts_for(conn: Connection, ids: list[int] | None, now: datetime,
@@ -162,28 +192,24 @@ def _facts_for(conn: Connection, ids: list[int] | None, now: datetime,
 def _said(conn: Connection, facts: dict[int, _Facts], only: Any, since: datetime,
           now: datetime) -> None:
     """The newest "I may leave" of each customer that did not end in staying: exit
-    interviews, and leaving reasons of interactions no interview recorded (imports)."""
-    ex = exit_interviews.c
+    interviews, and leaving reasons of interactions no interview recorded (imports); one
+    statement."""
+    ex, it = exit_interviews.c, interactions.c
+    rows = conn.execute(union_all(
+        select(ex.customer_id, ex.call_sid, func.coalesce(ex.reason_text, ex.reason),
+               ex.stayed, ex.recorded_at, literal(1))
+        .where(only(ex.customer_id), ex.recorded_at >= since, ex.recorded_at <= now),
+        select(it.customer_id, it.call_sid, it.leaving_reason, null(), it.started_at,
+               literal(0))
+        .where(only(it.customer_id), it.leaving_reason.is_not(None),
+               it.started_at >= since, it.started_at <= now))).all()
+    covered = {r[1] for r in rows if r[5] == 1 and r[1]}
     newest: dict[int, tuple[datetime, str, bool]] = {}
-    covered: set[str] = set()
-    for cid, call_sid, reason, text, stayed, at in conn.execute(
-            select(ex.customer_id, ex.call_sid, ex.reason, ex.reason_text, ex.stayed,
-                   ex.recorded_at)
-            .where(only(ex.customer_id), ex.recorded_at >= since, ex.recorded_at <= now)):
-        if call_sid:
-            covered.add(call_sid)
-        words = text if text else reason
+    for cid, call_sid, words, stayed, at, interview in rows:
+        if interview == 0 and call_sid and call_sid in covered:
+            continue  # the wrap-up's own interaction: its interview says more
         if cid not in newest or at > newest[cid][0]:
-            newest[cid] = (at, words, stayed is True)
-    it = interactions.c
-    for cid, call_sid, reason, at in conn.execute(
-            select(it.customer_id, it.call_sid, it.leaving_reason, it.started_at)
-            .where(only(it.customer_id), it.leaving_reason.is_not(None),
-                   it.started_at >= since, it.started_at <= now)):
-        if call_sid and call_sid in covered:
-            continue
-        if cid not in newest or at > newest[cid][0]:
-            newest[cid] = (at, reason, False)
+            newest[cid] = (at, str(words), stayed is True)
     for cid, (at, words, stayed) in newest.items():
         if not stayed:
             facts[cid].said = (words, at.date().isoformat())
