@@ -348,3 +348,25 @@ def test_csat_rows_for_the_reports(
                                      clock.now() + timedelta(hours=1))
     assert [(r["queue"], r["score"], r["topic"], r["customer_id"]) for r in rows] == [
         ("support-open-incidents", 5, "router", 1)]
+
+
+def test_with_conference_calls_the_caller_s_conference_end_runs_the_survey(
+        settings: Settings, clock: FrozenClock, surveys_file: Path, people: dict[str, int],
+        engine: Engine) -> None:
+    from tests.test_transfers import Call
+
+    on = settings.model_copy(update={"route_every_seconds": 0, "conference_calls": True,
+                                     "public_url": "http://testserver",
+                                     "surveys_file": surveys_file})
+    with TestClient(create_app(on, clock)) as client:
+        call = Call(client, people, clock)  # Noa and Dana on the call's conference
+        leg = call.twilio.calls[call.sid]
+        assert "/twilio/conference-end" in (leg.dial_action or "")
+        # Noa left: the caller's conference is over, the caller still on the line.
+        root = ET.fromstring(call.twilio.post(leg.dial_action or "", call.twilio.params(
+            leg, DialCallStatus="completed")))
+        assert spoken(root) == ["שתי שאלות קצרות", "עד כמה הייתם מרוצים?"]
+        answer(call.twilio, call.sid, root, Digits="5")
+    row = response_of(engine, call.sid)
+    assert (row.agent_id, row.queue, row.score) == (people["dana.agent"],
+                                                    "support-open-incidents", 5)
