@@ -54,9 +54,7 @@ EXPECT = {
     ".venv/bin/ivr simulate --from +972507745961 --press 1,4,\"say:very dissatisfied\" "
     "--wait-for-agent 60 --dial-status completed --talk 20":
         "  🔊 [en-US] Thank you very much. Goodbye.",
-    ".venv/bin/ivr retention check": "ok: 6 topics, 7 outcomes, 7 leaving reasons",
-    ".venv/bin/ivr reports leaving --from 2026-01-01":
-        "Why customers leave (exit interviews) — 2026-01-01 .. ",
+    ".venv/bin/ivr followups demo --press 2,5": "survey completed: ",
 }
 
 
@@ -84,7 +82,7 @@ def demo_env(folder: Path, port: int, **extra: str) -> dict[str, str]:
             "IVR_MENUS_DIR": str(ROOT / "menus"), "IVR_CALLBACKS_FILE":
             str(ROOT / "callbacks.yaml"), "IVR_CRM_DIR": str(folder / "crm"),
             "IVR_SURVEYS_FILE": str(ROOT / "surveys.yaml"),
-            "IVR_WRAPUP_FILE": str(ROOT / "wrapup.yaml"),
+            "IVR_FOLLOWUPS_FILE": str(ROOT / "followups.yaml"),
             "IVR_TWILIO_AUTH_TOKEN": TOKEN, "IVR_DEMO_AGENT_PASSWORD": PASSWORD,
             "IVR_DEMO_ALWAYS_OPEN": "true", "IVR_PORT": str(port),
             "IVR_WATCH_MENUS": "false", **extra}

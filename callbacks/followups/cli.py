@@ -197,9 +197,8 @@ def _demo(settings: Settings, args: argparse.Namespace, engine: Any, clock: Cloc
         conn.execute(INC.update().where(INC.c.id == incident.id).values(
             status="closed", closed_at=now, last_update_at=now))
         closed = conn.execute(select(INC).where(INC.c.id == incident.id)).one()
-        fid = service.schedule_incident(conn, closed, now)
-        if fid is not None:  # the demo does not wait for the next business day
-            frepo.update_followup(conn, fid, due_at=now)
+        # The demo does not wait for the next business day.
+        fid = service.schedule_incident(conn, closed, now, at_once=True)
     print(f"closed incident #{incident.id} ({incident.category}) of customer "
           f"{incident.customer_id}")
     if fid is None:

@@ -18,7 +18,7 @@ the interaction's queue; else the policy's ``default_queue``), then, in the work
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -31,6 +31,7 @@ from ivr.agents import repository as arepo
 from ivr.agents.models import agents
 from ivr.agents.ports import Outcome
 
+SMS_RECENT = timedelta(hours=1)  # promises made this recently get the confirming SMS
 Supervisors = Callable[[Connection, str, dict[str, Any], datetime, Outcome], None]
 
 
@@ -75,7 +76,9 @@ class PromiseDesk:
             frepo.add_event(conn, "promised", now, {"due_at": due.isoformat(),
                                                     "interaction_id": r.id},
                             promise_id=pid)
-            if self.policy.sms.promises and kept is None and due > now:
+            # The time is confirmed for a promise just made (an import's old ones: no SMS).
+            if self.policy.sms.promises and kept is None and due > now \
+                    and r.started_at >= now - SMS_RECENT:
                 phone, lang = frepo.customer_contact(conn, int(r.customer_id))
                 if phone:
                     frepo.queue_sms(conn, "promise", pid, phone, smsmod.body(

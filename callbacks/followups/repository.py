@@ -79,7 +79,8 @@ def promised_without_promise(conn: Connection, since: datetime, limit: int = 200
     return list(conn.execute(
         select(interactions.c.id, interactions.c.customer_id,
                interactions.c.promised_action, interactions.c.promised_due_at,
-               interactions.c.agent, interactions.c.queue, interactions.c.promise_kept_at)
+               interactions.c.agent, interactions.c.queue, interactions.c.promise_kept_at,
+               interactions.c.started_at)
         .where(interactions.c.promised_action.is_not(None),
                interactions.c.promised_due_at >= since,
                ~exists().where(P.c.interaction_id == interactions.c.id))

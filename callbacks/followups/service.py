@@ -125,13 +125,16 @@ class FollowUpService:
             return frepo.taken_on(conn, customer_id, start, start + timedelta(days=1))
         return taken
 
-    def schedule_incident(self, conn: Connection, incident: Any, now: datetime) -> int | None:
+    def schedule_incident(self, conn: Connection, incident: Any, now: datetime, *,
+                          at_once: bool = False) -> int | None:
         """One satisfaction follow-up for a closed incident (None: one exists, or the
-        policy does not want it: then a ``skipped`` row keeps the scan from asking again)."""
+        policy does not want it: then a ``skipped`` row keeps the scan from asking again).
+        ``at_once``: due now if the window is open (the demo), not the next business day."""
         p = self.policy
         phone, lang = frepo.customer_contact(conn, int(incident.customer_id))
         closed = incident.closed_at
-        due, deadline = first_slot(p, closed, now, self._taken(conn, incident.customer_id))
+        due, deadline = (next_open(p, now) if at_once else
+                         first_slot(p, closed, now, self._taken(conn, incident.customer_id)))
         what = (incident.category or "incident").replace("_", " ")
         values = {
             "kind": "satisfaction", "source_key": f"incident:{incident.id}",
