@@ -199,6 +199,13 @@ def test_the_demo_puts_premium_and_leaving_risk_customers_first(demo: MenuBundle
         assert queue_priority(node, {"tier": "standard", "leaving_risk": False}) == 0, queue
 
 
+def test_a_bundle_knows_the_attributes_its_menus_read(demo: MenuBundle) -> None:
+    used = demo.attributes_used
+    assert {"birthday_today", "holiday_eve", "leaving_risk", "tier",
+            "open_incident_opened_at"} <= used
+    assert "holiday_today" not in used and "segment" not in used
+
+
 # ---------------------------------------------------------------- ivr menus check
 
 MENU = """\

@@ -180,11 +180,14 @@ def edge_client(settings: Settings, clock: FrozenClock, tmp_path: Path,
 def test_a_birthday_at_23_30_utc_is_the_next_day_in_jerusalem(
         edge_client: TestClient, engine: Engine) -> None:
     add_customer(engine, 1, "+972501234567", language="en-US", born=date(1990, 11, 23))
-    add_customer(engine, 2, "+972527654321", language="en-US", born=date(1990, 11, 22))
+    add_customer(engine, 2, "+972527654321", language="en-US", born=date(1990, 11, 22),
+                 status="leaving")
     _sid, xml = start(edge_client, "+972501234567")
     assert says(xml) == ["Happy birthday!"]
-    _sid, xml = start(edge_client, "+972527654321")  # the UTC date, over in Jerusalem
+    sid, xml = start(edge_client, "+972527654321")  # the UTC date, over in Jerusalem
     assert says(xml) == []
+    # This menu never reads leaving_risk: the retention signals are not asked for it.
+    assert "leaving_risk" not in attributes(engine, sid)
 
 
 def test_a_customer_identified_by_account_number_is_recognised_too(

@@ -45,7 +45,8 @@ FINAL_STATUSES = {"completed", "busy", "failed", "no-answer", "canceled"}
 #: A port: more facts about an identified customer for the menu, read in the call's
 #: transaction (connection, customer id, now) -> attributes. ``ivr/services.py`` plugs the
 #: retention signals in (``leaving_risk``: the customer is a leaving risk), which sit above
-#: this package in the layer order.
+#: this package in the layer order. It is asked only when a live menu reads one of the
+#: attributes it gives (``customer_fact_names``): a few queries per call otherwise wasted.
 CustomerFacts = Callable[[Connection, int, datetime], Mapping[str, Any]]
 
 
@@ -88,12 +89,14 @@ class CallService:
     def __init__(self, engine: Engine, registry: MenuRegistry, clock: Clock,
                  region: str = "IL", repeat_window_minutes: int = 120,
                  always_open: bool = False, *, timezone: str = "Asia/Jerusalem",
-                 customer_facts: CustomerFacts = no_customer_facts) -> None:
+                 customer_facts: CustomerFacts = no_customer_facts,
+                 customer_fact_names: frozenset[str] = frozenset({"leaving_risk"})) -> None:
         self.engine = engine
         # Recognition (issue 17 section 3): birthdays and holidays are days of the centre's
         # time zone and of its country's calendar (the region's).
         self.timezone = timezone
         self.customer_facts = customer_facts
+        self.customer_fact_names = customer_fact_names
         self._languages: dict[str, tuple[str, ...]] = {}
         self.always_open = always_open  # the demo's IVR_DEMO_ALWAYS_OPEN in effect
         self.repeat_window = repeat_window_minutes
@@ -130,7 +133,8 @@ class CallService:
         born = attrs.pop("date_of_birth", None)
         facts = recognition_facts(now, self.timezone, self.region,
                                   self._bundle_languages(bundle), date_of_birth=born)
-        if attrs.get("identified") and attrs.get("customer_id") is not None:
+        if attrs.get("identified") and attrs.get("customer_id") is not None \
+                and self.customer_fact_names & bundle.attributes_used:
             facts.update(self.customer_facts(conn, int(attrs["customer_id"]), now))
         return facts
 
@@ -178,7 +182,8 @@ class CallService:
             row = self.steps.load(raw, sid)
             digits = self._account_typed(row, at_step, event)
             if digits is not None:
-                event = AccountEntered(digits, self._look_up_account(sid, digits))
+                event = AccountEntered(digits, self._look_up_account(
+                    sid, digits, row["menu_version"] if row else None))
             answer, values = self._plan(row, sid, at_step, event, fp)
             saved = values is None or self.steps.save(raw, sid, at_step, values)
             raw.commit()
@@ -197,7 +202,8 @@ class CallService:
             row = await self.steps.aload(aconn, sid)
             digits = self._account_typed(row, at_step, event)
             if digits is not None:  # rare: a caller typing an account number
-                match = await asyncio.to_thread(self._look_up_account, sid, digits)
+                match = await asyncio.to_thread(self._look_up_account, sid, digits,
+                                                row["menu_version"] if row else None)
                 event = AccountEntered(digits, match)
             answer, values = self._plan(row, sid, at_step, event, fp)
             saved = values is None or await self.steps.asave(aconn, sid, at_step, values)
@@ -213,7 +219,8 @@ class CallService:
         node = menu.menu.nodes.get(row["node"]) if menu else None
         return account_digits(node, event.digits) if isinstance(node, IdentifyNode) else None
 
-    def _look_up_account(self, sid: str, digits: str) -> dict[str, Any] | None:
+    def _look_up_account(self, sid: str, digits: str, version: str | None,
+                         ) -> dict[str, Any] | None:
         now = self.clock.now()
         with self.engine.begin() as conn:
             match = identify_by_account(conn, digits, now, self.repeat_window)
@@ -222,7 +229,9 @@ class CallService:
                 # Now we know who it is: their birthday and the port's facts too.
                 born = match.pop("date_of_birth", None)
                 match.update(birthday_facts(born, local_today(now, self.timezone)))
-                match.update(self.customer_facts(conn, int(match["customer_id"]), now))
+                bundle = self.registry.get(version) if version else self.registry.current
+                if self.customer_fact_names & bundle.attributes_used:
+                    match.update(self.customer_facts(conn, int(match["customer_id"]), now))
             return match
 
     def _plan(self, row: dict[str, Any] | None, sid: str, at_step: int, event: Event,

@@ -15,11 +15,13 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from ivr.menu.checks import check_bundle
 from ivr.menu.cost import EndCost, budget_problems, menu_costs
 from ivr.menu.loader import LoadedMenu, Problem, load_menu_file, load_menu_text, menu_files
+from ivr.menu.model import PLACEHOLDER, BranchNode, Prompt, QueueNode
 from ivr.menu.recordings import play_durations
 
 
@@ -30,6 +32,25 @@ class MenuBundle:
 
     def sources(self) -> dict[str, dict[str, str]]:
         return {name: {"file": str(lm.path), "text": lm.text} for name, lm in self.menus.items()}
+
+    @cached_property
+    def attributes_used(self) -> frozenset[str]:
+        """The caller attributes its conditions test and its prompts speak (a call's edge
+        skips working out a costly fact no menu reads)."""
+        used: set[str] = set()
+        for lm in self.menus.values():
+            for node in lm.menu.nodes.values():
+                if isinstance(node, BranchNode):
+                    used.update(br.when.attribute for br in node.branches)
+                elif isinstance(node, QueueNode):
+                    used.update(rule.when.attribute for rule in node.priority)
+                for attr in ("prompt", "no_input_prompt", "invalid_prompt"):
+                    prompt = getattr(node, attr, None)
+                    if isinstance(prompt, Prompt) and prompt.say is not None:
+                        for text in prompt.say.values():
+                            used.update(m.group(1).partition(":")[0]
+                                        for m in PLACEHOLDER.finditer(text))
+        return frozenset(used)
 
 
 def bundle_version(menus: Mapping[str, LoadedMenu]) -> str:
