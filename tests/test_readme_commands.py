@@ -55,6 +55,9 @@ EXPECT = {
     "--wait-for-agent 60 --dial-status completed --talk 20":
         "  🔊 [en-US] Thank you very much. Goodbye.",
     ".venv/bin/ivr followups demo --press 2,5": "survey completed: ",
+    ".venv/bin/ivr retention check": "ok: 6 topics, 7 outcomes, 7 leaving reasons",
+    ".venv/bin/ivr reports leaving --from 2026-01-01":
+        "Why customers leave (exit interviews) — 2026-01-01 .. ",
 }
 
 
@@ -83,6 +86,7 @@ def demo_env(folder: Path, port: int, **extra: str) -> dict[str, str]:
             str(ROOT / "callbacks.yaml"), "IVR_CRM_DIR": str(folder / "crm"),
             "IVR_SURVEYS_FILE": str(ROOT / "surveys.yaml"),
             "IVR_FOLLOWUPS_FILE": str(ROOT / "followups.yaml"),
+            "IVR_WRAPUP_FILE": str(ROOT / "wrapup.yaml"),
             "IVR_TWILIO_AUTH_TOKEN": TOKEN, "IVR_DEMO_AGENT_PASSWORD": PASSWORD,
             "IVR_DEMO_ALWAYS_OPEN": "true", "IVR_PORT": str(port),
             "IVR_WATCH_MENUS": "false", **extra}
