@@ -57,12 +57,15 @@ def _callback(n: int, cid: int, status: str, days_ago: float, *,
             "breached_at": at + timedelta(hours=2) if breached else None, "updated_at": at}
 
 
-def _promise(n: int, cid: int, due_days_ago: float, *, kept: bool = False) -> dict[str, Any]:
+def _promise(n: int, cid: int, due_days_ago: float, *, kept: bool = False,
+             kept_late: bool = False) -> dict[str, Any]:
     due = NOW - timedelta(days=due_days_ago)
+    kept_at = due - timedelta(hours=1) if kept else due + timedelta(days=1) if kept_late \
+        else None
     return {"customer_id": cid, "source": "seed", "external_id": f"P{n}", "channel": "call",
             "direction": "in", "started_at": due - timedelta(days=2),
             "promised_action": "technician calls", "promised_due_at": due,
-            "promise_kept_at": due - timedelta(hours=1) if kept else None}
+            "promise_kept_at": kept_at}
 
 
 def _interview(cid: int, *, days_ago: float, reason: str, stayed: bool | None,
@@ -106,7 +109,8 @@ def seeded(engine: Engine) -> None:
         conn.execute(insert(interactions), [
             _promise(1, 14, 1),                                              # ... + 2
             _promise(2, 17, 1, kept=True),                                   # kept: no
-            _promise(3, 17, -2)])                                            # not due yet
+            _promise(3, 17, -2),                                             # not due yet
+            _promise(4, 16, 3, kept_late=True)])                             # 16: 2
         conn.execute(insert(exit_interviews), [
             _interview(18, days_ago=2, reason="competitor_offer", stayed=None),  # 18: 3
             _interview(19, days_ago=2, reason="price", stayed=True),             # stayed
@@ -118,7 +122,7 @@ def seeded(engine: Engine) -> None:
 
 EXPECTED = {  # customer: (flag, score)
     11: (True, 2), 12: (False, 1), 13: (True, 2), 14: (True, 3), 15: (True, 3),
-    16: (False, 0), 17: (True, 2), 18: (True, 3), 19: (False, 0), 20: (False, 0)}
+    16: (True, 2), 17: (True, 2), 18: (True, 3), 19: (False, 0), 20: (False, 0)}
 
 
 def test_the_leaving_risk_of_the_seeded_customers(engine: Engine, seeded: None) -> None:
@@ -131,12 +135,13 @@ def test_the_leaving_risk_of_the_seeded_customers(engine: Engine, seeded: None) 
                                  "1 callback past the promised time")
     assert found[13].reasons == ("1 callback that never got through",)
     assert found[17].reasons == ("1 call rated low in the survey",)  # its kept promise: no
+    assert found[16].reasons == ("1 promise not kept by its time",)  # kept a day late
     assert found[15].reasons == ("customer status: leaving",)
     assert found[18].reasons == ("said they may leave: competitor_offer (2026-11-21)",)
     assert found[12].reasons == ("1 call abandoned in the queue in 90 days",)  # listed, no flag
     # Highest score first, then the lowest id; only customers at risk.
     assert [(p["customer_id"], p["score"]) for p in ranked] == [
-        (14, 3), (15, 3), (18, 3), (11, 2), (13, 2), (17, 2)]
+        (14, 3), (15, 3), (18, 3), (11, 2), (13, 2), (16, 2), (17, 2)]
     assert ranked[1]["tier"] == "premium"
 
 
@@ -146,7 +151,7 @@ def test_the_weights_and_window_are_the_admins(engine: Engine, seeded: None) -> 
     with engine.connect() as conn:
         r11 = leaving_risk(conn, 11, NOW, policy=strict)
         r13 = leaving_risk(conn, 13, NOW, policy=strict)
-        chose = leaving_risk(conn, 16, NOW, chose_queues=["retention"])
+        chose = leaving_risk(conn, 20, NOW, chose_queues=["retention"])
     assert (r11.flag, r11.score) == (True, 5)  # only the call 3 days ago is in 7 days
     assert (r13.flag, r13.score) == (False, 0)  # its failed callback is 20 days old
     assert (chose.flag, chose.score) == (True, 3)
@@ -384,7 +389,7 @@ def test_leaving_report_and_its_command(
     assert (saved["stayed"], saved["left"], saved["unknown"]) == (3, 2, 2)
     # At risk now: the seeded set's, and 32, 34, 35 of these (said they may leave, did not
     # stay, within 90 days); 33 stayed, 31 stayed, 36 spoke 400 days ago.
-    assert [p["customer_id"] for p in data["at_risk"]] == [14, 15, 18, 32, 34, 35, 11, 13, 17]
+    assert [p["customer_id"] for p in data["at_risk"]] == [14, 15, 18, 32, 34, 35, 11, 13, 16, 17]
     monkeypatch.setenv("IVR_DATABASE_URL", database_url)
     monkeypatch.setenv("IVR_LOG_LEVEL", "WARNING")
     args = ["reports", "leaving", "--from", "2026-11-01", "--to", "2026-11-30"]

@@ -9,7 +9,7 @@ Within the policy's window before ``now``:
   reason) and did not end up staying;
 * calls they hung up on while waiting in a queue (``queue_entries`` abandoned);
 * callbacks that never got through (failed) or came after their deadline (breached);
-* promises not kept by their time (``interactions``: due, not kept);
+* promises not kept by their time (``interactions``: due, and not kept or kept late);
 * calls they rated low in the post-call survey (``survey_responses.low``);
 * on the call itself: they chose a retention queue in the IVR (``chose_queues``).
 
@@ -127,9 +127,7 @@ def _facts_of(conn: Connection, cid: int, now: datetime, policy: RiskPolicy) -> 
         count(callback_requests, *callbacks, cb.status == "failed"),
         count(callback_requests, *callbacks, cb.status != "failed",
               cb.breached_at.is_not(None)),
-        count(interactions, it.customer_id == cid, it.promised_action.is_not(None),
-              it.promise_kept_at.is_(None), it.promised_due_at < now,
-              it.promised_due_at >= since),
+        count(interactions, it.customer_id == cid, *_broken(now, since)),
         count(survey_responses, sr.customer_id == cid, sr.low.is_(True),
               sr.started_at >= since, sr.started_at <= now))).one()
     facts = _Facts(status=row[0] if row[0] in LEAVING_STATUSES else None,
@@ -139,6 +137,16 @@ def _facts_of(conn: Connection, cid: int, now: datetime, policy: RiskPolicy) -> 
     found: dict[int, _Facts] = {cid: facts}
     _said(conn, found, lambda column: column == cid, since, now)
     return found[cid]
+
+
+def _broken(now: datetime, since: datetime) -> tuple[Any, ...]:
+    """A promise not kept by its time: due in the window, and not kept, or kept late (the
+    follow-ups feature's ``promises.broken_at`` says the same once its sweep ran; this
+    reads the interaction itself, so it holds with follow-ups off too)."""
+    it = interactions.c
+    return (it.promised_action.is_not(None), it.promised_due_at < now,
+            it.promised_due_at >= since,
+            it.promise_kept_at.is_(None) | (it.promise_kept_at > it.promised_due_at))
 
 
 def _facts_for(conn: Connection, ids: list[int] | None, now: datetime,
@@ -174,9 +182,7 @@ def _facts_for(conn: Connection, ids: list[int] | None, now: datetime,
     it = interactions.c
     for cid, n in conn.execute(
             select(it.customer_id, func.count())
-            .where(only(it.customer_id), it.promised_action.is_not(None),
-                   it.promise_kept_at.is_(None), it.promised_due_at < now,
-                   it.promised_due_at >= since)
+            .where(only(it.customer_id), *_broken(now, since))
             .group_by(it.customer_id)):
         facts[cid].broken_promises = int(n)
     sr = survey_responses.c
