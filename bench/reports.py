@@ -79,7 +79,8 @@ def seed(conn: Connection, calls: int, days: int, customers: int, today_start: d
         SELECT g, 'agent' || g, 'Agent ' || g, 'agent', 'x', '[]', 'client', 'agent' || g,
                'offline', :start, true, :start, :start
         FROM generate_series(1, 50) g""")
-    # Call g: day g % days, between 07:00 and 19:00 local (05:00-17:00 UTC in winter).
+    # Call g: day (g - 1) * days / n — in time order, as calls arrive — between 07:00 and
+    # 19:00 local (05:00-17:00 UTC in winter).
     run("calls", """
         INSERT INTO calls (call_sid, from_number, direction, status, menu_version, menu, node,
                            language, no_input_count, invalid_count, ended, attributes, path,
@@ -91,8 +92,9 @@ def seed(conn: Connection, calls: int, days: int, customers: int, today_start: d
                     ELSE '<Response><Enqueue/></Response>' END,
                t, t, t + interval '4 minutes'
         FROM generate_series(1, :n) g,
-             LATERAL (SELECT :start + (g % :days) * interval '1 day'
-                             + interval '5 hours' + ((g * 7919) % 43200) * interval '1 second'
+             LATERAL (SELECT :start + (((g - 1)::bigint * :days) / :n) * interval '1 day'
+                             + interval '5 hours'
+                             + ((g::bigint * 7919) % 43200) * interval '1 second'
                       AS t) x""")
     run("queue_entries", """
         INSERT INTO queue_entries (call_sid, queue, priority, entered_at, status, agent_id,
@@ -105,8 +107,9 @@ def seed(conn: Connection, calls: int, days: int, customers: int, today_start: d
                CASE WHEN g % 20 < 17 THEN t + ((g * 31) % 300) * interval '1 second' END,
                t + interval '5 minutes', t
         FROM generate_series(1, :n) g,
-             LATERAL (SELECT :start + (g % :days) * interval '1 day' + interval '5 hours'
-                             + ((g * 7919) % 43200 + 20) * interval '1 second' AS t) x
+             LATERAL (SELECT :start + (((g - 1)::bigint * :days) / :n) * interval '1 day'
+                             + interval '5 hours'
+                             + ((g::bigint * 7919) % 43200 + 20) * interval '1 second' AS t) x
         WHERE g % 10 <> 0""")
     run("interactions", """
         INSERT INTO interactions (customer_id, source, external_id, channel, direction, queue,

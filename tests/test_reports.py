@@ -22,6 +22,7 @@ from ivr.agents.models import agents, queue_entries
 from ivr.calls.models import Call
 from ivr.cli import build_parser
 from ivr.core.clock import FrozenClock
+from ivr.core.db import Base
 from ivr.core.migrate import upgrade
 from ivr.core.settings import Settings
 from ivr.reports import cli as reports_cli
@@ -91,6 +92,38 @@ def _callback(conn: Connection, n: int, status: str, deadline: datetime,
         open_key=f"billing|phone:{n}" if status == "pending" else None))
 
 
+def _table(name: str) -> SaTable:
+    table: SaTable = Base.metadata.tables[name]  # other features' tables, by name
+    return table
+
+
+def _survey(conn: Connection, sid: str, queue: str, agent: int, score: int) -> None:
+    at = local(DAY, 16)
+    conn.execute(insert(_table("survey_responses")).values(
+        call_sid=f"SV-{sid}", about_call_sid=sid, kind="agent", survey="csat",
+        language="he-IL", agent_id=agent, queue=queue, status="completed", score=score,
+        low=score <= 2, started_at=at, updated_at=at))
+
+
+def _followup(conn: Connection, n: int, queue: str, status: str,
+              completed: datetime | None = None) -> None:
+    deadline = local(DAY, 18)
+    conn.execute(insert(_table("followups")).values(
+        kind="satisfaction", source_key=f"incident:{n}", mode="survey", queue=queue,
+        reason="r", language="he-IL", since_at=deadline, created_at=deadline,
+        due_at=deadline, deadline_at=deadline, status=status, attempts=0, max_attempts=3,
+        completed_at=completed, updated_at=deadline))
+
+
+def _promise(conn: Connection, n: int, agent: int, queue: str, status: str,
+             kept: datetime | None = None) -> None:
+    due = local(DAY, 12)
+    conn.execute(insert(_table("promises")).values(
+        interaction_id=1000 + n, customer_id=C1, action="a technician calls", due_at=due,
+        warn_at=due - timedelta(hours=2), owner_agent_id=agent, owner_queue=queue,
+        status=status, kept_at=kept, created_at=due, updated_at=due))
+
+
 def seed(engine: Engine) -> None:
     """The known day. Queue billing: waits 10 (Avi), 30 (Noa), 5 (Avi), one abandoned,
     one left for a callback. Queue support: waits 60 (Noa) and 20 (Avi, at 01:00 local =
@@ -136,6 +169,22 @@ def seed(engine: Engine) -> None:
         # Customer 3: not resolved.
         _contact(conn, C3, local(DAY, 9, 30), sid="CA-s1", queue="support", topic="router",
                  resolved=False)
+        # Surveys: billing 4 (Avi) and 2 (Noa), support 5 (Noa).
+        _survey(conn, "CA-b1", "billing", AVI, 4)
+        _survey(conn, "CA-b2", "billing", NOA, 2)
+        _survey(conn, "CA-s1", "support", NOA, 5)
+        # Follow-ups whose window ended at 18:00: billing on time, failed, still pending
+        # (past its window); support completed late.
+        _followup(conn, 1, "billing", "completed", local(DAY, 17))
+        _followup(conn, 2, "billing", "failed")
+        _followup(conn, 3, "billing", "pending")
+        _followup(conn, 4, "support", "completed", local(DAY, 19))
+        # Promises due at 12:00: Avi's (billing) kept on time and broken; Noa's (support)
+        # kept late and still open past due.
+        _promise(conn, 1, AVI, "billing", "kept", local(DAY, 11))
+        _promise(conn, 2, AVI, "billing", "broken")
+        _promise(conn, 3, NOA, "support", "kept", local(DAY, 13))
+        _promise(conn, 4, NOA, "support", "open")
 
 
 def request(by: str = "day", start: date = DAY, end: date = DAY) -> ReportRequest:
@@ -153,21 +202,22 @@ EXPECTED_QUEUES = {
     "billing": {"calls": 5, "answered": 3, "abandoned_menu": None, "abandoned_queue": 1,
                 "abandon_rate": 0.2, "callback_left": 1, "avg_wait": 15.0, "p90_wait": 30,
                 "service_level": 0.5, "callback_sla": 0.5, "fcr": 0.5, "repeat_rate": 0.5,
-                "csat": None, "csat_n": 0, "followups_on_time": None},
+                "csat": 3.0, "csat_n": 2, "followups_on_time": 0.3333, "promises_kept": 0.5},
     "support": {"calls": 2, "answered": 2, "abandoned_menu": None, "abandoned_queue": 0,
                 "abandon_rate": 0.0, "callback_left": 0, "avg_wait": 40.0, "p90_wait": 60,
                 "service_level": 0.0, "callback_sla": None, "fcr": 0.0, "repeat_rate": 0.0,
-                "csat": None, "csat_n": 0, "followups_on_time": None},
+                "csat": 5.0, "csat_n": 1, "followups_on_time": 0.0, "promises_kept": 0.0},
     "*": {"calls": 9, "answered": 5, "abandoned_menu": 1, "abandoned_queue": 1,
           "abandon_rate": 0.2222, "callback_left": 1, "avg_wait": 25.0, "p90_wait": 60,
           "service_level": 0.3333, "callback_sla": 0.5, "fcr": 0.3333,
-          "repeat_rate": 0.3333, "csat": None, "csat_n": 0, "followups_on_time": None},
+          "repeat_rate": 0.3333, "csat": 3.67, "csat_n": 3, "followups_on_time": 0.25,
+          "promises_kept": 0.25},
 }
 EXPECTED_AGENTS = {
     "Avi Ben-David": {"answered": 3, "avg_wait": 11.7, "p90_wait": 20, "fcr": 0.0,
-                      "repeat_rate": 0.0},
+                      "repeat_rate": 0.0, "csat": 4.0, "csat_n": 1, "promises_kept": 0.5},
     "Noa Mizrahi": {"answered": 2, "avg_wait": 45.0, "p90_wait": 60, "fcr": 0.5,
-                    "repeat_rate": 0.5},
+                    "repeat_rate": 0.5, "csat": 3.5, "csat_n": 2, "promises_kept": 0.0},
 }
 
 
@@ -192,7 +242,8 @@ def test_the_rollup_gives_the_same_figures(engine: Engine) -> None:
     with engine.begin() as conn:
         repository.refresh(conn, DAY - timedelta(days=1), DAY + timedelta(days=1), ZONE, NOW)
         # The calls are gone: what the report shows now comes from the rollup alone.
-        for table in (queue_entries, interactions, callback_requests, calls):
+        for table in (queue_entries, interactions, callback_requests, calls,
+                      *map(_table, ("survey_responses", "followups", "promises"))):
             conn.execute(table.delete())
         assert {r for r in conn.execute(select(report_rolled_days.c.day)).scalars()} == {
             DAY - timedelta(days=1), DAY, DAY + timedelta(days=1)}
@@ -229,8 +280,8 @@ def test_the_cli_prints_csv(engine: Engine, database_url: str, menus_dir: Any,
     assert capsys.readouterr().out.splitlines() == [
         "period,queue,calls,answered,abandoned_menu,abandoned_queue,abandon_rate,"
         "callback_left,avg_wait,p90_wait,service_level,callback_sla,fcr,repeat_rate,csat,"
-        "csat_n,followups_on_time",
-        "2026-12-01,billing,5,3,,1,0.2,1,15.0,30,0.5,0.5,0.5,0.5,,0,"]
+        "csat_n,followups_on_time,promises_kept",
+        "2026-12-01,billing,5,3,,1,0.2,1,15.0,30,0.5,0.5,0.5,0.5,3.0,2,0.3333,0.5"]
 
 
 def test_the_supervisors_page_and_csv(engine: Engine, people: dict[str, int],
@@ -252,7 +303,9 @@ def test_the_supervisors_page_and_csv(engine: Engine, people: dict[str, int],
     csv = app_client.get(f"/agent/reports/queues.csv?{period}&queue=billing", headers=boss)
     assert csv.status_code == 200
     assert csv.headers["content-type"].startswith("text/csv")
-    assert csv.text.splitlines()[1] == "2026-12-01,billing,5,3,,1,0.2,1,15.0,30,0.5,0.5,0.5,0.5,,0,"
+    # The app's clock is 23 November: the follow-up still pending is not decided yet.
+    assert csv.text.splitlines()[1] == \
+        "2026-12-01,billing,5,3,,1,0.2,1,15.0,30,0.5,0.5,0.5,0.5,3.0,2,0.5,0.5"
     assert app_client.get("/agent/reports/nope.csv", headers=boss).status_code == 404
     assert app_client.get("/agent/reports?from=2026-12-02&to=2026-12-01",
                           headers=boss).status_code == 422

@@ -40,6 +40,8 @@ def upgrade() -> None:
     sa.Column('csat_sum', sa.Integer(), nullable=False),
     sa.Column('fu_due', sa.Integer(), nullable=False),
     sa.Column('fu_on_time', sa.Integer(), nullable=False),
+    sa.Column('pr_due', sa.Integer(), nullable=False),
+    sa.Column('pr_kept', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('day', 'queue', 'agent_id', name=op.f('pk_report_days'))
     )
     op.create_table('report_waits',

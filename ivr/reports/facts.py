@@ -5,8 +5,9 @@ done here, in Python, so SQL compares UTC timestamps only. ``rollup_between`` ru
 every day of a range; ``ivr.reports.repository.refresh`` stores what it returns, and the
 reports use it directly for days not rolled up (today).
 
-Surveys and follow-ups are other features' tables; they are read by name from the
-registered metadata, so a deployment without them reads nothing.
+Surveys, follow-ups and promises are other features' tables; their models modules are
+imported (which registers them) and the tables are read by name from the metadata, so a
+feature whose tables are not there yet reads as nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sqlalchemy import (
     select,
 )
 
+from callbacks.followups import models as _followup_models
 from callbacks.models import OPEN, callback_requests
 from crm_sync.models import interactions
 from ivr.agents.models import queue_entries
@@ -39,6 +41,9 @@ from ivr.calls.models import Call
 from ivr.core.db import Base
 from ivr.reports.model import local_midnight
 from ivr.reports.rollup import NO_AGENT, NO_QUEUE, REPEAT_WINDOW, Rollup
+from ivr.surveys import models as _survey_models
+
+REGISTERED = (_followup_models, _survey_models)  # their tables, on Base.metadata
 
 calls: Table = Call.__table__  # type: ignore[assignment]
 
@@ -135,6 +140,7 @@ def day_counts(conn: Connection, day: date, start: datetime, end: datetime, now:
     _contacts(conn, day, start, end, out)
     _scores(conn, day, start, end, out)
     _followups(conn, day, start, end, now, out)
+    _promises(conn, day, start, end, now, out)
 
 
 def _contacts(conn: Connection, day: date, start: datetime, end: datetime,
@@ -190,22 +196,44 @@ def _scores(conn: Connection, day: date, start: datetime, end: datetime,
 
 def _followups(conn: Connection, day: date, start: datetime, end: datetime, now: datetime,
                out: Rollup) -> None:
-    """Follow-ups due that day: on time when done by their due time (those not done yet
-    count once their due time has passed)."""
+    """Satisfaction follow-ups (``followups``) whose first window ends that day: on time
+    when completed by then; counted once decided (completed, failed, skipped, canceled,
+    or still open past the window)."""
     t = _table("followups")
-    if t is None or not {"due_at", "queue", "agent_id", "done_at"} <= set(t.c.keys()):
+    if t is None:
         return
     f = t.c
-    queue, agent = func.coalesce(f.queue, NO_QUEUE), func.coalesce(f.agent_id, NO_AGENT)
-    decided = or_(f.done_at.is_not(None), f.due_at <= now)
+    queue = func.coalesce(f.queue, NO_QUEUE)
+    closed = f.status.in_(("completed", "failed", "skipped", "canceled"))
+    on_time = and_(f.status == "completed", f.completed_at.is_not(None),
+                   f.completed_at <= f.deadline_at)
+    for r in conn.execute(select(queue.label("queue"), func.count().label("due"),
+                                 _n(on_time).label("on_time"))
+                          .where(f.deadline_at >= start, f.deadline_at < end,
+                                 or_(closed, f.deadline_at <= now))
+                          .group_by(queue)):
+        out.add((day, r.queue, NO_AGENT), "fu_due", int(r.due))
+        out.add((day, r.queue, NO_AGENT), "fu_on_time", int(r.on_time))
+
+
+def _promises(conn: Connection, day: date, start: datetime, end: datetime, now: datetime,
+              out: Rollup) -> None:
+    """Promises agents made (``promises``) due that day, by their owner (agent, queue):
+    kept when kept by the due time; counted once decided (kept, broken, or open past due)."""
+    t = _table("promises")
+    if t is None:
+        return
+    p = t.c
+    queue = func.coalesce(p.owner_queue, NO_QUEUE)
+    agent = func.coalesce(p.owner_agent_id, NO_AGENT)
+    kept = and_(p.kept_at.is_not(None), p.kept_at <= p.due_at)
     for r in conn.execute(select(queue.label("queue"), agent.label("agent"),
-                                 func.count().label("due"),
-                                 _n(and_(f.done_at.is_not(None), f.done_at <= f.due_at))
-                                 .label("on_time"))
-                          .where(f.due_at >= start, f.due_at < end, decided)
+                                 func.count().label("due"), _n(kept).label("kept"))
+                          .where(p.due_at >= start, p.due_at < end,
+                                 or_(p.status.in_(("kept", "broken")), p.due_at <= now))
                           .group_by(queue, agent)):
-        out.add((day, r.queue, int(r.agent)), "fu_due", int(r.due))
-        out.add((day, r.queue, int(r.agent)), "fu_on_time", int(r.on_time))
+        out.add((day, r.queue, int(r.agent)), "pr_due", int(r.due))
+        out.add((day, r.queue, int(r.agent)), "pr_kept", int(r.kept))
 
 
 def days_of(first: date, last: date) -> Iterator[date]:

@@ -40,6 +40,8 @@ class ReportDay(Base):
     csat_sum: Mapped[int] = mapped_column(Integer, default=0)
     fu_due: Mapped[int] = mapped_column(Integer, default=0)
     fu_on_time: Mapped[int] = mapped_column(Integer, default=0)
+    pr_due: Mapped[int] = mapped_column(Integer, default=0)
+    pr_kept: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ReportWait(Base):

@@ -24,7 +24,11 @@ What each figure counts (README, "Reports"):
 * **repeat callers**: identified inbound calls whose customer called in the 7 days before
   / identified inbound calls.
 * **CSAT**: the survey's headline score (1-5), mean over answered surveys.
-* **follow-ups on time**: follow-ups due that day done by their due time / follow-ups due.
+* **follow-ups on time**: satisfaction follow-ups whose window ended that day
+  (``followups.deadline_at``) completed within it / those decided (completed, failed,
+  skipped, canceled, or still open after it).
+* **promises kept**: promises due that day (``promises.due_at``, their owner's queue and
+  agent) kept by then / those decided (kept, broken, or still open after it).
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from typing import Any
 #: The counters of the rollup, in the order of ``report_days``' columns.
 COUNTERS = ("inbound", "abandoned_menu", "offered", "answered", "abandoned_queue",
             "callback_left", "wait_sum", "cb_met", "cb_missed", "fcr_calls", "fcr_ok",
-            "identified", "repeats", "csat_n", "csat_sum", "fu_due", "fu_on_time")
+            "identified", "repeats", "csat_n", "csat_sum", "fu_due", "fu_on_time", "pr_due",
+            "pr_kept")
 #: "No agent" in a key (a call nobody answered, the menu's row).
 NO_AGENT = 0
 #: The menu's row: calls not (yet) in any queue.
@@ -114,4 +119,5 @@ def figures(c: Mapping[str, int], waits: Mapping[int, int], service_level_s: int
         "csat": round(c.get("csat_sum", 0) / csat_n, 2) if csat_n else None,
         "csat_n": csat_n,
         "followups_on_time": _ratio(c.get("fu_on_time", 0), c.get("fu_due", 0)),
+        "promises_kept": _ratio(c.get("pr_kept", 0), c.get("pr_due", 0)),
     }

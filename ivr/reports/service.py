@@ -114,10 +114,11 @@ QUEUE_COLUMNS = [("calls", "int"), ("answered", "int"), ("abandoned_menu", "int"
                  ("abandoned_queue", "int"), ("abandon_rate", "pct"), ("callback_left", "int"),
                  ("avg_wait", "seconds"), ("p90_wait", "seconds"), ("service_level", "pct"),
                  ("callback_sla", "pct"), ("fcr", "pct"), ("repeat_rate", "pct"),
-                 ("csat", "score"), ("csat_n", "int"), ("followups_on_time", "pct")]
+                 ("csat", "score"), ("csat_n", "int"), ("followups_on_time", "pct"),
+                 ("promises_kept", "pct")]
 AGENT_COLUMNS = [("answered", "int"), ("avg_wait", "seconds"), ("p90_wait", "seconds"),
                  ("callback_sla", "pct"), ("fcr", "pct"), ("repeat_rate", "pct"),
-                 ("csat", "score"), ("csat_n", "int"), ("followups_on_time", "pct")]
+                 ("csat", "score"), ("csat_n", "int"), ("promises_kept", "pct")]
 
 
 def queue_report(conn: Connection, req: ReportRequest) -> list[Block]:
