@@ -422,3 +422,25 @@ def test_leaving_report_blocks_on_an_empty_database(engine: Engine) -> None:
     assert names == ["leaving_reasons", "leaving_by_reason", "leaving_by_tier",
                      "leaving_by_segment", "leaving_by_tenure", "leaving_by_branch",
                      "leaving_by_month", "leaving_saved", "leaving_at_risk"]
+
+
+def test_the_report_and_a_customers_risk_for_supervisors(
+        app_client: TestClient, people: dict[str, int], seeded: None) -> None:
+    boss = login(app_client, "boss")
+    agent = login(app_client, "dana.agent")
+    r = app_client.get("/agent/retention/report?since=2026-11-01&until=2026-11-30",
+                       headers=boss)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert (data["total"], data["reasons"]) == (2, {"competitor_offer": 1, "price": 1})
+    assert data["since"] == "2026-11-01T00:00:00+02:00"  # the centre's midnight
+    assert [p["customer_id"] for p in data["at_risk"]][:3] == [14, 15, 18]
+    r = app_client.get("/agent/retention/customers/14/risk", headers=boss)
+    assert r.json() == {"flag": True, "score": 3, "reasons": [
+        "1 promise not kept by its time", "1 callback past the promised time"]}
+    assert app_client.get("/agent/retention/report", headers=agent).status_code == 403
+    assert app_client.get("/agent/retention/customers/14/risk",
+                          headers=agent).status_code == 403
+    r = app_client.get("/agent/retention/report?since=2026-12-01&until=2026-11-01",
+                       headers=boss)
+    assert r.status_code == 422
