@@ -510,3 +510,26 @@ def test_the_demo_command_plays_a_closed_incident_s_follow_up(
     assert (low.kind, low.mode, low.status) == ("low_csat", "agent", "pending")
     assert f"follow-up #{satisfaction.id} (survey): completed" in out
     assert "2/5" in out, out
+
+
+# ------------------------------------------------------------------ the console
+
+
+def test_the_console_loads_followups_js_and_its_words_exist_in_both_languages() -> None:
+    import re
+    static = ROOT / "ivr" / "agents" / "static"
+    page = (static / "console.html").read_text(encoding="utf-8")
+    assert page.index("/agent/static/followups.js") < page.index("/agent/static/console.js")
+    script = (static / "followups.js").read_text(encoding="utf-8")
+    keys = set(re.findall(r'\btr\("([a-z_]+)"', script))
+    assert {"pop_title", "kept", "summary", "failed", "warning_mine"} <= keys
+    catalog = json.loads((ROOT / "ivr" / "i18n" / "catalogs" / "followups.json")
+                         .read_text(encoding="utf-8"))
+    for key in keys:
+        entry = catalog[f"followups.ui.{key}"]
+        assert entry["en"] and entry["he"], key
+    # The events it listens to are ones console.js sends.
+    console = (static / "console.js").read_text(encoding="utf-8")
+    sent = set(re.findall(r'hook\("([a-z]+)"', console))
+    for name in set(re.findall(r'addEventListener\("console:([a-z]+)"', script)):
+        assert name in sent, name
