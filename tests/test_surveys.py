@@ -88,7 +88,17 @@ def talked(twilio: TwilioDriver, client: TestClient, auth: dict[str, str], numbe
     xml = twilio.post(leg.dial_action, twilio.params(
         leg, CallStatus=call_status, DialCallStatus="completed",
         DialCallSid=leg.agent_leg_sid, DialCallDuration="120"))
-    return sid, ET.fromstring(xml)
+    return sid, follow(twilio, sid, ET.fromstring(xml))
+
+
+def follow(twilio: TwilioDriver, sid: str, root: ET.Element) -> ET.Element:
+    """Twilio follows a <Redirect> (the agent-dial's way to the survey) as it says."""
+    redirect = root.find("Redirect")
+    if redirect is None:
+        return root
+    assert list(root) == [redirect]  # nothing is said before the survey's own request
+    assert redirect.get("method") == "POST"
+    return ET.fromstring(twilio.post(redirect.text or "", twilio.params(twilio.calls[sid])))
 
 
 def answer(twilio: TwilioDriver, sid: str, root: ET.Element, **said: str) -> ET.Element:
@@ -363,8 +373,8 @@ def test_with_conference_calls_the_caller_s_conference_end_runs_the_survey(
         leg = call.twilio.calls[call.sid]
         assert "/twilio/conference-end" in (leg.dial_action or "")
         # Noa left: the caller's conference is over, the caller still on the line.
-        root = ET.fromstring(call.twilio.post(leg.dial_action or "", call.twilio.params(
-            leg, DialCallStatus="completed")))
+        root = follow(call.twilio, call.sid, ET.fromstring(call.twilio.post(
+            leg.dial_action or "", call.twilio.params(leg, DialCallStatus="completed"))))
         assert spoken(root) == ["שתי שאלות קצרות", "עד כמה הייתם מרוצים?"]
         answer(call.twilio, call.sid, root, Digits="5")
     row = response_of(engine, call.sid)

@@ -26,7 +26,7 @@ from tests.test_console_browser import (
     _seed,
     browser,
 )
-from tests.test_surveys import SURVEYS
+from tests.test_surveys import SURVEYS, follow
 
 __all__ = ["browser"]  # the fixture, imported for pytest
 
@@ -73,8 +73,9 @@ def test_a_live_low_csat_alert_and_the_rating_on_the_next_pop(
             twilio.agent_answers(sid)
             console.wait_call_status("answered")
             leg = twilio.calls[sid]
-            survey = ET.fromstring(twilio.post(leg.dial_action or "", twilio.params(
-                leg, DialCallStatus="completed", DialCallSid=leg.agent_leg_sid)))
+            survey = follow(twilio, sid, ET.fromstring(twilio.post(
+                leg.dial_action or "", twilio.params(leg, DialCallStatus="completed",
+                                                     DialCallSid=leg.agent_leg_sid))))
             console.wait_call_status("ended")
             gather = survey.find("Gather")
             assert gather is not None

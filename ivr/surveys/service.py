@@ -2,10 +2,11 @@
 
 * ``after_agent`` (the queue's ``AfterCall`` port, called by the agent ``<Dial action>``
   when a conversation ended with the caller still on the line): the queue's survey, if it
-  has one — its intro and first question, rendered from cache. The survey's context (which
-  survey, language, the rated conversation) travels in the signed action URLs, so this adds
-  one read (the call's language) and no write to that webhook.
-* ``start``: the entry of an automated satisfaction call (``/twilio/survey-start``).
+  has one, as a ``<Redirect>`` to ``/twilio/survey-start`` — no read, no write in that
+  webhook's transaction (bench/survey_cost.py). The survey's context (which survey,
+  language, the rated conversation) travels in the signed URLs from there on.
+* ``start``: the intro and first question, after an agent (the redirect) or as the entry
+  of an automated satisfaction call (``/twilio/survey-start?about=…&followup=…``).
 * ``answer``: each question's ``<Gather>`` result. The first answer stores the response
   (agent, queue, topic, customer from the rated conversation); every answer is stored as it
   comes, so a caller who hangs up mid-survey leaves what they answered. The first answer at
@@ -65,10 +66,9 @@ class SurveyService:
         found = surveys.for_queue(offer.queue)
         if found is None:
             return None
-        name, survey = found
-        language = survey.language_for(repo.call_language(conn, offer.call_sid))
-        context = [("k", "agent"), ("s", name), ("l", language), ("a", str(offer.id))]
-        return twiml.question(survey, language, 0, context, intro=True, cache=surveys.cache)
+        # The survey's own request reads what it needs: this webhook's transaction (the
+        # agent's and the queue's rows) stays as short as without a survey.
+        return twiml.start_redirect([("k", "agent"), ("s", found[0]), ("a", str(offer.id))])
 
     def pop_fields(self, conn: Connection, customer_id: int | None,
                    now: datetime) -> dict[str, Any]:
@@ -83,10 +83,14 @@ class SurveyService:
 
     def start(self, call_sid: str, query: Mapping[str, str], params: Mapping[str, str],
               ) -> str:
-        """The first TwiML of a satisfaction call placed with ``/twilio/survey-start``."""
+        """The survey's intro and first question: after an agent (``k=agent``: the agent
+        ``<Dial action>`` redirected here) or on a satisfaction call placed with
+        ``/twilio/survey-start`` (``about``, ``followup``, ...)."""
         if params.get("AnsweredBy", "").startswith(NOT_A_PERSON):
             return twiml.hangup()
         surveys = self.live.current()
+        if query.get("k") == "agent":
+            return self._start_after_agent(call_sid, query, surveys)
         about = (query.get("about") or "")[:64] or None
         customer = _int(query.get("customer"))
         queue = (query.get("queue") or "")[:64] or None
@@ -111,6 +115,18 @@ class SurveyService:
                            ("c", _str(customer)), ("qu", queue)):
             if value:
                 context.append((key, value))
+        return twiml.question(survey, language, 0, context, intro=True, cache=surveys.cache)
+
+    def _start_after_agent(self, call_sid: str, query: Mapping[str, str],
+                           surveys: Surveys) -> str:
+        name = query.get("s", "")
+        survey = surveys.surveys.get(name)
+        with self.engine.connect() as conn:
+            language = repo.call_language(conn, call_sid)
+        if survey is None:  # removed from the file since the agent's call ended
+            return twiml.goodbye(language if language in twiml.GOODBYE else "he-IL")
+        language = survey.language_for(language)
+        context = [("k", "agent"), ("s", name), ("l", language), ("a", query.get("a", ""))]
         return twiml.question(survey, language, 0, context, intro=True, cache=surveys.cache)
 
     # ------------------------------------------------------------ answers

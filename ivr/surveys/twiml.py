@@ -72,6 +72,20 @@ def _question(survey: Survey, language: str, index: int, intro: bool, retry: boo
     return str(r.to_xml())
 
 
+def start_redirect(context: list[tuple[str, str]]) -> str:
+    """After the agent: on to the survey's own request (``survey-start``)."""
+    return _REDIRECT.replace(_CONTEXT, urlencode(context).replace("&", "&amp;"))
+
+
+def _redirect_template() -> str:
+    r = VoiceResponse()
+    r.redirect(f"{START_URL}?{_CONTEXT}", method="POST")
+    return str(r.to_xml())
+
+
+_REDIRECT = _redirect_template()
+
+
 def thanks(survey: Survey, language: str) -> str:
     r = VoiceResponse()
     _say(r, survey.thanks[language], language, survey.voice(language))  # type: ignore[index]
