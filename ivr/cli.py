@@ -128,6 +128,13 @@ def _check_callbacks_file(settings: Settings) -> None:
             load_policies(settings.callbacks_file)
         except PolicyError as exc:
             raise UserError(f"the server cannot start: {exc}") from None
+    if settings.followups_file.exists():  # follow-ups (issue 17.2): the same rule
+        from callbacks.followups.policy import load_policy  # noqa: PLC0415
+
+        try:
+            load_policy(settings.followups_file)
+        except PolicyError as exc:
+            raise UserError(f"the server cannot start: {exc}") from None
 
 
 def _check_surveys_file(settings: Settings) -> None:

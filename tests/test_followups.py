@@ -533,3 +533,15 @@ def test_the_console_loads_followups_js_and_its_words_exist_in_both_languages() 
     sent = set(re.findall(r'hook\("([a-z]+)"', console))
     for name in set(re.findall(r'addEventListener\("console:([a-z]+)"', script)):
         assert name in sent, name
+
+
+def test_a_followups_yaml_with_a_mistake_stops_the_server_s_start(
+        tmp_path: Path, settings: Settings) -> None:
+    from ivr.cli import UserError, _check_callbacks_file
+    bad = tmp_path / "followups.yaml"
+    bad.write_text("window:\n  weekly: {sun: ['10:00-18:00']}\ndialing:\n  max_attempts: 0\n",
+                   encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        _check_callbacks_file(settings.model_copy(update={"followups_file": bad}))
+    assert str(err.value) == (f"the server cannot start: {bad}:4:3: dialing.max_attempts: "
+                              "Input should be greater than or equal to 1")
