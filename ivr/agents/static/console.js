@@ -11,20 +11,27 @@
   // console:board.
   const hook = (name, detail) => document.dispatchEvent(new CustomEvent(`console:${name}`, { detail }));
 
-  const LANGUAGES = { "he-IL": "Hebrew", "en-US": "English", "ar-IL": "Arabic", "ru-RU": "Russian" };
+  // Every word on screen comes from the catalogs (ivr/i18n/catalogs/console.json) through
+  // t(key): the agent's language, Hebrew right to left (i18n.js).
+  const { t } = window.I18N;
+
+  const LANGUAGES = { he: "common.language.he", en: "common.language.en",
+    ar: "common.language.ar", ru: "common.language.ru" };
   const STATE_LABELS = {
-    offline: "Offline", available: "Available", reserved: "Reserved",
-    on_call: "On call", wrap_up: "Wrap-up",
+    offline: "console.state.offline", available: "console.state.available",
+    reserved: "console.state.reserved", on_call: "console.state.on_call",
+    wrap_up: "console.state.wrap_up",
   };
   const CALL_LABELS = {
-    ringing: "Incoming call — ringing", answered: "On call", ended: "Call ended — please wrap up",
-    missed: "Missed",
+    ringing: "console.call.ringing", answered: "console.call.answered",
+    ended: "console.call.ended", missed: "console.call.missed",
   };
   const OUTCOME_LABELS = {
-    known: "", ambiguous: "Shared number — caller not certain",
-    unknown: "Number not in our records", withheld: "Number withheld",
-    account: "Identified by account number",
+    known: null, ambiguous: "console.outcome.ambiguous", unknown: "console.outcome.unknown",
+    withheld: "console.outcome.withheld", account: "console.outcome.account",
   };
+  /** A label from one of the maps above, or the value itself when it has none. */
+  const label = (map, value) => (map[value] ? t(map[value]) : value);
 
   const ui = {
     me: null,           // the signed-in agent (Me)
@@ -63,6 +70,11 @@
   const txt = (value, tag = "span", cls = null) =>
     el(tag, { dir: "auto", class: cls }, value === null || value === undefined ? "" : value);
 
+  /** A phone number: left to right even in a Hebrew line ("+972…", not "…972+"). */
+  const phone = (value) => el("span", { dir: "ltr", class: "phone" }, value);
+  /** Items with " · " between them. */
+  const joined = (items) => items.flatMap((item, i) => (i ? [" · ", item] : [item]));
+
   function fill(node, ...children) {
     node.replaceChildren();
     append(node, children);
@@ -88,7 +100,8 @@
   function formats(timeZone) {
     const make = (locale, options) => new Intl.DateTimeFormat(locale, { ...options, timeZone });
     const out = { parts: make("en-US", PARTS) };
-    for (const [name, options] of Object.entries(FORMATS)) out[name] = make(undefined, options);
+    // The agent's language in the centre's region (he-IL, en-IL): Hebrew dates, 24-hour times.
+    for (const [name, options] of Object.entries(FORMATS)) out[name] = make(window.I18N.locale, options);
     return out;
   }
 
@@ -100,13 +113,13 @@
     } catch {  // a zone this browser does not know: its own, and say so
       fmt = formats(undefined);
       ui.zone = zone;
-      $("zone").textContent = `Times in this browser's zone (${zone} is unknown here)`;
-      $("wu-due-label").textContent = "Promised by (this browser's time)";
+      $("zone").textContent = t("console.zone.unknown", { zone });
+      $("wu-due-label").textContent = t("console.wrapup.due_browser");
       return;
     }
     ui.zone = zone;
-    $("zone").textContent = `Times in ${zone}`;
-    $("wu-due-label").textContent = `Promised by (${zone} time)`;
+    $("zone").textContent = t("console.zone.known", { zone });
+    $("wu-due-label").textContent = t("console.wrapup.due_zone", { zone });
   }
 
   /** Year, month, …, second of an instant on the centre's wall clock. */
@@ -155,10 +168,10 @@
     const d = Math.floor(s / 86400); s -= d * 86400;
     const h = Math.floor(s / 3600); s -= h * 3600;
     const m = Math.floor(s / 60); s -= m * 60;
-    if (d) return h ? `${d} d ${h} h` : `${d} d`;
-    if (h) return m ? `${h} h ${m} min` : `${h} h`;
-    if (m) return s ? `${m} min ${s} s` : `${m} min`;
-    return `${s} s`;
+    if (d) return h ? t("console.dur.d_h", { d, h }) : t("console.dur.d", { d });
+    if (h) return m ? t("console.dur.h_m", { h, m }) : t("console.dur.h", { h });
+    if (m) return s ? t("console.dur.m_s", { m, s }) : t("console.dur.m", { m });
+    return t("console.dur.s", { s });
   }
 
   /** "55 minutes ago", "2 hours ago", "3 days ago", "in 20 minutes". */
@@ -169,15 +182,23 @@
   }
 
   function relative(seconds) {
-    const future = seconds < 0;
     const s = Math.abs(seconds);
-    let n; let unit;
-    if (s < 60) return future ? "in under a minute" : "just now";
-    if (s < 3600) { n = Math.round(s / 60); unit = "minute"; }
-    else if (s < 86400 * 2) { n = Math.round(s / 3600); unit = "hour"; }
-    else { n = Math.round(s / 86400); unit = "day"; }
-    const words = `${n} ${unit}${n === 1 ? "" : "s"}`;
-    return future ? `in ${words}` : `${words} ago`;
+    if (s < 60) return t(seconds < 0 ? "console.time.under_a_minute" : "console.time.just_now");
+    return t(seconds < 0 ? "console.time.in" : "console.time.ago", { span: span(s) });
+  }
+
+  /** "55 minutes", "2 hours", "3 days" (rounded to the largest unit). */
+  function span(seconds) {
+    const s = Math.abs(seconds);
+    if (s < 3600) return t("console.span.minute", { count: Math.max(1, Math.round(s / 60)) });
+    if (s < 86400 * 2) return t("console.span.hour", { count: Math.round(s / 3600) });
+    return t("console.span.day", { count: Math.round(s / 86400) });
+  }
+
+  /** How long ago an instant was, without "ago": "2 hours". */
+  function since(iso) {
+    const d = parse(iso);
+    return d ? span((Date.now() - d.getTime()) / 1000) : "";
   }
 
   function minutesAgo(minutes) {
@@ -185,14 +206,14 @@
     return relative(minutes * 60);
   }
 
-  const language = (code) => (code ? `${LANGUAGES[code] || code}` : "—");
-  const yesNo = (v) => (v === true ? "Yes" : v === false ? "No" : "—");
+  const language = (code) => (code ? label(LANGUAGES, String(code).split("-")[0].toLowerCase()) || code : "—");
+  const yesNo = (v) => (v === true ? t("common.yes") : v === false ? t("common.no") : "—");
 
   // --- HTTP --------------------------------------------------------------------------------
 
   class HttpError extends Error {
     constructor(status, body) {
-      super(typeof body?.detail === "string" ? body.detail : `HTTP ${status}`);
+      super(typeof body?.detail === "string" ? body.detail : t("console.error.http", { status }));
       this.status = status;
       this.body = body;
     }
@@ -212,7 +233,7 @@
       try { data = JSON.parse(text); } catch { data = { detail: text }; }
     }
     if (!response.ok) {
-      if (response.status === 401 && path !== "/agent/login") signedOut("Your session ended. Please sign in again.");
+      if (response.status === 401 && path !== "/agent/login") signedOut(t("console.session_ended"));
       throw new HttpError(response.status, data);
     }
     return data;
@@ -241,7 +262,7 @@
     const username = $("username").value.trim();
     const password = $("password").value;
     if (!username || !password) {
-      $("login-error").textContent = "Enter your username and password.";
+      $("login-error").textContent = t("console.login.missing");
       return;
     }
     $("login-submit").disabled = true;
@@ -252,7 +273,7 @@
       start(data.agent);
     } catch (err) {
       $("login-error").textContent = err.status === 401
-        ? "Wrong username or password." : `Could not sign in: ${err.message}`;
+        ? t("console.login.wrong") : t("console.login.failed", { reason: err.message });
     } finally {
       $("login-submit").disabled = false;
     }
@@ -292,19 +313,23 @@
 
   function setMe(me) {
     ui.me = me;
+    // The agent's language, kept with the agent (none chosen: the centre's).
+    const wanted = me.language || window.I18N.defaultLanguage;
+    if (wanted !== window.I18N.lang) { window.I18N.setLanguage(wanted); return; }  // redraws
+    $("language-switch").value = wanted;
     setZone(me.timezone);
     $("agent-name").textContent = me.name || me.username;
     // A supervisor who answers no queue takes no calls: "Supervisor", not "Offline".
     const takesCalls = me.role !== "admin" || (me.queues || []).length > 0;
     const badge = $("state-badge");
     badge.dataset.state = takesCalls ? me.state : "supervisor";
-    badge.textContent = takesCalls ? STATE_LABELS[me.state] || me.state : "Supervisor";
+    badge.textContent = takesCalls ? label(STATE_LABELS, me.state) : t("console.state.supervisor");
     const toggle = $("toggle-available");
     const busy = me.state === "reserved" || me.state === "on_call";
     toggle.dataset.action = me.state === "offline" ? "available" : "offline";
-    toggle.textContent = me.state === "offline" ? "Available" : "Go offline";
+    toggle.textContent = t(me.state === "offline" ? "console.toggle.available" : "console.toggle.offline");
     toggle.disabled = busy;
-    toggle.title = busy ? "You can go offline when this call ends" : "";
+    toggle.title = busy ? t("console.toggle.busy") : "";
     toggle.setAttribute("aria-pressed", me.state === "offline" ? "false" : "true");
     show(toggle, takesCalls);  // nothing to go available for
     $("idle").classList.toggle("gone", !takesCalls);
@@ -325,17 +350,17 @@
       setMe(await api("POST", "/agent/state", { state: target }));
       notice("");
     } catch (err) {
-      if (err.status !== 401) notice(`Could not change your state: ${err.message}`, "error");
+      if (err.status !== 401) notice(t("console.state.failed", { reason: err.message }), "error");
       if (ui.me) setMe(ui.me);
     }
   }
 
   function idle() {
     const state = ui.me?.state;
-    fill($("idle-title"), state === "available" ? "Waiting for a call" : "No call");
+    fill($("idle-title"), t(state === "available" ? "console.idle.waiting" : "console.idle.no_call"));
     fill($("idle-text"), state === "offline"
-      ? ["Press ", el("strong", {}, "Available"), " to take calls."]
-      : state === "available" ? "The caller's details will appear here as the call connects." : "");
+      ? window.I18N.nodes("console.idle.offline", { available: el("strong", {}, t("console.toggle.available")) })
+      : state === "available" ? t("console.idle.available") : "");
   }
 
   // --- the event stream --------------------------------------------------------------------
@@ -347,7 +372,7 @@
     source.addEventListener("open", () => { setConnection(""); });
     source.addEventListener("error", () => {
       if (ui.events !== source) return;
-      setConnection("Reconnecting…");
+      setConnection(t("console.reconnecting"));
       // The stream cannot tell us why it failed: a session that ended is a 401 here.
       if (source.readyState === EventSource.CLOSED) {
         api("GET", "/agent/me").then((me) => { setMe(me); connect(); }).catch(() => {});
@@ -380,19 +405,19 @@
 
   function callChanged(change) {
     if (!ui.context || change.call_sid !== ui.context.call_sid) {
-      if (change.status === "missed") notice("You missed a call: it went back to the queue and you are now offline.", "error");
+      if (change.status === "missed") notice(t("console.call.missed_elsewhere"), "error");
       return;
     }
     if (change.status === "missed") {
       finished(change.call_sid);
       clearCall();
-      notice("You did not answer: the call went back to the queue and you are now offline.", "error");
+      notice(t("console.call.not_answered"), "error");
       return;
     }
     if (change.status === "ended" && ui.callStatus === "ringing") {
       finished(change.call_sid);
       clearCall();
-      notice("The caller hung up before the call was answered.", "info");
+      notice(t("console.call.hung_up"), "info");
       return;
     }
     setCallStatus(change.status);
@@ -402,7 +427,7 @@
     ui.callStatus = status;
     const node = $("call-status");
     node.dataset.status = status;
-    node.textContent = CALL_LABELS[status] || status;
+    node.textContent = label(CALL_LABELS, status);
     hook("status", status);
     if (status === "ended") $("wu-topic").focus();
   }
@@ -431,11 +456,13 @@
     if (fresh) restoreDraft(ctx.call_sid);
     hook("screenpop", ctx);
     if (fresh) {
-      document.title = `Call: ${ctx.customer?.name || "Unknown caller"} — Agent console`;
+      document.title = callTitle(ctx);
       // The offer reserved us; the header shows it (the stream may not say so itself).
       api("GET", "/agent/me").then(setMe).catch(() => {});
     }
   }
+
+  const callTitle = (ctx) => t("console.title.call", { name: ctx.customer?.name || t("console.unknown_caller") });
 
   function clearCall() {
     ui.context = null;
@@ -443,7 +470,7 @@
     show($("call"), false);
     show($("idle"), true);
     delete $("call").dataset.callSid;
-    document.title = "Agent console";
+    document.title = t("console.title");
     idle();
     hook("clear");
   }
@@ -456,36 +483,38 @@
     const tags = $("caller-tags");
     tags.replaceChildren();
     if (customer) {
-      name.textContent = customer.name || "Name not recorded";
+      name.textContent = customer.name || t("console.pop.name_missing");
       name.classList.toggle("unknown", false);
       const bits = [];
-      if (customer.account_number) bits.push(`Account ${customer.account_number}`);
-      if (caller.number) bits.push(caller.number);
-      sub.textContent = bits.join(" · ");
-      if (OUTCOME_LABELS[caller.outcome]) sub.append(el("span", { class: "muted" }, ` · ${OUTCOME_LABELS[caller.outcome]}`));
+      if (customer.account_number) bits.push(t("console.pop.account", { account: customer.account_number }));
+      if (caller.number) bits.push(phone(caller.number));
+      fill(sub, joined(bits));
+      if (OUTCOME_LABELS[caller.outcome]) sub.append(el("span", { class: "muted" }, ` · ${label(OUTCOME_LABELS, caller.outcome)}`));
       if (customer.tier) tags.append(el("li", { class: `tag tier tier-${customer.tier}` }, txt(customer.tier)));
       if (customer.segment) tags.append(el("li", { class: "tag" }, txt(customer.segment)));
       if (customer.status && customer.status !== "active") {
         tags.append(el("li", { class: "tag warn" }, txt(customer.status)));
       }
-      tags.append(el("li", { class: "tag" }, `Speaks ${language(customer.preferred_language || ctx.language)}`));
+      tags.append(el("li", { class: "tag" }, t("console.pop.speaks", { language: language(customer.preferred_language || ctx.language) })));
     } else {
-      name.textContent = "Unknown caller";
+      name.textContent = t("console.unknown_caller");
       name.classList.toggle("unknown", true);
       const bits = [];
-      bits.push(caller.outcome === "withheld" ? "Number withheld" : (caller.number || "No number"));
-      if (OUTCOME_LABELS[caller.outcome] && caller.outcome !== "withheld") bits.push(OUTCOME_LABELS[caller.outcome]);
-      sub.textContent = bits.join(" · ");
+      bits.push(caller.outcome === "withheld" ? t("console.outcome.withheld")
+        : (caller.number ? phone(caller.number) : t("console.pop.no_number")));
+      if (OUTCOME_LABELS[caller.outcome] && caller.outcome !== "withheld") bits.push(label(OUTCOME_LABELS, caller.outcome));
+      fill(sub, joined(bits));
       if (caller.typed_account) {
-        tags.append(el("li", { class: "tag warn" }, "Typed account: ", txt(caller.typed_account)));
+        tags.append(el("li", { class: "tag warn" },
+          window.I18N.nodes("console.pop.typed_account", { account: txt(caller.typed_account) })));
       }
       for (const c of caller.candidates || []) {
-        tags.append(el("li", { class: "tag" }, "Maybe ", txt(c.name || `#${c.id}`),
-          c.account_number ? ` (account ${c.account_number})` : ""));
+        tags.append(el("li", { class: "tag" }, window.I18N.nodes("console.pop.maybe", { name: txt(c.name || `#${c.id}`) }),
+          c.account_number ? t("console.pop.maybe_account", { account: c.account_number }) : ""));
       }
     }
     $("waited").textContent = duration(ctx.waited_seconds);
-    $("waited").title = ctx.entered_queue_at ? `Joined the queue at ${when(ctx.entered_queue_at)}` : "";
+    $("waited").title = ctx.entered_queue_at ? t("console.pop.joined_at", { time: when(ctx.entered_queue_at) }) : "";
     $("queue").textContent = ctx.queue || "—";
     $("language").textContent = language(ctx.language);
   }
@@ -501,37 +530,39 @@
     if (repeat.is_repeat) {
       const parts = [];
       if (repeat.minutes_since_last_call !== null && repeat.minutes_since_last_call !== undefined) {
-        parts.push(`called ${minutesAgo(repeat.minutes_since_last_call)}`);
+        parts.push(t("console.banner.called", { when: minutesAgo(repeat.minutes_since_last_call) }));
       }
-      const about = repeat.last_topic ? [" about ", txt(repeat.last_topic, "span", "topic")] : [];
+      const about = repeat.last_topic
+        ? window.I18N.nodes("console.banner.about", { topic: txt(repeat.last_topic, "span", "topic") }) : [];
       const body = parts.length || about.length ? [parts.join(""), ...about] : [txt(repeat.text || "")];
       out.push(el("div", { class: "banner repeat", id: "repeat-banner" },
-        el("strong", { class: "banner-title" }, "Repeat caller"), " — ", ...body));
+        el("strong", { class: "banner-title" }, t("console.banner.repeat")), " — ", ...body));
     }
     const risk = ctx.leaving_risk || {};
     if (risk.flag) {
       const reasons = (risk.reasons || []).map((r) => txt(r));
       const joined = [];
       reasons.forEach((r, i) => { if (i) joined.push("; "); joined.push(r); });
-      const b = banner("danger", "Leaving risk", ...(joined.length ? joined : ["this customer may leave"]));
+      const b = banner("danger", t("console.banner.risk"), ...(joined.length ? joined : [t("console.banner.may_leave")]));
       b.id = "risk-banner";
       out.push(b);
     }
     const overdue = (ctx.promises || []).filter((p) => p.overdue);
     if (overdue.length) {
-      const b = banner("danger", `${overdue.length} promise${overdue.length === 1 ? "" : "s"} overdue`,
-        txt(overdue[0].action), overdue.length > 1 ? ` and ${overdue.length - 1} more` : "");
+      const b = banner("danger", t("console.banner.overdue", { count: overdue.length }),
+        txt(overdue[0].action), overdue.length > 1 ? t("console.banner.and_more", { count: overdue.length - 1 }) : "");
       b.id = "overdue-banner";
       out.push(b);
     }
     const cb = ctx.callback;
     if (cb) {
-      const b = banner(cb.seconds_left < 0 ? "danger" : "info", "Callback",
-        `we promised to call by ${when(cb.deadline_at)}`,
-        ` (${cb.seconds_left < 0 ? "overdue by " + duration(-cb.seconds_left) : duration(cb.seconds_left) + " left"})`,
-        `; attempt ${cb.attempt} of ${cb.max_attempts}`,
-        cb.kind === "scheduled" ? "; a time the caller chose" : "",
-        cb.other_number ? "; a number other than their caller ID" : "");
+      const b = banner(cb.seconds_left < 0 ? "danger" : "info", t("console.banner.callback"),
+        t("console.banner.cb_promised", { time: when(cb.deadline_at) }),
+        cb.seconds_left < 0 ? t("console.banner.cb_overdue", { span: duration(-cb.seconds_left) })
+          : t("console.banner.cb_left", { span: duration(cb.seconds_left) }),
+        t("console.banner.cb_attempt", { attempt: cb.attempt, max: cb.max_attempts }),
+        cb.kind === "scheduled" ? t("console.banner.cb_scheduled") : "",
+        cb.other_number ? t("console.banner.cb_other_number") : "");
       b.id = "callback-banner";
       out.push(b);
     }
@@ -539,9 +570,10 @@
     if (incidents.length) {
       const first = incidents[0];
       const where = first.branch || first.source;
-      const b = banner("info", `${incidents.length} open incident${incidents.length === 1 ? "" : "s"}`,
-        txt(first.summary || first.category || "incident"),
-        where ? [" at ", txt(where)] : "", `, opened ${ago(first.opened_at)}`);
+      const b = banner("info", t("console.banner.incidents", { count: incidents.length }),
+        txt(first.summary || first.category || t("console.incident")),
+        where ? window.I18N.nodes("console.banner.at", { place: txt(where) }) : "",
+        t("console.banner.opened", { when: ago(first.opened_at) }));
       b.id = "incident-banner";
       out.push(b);
     }
@@ -563,7 +595,8 @@
   }
 
   function renderIncidents(incidents) {
-    fill($("incidents"), table("No open incidents.", ["Opened", "Where", "What", "Last update"],
+    fill($("incidents"), table(t("console.incidents.empty"), [t("console.incidents.opened"),
+      t("console.incidents.where"), t("console.incidents.what"), t("console.incidents.last_update")],
       incidents.map((i) => el("tr", { class: "incident", dataset: { id: i.id } },
         timeCell(i.opened_at),
         el("td", {}, txt(i.branch || i.source, "span", "strong"),
@@ -573,11 +606,12 @@
   }
 
   function renderPromises(promises) {
-    fill($("promises"), table("Nothing promised is outstanding.", ["Due", "Action", "Promised by"],
+    fill($("promises"), table(t("console.promises.empty"),
+      [t("console.promises.due"), t("console.promises.action"), t("console.promises.by")],
       promises.map((p) => el("tr", { class: p.overdue ? "promise overdue" : "promise" },
         el("td", { class: "time" },
-          p.due_at ? el("time", { datetime: p.due_at }, when(p.due_at)) : "no date",
-          p.overdue ? el("span", { class: "overdue-label" }, `Overdue ${ago(p.due_at).replace(" ago", "")}`) :
+          p.due_at ? el("time", { datetime: p.due_at }, when(p.due_at)) : t("console.promises.no_date"),
+          p.overdue ? el("span", { class: "overdue-label" }, t("console.promises.overdue", { span: since(p.due_at) })) :
             p.due_at ? el("span", { class: "ago" }, ago(p.due_at)) : ""),
         el("td", {}, txt(p.action)),
         el("td", {}, txt(p.agent || "—", "span", "who")))), "promises"));
@@ -585,19 +619,20 @@
 
   function renderContact(ctx) {
     const rows = [
-      ["They last called us", ctx.last_inbound_at],
-      ["We last called them", ctx.last_outbound_at],
+      [t("console.contact.inbound"), ctx.last_inbound_at],
+      [t("console.contact.outbound"), ctx.last_outbound_at],
     ];
     fill($("contact"), rows.map(([label, iso]) => [
       el("dt", {}, label),
-      el("dd", {}, iso ? [el("time", { datetime: iso }, when(iso)), " ", el("span", { class: "ago" }, `(${ago(iso)})`)] : "never"),
+      el("dd", {}, iso ? [el("time", { datetime: iso }, when(iso)), " ", el("span", { class: "ago" }, `(${ago(iso)})`)] : t("console.contact.never")),
     ]));
   }
 
   function renderInteractions(interactions) {
-    const arrow = (d) => (d === "out" ? "out ↗" : d === "in" ? "in ↙" : d || "");
-    fill($("interactions"), table("No earlier interactions.",
-      ["When", "Channel", "Topic", "Agent", "Outcome", "Resolved"],
+    const arrow = (d) => (d === "out" ? t("console.direction.out") : d === "in" ? t("console.direction.in") : d || "");
+    fill($("interactions"), table(t("console.interactions.empty"),
+      [t("console.interactions.when"), t("console.interactions.channel"), t("console.interactions.topic"),
+        t("console.interactions.agent"), t("console.interactions.outcome"), t("console.interactions.resolved")],
       interactions.map((i) => {
         const row = el("tr", { class: "interaction", dataset: { id: i.id } },
           timeCell(i.started_at),
@@ -607,7 +642,8 @@
           el("td", {}, txt(i.agent || "—", "span", "who"),
             i.queue || i.source ? el("span", { class: "muted block" }, txt(i.queue || i.source)) : ""),
           el("td", {}, txt(i.outcome || "—"),
-            i.leaving_reason ? el("span", { class: "block unresolved" }, "Leaving: ", txt(i.leaving_reason)) : ""),
+            i.leaving_reason ? el("span", { class: "block unresolved" },
+              window.I18N.nodes("console.interactions.leaving", { reason: txt(i.leaving_reason) })) : ""),
           el("td", { class: i.resolved === false ? "unresolved" : null }, yesNo(i.resolved)));
         return row;
       }), "interactions"));
@@ -619,22 +655,22 @@
         if (typeof c !== "object" || c === null) return el("li", {}, txt(String(c)));
         const due = c.due_at || c.deadline_at || c.deadline || c.sla_due_at;
         const parts = [];
-        if (due) parts.push(el("strong", {}, `Due ${when(due)}`), " ");
+        if (due) parts.push(el("strong", {}, t("console.callbacks.due", { time: when(due) })), " ");
         if (c.status) parts.push(el("span", { class: "tag" }, txt(c.status)), " ");
-        if (c.number || c.phone) parts.push(txt(c.number || c.phone), " ");
+        if (c.number || c.phone) parts.push(phone(c.number || c.phone), " ");
         if (c.reason || c.topic) parts.push(txt(c.reason || c.topic));
         return el("li", {}, parts.length ? parts : txt(JSON.stringify(c)));
       }))
-      : el("p", { class: "empty" }, "No callbacks waiting."));
+      : el("p", { class: "empty" }, t("console.callbacks.empty")));
   }
 
   function renderPath(path) {
     fill($("ivr-path"), path.length
       ? el("ol", { class: "path" }, path.map((step) => {
         const input = [];
-        if (step.option) input.push(`pressed ${step.option}`);
-        else if (step.digits) input.push(`typed ${step.digits}`);
-        if (step.speech) input.push(["said “", txt(step.speech), "”"]);
+        if (step.option) input.push(t("console.path.pressed", { key: step.option }));
+        else if (step.digits) input.push(t("console.path.typed", { digits: step.digits }));
+        if (step.speech) input.push(window.I18N.nodes("console.path.said", { speech: txt(step.speech) }));
         return el("li", {},
           el("time", { datetime: step.at || "", class: "time" }, step.at ? fmt.seconds.format(parse(step.at)) : ""),
           " ",
@@ -643,7 +679,7 @@
           input.length ? [" — ", input] : "",
           step.seconds >= 1 ? el("span", { class: "ago" }, ` ${duration(step.seconds)}`) : "");
       }))
-      : el("p", { class: "empty" }, "No IVR path recorded."));
+      : el("p", { class: "empty" }, t("console.path.empty")));
   }
 
   // --- wrap-up -----------------------------------------------------------------------------
@@ -671,12 +707,12 @@
     };
     build("wu-incidents", "wu-incidents-set", "wu-close",
       (ctx.open_incidents || []).map((i) => ({ ...i, key: i.id })),
-      (i) => [txt(i.category || "incident", "span", "strong"), i.summary ? [" — ", txt(i.summary)] : "",
+      (i) => [txt(i.category || t("console.incident"), "span", "strong"), i.summary ? [" — ", txt(i.summary)] : "",
         el("span", { class: "muted" }, " (", txt(i.branch || i.source || ""), ")")]);
     build("wu-kept", "wu-kept-set", "wu-kept",
       (ctx.promises || []).filter((p) => p.interaction_id !== null && p.interaction_id !== undefined)
         .map((p) => ({ ...p, key: p.interaction_id })),
-      (p) => [txt(p.action), p.due_at ? el("span", { class: p.overdue ? "unresolved" : "muted" }, ` (due ${when(p.due_at)})`) : ""]);
+      (p) => [txt(p.action), p.due_at ? el("span", { class: p.overdue ? "unresolved" : "muted" }, t("console.wrapup.due", { time: when(p.due_at) })) : ""]);
   }
 
   const ticked = (boxId) => [...$(boxId).querySelectorAll("input:checked")]
@@ -700,6 +736,7 @@
     if (!ui.context || !ui.me) return;
     const draft = {};
     for (const [field, id] of Object.entries(WRAPUP_FIELDS)) {
+      if (!$(id)) continue;  // a field another script adds (retention.js) once it has its lists
       draft[field] = $(id).type === "checkbox" ? $(id).checked : $(id).value;
     }
     draft.close_incidents = ticked("wu-incidents");
@@ -713,6 +750,7 @@
     if (!draft || typeof draft !== "object") return;
     for (const [field, id] of Object.entries(WRAPUP_FIELDS)) {
       const value = draft[field];
+      if (!$(id)) continue;
       if ($(id).type === "checkbox") $(id).checked = value === true;
       else if (typeof value === "string") $(id).value = value;
     }
@@ -749,6 +787,7 @@
   function clearErrors() {
     $("wrapup-error").textContent = "";
     for (const id of Object.values(WRAPUP_FIELDS)) {
+      if (!$(id)) continue;
       $(id).removeAttribute("aria-invalid");
       const msg = $(`${id}-error`);
       if (msg) msg.textContent = "";
@@ -757,7 +796,7 @@
 
   function fieldError(field, message) {
     const id = WRAPUP_FIELDS[field];
-    if (!id) return false;
+    if (!id || !$(id)) return false;
     $(id).setAttribute("aria-invalid", "true");
     const msg = $(`${id}-error`);
     if (msg) msg.textContent = message;
@@ -790,12 +829,12 @@
     if (retention) Object.assign(body, retention.wrapupFields());
     const exitProblem = retention && retention.problem();
     if (exitProblem) bad = fieldError("leaving_text", exitProblem) || bad;
-    if (!body.topic) bad = fieldError("topic", "What was the call about?") || bad;
-    if (!body.outcome) bad = fieldError("outcome", "What came of it?") || bad;
-    if (body.promised_due_at && !body.promised_action) bad = fieldError("promised_action", "What was promised by that time?") || bad;
-    if (body.promised_action && !body.promised_due_at) bad = fieldError("promised_due_at", "By when? A promise needs a time.") || bad;
+    if (!body.topic) bad = fieldError("topic", t("console.wrapup.need_topic")) || bad;
+    if (!body.outcome) bad = fieldError("outcome", t("console.wrapup.need_outcome")) || bad;
+    if (body.promised_due_at && !body.promised_action) bad = fieldError("promised_action", t("console.wrapup.need_action")) || bad;
+    if (body.promised_action && !body.promised_due_at) bad = fieldError("promised_due_at", t("console.wrapup.need_due")) || bad;
     if (bad) {
-      $("wrapup-error").textContent = "Please complete the marked fields.";
+      $("wrapup-error").textContent = t("console.wrapup.complete_fields");
       const first = document.querySelector("#wrapup-form [aria-invalid=true]");
       if (first) first.focus();
       return;
@@ -806,19 +845,19 @@
       finished(callSid);
       clearCall();
       if (result && result.agent) setMe(result.agent);
-      notice("Wrap-up saved.", "ok");
+      notice(t("console.wrapup.saved"), "ok");
       $("toggle-available").focus();
     } catch (err) {
       $("wrapup-submit").disabled = false;
       if (err.status === 404) {
         finished(callSid);
         clearCall();
-        notice("There is nothing to wrap up for this call (it was not answered).", "info");
+        notice(t("console.wrapup.nothing"), "info");
         api("GET", "/agent/me").then(setMe).catch(() => {});
       } else if (err.status === 409) {
         finished(callSid);
         clearCall();
-        notice("This call was already wrapped up.", "info");
+        notice(t("console.wrapup.already"), "info");
         api("GET", "/agent/me").then(setMe).catch(() => {});
       } else if (err.status === 422 && Array.isArray(err.body?.detail)) {
         const other = [];
@@ -826,11 +865,11 @@
           const field = Array.isArray(d.loc) ? d.loc[d.loc.length - 1] : null;
           if (!fieldError(field, d.msg)) other.push(d.msg);
         }
-        $("wrapup-error").textContent = other.length ? other.join("; ") : "Please correct the marked fields.";
+        $("wrapup-error").textContent = other.length ? other.join("; ") : t("console.wrapup.correct_fields");
       } else if (err.status === 422) {
         $("wrapup-error").textContent = err.message;
       } else if (err.status !== 401) {
-        $("wrapup-error").textContent = `Could not save the wrap-up: ${err.message}`;
+        $("wrapup-error").textContent = t("console.wrapup.failed", { reason: err.message });
       }
     }
   }
@@ -843,11 +882,12 @@
       ui.supervisorTimer = null;
       if (!ui.me || ui.me.role !== "admin") return;
       try {
-        renderSupervisor(await api("GET", "/agent/supervisor"));
+        ui.board = await api("GET", "/agent/supervisor");
+        renderSupervisor(ui.board);
       } catch (err) {
         if (err.status === 403) { show($("supervisor"), false); return; }
         if (err.status === 401) return;
-        $("supervisor-updated").textContent = `Not updated: ${err.message}`;
+        $("supervisor-updated").textContent = t("console.sup.not_updated", { reason: err.message });
       }
       if (ui.me) ui.supervisorTimer = setTimeout(poll, 2000);
     };
@@ -857,16 +897,16 @@
   function renderSupervisor(data) {
     const at = parse(data.at) || new Date();
     setZone(data.timezone);
-    $("supervisor-updated").textContent = `Updated ${fmt.seconds.format(at)}`;
+    $("supervisor-updated").textContent = t("console.sup.updated", { time: fmt.seconds.format(at) });
     // A supervisor who answers no queue takes no calls: no "offline agent" to list.
     const agents = (data.agents || []).filter((a) => a.role !== "admin" || (a.queues || []).length);
-    fill($("sup-agents"), table("No agents yet (add them with: ivr agents add).",
-      ["Agent", "State", "Since", "Current call"],
+    fill($("sup-agents"), table(t("console.sup.no_agents"),
+      [t("console.sup.agent"), t("console.sup.state"), t("console.sup.since"), t("console.sup.current_call")],
       agents.map((a) => el("tr", { dataset: { agentId: a.id } },
         el("td", {}, txt(a.name || a.username, "span", "strong who"),
-          a.role === "admin" ? [" ", el("span", { class: "tag role" }, "supervisor")] : "",
+          a.role === "admin" ? [" ", el("span", { class: "tag role" }, t("console.sup.role_supervisor"))] : "",
           el("span", { class: "muted block" }, txt((a.queues || []).join(", ")))),
-        el("td", {}, el("span", { class: "badge", dataset: { state: a.state } }, STATE_LABELS[a.state] || a.state)),
+        el("td", {}, el("span", { class: "badge", dataset: { state: a.state } }, label(STATE_LABELS, a.state))),
         el("td", { class: "time" }, when(a.state_since),
           el("span", { class: "ago" }, duration((at.getTime() - (parse(a.state_since)?.getTime() ?? at.getTime())) / 1000))),
         currentCall(a))), "sup-agents"));
@@ -880,8 +920,8 @@
     if (!a.current_call_sid) return el("td", {}, "—");
     const c = a.call || {};
     return el("td", { class: "current-call", title: a.current_call_sid },
-      txt(c.caller || "Unknown caller", "span", "strong who"),
-      c.callback ? el("span", { class: "muted" }, " (callback)") : "",
+      txt(c.caller || t("console.unknown_caller"), "span", "strong who"),
+      c.callback ? el("span", { class: "muted" }, t("console.sup.on_callback")) : "",
       c.queue ? txt(c.queue, "span", "muted block") : "");
   }
 
@@ -892,18 +932,17 @@
       .filter((name) => !waiting.has(name)).sort();
     const out = [];
     if (!queues.some((q) => q.waiting)) {
-      out.push(el("p", { class: "empty" }, idle.length
-        ? "No calls waiting."
-        : "No calls waiting — queues appear here when callers are waiting."));
+      out.push(el("p", { class: "empty" }, t(idle.length ? "console.sup.no_calls" : "console.sup.no_calls_hint")));
     }
     for (const q of [...queues, ...idle.map((name) => ({ queue: name, waiting: 0, calls: [] }))]) {
       out.push(el("div", { class: "queue", dataset: { queue: q.queue, waiting: q.waiting } },
         el("h4", {}, txt(q.queue), " ",
-          el("span", { class: "count" }, `${q.waiting} waiting`),
-          q.waiting ? el("span", { class: "muted" }, ` · longest ${duration(q.longest_wait_seconds)}`) : ""),
-        (q.calls || []).length ? table("", ["Caller", "Priority", "Waiting", "Status"],
+          el("span", { class: "count" }, t("console.sup.waiting", { count: q.waiting })),
+          q.waiting ? el("span", { class: "muted" }, t("console.sup.longest", { span: duration(q.longest_wait_seconds) })) : ""),
+        (q.calls || []).length ? table("", [t("console.sup.caller"), t("console.sup.priority"),
+          t("console.sup.waited"), t("console.sup.status")],
           q.calls.map((c) => el("tr", {},
-            el("td", {}, txt(c.customer_name || "Unknown caller")),
+            el("td", {}, txt(c.customer_name || t("console.unknown_caller"))),
             el("td", {}, String(c.priority ?? "")),
             el("td", {}, duration(c.waited_seconds)),
             el("td", {}, txt(c.status || ""))))) : ""));
@@ -911,38 +950,39 @@
     fill($("sup-queues"), out);
   }
 
-  const ALERT_TITLES = { warning: "Callback at risk", breach: "Callback deadline missed",
-    failed: "Callback failed: attempts used up" };
+  const ALERT_TITLES = { warning: "console.sup.alert.warning", breach: "console.sup.alert.breach",
+    failed: "console.sup.alert.failed" };
 
   function callbackAlert(c) {
     if (!ui.me || ui.me.role !== "admin") return;
     const item = el("p", { class: `banner ${c.kind === "warning" ? "info" : "danger"}`,
       dataset: { request: c.request_id, kind: c.kind } },
-      el("strong", { class: "banner-title" }, ALERT_TITLES[c.kind] || txt(c.kind)),
-      ` — #${c.request_id} in `, txt(c.queue || ""), `, deadline ${when(c.deadline_at)}`);
+      el("strong", { class: "banner-title" }, ALERT_TITLES[c.kind] ? t(ALERT_TITLES[c.kind]) : txt(c.kind)),
+      window.I18N.nodes("console.sup.alert.body", { id: c.request_id, queue: txt(c.queue || ""),
+        time: when(c.deadline_at) }));
     const box = $("sup-alerts");
     box.prepend(item);
     while (box.children.length > 5) box.lastElementChild.remove();
   }
 
   function renderSupervisorCallbacks(cb, at) {
-    if (!cb) { fill($("sup-callbacks"), el("p", { class: "empty" }, "Callbacks are off.")); return; }
+    if (!cb) { fill($("sup-callbacks"), el("p", { class: "empty" }, t("console.sup.callbacks_off"))); return; }
     const today = cb.today || {};
     const att = today.attainment === null || today.attainment === undefined
-      ? "no deadline decided yet" : `${(today.attainment * 100).toFixed(1)}% kept on time`;
-    $("sup-sla").textContent = `Today: ${att}; ${today.completed || 0} completed, `
-      + `${today.failed || 0} failed, ${cb.open.length} open, ${cb.at_risk} at risk, `
-      + `${cb.overdue} overdue.`;
+      ? t("console.sup.no_deadline") : t("console.sup.kept", { percent: (today.attainment * 100).toFixed(1) });
+    $("sup-sla").textContent = t("console.sup.sla", { attainment: att, completed: today.completed || 0,
+      failed: today.failed || 0, open: cb.open.length, at_risk: cb.at_risk, overdue: cb.overdue });
     ui.callbackDeadlines = (cb.open || []).map((c) => ({ id: c.id, deadline: parse(c.deadline_at) }));
-    fill($("sup-callbacks"), table("No callbacks open.",
-      ["#", "Queue", "Number", "Status", "Deadline", "Left", "Attempts"],
+    fill($("sup-callbacks"), table(t("console.sup.no_callbacks"),
+      ["#", t("console.sup.queue"), t("console.sup.number"), t("console.sup.status"), t("console.sup.deadline"),
+        t("console.sup.left"), t("console.sup.attempts")],
       (cb.open || []).map((c) => el("tr", {
         class: c.overdue ? "overdue" : c.at_risk ? "at-risk" : "",
         dataset: { request: c.id } },
       el("td", { class: "mono" }, String(c.id)),
       el("td", {}, txt(c.queue)),
-      el("td", { class: "mono" }, txt(c.phone)),
-      el("td", {}, txt(c.kind === "scheduled" ? `${c.status} (scheduled)` : c.status)),
+      el("td", { class: "mono" }, phone(c.phone)),
+      el("td", {}, txt(c.kind === "scheduled" ? t("console.sup.scheduled", { status: c.status }) : c.status)),
       el("td", { class: "time" }, when(c.deadline_at)),
       el("td", { class: "countdown", dataset: { deadline: c.deadline_at } }, countdown(c.deadline_at, at)),
       el("td", {}, String(c.attempts)))), "sup-callbacks"));
@@ -950,7 +990,7 @@
 
   function countdown(iso, now) {
     const left = Math.round(((parse(iso)?.getTime() ?? now.getTime()) - now.getTime()) / 1000);
-    return left < 0 ? `overdue ${duration(-left)}` : duration(left);
+    return left < 0 ? t("console.sup.overdue", { span: duration(-left) }) : duration(left);
   }
 
   function tickCountdowns() {
@@ -958,6 +998,40 @@
     document.querySelectorAll("#sup-callbacks td.countdown").forEach((td) => {
       td.textContent = countdown(td.dataset.deadline, now);
     });
+  }
+
+  // --- language -----------------------------------------------------------------------------
+
+  /** The agent picked a language: kept with the agent (every console of theirs), then shown. */
+  async function chooseLanguage() {
+    const wanted = $("language-switch").value;
+    try {
+      setMe(await api("POST", "/agent/language", { language: wanted }));
+    } catch (err) {
+      if (err.status !== 401) notice(t("console.language_failed", { reason: err.message }), "error");
+      $("language-switch").value = window.I18N.lang;
+    }
+  }
+
+  /** The language changed (i18n.js has translated the page's static text): dates in the
+   *  new locale, and everything drawn from data drawn again. */
+  function redraw() {
+    const zone = ui.zone;
+    ui.zone = null;
+    fmt = formats(undefined);
+    setZone(zone);
+    if (!zone) $("wu-due-label").textContent = t("console.wrapup.due_centre");
+    if (ui.me) setMe(ui.me);
+    if (ui.context) {
+      const status = ui.callStatus;
+      screenpop(ui.context);
+      if (status) setCallStatus(status);
+      document.title = callTitle(ui.context);
+    } else {
+      document.title = t("console.title");
+    }
+    if (ui.board) renderSupervisor(ui.board);
+    $("sup-alerts").replaceChildren();  // their words were the old language's
   }
 
   // --- start -------------------------------------------------------------------------------
@@ -976,6 +1050,8 @@
     document.addEventListener("console:answered", (e) => {
       if (ui.context?.call_sid === e.detail?.call_sid && ui.callStatus === "ringing") setCallStatus("answered");
     });
+    $("language-switch").addEventListener("change", chooseLanguage);
+    window.I18N.onChange(redraw);
     $("wrapup-form").addEventListener("submit", submitWrapup);
     $("wrapup-form").addEventListener("input", saveDraft);
     $("wrapup-form").addEventListener("change", saveDraft);

@@ -5,6 +5,7 @@
 //   const { t } = window.I18N;
 //   t("console.sign_in")                      -> "Sign in" / "כניסה"
 //   t("console.waiting", { count: 3 })        -> plural forms chosen by count
+//   I18N.nodes("k", { name: someNode })       -> [text, node, text]: a Node parameter in place
 //   I18N.lang                                 -> "he" or "en" (the current language)
 //   I18N.locale                               -> "he-IL" / "en-IL": for Intl formats
 //   I18N.onChange((lang) => redraw())         -> called after the language changes
@@ -45,6 +46,30 @@
       (params && params[name] !== undefined && params[name] !== null ? String(params[name]) : whole));
   }
 
+  /** The text of `key` as a list of strings and DOM nodes: a parameter that is a Node
+   *  (a <strong>, a customer's name in its own direction) goes in where its placeholder is,
+   *  so markup never passes through HTML parsing. For el(tag, attrs, ...I18N.nodes(...)). */
+  function nodes(key, params) {
+    const plain = {};
+    const parts = {};
+    for (const [name, value] of Object.entries(params || {})) {
+      if (typeof Node !== "undefined" && value instanceof Node) parts[name] = value;
+      else plain[name] = value;
+    }
+    const out = [];
+    const marker = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+    const textOf = t(key, plain);
+    let last = 0;
+    for (const m of textOf.matchAll(marker)) {
+      if (!(m[1] in parts)) continue;
+      if (m.index > last) out.push(textOf.slice(last, m.index));
+      out.push(parts[m[1]]);
+      last = m.index + m[0].length;
+    }
+    if (last < textOf.length) out.push(textOf.slice(last));
+    return out;
+  }
+
   const ATTRIBUTES = [["i18nPlaceholder", "placeholder"], ["i18nTitle", "title"],
     ["i18nAriaLabel", "aria-label"]];
 
@@ -77,12 +102,17 @@
 
   window.I18N = {
     t,
+    nodes,
     apply,
     setLanguage,
     onChange(fn) { listeners.push(fn); },
     get lang() { return state.lang; },
+    /** The centre's language (IVR_INTERFACE_LANGUAGE): an agent's who has not chosen. */
+    get defaultLanguage() { return known(all.default) ? all.default : "en"; },
     get locale() { return localeOf(state.lang); },
     get dir() { return (all.rtl || []).includes(state.lang) ? "rtl" : "ltr"; },
     get languages() { return { ...all.languages }; },
   };
+  // Deferred, this runs once the page is parsed: the page starts in the centre's language.
+  setLanguage(state.lang);
 }());
