@@ -273,6 +273,11 @@ def test_warm_transfer_to_an_agent_consult_join_and_hand_over(
     call.leg(callback, leg, "in-progress")
     assert transfer_row(engine).state == "consulting"
     assert state_of(engine, people["avi"]) == ("on_call", None)
+    assert events(engine, people["avi"], "call")[-1] == {"call_sid": call.sid,
+                                                         "status": "answered"}
+    # A console that reloads finds the hold and the open transfer in the context.
+    ctx = tx_client.get(f"/agent/calls/{call.sid}/context", headers=call.noa).json()
+    assert ctx["held"] is True and ctx["open_transfer"]["state"] == "consulting"
     board = tx_client.get("/agent/supervisor", headers=login(tx_client, "boss")).json()
     noa_row = next(a for a in board["agents"] if a["id"] == people["dana.agent"])
     assert noa_row["call"]["held"] is True
@@ -462,3 +467,45 @@ def test_with_the_rest_api_the_caller_is_moved_by_calls_update(
     root = ET.fromstring(call.twilio.post(f"/twilio/transfer-enter?t={t['id']}",
                                           call.twilio.params(call.twilio.calls[call.sid])))
     assert root.findtext("Enqueue") == "billing"
+
+
+def test_a_transfer_to_a_closed_queue_offers_a_callback(
+        tx_client: TestClient, people: dict[str, int], engine: Engine,
+        clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    call = Call(tx_client, people, clock)
+    svc = service(tx_client)
+    monkeypatch.setattr(svc, "_queue_open", lambda queue, now: queue != "billing")
+    targets = tx_client.get("/agent/transfer-targets", headers=call.noa).json()
+    assert {q["name"]: q["open"] for q in targets["queues"]}["billing"] is False
+    assert call.transfer(kind="queue", target="billing").status_code == 202
+    root = call.follow_redirect()
+    enqueue = root.find("Enqueue")
+    assert enqueue is not None and enqueue.text == "billing"
+    assert entry_of(engine, call.sid).status == "choosing"
+    leg = call.twilio.calls[call.sid]
+    leg.wait_url, leg.enqueue_action = enqueue.get("waitUrl"), enqueue.get("action")
+    # The first wait round lets the caller go to the callback offer, not a closed message.
+    assert ET.fromstring(call.twilio.wait(call.sid)).find("Leave") is not None
+    offer = ET.fromstring(call.twilio.post(leg.enqueue_action or "", call.twilio.params(
+        leg, QueueResult="leave", QueueSid="QU" + "1" * 32)))
+    assert offer.find("Gather") is not None, ET.tostring(offer)
+    assert transfer_row(engine).reason == "closed"
+
+
+def test_supervisors_monitor_and_barge_as_conference_participants(
+        tx_client: TestClient, people: dict[str, int], engine: Engine,
+        clock: FrozenClock) -> None:
+    call = Call(tx_client, people, clock)
+    boss = login(tx_client, "boss")
+    assert tx_client.post(f"/supervisor/calls/{call.sid}/monitor",
+                          headers=call.noa).status_code == 403
+    r = tx_client.post(f"/supervisor/calls/{call.sid}/monitor", headers=boss)
+    assert r.status_code == 200, r.text
+    add = stand_in(tx_client).ops[-1]
+    assert (add[0], add[1], add[3]["to"], add[3]["muted"]) == (
+        "add", f"call-{call.sid}", "client:boss", True)
+    assert add[3]["end_conference_on_exit"] is False  # leaving never ends the call
+    r = tx_client.post(f"/supervisor/calls/{call.sid}/barge", headers=boss)
+    assert (r.json()["mode"], stand_in(tx_client).ops[-1][3]["muted"]) == ("barge", False)
+    assert tx_client.post("/supervisor/calls/CAnope/monitor",
+                          headers=boss).status_code == 404

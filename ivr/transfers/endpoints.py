@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ivr.agents.endpoints import Agent, apply
+from ivr.agents.endpoints import Agent, apply, supervisor
 from ivr.agents.service import AgentError
 from ivr.services import web
 from ivr.transfers.service import TransferService
@@ -99,3 +99,20 @@ async def handover(request: Request, transfer_id: int, agent: Agent) -> dict[str
 async def cancel(request: Request, transfer_id: int, agent: Agent) -> dict[str, Any]:
     """The new party is dropped; the caller is back with the first agent."""
     return await _act(request, transfer_id, agent, "cancel")
+
+
+Supervisor = Annotated[dict[str, Any], Depends(supervisor)]
+
+
+@router.post("/supervisor/calls/{call_sid}/monitor")
+async def monitor(request: Request, call_sid: str, admin: Supervisor) -> dict[str, Any]:
+    """Listen to a call: the supervisor joins its conference muted (supervisors only)."""
+    return dict(await _run(request, _service(request).listen_in, admin, call_sid[:64],
+                           False))
+
+
+@router.post("/supervisor/calls/{call_sid}/barge")
+async def barge(request: Request, call_sid: str, admin: Supervisor) -> dict[str, Any]:
+    """Join a call's conversation: the supervisor joins its conference unmuted."""
+    return dict(await _run(request, _service(request).listen_in, admin, call_sid[:64],
+                           True))

@@ -31,8 +31,9 @@ class ConferenceGateway(Protocol):
 
     def add_participant(self, conference: str, *, to: str, from_: str, status_callback: str,
                         timeout: int, end_conference_on_exit: bool,
-                        label: str) -> str:
-        """Ring ``to`` into the conference; the new leg's CallSid. May raise."""
+                        label: str, muted: bool = False) -> str:
+        """Ring ``to`` into the conference (``muted``: listens only); the new leg's
+        CallSid. May raise."""
         ...
 
     def update_participant(self, conference_sid: str, call_sid: str, **changes: Any) -> None:
@@ -62,9 +63,10 @@ class TwilioConferences:
                                     api_base_url=api_base_url)
 
     def add_participant(self, conference: str, *, to: str, from_: str, status_callback: str,
-                        timeout: int, end_conference_on_exit: bool, label: str) -> str:
+                        timeout: int, end_conference_on_exit: bool, label: str,
+                        muted: bool = False) -> str:
         p = self.client.conferences(conference).participants.create(
-            from_=from_, to=to, label=label, timeout=timeout, beep="false",
+            from_=from_, to=to, label=label, timeout=timeout, beep="false", muted=muted,
             start_conference_on_enter=True, end_conference_on_exit=end_conference_on_exit,
             status_callback=status_callback, status_callback_method="POST",
             status_callback_event=["ringing", "answered", "completed"])
@@ -133,18 +135,20 @@ class LocalConferences:
             return c
 
     def add_participant(self, conference: str, *, to: str, from_: str, status_callback: str,
-                        timeout: int, end_conference_on_exit: bool, label: str) -> str:
+                        timeout: int, end_conference_on_exit: bool, label: str,
+                        muted: bool = False) -> str:
         if not to or not from_:
             raise ValueError("participants.create needs From and To")
         self._failing("add")
         sid = "CA" + uuid.uuid4().hex
         self.conference(conference).participants[sid] = Participant(
-            sid, to, label, end_conference_on_exit, status_callback)
+            sid, to, label, end_conference_on_exit, status_callback, muted=muted)
         self.ops.append(("add", conference, sid, {"to": to, "from": from_, "label": label,
                                                   "timeout": timeout,
                                                   "end_conference_on_exit":
                                                       end_conference_on_exit,
-                                                  "status_callback": status_callback}))
+                                                  "status_callback": status_callback,
+                                                  "muted": muted}))
         return sid
 
     def update_participant(self, conference_sid: str, call_sid: str, **changes: Any) -> None:

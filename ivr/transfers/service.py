@@ -119,22 +119,30 @@ class TransferService:
         return ring
 
     def pop_fields(self, conn: Connection, call_sid: str, now: datetime) -> dict[str, Any]:
-        """The pop of a transferred call: who transferred it, from where, after how long,
+        """The pop's (and the context's) transfer fields. A call on a conference: ``held``,
+        ``held_at`` and its ``open_transfer`` (so a console that reloads finds them). A
+        transferred call: ``transfer`` — who transferred it, from where, after how long,
         and the note ("transferred by Noa from billing after 4 min: <note>")."""
+        fields: dict[str, Any] = {}
+        conf = repo.conference(conn, call_sid)
+        if conf is not None:
+            fields["held"] = conf.held_at is not None
+            fields["held_at"] = conf.held_at.isoformat() if conf.held_at else None
+            open_ = repo.open_transfer(conn, call_sid)
+            fields["open_transfer"] = self._body(conn, open_.id) if open_ else None
         t = repo.last_transfer(conn, call_sid)
         if t is None or t.state in ("failed", "canceled"):
-            return {}
-        held = repo.conference(conn, call_sid)
+            return fields
         by = repo.agent_row(conn, int(t.from_agent_id))
         by_name = by.name if by is not None else "?"
         minutes = max(1, round(t.after_seconds / 60))
         text = f"transferred by {by_name} from {t.from_queue or '?'} after {minutes} min"
         if t.note:
             text += f": {t.note}"
-        return {"transfer": {"id": t.id, "by": by_name, "from_queue": t.from_queue,
-                             "after_seconds": t.after_seconds, "note": t.note,
-                             "mode": t.mode, "text": text},
-                "held": held is not None and held.held_at is not None}
+        fields["transfer"] = {"id": t.id, "by": by_name, "from_queue": t.from_queue,
+                              "after_seconds": t.after_seconds, "note": t.note,
+                              "mode": t.mode, "text": text}
+        return fields
 
     # ------------------------------------------------------------ the caller's webhooks
 
@@ -540,6 +548,9 @@ class TransferService:
                     if repo.set_agent(conn, int(t.to_agent_id), "on_call", now, "answered",
                                       t.call_sid, key=None, only_from=("reserved",)):
                         self.agents._state_event(conn, int(t.to_agent_id), now, out)
+                    out.published.append((int(t.to_agent_id), agents_repo.add_event(
+                        conn, int(t.to_agent_id), "call",
+                        {"call_sid": t.call_sid, "status": "answered"}, now, t.call_sid)))
                 t = repo.get_transfer(conn, t.id)
                 first = repo.agent_row(conn, int(t.from_agent_id))
                 first_gone = first is None or first.current_call_sid != t.call_sid
@@ -794,6 +805,36 @@ class TransferService:
         ctx["status"] = "ringing"
         out.published.append((int(t.to_agent_id), agents_repo.add_event(
             conn, int(t.to_agent_id), "screenpop", ctx, now, t.call_sid)))
+
+    # ------------------------------------------------------------ the supervisor
+
+    def listen_in(self, supervisor: dict[str, Any], call_sid: str, barge: bool,
+                  ) -> tuple[dict[str, Any], Outcome]:
+        """A supervisor joins a call's conference as a participant: muted (monitor: they
+        hear caller and agent) or not (barge: all hear them)."""
+        with self.engine.connect() as conn:
+            conf = repo.conference(conn, call_sid)
+            entry = agents_repo.get_entry(conn, call_sid)
+            if conf is None or entry is None or entry.status != "connected":
+                raise TransferError(404, "no connected call on a conference with that CallSid")
+            if not conf.conference_sid and self.gateway.redirects_by_rest:
+                raise TransferError(409, "the call's conference has not started yet")
+            me = repo.agent_row(conn, int(supervisor["id"]))
+            from_ = repo.caller_id(conn, call_sid)
+        try:
+            leg = self.gateway.add_participant(
+                conference_name(call_sid), to=_reach(me.reach_kind, me.reach_target),
+                from_=from_, status_callback=f"{self.base}/twilio/conference-events?c="
+                f"{call_sid}", timeout=self.settings.agent_ring_timeout,
+                end_conference_on_exit=False, label="barge" if barge else "monitor",
+                muted=not barge)
+        except Exception as exc:
+            log.exception("supervisor could not join call=%s", call_sid)
+            raise TransferError(502, "Twilio did not add you to the call") from exc
+        log.info("supervisor %s %s call=%s", supervisor["id"],
+                 "barged into" if barge else "monitors", call_sid)
+        return {"call_sid": call_sid, "mode": "barge" if barge else "monitor",
+                "leg_sid": leg}, Outcome()
 
     # ------------------------------------------------------------ the supervisor's board
 
