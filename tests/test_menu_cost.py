@@ -373,3 +373,23 @@ def test_assemble_reports_nothing_without_an_entry_menu(folder: Path) -> None:
     parsed = [(f, *load_menu_file(f)) for f in sorted(folder.glob("*.yaml"))]
     bundle, report = assemble(parsed, None, "nope")
     assert bundle is None and report.caller_time == []
+
+
+def test_a_misspelt_caller_time_key_is_an_error(folder: Path) -> None:
+    (folder / "main.yaml").write_text(MAIN.replace("  budget_seconds: 5\n",
+                                                   "  budget_second: 5\n"), encoding="utf-8")
+    _bundle, report = load_directory(folder, "main")
+    path = folder / "main.yaml"
+    assert [str(p) for p in report.refused[str(path)]] == [
+        f"{path}:4:3: error: caller_time.budget_second: unknown key 'budget_second'; expected "
+        "one of: budget_seconds, chars_per_second, recordings"]
+
+
+def test_a_speaking_rate_must_be_positive(folder: Path) -> None:
+    (folder / "main.yaml").write_text(MAIN.replace("{en-US: 10, he-IL: 5}",
+                                                   "{en-US: 0, he-IL: 5}"), encoding="utf-8")
+    _bundle, report = load_directory(folder, "main")
+    path = folder / "main.yaml"
+    assert [str(p) for p in report.refused[str(path)]] == [
+        f"{path}:5:29: error: caller_time.chars_per_second.en-US: Input should be greater "
+        "than 0"]
