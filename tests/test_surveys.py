@@ -5,6 +5,7 @@ the rating; a satisfaction call runs the same survey from /twilio/survey-start."
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -380,3 +381,24 @@ def test_with_conference_calls_the_caller_s_conference_end_runs_the_survey(
     row = response_of(engine, call.sid)
     assert (row.agent_id, row.queue, row.score) == (people["dana.agent"],
                                                     "support-open-incidents", 5)
+
+
+def test_a_survey_removed_from_the_file_meanwhile_says_goodbye(
+        sv_client: TestClient, twilio: TwilioDriver, people: dict[str, int], engine: Engine,
+        surveys_file: Path) -> None:
+    noa = login(sv_client, "dana.agent")
+    available(sv_client, noa)
+    sid = twilio.start(DANA, ["2"])
+    twilio.connect(sid)
+    twilio.agent_answers(sid)
+    leg = twilio.calls[sid]
+    root = ET.fromstring(twilio.post(leg.dial_action or "", twilio.params(
+        leg, DialCallStatus="completed")))
+    assert root.find("Redirect") is not None
+    # The admin renames the survey before Twilio follows the redirect: the new file is
+    # live at once, and the caller hears a goodbye, not an error.
+    surveys_file.write_text(SURVEYS.replace("  csat:", "  nps:"), encoding="utf-8")
+    os.utime(surveys_file, ns=(5, 5))
+    end = follow(twilio, sid, root)
+    assert spoken(end) == ["תודה, להתראות."] and end.find("Hangup") is not None
+    assert response_of(engine, sid) is None

@@ -152,3 +152,19 @@ def test_keys_only_surveys_do_not_listen_to_words() -> None:
 def test_the_next_step(index: int, tries: int, kind: str, questions: int, step: Step) -> None:
     heard = Heard("score", 3, "dtmf") if kind == "score" else Heard(kind)  # type: ignore[arg-type]
     assert next_step(index, tries, heard, questions) == step
+
+
+def test_ivr_serve_refuses_a_surveys_file_with_mistakes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ivr.cli import UserError, _check_menus_servable
+    from ivr.core.settings import Settings
+
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, SURVEYS.replace("low_score: 2", "low_score: two"))
+    settings = Settings(_env_file=None, menus_dir=ROOT / "menus",
+                        surveys_file=Path("surveys.yaml"),
+                        callbacks_file=tmp_path / "none.yaml")
+    with pytest.raises(UserError) as err:
+        _check_menus_servable(settings)
+    assert str(err.value) == ("the server cannot start: surveys.yaml:1:1: low_score: Input "
+                              "should be a valid integer, unable to parse string as an integer")
