@@ -46,10 +46,35 @@ def upgrade() -> None:
     with op.batch_alter_table('queue_entries', schema=None) as batch_op:
         batch_op.create_index('ix_queue_entries_customer_entered',
                               ['customer_id', 'entered_at'], unique=False)
+        batch_op.create_index('ix_queue_entries_abandoned_entered', ['entered_at'],
+                              unique=False,
+                              postgresql_where=sa.text("status = 'abandoned'"),
+                              sqlite_where=sa.text("status = 'abandoned'"))
+    leaving = "status IN ('leaving', 'left')"
+    with op.batch_alter_table('customers', schema=None) as batch_op:
+        batch_op.create_index('ix_customers_leaving', ['id'], unique=False,
+                              postgresql_where=sa.text(leaving),
+                              sqlite_where=sa.text(leaving))
+    with op.batch_alter_table('interactions', schema=None) as batch_op:
+        batch_op.create_index('ix_interactions_leaving_started', ['started_at'],
+                              unique=False,
+                              postgresql_where=sa.text("leaving_reason IS NOT NULL"),
+                              sqlite_where=sa.text("leaving_reason IS NOT NULL"))
+    with op.batch_alter_table('survey_responses', schema=None) as batch_op:
+        batch_op.create_index('ix_survey_responses_low_started', ['started_at'],
+                              unique=False, postgresql_where=sa.text("low IS true"),
+                              sqlite_where=sa.text("low IS 1"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('survey_responses', schema=None) as batch_op:
+        batch_op.drop_index('ix_survey_responses_low_started')
+    with op.batch_alter_table('interactions', schema=None) as batch_op:
+        batch_op.drop_index('ix_interactions_leaving_started')
+    with op.batch_alter_table('customers', schema=None) as batch_op:
+        batch_op.drop_index('ix_customers_leaving')
     with op.batch_alter_table('queue_entries', schema=None) as batch_op:
+        batch_op.drop_index('ix_queue_entries_abandoned_entered')
         batch_op.drop_index('ix_queue_entries_customer_entered')
     with op.batch_alter_table('exit_interviews', schema=None) as batch_op:
         batch_op.drop_index('ix_exit_interviews_recorded')

@@ -10,11 +10,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
+from crm_sync.models import Customer, Interaction
 from ivr.agents.models import QueueEntry
 from ivr.core.db import Base, UTCDateTime
+from ivr.surveys.models import SurveyResponse
 
 
 class ExitInterview(Base):
@@ -53,3 +65,19 @@ exit_interviews: Table = ExitInterview.__table__  # type: ignore[assignment]
 # pop, the IVR's "leaving-risk customer goes first"): by customer on an index, not a scan of
 # every queue entry. The table is the agents feature's; the index is this feature's need.
 Index("ix_queue_entries_customer_entered", QueueEntry.customer_id, QueueEntry.entered_at)
+
+# Everyone at risk now (the leaving report's list) reads each signal over the window for all
+# customers: these partial indexes hold only the rows that are signals, so the report reads
+# those instead of scanning every call, interaction and survey (bench/retention.py). Promises
+# due: the follow-ups feature's ix_interactions_promised_due serves both.
+_ONLY_LEAVING = "status IN ('leaving', 'left')"
+Index("ix_customers_leaving", Customer.id,
+      postgresql_where=text(_ONLY_LEAVING), sqlite_where=text(_ONLY_LEAVING))
+Index("ix_queue_entries_abandoned_entered", QueueEntry.entered_at,
+      postgresql_where=text("status = 'abandoned'"),
+      sqlite_where=text("status = 'abandoned'"))
+Index("ix_interactions_leaving_started", Interaction.started_at,
+      postgresql_where=text("leaving_reason IS NOT NULL"),
+      sqlite_where=text("leaving_reason IS NOT NULL"))
+Index("ix_survey_responses_low_started", SurveyResponse.started_at,
+      postgresql_where=text("low IS true"), sqlite_where=text("low IS 1"))

@@ -21,12 +21,12 @@ leaving-risk customer. Reads only, by customer id on indexes; ``now`` is an argu
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, literal, null, select, union_all
+from sqlalchemy import Connection, bindparam, func, literal, null, select, union_all
 
 from callbacks.models import callback_requests
 from crm_sync.models import customers, interactions
@@ -110,17 +110,19 @@ def leaving_risk(conn: Connection, customer_id: int, now: datetime, *,
     return _weigh(_facts_of(conn, customer_id, now, policy), policy, chose_queues)
 
 
-def _facts_of(conn: Connection, cid: int, now: datetime, policy: RiskPolicy) -> _Facts:
-    """One customer's facts in two statements (this runs on every identified call): the
-    counts as scalar subqueries of one SELECT, then what they said."""
-    since = now - policy.window
+def _one_counts() -> Any:
+    """One customer's counts: one SELECT of scalar subqueries, built once (bind
+    parameters ``cid``, ``since``, ``now``): this runs on every identified call."""
+    cid: Any = bindparam("cid")
+    since: Any = bindparam("since")
+    now: Any = bindparam("now")
     qe, cb, it, sr = queue_entries.c, callback_requests.c, interactions.c, survey_responses.c
 
     def count(table: Any, *where: Any) -> Any:
         return select(func.count()).select_from(table).where(*where).scalar_subquery()
 
     callbacks = (cb.customer_id == cid, cb.requested_at >= since, cb.requested_at <= now)
-    row = conn.execute(select(
+    return select(
         select(customers.c.status).where(customers.c.id == cid).scalar_subquery(),
         count(queue_entries, qe.customer_id == cid, qe.status == "abandoned",
               qe.entered_at >= since, qe.entered_at <= now),
@@ -129,17 +131,37 @@ def _facts_of(conn: Connection, cid: int, now: datetime, policy: RiskPolicy) -> 
               cb.breached_at.is_not(None)),
         count(interactions, it.customer_id == cid, *_broken(now, since)),
         count(survey_responses, sr.customer_id == cid, sr.low.is_(True),
-              sr.started_at >= since, sr.started_at <= now))).one()
+              sr.started_at >= since, sr.started_at <= now))
+
+
+def _said_query(only: Any, since: Any, now: Any) -> Any:
+    """Exit interviews and interactions with a leaving reason in the window, as one
+    UNION ALL: (customer, call, words, stayed, at, 1 for an interview)."""
+    ex, it = exit_interviews.c, interactions.c
+    return union_all(
+        select(ex.customer_id, ex.call_sid, func.coalesce(ex.reason_text, ex.reason),
+               ex.stayed, ex.recorded_at, literal(1))
+        .where(only(ex.customer_id), ex.recorded_at >= since, ex.recorded_at <= now),
+        select(it.customer_id, it.call_sid, it.leaving_reason, null(), it.started_at,
+               literal(0))
+        .where(only(it.customer_id), it.leaving_reason.is_not(None),
+               it.started_at >= since, it.started_at <= now))
+
+
+def _facts_of(conn: Connection, cid: int, now: datetime, policy: RiskPolicy) -> _Facts:
+    """One customer's facts in two statements, both built once."""
+    params = {"cid": cid, "since": now - policy.window, "now": now}
+    row = conn.execute(_ONE_COUNTS, params).one()
     facts = _Facts(status=row[0] if row[0] in LEAVING_STATUSES else None,
                    abandoned=int(row[1]), failed_callbacks=int(row[2]),
                    late_callbacks=int(row[3]), broken_promises=int(row[4]),
                    low_scores=int(row[5]))
     found: dict[int, _Facts] = {cid: facts}
-    _said(conn, found, lambda column: column == cid, since, now)
-    return found[cid]
+    _newest_said(conn.execute(_ONE_SAID, params).all(), found)
+    return facts
 
 
-def _broken(now: datetime, since: datetime) -> tuple[Any, ...]:
+def _broken(now: Any, since: Any) -> tuple[Any, ...]:
     """A promise not kept by its time: due in the window, and not kept, or kept late (the
     follow-ups feature's ``promises.broken_at`` says the same once its sweep ran; this
     reads the interaction itself, so it holds with follow-ups off too)."""
@@ -198,17 +220,11 @@ def _facts_for(conn: Connection, ids: list[int] | None, now: datetime,
 def _said(conn: Connection, facts: dict[int, _Facts], only: Any, since: datetime,
           now: datetime) -> None:
     """The newest "I may leave" of each customer that did not end in staying: exit
-    interviews, and leaving reasons of interactions no interview recorded (imports); one
-    statement."""
-    ex, it = exit_interviews.c, interactions.c
-    rows = conn.execute(union_all(
-        select(ex.customer_id, ex.call_sid, func.coalesce(ex.reason_text, ex.reason),
-               ex.stayed, ex.recorded_at, literal(1))
-        .where(only(ex.customer_id), ex.recorded_at >= since, ex.recorded_at <= now),
-        select(it.customer_id, it.call_sid, it.leaving_reason, null(), it.started_at,
-               literal(0))
-        .where(only(it.customer_id), it.leaving_reason.is_not(None),
-               it.started_at >= since, it.started_at <= now))).all()
+    interviews, and leaving reasons of interactions no interview recorded (imports)."""
+    _newest_said(conn.execute(_said_query(only, since, now)).all(), facts)
+
+
+def _newest_said(rows: Sequence[Any], facts: dict[int, _Facts]) -> None:
     covered = {r[1] for r in rows if r[5] == 1 and r[1]}
     newest: dict[int, tuple[datetime, str, bool]] = {}
     for cid, call_sid, words, stayed, at, interview in rows:
@@ -218,7 +234,7 @@ def _said(conn: Connection, facts: dict[int, _Facts], only: Any, since: datetime
             newest[cid] = (at, str(words), stayed is True)
     for cid, (at, words, stayed) in newest.items():
         if not stayed:
-            facts[cid].said = (words, at.date().isoformat())
+            facts.setdefault(cid, _Facts()).said = (words, at.date().isoformat())
 
 
 def at_risk(conn: Connection, now: datetime, *, policy: RiskPolicy = DEFAULT_POLICY,
@@ -239,3 +255,8 @@ def at_risk(conn: Connection, now: datetime, *, policy: RiskPolicy = DEFAULT_POL
              "tier": people[cid].tier if cid in people else None,
              "segment": people[cid].segment if cid in people else None,
              "score": risk.score, "reasons": list(risk.reasons)} for risk, cid in top]
+
+
+_ONE_COUNTS = _one_counts()
+_ONE_SAID = _said_query(lambda column: column == bindparam("cid"), bindparam("since"),
+                        bindparam("now"))
