@@ -45,23 +45,11 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
+import harness as h  # noqa: E402  (bench/harness.py: databases, machine, results)
 from starlette.testclient import TestClient  # noqa: E402
 
-from bench.harness import (  # noqa: E402
-    PG_ADMIN_URL,
-    add_results_options,
-    exclusive,
-    git_rev,
-    machine_line,
-    pct,
-    pg_database,
-    publish,
-    run,
-    summary,
-    write_raw,
-)
 from ivr.agents import repository as agents_repo  # noqa: E402
 from ivr.app import create_app  # noqa: E402
 from ivr.core.clock import FrozenClock  # noqa: E402
@@ -155,8 +143,8 @@ def median_diff(on: list[float], off: list[float], rounds: int = 2000,
     rng = random.Random(7)
     diffs = sorted(statistics.median(rng.choices(on, k=len(on)))
                    - statistics.median(rng.choices(off, k=len(off))) for _ in range(rounds))
-    return (statistics.median(on) - statistics.median(off), pct(diffs, 0.025),
-            pct(diffs, 0.975))
+    return (statistics.median(on) - statistics.median(off), h.pct(diffs, 0.025),
+            h.pct(diffs, 0.975))
 
 
 def main() -> int:
@@ -164,10 +152,10 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=400, help="timed calls per arm")
     parser.add_argument("--warmup", type=int, default=30, help="untimed calls per arm first")
     parser.add_argument("--backends", default="sqlite,postgresql")
-    add_results_options(parser, no_write=True)
+    h.add_results_options(parser, no_write=True)
     args = parser.parse_args()
     results: dict[str, Any] = {}
-    with exclusive("survey_cost"):
+    with h.exclusive("survey_cost"):
         load_before = os.getloadavg()
         for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
             with tempfile.TemporaryDirectory(prefix="survey-bench-") as tmp:
@@ -177,18 +165,18 @@ def main() -> int:
                     upgrade(url)
                     figures = measure(url, work, args.calls, args.warmup)
                 else:
-                    with pg_database(PG_ADMIN_URL, f"ivr_survey_bench_{os.getpid()}",
+                    with h.pg_database(h.PG_ADMIN_URL, f"ivr_survey_bench_{os.getpid()}",
                                      migrate=True) as url:
                         figures = measure(url, work, args.calls, args.warmup)
             load = os.getloadavg()
             results[backend] = {**figures, "load_after": load}
             print(f"{backend}: done (load average {load[0]:.2f})", file=sys.stderr)
         load_after = os.getloadavg()
-    write_raw("survey_cost", {"git": git_rev(), "machine": machine_line(),
+    h.write_raw("survey_cost", {"git": h.git_rev(), "machine": h.machine_line(),
                               "load_before": load_before, "load_after": load_after,
                               "results": results})
     lines = [SECTION, "",
-             f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, git {git_rev()}, {machine_line()}. "
+             f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, git {h.git_rev()}, {h.machine_line()}. "
              f"`python bench/survey_cost.py --calls {args.calls} --warmup {args.warmup}`: "
              f"{args.calls} timed calls per arm after {args.warmup} per arm of warm-up, the "
              "arms alternating call by call in one process over one database; the time of "
@@ -203,14 +191,14 @@ def main() -> int:
     for backend, r in results.items():
         diff, low, high = median_diff(r["on"], r["off"])
         for arm in ("off", "on"):
-            s = summary(r[arm])
+            s = h.summary(r[arm])
             cell = (f"{diff:+.3f} ms ({low:+.3f} .. {high:+.3f})" if arm == "on" else "")
             lines.append(f"| {backend} | {arm.upper()} | {s['p50']:.2f} | {s['p90']:.2f} | "
                          f"{s['p99']:.2f} | {s['mean']:.2f} | {cell} |")
     lines.append("")
-    publish("\n".join(lines), args)
+    h.publish("\n".join(lines), args)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(h.run(main))
