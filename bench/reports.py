@@ -32,11 +32,13 @@ Then, timed in this run:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness as h
 from sqlalchemy import Connection, create_engine, text
 
+from ivr.core.migrate import upgrade
 from ivr.reports import repository
 from ivr.reports.model import By, ReportRequest
 from ivr.reports.service import agent_report, queue_report
@@ -147,6 +150,17 @@ def seed(conn: Connection, calls: int, days: int, customers: int, today_start: d
     return took
 
 
+@contextlib.contextmanager
+def database(admin_url: str, keep: bool) -> Iterator[str]:
+    if not keep:
+        with h.pg_database(admin_url, DB, migrate=True) as url:
+            yield url
+        return
+    url = h.create_pg_database(admin_url, DB)
+    upgrade(url)
+    yield url
+
+
 def timed(fn: Callable[[], Any], repeat: int) -> dict[str, float]:
     runs = []
     for _ in range(repeat):
@@ -164,6 +178,9 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=92)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--admin-url", default=h.PG_ADMIN_URL)
+    parser.add_argument("--keep", action="store_true",
+                        help=f"keep the database {DB} afterwards (to look at it); the next "
+                             "run drops it")
     h.add_results_options(parser, no_write=True)
     args = parser.parse_args()
     load_start = os.getloadavg()
@@ -174,7 +191,7 @@ def main() -> int:
     out: dict[str, Any] = {"calls": args.calls, "customers": args.customers,
                            "days": args.days, "machine": h.machine_line(),
                            "git": h.git_rev()}
-    with h.exclusive("reports"), h.pg_database(args.admin_url, DB, migrate=True) as url:
+    with h.exclusive("reports"), database(args.admin_url, args.keep) as url:
         engine = create_engine(url)
         try:
             with engine.begin() as conn:
@@ -197,8 +214,9 @@ def main() -> int:
 
             def both(r: ReportRequest) -> Callable[[], Any]:
                 def go() -> Any:
+                    fresh = dataclasses.replace(r, memo={})  # a page request: nothing cached
                     with engine.connect() as conn:
-                        return queue_report(conn, r), agent_report(conn, r)
+                        return queue_report(conn, fresh), agent_report(conn, fresh)
                 return go
 
             # Baselines first (no rollup yet): a bare scan, the reports from the calls.

@@ -85,28 +85,31 @@ def _n(condition: ColumnElement[Any]) -> ColumnElement[Any]:
 def day_counts(conn: Connection, day: date, start: datetime, end: datetime, now: datetime,
                out: Rollup) -> None:
     """Add the counters of ``day`` ([start, end) in UTC) to ``out``."""
+    # One pass over the day's queue entries: per queue, agent and wait bucket (-1: not
+    # answered), the entries, the abandoned and callback ones, the waits' sum.
     q = queue_entries.c
     answered = q.connected_at.is_not(None)
     agent = case((answered, func.coalesce(q.agent_id, NO_AGENT)), else_=NO_AGENT)
-    wait = seconds_between(conn, q.entered_at, q.connected_at)
-    in_day = and_(q.entered_at >= start, q.entered_at < end)
+    entries = select(q.queue.label("queue"), agent.label("agent"), q.status.label("status"),
+                     case((answered, seconds_between(conn, q.entered_at, q.connected_at)),
+                          else_=None).label("w")) \
+        .where(q.entered_at >= start, q.entered_at < end).subquery()
+    e = entries.c
+    b = case((e.w.is_(None), -1), else_=bucket(e.w))
     for r in conn.execute(select(
-            q.queue, agent.label("agent"), func.count().label("offered"),
-            _n(answered).label("answered"),
-            _n(and_(~answered, q.status == "abandoned")).label("abandoned_queue"),
-            _n(and_(~answered, q.status == "callback")).label("callback_left"),
-            func.coalesce(func.sum(case((answered, wait), else_=0)), 0).label("wait_sum"))
-            .where(in_day).group_by(q.queue, agent)):
+            e.queue, e.agent, b.label("b"), func.count().label("n"),
+            func.coalesce(func.sum(e.w), 0).label("wait_sum"),
+            _n(and_(e.w.is_(None), e.status == "abandoned")).label("abandoned_queue"),
+            _n(and_(e.w.is_(None), e.status == "callback")).label("callback_left"))
+            .group_by(e.queue, e.agent, b)):
         k = (day, r.queue, int(r.agent))
-        for name in ("offered", "answered", "abandoned_queue", "callback_left", "wait_sum"):
-            out.add(k, name, int(r._mapping[name]))
-    waits = select(q.queue.label("queue"), agent.label("agent"), wait.label("w")) \
-        .where(in_day, answered).subquery()
-    b = bucket(waits.c.w)
-    for r in conn.execute(select(waits.c.queue, waits.c.agent, b.label("b"),
-                                 func.count().label("n"))
-                          .group_by(waits.c.queue, waits.c.agent, b)):
-        out.waits[(day, r.queue, int(r.agent))][int(r.b)] += int(r.n)
+        out.add(k, "offered", int(r.n))
+        if int(r.b) >= 0:
+            out.add(k, "answered", int(r.n))
+            out.add(k, "wait_sum", int(r.wait_sum))
+            out.waits[k][int(r.b)] += int(r.n)
+        out.add(k, "abandoned_queue", int(r.abandoned_queue))
+        out.add(k, "callback_left", int(r.callback_left))
 
     # Inbound calls; abandoned in the menu: ended, never in a queue, and the menu's last
     # answer was asking the caller something (a <Gather>).

@@ -48,6 +48,9 @@ class ReportRequest:
     #: The settings the request runs under (a report reading an admin file of its own,
     #: e.g. the leaving report's wrapup.yaml); None: each report's defaults.
     settings: Settings | None = None
+    #: What one request computed once for all its reports (e.g. today's counters: the
+    #: queue and agent reports of one page share them). Not part of equality.
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def utc_bounds(self) -> tuple[datetime, datetime]:
         """The whole range as UTC instants: [start 00:00, end+1 00:00) in the zone."""

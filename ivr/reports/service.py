@@ -80,7 +80,10 @@ def counters(conn: Connection, req: ReportRequest, group: repo.Group,
         waits.update(repo.read_waits(conn, req.start, req.end, req.by, req.week_start, group,
                                      rolled))
     for first, last in _runs(req.start, req.end, rolled):
-        live = rollup_days(conn, first, last, req.zone, req.now)
+        key = ("rollup_days", first, last)
+        if key not in req.memo:  # once per request: every report of a page reads it
+            req.memo[key] = rollup_days(conn, first, last, req.zone, req.now)
+        live = req.memo[key]
         for (day, queue, agent), c in live.counts.items():
             k = (period_start(day, req.by, req.week_start), queue if group == "queue" else agent)
             sums[k].update(c)
