@@ -166,6 +166,9 @@ def test_warm_transfer_cancel_hand_over_and_cold_to_a_queue(
             page = noa.page
             page.get_by_role("button", name="Hold", exact=True).click()
             xfer_status(page, "The caller is on hold (since")
+            page.reload()  # a reload brings the call back as it is: held
+            noa.wait_pop(caller.sid)
+            xfer_status(page, "The caller is on hold (since")
             boss.page.locator("#sup-xfer tr[data-held=true]", has_text="Noa Mizrahi").wait_for()
             assert "on hold" in boss.text("#sup-xfer")
             page.get_by_role("button", name="Resume", exact=True).click()
@@ -211,12 +214,21 @@ def test_warm_transfer_cancel_hand_over_and_cold_to_a_queue(
             assert "warm transfer to Avi Ben-David: consulting" in row.inner_text()
             assert row.get_by_role("button", name="Monitor Noa Mizrahi's call").is_visible()
             assert row.get_by_role("button", name="Barge into Noa Mizrahi's call").is_visible()
+            # The supervisor listens in: their phone joins the conference, muted.
+            row.get_by_role("button", name="Monitor Noa Mizrahi's call").click()
+            boss.page.locator("#sup-xfer-said", has_text="Your phone is joining Noa Mizrahi's "
+                              "call to listen.").wait_for()
+            monitor = [op for op in stand_in(tx_server).ops if op[0] == "add"][-1]
+            assert (monitor[1], monitor[3]["to"], monitor[3]["label"], monitor[3]["muted"]) == (
+                f"call-{caller.sid}", "client:boss", "monitor", True)
             noa.shot("transfer-consult")
             avi.shot("transfer-consult-second-agent")
             boss.shot("transfer-consult-supervisor")
 
-            # ... which Noa cancels: the caller is back with her, Avi's pop goes.
-            page.get_by_role("button", name="Cancel — take the caller back").click()
+            # ... which Noa cancels (Enter: the focus is on it): the caller is back with her,
+            # Avi's pop goes.
+            assert noa.focused() == "xfer-cancel"
+            page.keyboard.press("Enter")
             xfer_status(page, "Transfer canceled: the caller is back with you.")
             page.get_by_role("button", name="Hold", exact=True).wait_for()
             avi.page.locator("#idle").wait_for()
@@ -230,11 +242,12 @@ def test_warm_transfer_cancel_hand_over_and_cold_to_a_queue(
             avi.page.locator("#xfer-from", has_text=NOTE_2).wait_for()
             caller.new_leg_answers()
             join.wait_for()
+            page.reload()  # mid-consult: the consult's choices come back
+            noa.wait_pop(caller.sid)
             page.wait_for_function("() => !document.getElementById('xfer-join').disabled")
-            page.keyboard.press("Shift+Tab")  # from Cancel, back past Hand over
-            page.keyboard.press("Shift+Tab")
-            assert noa.focused() == "xfer-join"
-            page.keyboard.press("Enter")
+            xfer_status(page, "You are talking to Avi Ben-David.")
+            assert not page.locator("#xfer-from").is_visible()  # her own transfer: no line
+            join.click()
             xfer_status(page, "All three of you are on the line")
             page.get_by_role("button", name="Hand over").click()
             xfer_status(page, "The caller is now with Avi Ben-David. Please wrap up.")

@@ -508,7 +508,8 @@
     const box = $("xfer-from");
     if (!box) return;
     const info = ui.ctx?.transfer;
-    if (!info) { box.hidden = true; box.replaceChildren(); return; }
+    const own = info && ui.transfer && ui.transfer.id === info.id && mine(ui.transfer);
+    if (!info || own) { box.hidden = true; box.replaceChildren(); return; }
     const params = { by: info.by || "", queue: info.from_queue || "", after: howLong(info.after_seconds) };
     const line = info.from_queue ? tr("from_line", params) : tr("from_line_noqueue", params);
     const children = [el("strong", { class: "banner-title" }, tr("from_title")), " — ", line];
@@ -617,6 +618,7 @@
     }
     ui.ctx = ctx;
     if (typeof ctx.held === "boolean") setHold(ctx.held, ctx.held_at);
+    if (ctx.open_transfer) setTransfer(ctx.open_transfer);  // a reload mid-transfer
     render();
   });
   document.addEventListener("console:status", (e) => {
