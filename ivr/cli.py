@@ -315,7 +315,8 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
             worker.jobs, closing = build_jobs(
                 engine, settings, clock, sleep=worker.sleep, stop=worker.stopping.is_set,
                 sync=not args.no_sync, outbox=not args.no_outbox,
-                callbacks=not args.no_callbacks, reports=not args.no_reports)
+                callbacks=not args.no_callbacks, reports=not args.no_reports,
+                followups=not args.no_followups)
         except (MappingError, PolicyError) as exc:  # source, subscriber, callbacks files
             raise UserError(str(exc)) from None
         if not [j for j in worker.jobs if j.name != "reports"]:  # a rollup alone: idle
@@ -385,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--no-outbox", action="store_true", help="no outbox delivery")
     worker.add_argument("--no-callbacks", action="store_true",
                         help="no callback dispatch (timers, dialling)")
+    worker.add_argument("--no-followups", action="store_true",
+                        help="no follow-ups job (satisfaction calls, promises, SMS)")
     worker.add_argument("--no-reports", action="store_true",
                         help="no rollup of the reports' finished days")
     from callbacks import cli as callbacks_cli  # noqa: PLC0415

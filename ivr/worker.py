@@ -105,21 +105,21 @@ class Worker:
 def build_jobs(engine: Engine, settings: Settings, clock: Clock, *,
                sleep: Callable[[float], None], stop: Callable[[], bool] = lambda: False,
                sync: bool = True, outbox: bool = True, callbacks: bool = False,
-               reports: bool = False,
+               reports: bool = False, followups: bool = False,
                transport: httpx.BaseTransport | None = None, gateway: Any = None,
                dialer: Any = None) -> tuple[list[Job], list[Any]]:
     """Each feature's jobs the configuration asks for, and the resources to close
     afterwards. Configuration mistakes raise (a user error) before anything runs."""
     jobs: list[Job] = []
     closing: list[Any] = []
-    if callbacks:
+    if callbacks or followups:
         services = build_services(engine, settings, clock, gateway=gateway, dialer=dialer)
-        if services.callbacks is not None:
+        if callbacks and services.callbacks is not None:
             client = httpx.Client(transport=transport, timeout=10)
             closing.append(client)
             jobs.append(callbacks_job(services.dispatcher(), services.callbacks, settings,
                                       client))
-        if services.followups is not None:  # issue 17.2: with the callbacks' switch
+        if followups and services.followups is not None:  # issue 17.2 (followups.yaml)
             fclient = httpx.Client(transport=transport, timeout=10)
             closing.append(fclient)
             jobs.append(followups_job(services.followups, settings, fclient))

@@ -545,3 +545,24 @@ def test_a_followups_yaml_with_a_mistake_stops_the_server_s_start(
         _check_callbacks_file(settings.model_copy(update={"followups_file": bad}))
     assert str(err.value) == (f"the server cannot start: {bad}:4:3: dialing.max_attempts: "
                               "Input should be greater than or equal to 1")
+
+
+def test_ivr_worker_runs_the_follow_ups_job(
+        fu_settings: Settings, clock: FrozenClock, engine: Engine, people: dict[str, int],
+        dialer: RecordingDialer) -> None:
+    from ivr.worker import Worker, build_jobs
+    worker = Worker([], clock, sleep=lambda s: clock.advance(seconds=s))
+    worker.jobs, closing = build_jobs(engine, fu_settings, clock, sleep=worker.sleep,
+                                      sync=False, outbox=False, followups=True,
+                                      dialer=dialer)
+    try:
+        assert [j.name for j in worker.jobs] == ["followups"]
+        close_incident(engine, clock.now())
+        worker.run(max_ticks=1)
+        assert [f.status for f in rows(engine, followups)] == ["pending"]
+        clock.set(at(24, 10))
+        worker.run(max_ticks=1)
+        assert len(dialer.placed) == 1
+    finally:
+        for resource in closing:
+            resource.close()
