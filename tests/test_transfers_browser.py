@@ -38,11 +38,13 @@ __all__ = ["browser"]  # the fixture, imported for pytest
 DANA_NAME = "דנה כהן"
 NOTE = "wants a refund — רוצה החזר"
 NOTE_2 = "router keeps dropping"
+PARTNER = "+97235550999"
 
 
 @pytest.fixture
 def tx_server(settings: Settings) -> Iterator[LiveServer]:
-    on = settings.model_copy(update={"conference_calls": True})
+    on = settings.model_copy(update={"conference_calls": True,
+                                     "transfer_numbers": {"Partner bank": PARTNER}})
     clock = RunningClock(OPEN_TIME)
     app = create_app(on, clock)
     thread = ServerThread(app)
@@ -127,7 +129,8 @@ def start_transfer(console: Console, kind: str, target: str, *, warm: bool,
     for _ in range(["A queue", "An agent", "An outside number"].index(kind)):
         page.keyboard.press("ArrowDown")
     assert page.get_by_label(kind, exact=True).is_checked()
-    select = page.get_by_label({"A queue": "Queue", "An agent": "Agent"}[kind], exact=True)
+    select = page.get_by_label({"A queue": "Queue", "An agent": "Agent",
+                                "An outside number": "Outside number"}[kind], exact=True)
     select.locator("option", has_text=target).first.wait_for(state="attached")
     select.select_option(label=select.locator("option", has_text=target).first.inner_text())
     if warm:
@@ -235,6 +238,15 @@ def test_warm_transfer_cancel_hand_over_and_cold_to_a_queue(
             assert "Noa Mizrahi took the caller back" in avi.text("#notice")
             avi.wait_state("available")
             assert agent_row(engine, "dana.agent") == ("on_call", caller.sid)
+
+            # The partner's line is busy: Noa is told so in words, the caller is back with her.
+            start_transfer(noa, "An outside number", "Partner bank", warm=True, note="")
+            xfer_status(page, "Calling Partner bank")
+            caller.new_leg_answers("busy")
+            xfer_status(page, "The transfer to Partner bank did not work: the line was busy. "
+                        "The caller is back with you.")
+            page.get_by_role("button", name="Hold", exact=True).wait_for()
+            assert noa.text("#caller-name") == DANA_NAME  # the call stays on the screen
 
             # 2. Again: consult, all three, and Noa hands over and wraps up.
             start_transfer(noa, "An agent", "Avi Ben-David", warm=True, note=NOTE_2)
