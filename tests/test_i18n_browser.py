@@ -48,8 +48,10 @@ def test_a_hebrew_agent_gets_a_right_to_left_console_and_switches_to_english(
     clock.advance(hours=6)  # Monday 16:00 in Jerusalem: an afternoon shows the 24-hour clock
     _seed(settings, clock.now())  # Dana's fault was opened an hour ago, at 15:00
     _language(settings, "rina", "he")
-    context = browser.new_context(viewport={"width": 1366, "height": 900},
-                                  timezone_id="America/New_York", locale="en-US")
+    _language(settings, "noa", "he")  # her supervisor
+    context, boss_context = (
+        browser.new_context(viewport={"width": 1366, "height": 900},
+                            timezone_id="America/New_York", locale="en-US") for _ in range(2))
     console = Console(context.new_page(), clock)
     page = console.page
     html = "() => [document.documentElement.lang, document.documentElement.dir]"
@@ -73,6 +75,20 @@ def test_a_hebrew_agent_gets_a_right_to_left_console_and_switches_to_english(
         console.wait_state("available")
         assert console.text("#toggle-available") == "יציאה מזמינות"
         assert console.text("#idle-title") == "ממתין לשיחה"
+
+        # Her supervisor, in Hebrew too: the board's words and her state.
+        boss = Console(boss_context.new_page(), clock)
+        boss.page.goto(f"{live_server.url}/agent/")
+        boss.sign_in("noa", "b0ss-pass")
+        row = boss.page.locator("#sup-agents tr", has_text="רינה לוי").filter(has_text="זמין")
+        row.wait_for()
+        assert boss.page.evaluate(html) == ["he-IL", "rtl"]
+        assert boss.text("#supervisor-title") == "מפקח/ת"
+        assert boss.page.locator("#sup-agents th").all_inner_texts() == [
+            "נציג/ה", "מצב", "מאז", "שיחה נוכחית"]
+        assert boss.text("#supervisor-updated").startswith("עודכן 16:00:")
+        assert boss.text("#sup-sla").startswith("היום: ")
+        boss.shot("hebrew-supervisor")
 
         with httpx.Client(base_url=live_server.url, timeout=10) as http:
             call, _ = _route(TwilioDriver(http, live_server.url, TOKEN), console, DANA_E164,
@@ -116,3 +132,4 @@ def test_a_hebrew_agent_gets_a_right_to_left_console_and_switches_to_english(
         assert console.errors == []
     finally:
         context.close()
+        boss_context.close()
