@@ -19,6 +19,7 @@ from ivr.agents.models import agent_events, agents, queue_entries
 from ivr.app import create_app
 from ivr.core.clock import FrozenClock
 from ivr.core.settings import Settings
+from ivr.simulator.caller import PhoneCall
 from ivr.transfers.gateway import LocalConferences
 from ivr.transfers.models import transfers
 from ivr.transfers.service import TransferService
@@ -509,3 +510,18 @@ def test_supervisors_monitor_and_barge_as_conference_participants(
     assert (r.json()["mode"], stand_in(tx_client).ops[-1][3]["muted"]) == ("barge", False)
     assert tx_client.post("/supervisor/calls/CAnope/monitor",
                           headers=boss).status_code == 404
+
+
+def test_the_simulator_plays_a_call_on_a_conference(
+        tx_client: TestClient, people: dict[str, int], engine: Engine) -> None:
+    noa = login(tx_client, "dana.agent")
+    available(tx_client, noa)
+    call = PhoneCall(tx_client, "http://testserver", TOKEN, inputs=iter(["2"]),
+                     agent_wait=30, dial_status="completed", talk_seconds=60,
+                     sleep=lambda _s: None)
+    transcript = call.run()
+    # The agent's participant joining the conference (Twilio's participant-join of the
+    # participant labelled "agent") is their answer; the conference's end hangs up.
+    assert "answered" in transcript.kinds()
+    assert transcript.kinds()[-1] == "hangup"
+    assert state_of(engine, people["dana.agent"]) == ("wrap_up", call.call_sid)

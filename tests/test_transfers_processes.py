@@ -239,5 +239,6 @@ def test_a_server_killed_mid_transfer_is_rolled_back_by_the_next(
         wait_for("the caller is taken off hold", lambda: any(
             u["call_sid"] == sid and u.get("Hold") == "false" for u in twilio_api.updated),
             SLOW, second.tail)
-        assert any(u["call_sid"] == agent_leg["sid"] and u.get("EndConferenceOnExit") ==
-                   "true" for u in twilio_api.updated)
+        wait_for("the first agent's leaving ends the conference again", lambda: any(
+            u["call_sid"] == agent_leg["sid"] and u.get("EndConferenceOnExit") == "true"
+            for u in twilio_api.updated), SLOW, second.tail)

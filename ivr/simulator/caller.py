@@ -349,7 +349,22 @@ class PhoneCall:
         (as Twilio sends for ``statusCallbackEvent="answered"``), then they talk."""
         for n in nouns:
             callback = n.get("statusCallback")
-            if callback and "answered" in n.get("statusCallbackEvent", ""):
+            if n.tag == "Conference" and callback and "join" in n.get(
+                    "statusCallbackEvent", ""):
+                # The call's conference: the agent's participant joins it (Twilio's
+                # conference status callback, the participant labelled "agent").
+                name = (n.text or "").strip()
+                self.post(callback, {**base, "CallSid": leg_sid,
+                                     "ConferenceSid": "CF" + uuid.uuid5(
+                                         uuid.NAMESPACE_URL, name).hex,
+                                     "FriendlyName": name, "ParticipantLabel": "agent",
+                                     "StatusCallbackEvent": "participant-join",
+                                     "Muted": "false", "Hold": "false", "Coaching": "false",
+                                     "EndConferenceOnExit": "true",
+                                     "StartConferenceOnEnter": "true",
+                                     "SequenceNumber": "1"})
+                self.hear(Heard("answered", "conference", dict(n.attrib)))
+            elif callback and "answered" in n.get("statusCallbackEvent", ""):
                 self.post(callback, {**base, "CallSid": leg_sid, "ParentCallSid": self.call_sid,
                                      "CallStatus": "in-progress", "Direction": "outbound-dial",
                                      "CallbackSource": "call-progress-events"})

@@ -220,16 +220,23 @@ class TransferService:
         ended.after.extend(out.after)
         return ended
 
-    def conference_event(self, call_sid: str, params: dict[str, str]) -> None:
+    def conference_event(self, call_sid: str, params: dict[str, str]) -> Outcome:
         """A conference status callback: note Twilio's ConferenceSid (participants are
-        updated and removed by it)."""
+        updated and removed by it); the agent's participant joining (``participant-join``
+        of the participant labelled ``agent``) is their answer, as the leg's own
+        ``answered`` callback is (whichever comes first counts)."""
         sid = params.get("ConferenceSid")
-        if not sid:
-            return
+        offer = None
         with self.engine.begin() as conn:
             row = repo.conference(conn, call_sid)
-            if row is not None and row.conference_sid != sid:
+            if row is not None and sid and row.conference_sid != sid:
                 repo.update_conference(conn, call_sid, self.clock.now(), conference_sid=sid)
+            if (row is not None and params.get("StatusCallbackEvent") == "participant-join"
+                    and params.get("ParticipantLabel") == "agent"):
+                offer = agents_repo.open_offer(conn, call_sid)
+        if offer is None or offer.answered_at is not None:
+            return Outcome()
+        return self.first_leg(int(offer.id), {**params, "CallStatus": "in-progress"})
 
     def waiting_in_conference(self, call_sid: str) -> str:
         """The caller's conference wait/hold URL: the stand-in delivers a pending redirect

@@ -73,7 +73,9 @@ async def conference_end(request: Request, tw: TwilioRequest) -> Response:
 
 async def conference_events(request: Request, tw: TwilioRequest) -> Response:
     try:
-        await web(request).db.run(_service(request).conference_event, _sid(tw), tw.params)
+        out = await web(request).db.run(_service(request).conference_event, _sid(tw),
+                                        tw.params)
+        await web(request).after_commit(out)
     except Exception:
         log.exception("conference event not recorded call=%s", _sid(tw))
         failed(request)
