@@ -268,6 +268,13 @@ def test_warm_transfer_cancel_hand_over_and_cold_to_a_queue(
             noa.wait_state("wrap_up")
             assert not page.get_by_role("button", name="Hold", exact=True).is_visible()
             assert agent_row(engine, "avi") == ("on_call", caller.sid)
+            # In Hebrew the call-control words are Hebrew too, the layout mirrored.
+            page.get_by_label("Language", exact=True).select_option("he")
+            page.locator("#call-status", has_text="הועברה — נא לסכם").wait_for()
+            assert page.locator("#xfer-title").inner_text() == "ניהול השיחה"
+            xfer_status(page, "המתקשר עכשיו עם Avi Ben-David. נא לסכם את השיחה.")
+            assert page.evaluate("getComputedStyle(document.getElementById('xfer'))"
+                                 ".direction") == "rtl"
 
             # 3. Avi transfers the caller cold to billing: they wait there, first in line.
             avi.wait_state("on_call")

@@ -32,7 +32,7 @@
     transfer: null,     // the latest transfer of this call, as the server said
     targets: null,      // GET /agent/transfer-targets
     busy: false,        // a request of ours is on its way
-    message: null,      // [text, kind] said after a transfer ended or failed
+    message: null,      // () => [text, kind]: said after a transfer ended or failed
     board: "",          // the supervisor section's last signature
     lastBoard: null,    // the supervisor's data it was drawn from
     formOpen: false,
@@ -387,13 +387,12 @@
     }
     const name = targetName(transfer);
     if (transfer.state === "failed") {
-      const why = reasonText(transfer.reason);
-      const back = transfer.caller_back_to ? ` ${tr(`back_${transfer.caller_back_to}`)}` : "";
-      ui.message = [tr("st_failed", { name, why }) + back, "error"];
+      const back = () => (transfer.caller_back_to ? ` ${tr(`back_${transfer.caller_back_to}`)}` : "");
+      ui.message = () => [tr("st_failed", { name, why: reasonText(transfer.reason) }) + back(), "error"];
     } else if (transfer.state === "canceled") {
-      ui.message = [tr("st_canceled"), "ok"];
+      ui.message = () => [tr("st_canceled"), "ok"];
     } else if (transfer.state === "completed") {
-      ui.message = [tr("st_completed", { name }), "ok"];
+      ui.message = () => [tr("st_completed", { name }), "ok"];
     } else {
       ui.message = null;
     }
@@ -421,12 +420,8 @@
   function onCallEvent(e) {
     const d = json(e);
     if (d && ui.ctx && d.call_sid === ui.ctx.call_sid && d.status === "transferred") {
-      // console.js has no words for it: the first agent's part is over, wrap-up is next.
-      const node = $("call-status");
-      node.dataset.status = "transferred";
-      node.textContent = tr("transferred_status");
-      ui.status = "transferred";
-      render();
+      // The first agent's part is over (console.js said so through console:status, in
+      // words of ours): the wrap-up is next.
       $("wu-topic")?.focus();
     }
   }
@@ -444,7 +439,7 @@
       if (transfer.state === "ringing" && transfer.mode !== "warm") return [tr("st_ringing_cold", { name }), "info"];
       return [tr(`st_${transfer.state}`, { name }), "info"];
     }
-    if (ui.message) return ui.message;
+    if (ui.message) return ui.message();  // drawn now: in the current language
     if (ui.held) return [tr("on_hold_since", { time: clock(ui.heldAt) }), "held"];
     return ["", ""];
   }
@@ -623,6 +618,8 @@
   });
   document.addEventListener("console:status", (e) => {
     ui.status = e.detail;
+    // console.js has no words for a transferred call (it shows the status as it is).
+    if (ui.status === "transferred") $("call-status").textContent = tr("transferred_status");
     render();
   });
   document.addEventListener("console:clear", reset);
