@@ -30,6 +30,9 @@ from tests.test_surveys import SURVEYS, follow
 
 __all__ = ["browser"]  # the fixture, imported for pytest
 
+#: Seconds a step may take on a loaded machine (the console waits 5 s by default).
+SLOW = 20.0
+
 
 @pytest.fixture
 def survey_server(settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
@@ -62,21 +65,21 @@ def test_a_live_low_csat_alert_and_the_rating_on_the_next_pop(
         boss.page.locator("#sup-surveys .empty").wait_for()
         assert boss.text("#sup-surveys") == "No low scores since you signed in."
         console.page.keyboard.press("Enter")  # focus is on the availability toggle
-        console.wait_state("available")
+        console.wait_state("available", timeout=SLOW)
 
         with httpx.Client(base_url=survey_server.url, timeout=10) as http:
             twilio = TwilioDriver(http, survey_server.url, TOKEN)
             sid = twilio.start(DANA_E164, ["2"])  # support-open-incidents: surveyed
             twilio.connect(sid)
-            console.wait_pop(sid)
+            console.wait_pop(sid, timeout=SLOW)
             assert console.page.locator("#survey-banner").count() == 0  # never rated
             twilio.agent_answers(sid)
-            console.wait_call_status("answered")
+            console.wait_call_status("answered", timeout=SLOW)
             leg = twilio.calls[sid]
             survey = follow(twilio, sid, ET.fromstring(twilio.post(
                 leg.dial_action or "", twilio.params(leg, DialCallStatus="completed",
                                                      DialCallSid=leg.agent_leg_sid))))
-            console.wait_call_status("ended")
+            console.wait_call_status("ended", timeout=SLOW)
             gather = survey.find("Gather")
             assert gather is not None
             twilio.post(gather.get("action") or "", twilio.params(leg, Digits="1"))
@@ -92,11 +95,11 @@ def test_a_live_low_csat_alert_and_the_rating_on_the_next_pop(
             console.page.get_by_label("Topic", exact=True).fill("internet fault")
             console.page.get_by_label("Outcome", exact=True).fill("escalated")
             console.page.get_by_role("button", name="Save wrap-up").click()
-            console.wait_state("available")
+            console.wait_state("available", timeout=SLOW)
 
             again = twilio.start(DANA_E164, ["2", "1"])
             twilio.connect(again)
-            console.wait_pop(again)
+            console.wait_pop(again, timeout=SLOW)
             banner = console.page.locator("#survey-banner")
             banner.wait_for()
             assert banner.inner_text().startswith("Last call rated 1/5")
