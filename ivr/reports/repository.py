@@ -10,14 +10,24 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, delete, func, insert, literal_column, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+)
 
 from ivr.reports.facts import rollup_days
 from ivr.reports.model import By
 from ivr.reports.models import report_days, report_rolled_days, report_waits
 from ivr.reports.rollup import COUNTERS
 
-Group = Literal["queue", "agent_id"]
+Group = Literal["queue", "agent_id", "all"]
 Sums = dict[tuple[date, Any], Counter[str]]
 Waits = dict[tuple[date, Any], Counter[int]]
 
@@ -66,12 +76,16 @@ def period_sql(conn: Connection, column: Any, by: By, week_start: int) -> Column
         " || ' days')")
 
 
+def _key(t: Any, group: Group) -> Any:
+    return {"queue": t.queue, "agent_id": t.agent_id, "all": literal("*")}[group]
+
+
 def read_counts(conn: Connection, first: date, last: date, by: By, week_start: int,
                 group: Group, days: set[date] | None = None) -> Sums:
     """Counters summed per (period, queue or agent) over the rolled-up days."""
     t = report_days.c
     period = period_sql(conn, t.day, by, week_start).label("period")
-    key = t.queue if group == "queue" else t.agent_id
+    key = _key(t, group)
     stmt = (select(period, key.label("key"), *[func.sum(t[c]).label(c) for c in COUNTERS])
             .where(t.day >= first, t.day <= last).group_by(period, key))
     if days is not None:
@@ -87,7 +101,7 @@ def read_waits(conn: Connection, first: date, last: date, by: By, week_start: in
                group: Group, days: set[date] | None = None) -> Waits:
     t = report_waits.c
     period = period_sql(conn, t.day, by, week_start).label("period")
-    key = t.queue if group == "queue" else t.agent_id
+    key = _key(t, group)
     stmt = (select(period, key.label("key"), t.wait_s, func.sum(t.n).label("n"))
             .where(t.day >= first, t.day <= last).group_by(period, key, t.wait_s))
     if days is not None:
@@ -96,3 +110,30 @@ def read_waits(conn: Connection, first: date, last: date, by: By, week_start: in
     for r in conn.execute(stmt):
         out[(_date(r.period), r.key)][int(r.wait_s)] += int(r.n)
     return out
+
+
+WaitFigures = dict[tuple[date, Any], tuple[int | None, int]]
+
+
+def read_wait_figures(conn: Connection, first: date, last: date, by: By, week_start: int,
+                      group: Group, days: set[date], within_s: int) -> WaitFigures:
+    """Per (period, queue / agent / all): the p90 wait (nearest rank over the histogram,
+    as ``rollup.percentile_of``) and the answered calls that waited less than
+    ``within_s``, computed in SQL (a running sum over the buckets) — one row per period
+    and key comes back, not the histogram."""
+    t = report_waits.c
+    period = period_sql(conn, t.day, by, week_start).label("period")
+    key = _key(t, group).label("key")
+    h = (select(period, key, t.wait_s.label("w"), func.sum(t.n).label("n"))
+         .where(t.day >= first, t.day <= last, t.day.in_(sorted(days)))
+         .group_by(period, key, t.wait_s).subquery())
+    part = (h.c.period, h.c.key)
+    c = select(h.c.period, h.c.key, h.c.w, h.c.n,
+               func.sum(h.c.n).over(partition_by=part, order_by=h.c.w).label("cum"),
+               func.sum(h.c.n).over(partition_by=part).label("total")).subquery()
+    stmt = select(c.c.period, c.c.key,
+                  func.min(case((c.c.cum * 10 >= c.c.total * 9, c.c.w))).label("p90"),
+                  func.coalesce(func.sum(case((c.c.w < within_s, c.c.n), else_=0)), 0)
+                  .label("within")).group_by(c.c.period, c.c.key)
+    return {(_date(r.period), r.key): (None if r.p90 is None else int(r.p90), int(r.within))
+            for r in conn.execute(stmt)}

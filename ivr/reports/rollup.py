@@ -95,14 +95,17 @@ def _ratio(a: int, b: int) -> float | None:
 
 
 def figures(c: Mapping[str, int], waits: Mapping[int, int], service_level_s: int, *,
-            all_calls: bool = False) -> dict[str, Any]:
+            all_calls: bool = False,
+            precomputed: tuple[int | None, int] | None = None) -> dict[str, Any]:
     """The figures of one row (a period and a queue or agent) from its summed counters
     and wait histogram. ``all_calls``: the "all queues" row, whose calls are every inbound
-    call and whose abandonment includes the menu's."""
+    call and whose abandonment includes the menu's. ``precomputed``: the p90 and the
+    answered within ``service_level_s`` when the database computed them (no histogram)."""
     calls = c.get("inbound", 0) if all_calls else c.get("offered", 0)
     abandoned = c.get("abandoned_queue", 0) + (c.get("abandoned_menu", 0) if all_calls else 0)
     answered = c.get("answered", 0)
-    within = sum(n for b, n in waits.items() if b < service_level_s)
+    p90, within = precomputed if precomputed is not None else (
+        percentile_of(waits, 90), sum(n for b, n in waits.items() if b < service_level_s))
     csat_n = c.get("csat_n", 0)
     return {
         "calls": calls, "answered": answered,
@@ -111,7 +114,7 @@ def figures(c: Mapping[str, int], waits: Mapping[int, int], service_level_s: int
         "abandon_rate": _ratio(abandoned, calls),
         "callback_left": c.get("callback_left", 0),
         "avg_wait": round(c.get("wait_sum", 0) / answered, 1) if answered else None,
-        "p90_wait": percentile_of(waits, 90),
+        "p90_wait": p90,
         "service_level": _ratio(within, answered + c.get("abandoned_queue", 0)),
         "callback_sla": _ratio(c.get("cb_met", 0), c.get("cb_met", 0) + c.get("cb_missed", 0)),
         "fcr": _ratio(c.get("fcr_ok", 0), c.get("fcr_calls", 0)),

@@ -6,6 +6,7 @@ charts (``model``)."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +17,7 @@ from ivr.agents.models import agents
 from ivr.core.settings import Settings
 from ivr.menu.bundle import load_directory
 from ivr.reports import repository as repo
-from ivr.reports.facts import rollup_days
+from ivr.reports.facts import days_of, rollup_days
 from ivr.reports.model import (
     Block,
     Chart,
@@ -66,31 +67,62 @@ def request_for(settings: Settings, zone: ZoneInfo, now: datetime, *, start: dat
                          options=options or {}, settings=settings)
 
 
-def counters(conn: Connection, req: ReportRequest, group: repo.Group,
-             ) -> tuple[repo.Sums, repo.Waits]:
-    """Counters and wait histograms per (period start, queue or agent id) of the range."""
+@dataclass
+class Counts:
+    """A report's counters per (period start, key) — key: a queue, an agent id, or "*"
+    (every call) — and how its waits are known: the histograms of periods that include a
+    day computed from the calls (``waits``), else p90 and "answered within" computed in
+    SQL over the rollup (``wait_figures``)."""
+
+    sums: repo.Sums
+    waits: repo.Waits
+    wait_figures: repo.WaitFigures
+
+    def figures(self, k: tuple[date, Any], service_level_s: int, *,
+                all_calls: bool = False) -> dict[str, Any]:
+        return figures(self.sums.get(k, Counter()), self.waits.get(k, Counter()),
+                       service_level_s, all_calls=all_calls,
+                       precomputed=None if k in self.waits else self.wait_figures.get(k))
+
+
+def counters(conn: Connection, req: ReportRequest, group: repo.Group) -> Counts:
+    """Counters and waits per (period start, queue / agent id / "*") of the range."""
     rolled = repo.rolled_days(conn, req.start, req.end, req.zone)
     today = req.now.astimezone(req.zone).date()
     rolled = {d for d in rolled if d < today}
+    runs = _runs(req.start, req.end, rolled)
+    live_periods = {period_start(d, req.by, req.week_start)
+                    for first, last in runs for d in days_of(first, last)}
+    mixed = {d for d in rolled if period_start(d, req.by, req.week_start) in live_periods}
     sums: repo.Sums = defaultdict(Counter)
     waits: repo.Waits = defaultdict(Counter)
+    figs: repo.WaitFigures = {}
+    args = (conn, req.start, req.end, req.by, req.week_start, group)
     if rolled:
-        sums.update(repo.read_counts(conn, req.start, req.end, req.by, req.week_start, group,
-                                     rolled))
-        waits.update(repo.read_waits(conn, req.start, req.end, req.by, req.week_start, group,
-                                     rolled))
-    for first, last in _runs(req.start, req.end, rolled):
+        sums.update(repo.read_counts(*args, rolled))
+    if rolled - mixed:
+        figs = repo.read_wait_figures(*args, rolled - mixed, req.service_level_seconds)
+    if mixed:
+        waits.update(repo.read_waits(*args, mixed))
+    for first, last in runs:
         key = ("rollup_days", first, last)
         if key not in req.memo:  # once per request: every report of a page reads it
             req.memo[key] = rollup_days(conn, first, last, req.zone, req.now)
         live = req.memo[key]
         for (day, queue, agent), c in live.counts.items():
-            k = (period_start(day, req.by, req.week_start), queue if group == "queue" else agent)
-            sums[k].update(c)
+            sums[(period_start(day, req.by, req.week_start), _pick(group, queue, agent))] \
+                .update(c)
         for (day, queue, agent), h in live.waits.items():
-            k = (period_start(day, req.by, req.week_start), queue if group == "queue" else agent)
-            waits[k].update(h)
-    return sums, waits
+            waits[(period_start(day, req.by, req.week_start), _pick(group, queue, agent))] \
+                .update(h)
+    for p in live_periods:  # a period with a live day: its histogram, however empty
+        for k in [k for k in sums if k[0] == p]:
+            waits.setdefault(k, Counter())
+    return Counts(sums, waits, figs)
+
+
+def _pick(group: repo.Group, queue: str, agent: int) -> Any:
+    return queue if group == "queue" else agent if group == "agent_id" else ALL
 
 
 def _runs(first: date, last: date, done: set[date]) -> list[tuple[date, date]]:
@@ -126,29 +158,21 @@ AGENT_COLUMNS = [("answered", "int"), ("avg_wait", "seconds"), ("p90_wait", "sec
 
 def queue_report(conn: Connection, req: ReportRequest) -> list[Block]:
     """Per period: a row per queue, then the "all queues" row (every inbound call)."""
-    sums, waits = counters(conn, req, "queue")
+    per_queue = counters(conn, req, "queue")
+    everything = counters(conn, req, "all")
     queue = req.options.get("queue")
     rows: list[dict[str, Any]] = []
     totals: list[dict[str, Any]] = []
     firsts = list(periods(req.start, req.end, req.by, req.week_start))
     for p in firsts:
-        keys = sorted(q for (pp, q) in sums if pp == p and q != NO_QUEUE)
+        keys = sorted(q for (pp, q) in per_queue.sums if pp == p and q != NO_QUEUE)
         for q in keys:
             if queue and q != queue:
                 continue
             rows.append({"period": p.isoformat(), "queue": q,
-                         **figures(sums[(p, q)], waits.get((p, q), {}),
-                                   req.service_level_seconds)})
-        everything: Counter[str] = Counter()
-        hist: Counter[int] = Counter()
-        for (pp, _q), c in sums.items():
-            if pp == p:
-                everything.update(c)
-        for (pp, _q), h in waits.items():
-            if pp == p:
-                hist.update(h)
+                         **per_queue.figures((p, q), req.service_level_seconds)})
         total = {"period": p.isoformat(), "queue": ALL,
-                 **figures(everything, hist, req.service_level_seconds, all_calls=True)}
+                 **everything.figures((p, ALL), req.service_level_seconds, all_calls=True)}
         totals.append(total)
         if not queue:
             rows.append(total)
@@ -177,13 +201,13 @@ def agent_names(conn: Connection) -> dict[int, str]:
 
 def agent_report(conn: Connection, req: ReportRequest) -> list[Block]:
     """Per period: a row per agent who answered, surveyed or followed up."""
-    sums, waits = counters(conn, req, "agent_id")
+    per_agent = counters(conn, req, "agent_id")
     names = agent_names(conn)
     rows: list[dict[str, Any]] = []
     for p in periods(req.start, req.end, req.by, req.week_start):
-        for agent in sorted({a for (pp, a) in sums if pp == p and a != NO_AGENT},
+        for agent in sorted({a for (pp, a) in per_agent.sums if pp == p and a != NO_AGENT},
                             key=lambda a: (names.get(a, ""), a)):
-            f = figures(sums[(p, agent)], waits.get((p, agent), {}), req.service_level_seconds)
+            f = per_agent.figures((p, agent), req.service_level_seconds)
             rows.append({"period": p.isoformat(), "agent": names.get(agent, f"#{agent}"),
                          **{k: f[k] for k, _ in AGENT_COLUMNS}})
     columns = [Column("period", "reports.col.period", "date"),
