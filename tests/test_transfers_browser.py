@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,9 +42,28 @@ NOTE_2 = "router keeps dropping"
 PARTNER = "+97235550999"
 
 
+# The queues' hours (their callback policies'): the operator's open only in the evening, so
+# at 10:00 it is closed, the others open.
+HOURS = """\
+default:
+  business_hours:
+    timezone: Asia/Jerusalem
+    weekly: {sun: ["08:00-20:00"], mon: ["08:00-20:00"], tue: ["08:00-20:00"]}
+  deadline: {default: 2h}
+  offer: {enabled: false}
+queues:
+  operator:
+    business_hours:
+      timezone: Asia/Jerusalem
+      weekly: {mon: ["18:00-20:00"]}
+"""
+
+
 @pytest.fixture
-def tx_server(settings: Settings) -> Iterator[LiveServer]:
-    on = settings.model_copy(update={"conference_calls": True,
+def tx_server(settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
+    hours = tmp_path / "callbacks.yaml"
+    hours.write_text(HOURS, encoding="utf-8")
+    on = settings.model_copy(update={"conference_calls": True, "callbacks_file": hours,
                                      "transfer_numbers": {"Partner bank": PARTNER}})
     clock = RunningClock(OPEN_TIME)
     app = create_app(on, clock)
@@ -178,8 +198,18 @@ def test_warm_transfer_cancel_hand_over_and_cold_to_a_queue(
             page.get_by_role("button", name="Hold", exact=True).wait_for()
             assert agent_row(engine, "dana.agent").state == "on_call"
 
-            # The picker: Avi is offline, so listed but not to be chosen.
+            # The picker: a closed queue says the caller will be offered a callback.
             page.get_by_role("button", name="Transfer…").click()
+            closed = page.locator("#xfer-target option", has_text="operator")
+            closed.wait_for(state="attached")
+            assert closed.inner_text() == (
+                "operator — closed: the caller will be offered a callback")
+            page.get_by_label("Queue", exact=True).select_option("operator")
+            assert page.locator("#xfer-target-hint").inner_text() == (
+                "This queue is closed now: the caller will be offered a callback instead of "
+                "waiting.")
+            assert "billing — open" in page.locator("#xfer-target").inner_text()
+            # Avi is offline, so listed but not to be chosen.
             page.get_by_label("An agent", exact=True).check()
             offline = page.locator("#xfer-target option", has_text="Avi Ben-David")
             offline.wait_for(state="attached")
