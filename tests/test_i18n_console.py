@@ -139,3 +139,14 @@ def test_the_scanner_skips_comments_and_regular_expressions() -> None:
     source = ('/* "Not this" */ const a = 1 / 2; // "nor this"\n'
               'const b = /^(\\d{4})"x/.exec(s); const c = `a ${f("in")} b ${`n${1}`} c`;')
     assert [v for _, v in literals(source)] == ["a ", "in", " b ", "n", "", " c"]
+
+
+def test_every_console_key_is_used() -> None:
+    """console.json holds the words of console.html and console.js, and no others: a key
+    the page no longer shows goes with it (the other scripts have catalogs of their own)."""
+    used = ((STATIC / "console.js").read_text(encoding="utf-8")
+            + (STATIC / "console.html").read_text(encoding="utf-8"))
+    books = catalog()
+    unused = [key for key, origin in books.origin.items()
+              if origin == "console.json" and f'"{key}"' not in used]
+    assert unused == []
