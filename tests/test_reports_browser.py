@@ -44,6 +44,11 @@ def test_the_reports_page_in_hebrew(live_server: LiveServer, browser: Browser,
     try:
         page.goto(f"{live_server.url}/agent/")
         console.sign_in("noa", "b0ss-pass")
+        link = page.locator("#reports-link")  # in the console's supervisor panel
+        link.wait_for()
+        assert link.inner_text() == "דוחות"
+        link.click()
+        page.wait_for_url("**/agent/reports")
         page.goto(f"{live_server.url}/agent/reports?from=2026-12-01&to=2026-12-01")
         assert page.evaluate("() => [document.documentElement.lang, document.dir]") == [
             "he-IL", "rtl"]
