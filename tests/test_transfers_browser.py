@@ -222,6 +222,25 @@ def test_warm_transfer_cancel_hand_over_and_cold_to_a_queue(
             avi.page.get_by_role("button", name="Available").click()
             avi.wait_state("available")
 
+            # A list gone stale: Avi goes offline after Noa chose him. The server refuses,
+            # Noa reads why, the call is still hers and the list shows Avi as he is now.
+            page.get_by_role("button", name="Transfer…").click()
+            page.get_by_label("An agent", exact=True).check()
+            page.locator("#xfer-target option:not([disabled])",
+                         has_text="Avi Ben-David").wait_for(state="attached")
+            page.get_by_label("Agent", exact=True).select_option(str(people["avi"]))
+            avi.page.get_by_role("button", name="Go offline").click()
+            avi.wait_state("offline")
+            page.get_by_role("button", name="Transfer", exact=True).click()
+            page.locator("#xfer-form-error", has_text="Not possible right now: Avi Ben-David "
+                         "is offline. The caller is still with you.").wait_for()
+            page.locator("#xfer-target option[disabled]", has_text="Avi Ben-David").wait_for(
+                state="attached")
+            assert agent_row(engine, "dana.agent") == ("on_call", caller.sid)
+            page.get_by_role("button", name="Close", exact=True).click()
+            avi.page.get_by_role("button", name="Available").click()
+            avi.wait_state("available")
+
             # 1. A warm transfer to Avi with a note: his pop says who, from where, when, why.
             start_transfer(noa, "An agent", "Avi Ben-David", warm=True, note=NOTE)
             xfer_status(page, "Calling Avi Ben-David… The caller is on hold.")
