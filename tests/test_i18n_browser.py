@@ -129,6 +129,17 @@ def test_a_hebrew_agent_gets_a_right_to_left_console_and_switches_to_english(
         assert page.evaluate(html) == ["en-IL", "ltr"]
         assert page.text_content("#incidents-title") == "Open incidents"
         assert page.input_value("#language-switch") == "en"
+
+        # Back to Hebrew, then signed out: this browser's sign-in page (a reload, too)
+        # stays in her language, not the centre's English.
+        page.select_option("#language-switch", "he")
+        page.wait_for_function("() => document.documentElement.dir === 'rtl'")
+        page.locator("#sign-out").click()
+        page.locator("#login-title").wait_for()
+        page.reload()
+        page.locator("#login-title").wait_for()
+        assert (console.text("#login-title"), page.evaluate(html)) == ("כניסה", ["he-IL", "rtl"])
+        assert _language(settings, "rina") == "he"
         assert console.errors == []
     finally:
         context.close()

@@ -17,6 +17,10 @@
   const all = window.IVR_MESSAGES || { languages: {}, rtl: [], region: "", default: "en", messages: {} };
   const listeners = [];
   const state = { lang: all.default || "en" };
+  // The last language this browser showed: the sign-in page (and a reload, before the
+  // agent is known) speaks it rather than flashing the centre's first.
+  const REMEMBERED = "ivr-console-language";
+  const remembered = () => { try { return localStorage.getItem(REMEMBERED); } catch { return null; } };
   const plurals = {};
 
   function messages(lang) { return all.messages[lang] || {}; }
@@ -90,6 +94,7 @@
   function setLanguage(lang) {
     const next = known(lang) ? lang : (known(all.default) ? all.default : "en");
     state.lang = next;
+    try { localStorage.setItem(REMEMBERED, next); } catch { /* storage off: not kept */ }
     const html = document.documentElement;
     html.lang = localeOf(next);
     html.dir = (all.rtl || []).includes(next) ? "rtl" : "ltr";
@@ -114,5 +119,5 @@
     get languages() { return { ...all.languages }; },
   };
   // Deferred, this runs once the page is parsed: the page starts in the centre's language.
-  setLanguage(state.lang);
+  setLanguage(remembered() || state.lang);
 }());
