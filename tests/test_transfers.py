@@ -14,6 +14,7 @@ from sqlalchemy import Engine, select
 from starlette.testclient import TestClient
 from twilio.base.exceptions import TwilioRestException
 
+from crm_sync.models import interactions
 from ivr.agents.dispatch import Dispatcher
 from ivr.agents.models import agent_events, agents, queue_entries
 from ivr.app import create_app
@@ -293,12 +294,18 @@ def test_warm_transfer_to_an_agent_consult_join_and_hand_over(
     assert state_of(engine, people["avi"]) == ("on_call", call.sid)
     assert events(engine, people["dana.agent"], "call")[-1]["status"] == "transferred"
     # Avi hangs up: the conference ends, the caller's Dial action ends the call.
+    clock.advance(minutes=6)
     assert ET.fromstring(call.twilio.hang_up(call.sid)).find("Hangup") is not None
     assert state_of(engine, people["avi"]) == ("wrap_up", call.sid)
     for who in (call.noa, avi):
         r = tx_client.post(f"/agent/calls/{call.sid}/wrapup", headers=who, json={
             "topic": "internet fault", "outcome": "fixed", "resolved": True})
         assert r.status_code == 201, r.text
+    # One call in Dana's history, with both legs and the transfer.
+    with engine.connect() as conn:
+        rows = conn.execute(select(interactions.c.agent).where(
+            interactions.c.call_sid == call.sid)).scalars().all()
+    assert rows == ["Noa Mizrahi 4 min → Avi Ben-David 6 min (warm transfer)"]
 
 
 def test_a_busy_or_offline_agent_is_refused_up_front(

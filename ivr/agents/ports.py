@@ -223,6 +223,12 @@ class CallBridge(Protocol):
         """Finish or roll back what a process left half-done (the dispatcher's sweep)."""
         ...
 
+    def agent_label(self, conn: Connection, call_sid: str, agent: str, now: datetime,
+                    ) -> str:
+        """Who had the call, for its interaction in the history (a transferred call: each
+        leg with how long, and the transfer)."""
+        ...
+
 
 class DialBridge:
     """No conference: the connect TwiML ``<Dial>``s the agent (``ivr.agents.twiml``)."""
@@ -239,6 +245,10 @@ class DialBridge:
 
     def sweep(self) -> Outcome:
         return Outcome()
+
+    def agent_label(self, conn: Connection, call_sid: str, agent: str, now: datetime,
+                    ) -> str:
+        return agent
 
 
 DIAL_BRIDGE = DialBridge()

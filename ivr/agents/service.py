@@ -775,7 +775,8 @@ class AgentService:
                 start = offer.answered_at or offer.offered_at
                 end = offer.ended_at or now
                 facts = CallFacts(
-                    call_sid=call_sid, customer_id=int(customer_id), agent=agent["name"],
+                    call_sid=call_sid, customer_id=int(customer_id),
+                    agent=self.bridge.agent_label(conn, call_sid, agent["name"], now),
                     queue=offer.queue, started_at=full.get("created_at") or start,
                     ended_at=end,
                     wait_seconds=int((start - entry.entered_at).total_seconds())

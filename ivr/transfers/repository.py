@@ -163,3 +163,12 @@ def caller_id(conn: Connection, call_sid: str) -> str:
     if row is None:
         return ""
     return str(row.to_number or row.from_number or "")
+
+
+def answered_legs(conn: Connection, call_sid: str) -> list[Any]:
+    """The call's answered offers, in order, with the agents' names: its legs."""
+    return list(conn.execute(
+        select(agents.c.name, agent_calls.c.answered_at, agent_calls.c.ended_at)
+        .select_from(agent_calls.join(agents, agents.c.id == agent_calls.c.agent_id))
+        .where(agent_calls.c.call_sid == call_sid, agent_calls.c.answered_at.is_not(None))
+        .order_by(agent_calls.c.id)))

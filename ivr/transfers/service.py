@@ -813,6 +813,27 @@ class TransferService:
         out.published.append((int(t.to_agent_id), agents_repo.add_event(
             conn, int(t.to_agent_id), "screenpop", ctx, now, t.call_sid)))
 
+    # ------------------------------------------------------------ the history
+
+    def agent_label(self, conn: Connection, call_sid: str, agent: str, now: datetime,
+                    ) -> str:
+        """The interaction's ``agent`` of a transferred call: both legs with how long
+        each lasted, and the transfer — "Noa Mizrahi 4 min → Avi Ben-David 6 min (warm
+        transfer)" — so the history shows one call, not two strangers. Each agent's
+        wrap-up writes it (the later one with both legs ended)."""
+        done = [t for t in repo.call_transfers(conn, call_sid) if t.state == "completed"]
+        legs = repo.answered_legs(conn, call_sid)
+        if not done or len(legs) < 2:
+            return agent
+        parts = []
+        for leg in legs:
+            seconds = ((leg.ended_at or now) - leg.answered_at).total_seconds()
+            parts.append(f"{leg.name} {max(1, round(seconds / 60))} min")
+        last = done[-1]
+        how = (f"to {last.target_name}" if last.kind != "agent" else f"{last.mode}")
+        label = " → ".join(parts) + f" ({how} transfer)"
+        return label if len(label) <= 128 else label[:127] + "…"
+
     # ------------------------------------------------------------ the supervisor
 
     def listen_in(self, supervisor: dict[str, Any], call_sid: str, barge: bool,
