@@ -20,6 +20,7 @@ leaving-risk customer. Reads only, by customer id on indexes; ``now`` is an argu
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -241,13 +242,15 @@ def at_risk(conn: Connection, now: datetime, *, policy: RiskPolicy = DEFAULT_POL
             limit: int = 100) -> list[dict[str, Any]]:
     """The customers at risk now, highest score first (then the lowest id): customer id,
     name, tier, segment, score and reasons."""
-    scored = []
-    for cid, facts in _facts_for(conn, None, now, policy).items():
-        risk = _weigh(facts, policy, ())
-        if risk.flag:
-            scored.append((risk, cid))
-    scored.sort(key=lambda s: (-s[0].score, s[1]))
-    top = scored[:limit]
+    w = policy.weights
+    found = _facts_for(conn, None, now, policy)
+    # Scores first (tens of thousands of customers may have a signal), words for the top.
+    scores = [(-score, cid) for cid, f in found.items()
+              if (score := (w.status if f.status else 0) + (w.exit_interview if f.said else 0)
+                  + w.broken_promise * f.broken_promises + w.low_score * f.low_scores
+                  + w.failed_callback * f.failed_callbacks + w.late_callback * f.late_callbacks
+                  + w.abandoned_call * f.abandoned) >= policy.threshold]
+    top = [(_weigh(found[cid], policy, ()), cid) for _, cid in heapq.nsmallest(limit, scores)]
     people = {r.id: r for r in conn.execute(
         select(customers.c.id, customers.c.name, customers.c.tier, customers.c.segment)
         .where(customers.c.id.in_([cid for _, cid in top])))} if top else {}
