@@ -286,12 +286,10 @@
     $("xfer-target").removeAttribute("aria-invalid");
     const k = kind();
     const body = { kind: k, target, mode: k === "queue" ? "cold" : mode(), note: $("xfer-note").value.trim() || null };
-    const name = $("xfer-target").selectedOptions[0]?.textContent || target;
     busy(true);
     ui.message = null;
     try {
       const out = await api("POST", `/agent/calls/${encodeURIComponent(ui.ctx.call_sid)}/transfer`, body);
-      ui.pendingName = name;
       $("xfer-note").value = "";
       openForm(false);
       if (out?.transfer) setTransfer(out.transfer);
