@@ -11,6 +11,8 @@ database).
 
 from __future__ import annotations
 
+import re
+
 import httpx
 from playwright.sync_api import Browser
 from sqlalchemy import select, update
@@ -140,6 +142,19 @@ def test_a_hebrew_agent_gets_a_right_to_left_console_and_switches_to_english(
         page.locator("#login-title").wait_for()
         assert (console.text("#login-title"), page.evaluate(html)) == ("כניסה", ["he-IL", "rtl"])
         assert _language(settings, "rina") == "he"
+        # The server's refusals in her words too: a wrong password, then the throttle.
+        error = ""
+        for attempt in range(settings.login_max_failures + 1):
+            page.evaluate("() => { document.getElementById('login-error').textContent = ''; }")
+            page.fill("#username", "rina")
+            page.fill("#password", "not her password")
+            page.locator("#login-submit").click()
+            page.wait_for_function("() => document.getElementById('login-error').textContent")
+            error = console.text("#login-error")
+            if attempt < settings.login_max_failures:
+                assert error == "שם המשתמש או הסיסמה שגויים."
+        assert re.fullmatch(r"יותר מדי ניסיונות כניסה שנכשלו: אפשר לנסות שוב בעוד \d+ שנ׳\.",
+                            error), error
         assert console.errors == []
     finally:
         context.close()

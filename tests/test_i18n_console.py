@@ -21,7 +21,7 @@ KEY = re.compile(r"(?:console|common)\.[a-z0-9_.]+")
 CODE = re.compile(r"[a-z0-9_\-:/#.\[\]=*>@?&(),+^$]*")  # ids, classes, events, paths, keys
 # Strings of console.js that are code, not words: add a class list or selector here.
 CODE_STRINGS = frozenset({
-    "use strict", "en-US", "Content-Type", "DOMContentLoaded",
+    "use strict", "en-US", "Content-Type", "Retry-After", "DOMContentLoaded",
     "tag tier tier-", "tag warn", "banner repeat", "muted block", "promise overdue",
     "block notes", "block unresolved", "strong who", "tag role",
     "#wrapup-form [aria-invalid=true]", "#sup-callbacks td.countdown"})

@@ -234,7 +234,9 @@
     }
     if (!response.ok) {
       if (response.status === 401 && path !== "/agent/login") signedOut(t("console.session_ended"));
-      throw new HttpError(response.status, data);
+      const error = new HttpError(response.status, data);
+      error.retryAfter = Number(response.headers.get("Retry-After")) || null;
+      throw error;
     }
     return data;
   }
@@ -272,8 +274,11 @@
       $("password").value = "";
       start(data.agent);
     } catch (err) {
-      $("login-error").textContent = err.status === 401
-        ? t("console.login.wrong") : t("console.login.failed", { reason: err.message });
+      // The server's refusals in the agent's words (its detail is English).
+      $("login-error").textContent = err.status === 401 ? t("console.login.wrong")
+        : err.status === 429 ? t("console.login.throttled", { seconds: err.retryAfter || 60 })
+          : err.status === 503 ? t("console.login.busy")
+            : t("console.login.failed", { reason: err.message });
     } finally {
       $("login-submit").disabled = false;
     }
