@@ -1,6 +1,7 @@
 """What the fuzz tests found in this stop, pinned as plain cases (they found each only by
 chance): a control character in a policy key broke the one-line ``file:line:col:`` refusal,
-and the wait loop of a call whose ``/voice`` was refused logged a traceback."""
+and the wait loop of a call whose ``/voice`` was refused logged a traceback; and later
+stops: an id past the database's INTEGER was a 500."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from callbacks.policy import PolicyError, load_policies
+from tests.agent_fixtures import login
 from tests.twilio import call_params, new_sid, signed_post
 
 
@@ -33,3 +35,14 @@ def test_the_wait_loop_of_an_unknown_call_holds_without_a_traceback(
     assert r.status_code == 200 and "<Response>" in r.text
     assert [rec.getMessage() for rec in caplog.records if rec.exc_info] == []
     assert any("wait loop of an unknown call" in rec.getMessage() for rec in caplog.records)
+
+
+@pytest.mark.parametrize("path", ["/agent/transfers/{}", "/agent/transfers/{}/cancel"])
+def test_a_transfer_id_past_the_database_integer_is_refused_not_a_500(
+        app_client: TestClient, people: dict[str, int], path: str) -> None:
+    """Found by tests/test_fuzz_api.py: an id past SQLite's INTEGER was an OverflowError."""
+    auth = login(app_client, "avi")
+    huge = path.format(2**63 + 1)
+    r = (app_client.get(huge, headers=auth) if path.count("/") == 3
+         else app_client.post(huge, headers=auth))
+    assert r.status_code == 422, r.text

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -16,6 +16,8 @@ from ivr.services import web
 from ivr.transfers.service import TransferService
 
 router = APIRouter(tags=["transfers"])
+#: A transfer's id as the database stores it (INTEGER): anything else is a 422, not a 500.
+TransferId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def _service(request: Request) -> TransferService:
@@ -69,7 +71,7 @@ async def transfer(request: Request, call_sid: str, body: TransferIn,
 
 
 @router.get("/agent/transfers/{transfer_id}")
-async def get_transfer(request: Request, transfer_id: int, agent: Agent) -> dict[str, Any]:
+async def get_transfer(request: Request, transfer_id: TransferId, agent: Agent) -> dict[str, Any]:
     try:
         body = await web(request).db.run(_service(request).get, agent, transfer_id)
     except AgentError as exc:
@@ -77,26 +79,26 @@ async def get_transfer(request: Request, transfer_id: int, agent: Agent) -> dict
     return {"transfer": body}
 
 
-async def _act(request: Request, transfer_id: int, agent: dict[str, Any], action: str,
+async def _act(request: Request, transfer_id: TransferId, agent: dict[str, Any], action: str,
                ) -> dict[str, Any]:
     return {"transfer": await _run(request, _service(request).act, agent, transfer_id,
                                    action)}
 
 
 @router.post("/agent/transfers/{transfer_id}/join")
-async def join(request: Request, transfer_id: int, agent: Agent) -> dict[str, Any]:
+async def join(request: Request, transfer_id: TransferId, agent: Agent) -> dict[str, Any]:
     """Warm: all three talk."""
     return await _act(request, transfer_id, agent, "join")
 
 
 @router.post("/agent/transfers/{transfer_id}/handover")
-async def handover(request: Request, transfer_id: int, agent: Agent) -> dict[str, Any]:
+async def handover(request: Request, transfer_id: TransferId, agent: Agent) -> dict[str, Any]:
     """Warm: the first agent leaves; the second has the caller."""
     return await _act(request, transfer_id, agent, "handover")
 
 
 @router.post("/agent/transfers/{transfer_id}/cancel")
-async def cancel(request: Request, transfer_id: int, agent: Agent) -> dict[str, Any]:
+async def cancel(request: Request, transfer_id: TransferId, agent: Agent) -> dict[str, Any]:
     """The new party is dropped; the caller is back with the first agent."""
     return await _act(request, transfer_id, agent, "cancel")
 
