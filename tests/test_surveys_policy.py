@@ -4,8 +4,10 @@ longest phrase) and of the next step. No database."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -89,6 +91,18 @@ def test_a_bad_reload_keeps_the_last_good_surveys(tmp_path: Path) -> None:
     assert live.current().surveys == {}  # no file: no surveys
 
 
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """``ivr.cli.main`` installs a log handler on this test's captured stderr: put the root
+    logger back, so later tests do not log into a closed stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("root_logging")
 def test_menus_check_checks_the_surveys_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     shutil.copytree(ROOT / "menus", tmp_path / "menus")
