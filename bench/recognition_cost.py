@@ -42,10 +42,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from sqlalchemy import insert  # noqa: E402
-from starlette.testclient import TestClient  # noqa: E402
-
-from bench.harness import (  # noqa: E402
+from harness import (  # noqa: E402
     PG_ADMIN_URL,
     add_results_options,
     exclusive,
@@ -58,6 +55,9 @@ from bench.harness import (  # noqa: E402
     summary,
     write_raw,
 )
+from sqlalchemy import insert  # noqa: E402
+from starlette.testclient import TestClient  # noqa: E402
+
 from crm_sync.models import Customer, CustomerPhone  # noqa: E402
 from ivr.agents.models import queue_entries  # noqa: E402
 from ivr.app import create_app  # noqa: E402

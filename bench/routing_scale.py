@@ -226,7 +226,7 @@ def main() -> int:
         return 0
 
     sys.path.insert(0, str(ROOT))
-    from bench.harness import (  # noqa: PLC0415
+    from harness import (  # noqa: PLC0415
         create_pg_database,
         drop_pg_database,
         git_rev,

@@ -301,7 +301,7 @@ def _child(tree: Path, calls: int, conference: bool) -> dict[str, Any]:
 
 
 def _fmt(ms: list[float]) -> str:
-    from bench.harness import summary  # noqa: PLC0415
+    from harness import summary  # noqa: PLC0415
 
     s = summary(ms)
     return f"{s['p50']:.1f} / {s['p99']:.1f} / {s['mean']:.1f}"
@@ -320,7 +320,7 @@ def main() -> None:
         print("BENCH_JSON " + json.dumps(measure_legs(args.calls, args.conference)))
         return
     sys.path.insert(0, str(ROOT))
-    from bench.harness import git_rev, machine_line, update_results  # noqa: PLC0415
+    from harness import git_rev, machine_line, update_results  # noqa: PLC0415
 
     worktree = Path(tempfile.gettempdir()) / f"ivr-bench-{BEFORE}"
     if not worktree.exists():
