@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import date, timedelta
 from typing import Any
@@ -100,16 +101,20 @@ def run(settings: Settings, args: argparse.Namespace, clock: Clock | None = None
         with engine.connect() as conn:
             blocks = report.build(conn, req)
         tables = [b for b in blocks if isinstance(b, Table)]
-        if args.csv:
-            sys.stdout.write(as_csv(tables))
-        elif args.json:
-            print(as_json(blocks))
-        else:
-            for table in tables:
-                print(f"{label(req.lang, table.title)} — {req.start} .. {req.end} "
-                      f"({req.by}, {zone.key})")
-                print(as_text(table, req) if table.rows else
-                      label(req.lang, "reports.empty"))
+        try:
+            if args.csv:
+                sys.stdout.write(as_csv(tables))
+            elif args.json:
+                print(as_json(blocks))
+            else:
+                for table in tables:
+                    print(f"{label(req.lang, table.title)} — {req.start} .. {req.end} "
+                          f"({req.by}, {zone.key})")
+                    print(as_text(table, req) if table.rows else
+                          label(req.lang, "reports.empty"))
+            sys.stdout.flush()
+        except BrokenPipeError:  # `ivr reports … | head`: the reader had enough
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     finally:
         engine.dispose()
