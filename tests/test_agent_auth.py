@@ -14,13 +14,16 @@ from tests.conftest import TOKEN
 
 # Every /agent route but the sign-in, the page and its static files (the interface's
 # words among them) needs a session.
-OPEN = {"/agent/login", "/agent/", "/agent/static", "/agent/i18n/messages.js"}
+OPEN = {"/agent/login", "/agent/", "/agent/static", "/agent/i18n/messages.js",
+        "/agent/reports/reports.css"}
+# Pages a browser opens: without a session they send it to the console's sign-in (no data).
+PAGES = {"/agent/reports"}
 
 
 def agent_routes(client: TestClient) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for path, methods in route_paths(client.app):  # type: ignore[arg-type]
-        if path.startswith("/agent") and path not in OPEN:
+        if path.startswith(("/agent", "/supervisor")) and path not in OPEN:
             out.extend((m, path.replace("{call_sid}", "CA1")) for m in sorted(methods)
                        if m != "HEAD")
     return out
@@ -31,11 +34,13 @@ def test_every_agent_route_refuses_without_a_session(app_client: TestClient,
     routes = agent_routes(app_client)
     assert len(routes) >= 7
     for method, path in routes:
-        r = app_client.request(method, path, json={})
-        assert r.status_code == 401, (method, path, r.status_code)
-        r = app_client.request(method, path, json={},
-                               headers={"Authorization": "Bearer not-a-token"})
-        assert r.status_code == 401, (method, path, r.status_code)
+        for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+            r = app_client.request(method, path, json={}, headers=headers,
+                                   follow_redirects=False)
+            if path in PAGES:
+                assert (r.status_code, r.headers["location"]) == (303, "/agent/"), path
+            else:
+                assert r.status_code == 401, (method, path, r.status_code)
 
 
 def test_customer_data_is_never_in_an_unauthenticated_answer(

@@ -41,14 +41,19 @@ PUBLIC = {
     "/agent/": "the console page (it signs in itself)",
     "/agent/login": "the agents' sign-in",
     "/agent/static": "the console's script and style",
+    "/agent/i18n/messages.js": "the console's words in its languages (no data)",
+    "/agent/reports/reports.css": "the reports page's style sheet (no data)",
 }
-# Covered elsewhere: the Twilio signature (every /twilio route) and agent sessions.
-ELSEWHERE = ("/twilio/", "/agent/")
+# Covered elsewhere: the Twilio signature (every /twilio route) and agent sessions
+# (tests/test_agent_auth.py: /agent and /supervisor).
+ELSEWHERE = ("/twilio/", "/agent/", "/supervisor/")
 ROLE_RULES: list[tuple[re.Pattern[str], frozenset[str]]] = [
     (re.compile(r"/admin/.+"), frozenset({"admin"})),
     (re.compile(r"/crm/customers(/.*)?"), frozenset({"admin"})),
     (re.compile(r"/crm/sources/\{[^/]+\}/records"), frozenset({"admin", "integration"})),
     (re.compile(r"/metrics"), frozenset({"admin", "metrics"})),
+    # An integration says a promise was kept (callbacks.followups).
+    (re.compile(r"/api/promises/\{[^/]+\}/kept"), frozenset({"admin", "integration"})),
 ]
 TABLE = api_tokens.api_tokens
 ENV = {"admin": "env-admin-token", "integration": "env-crm-token",

@@ -35,10 +35,12 @@ def test_the_board_says_who_each_agent_is_talking_to(
     calls = {a["username"]: (a["current_call_sid"], a["call"]) for a in board["agents"]}
     assert calls["dana.agent"] == (known, {"caller": "דנה כהן",
                                            "queue": "support-open-incidents",
-                                           "callback": False})
+                                           "callback": False, "held": False,
+                                           "transfer": None})
     sid, call = calls["avi"]
     assert sid == unknown  # a caller we do not know: the number, masked
-    assert call == {"caller": "+97254***2233", "queue": "billing", "callback": False}
+    assert call == {"caller": "+97254***2233", "queue": "billing", "callback": False,
+                    "held": False, "transfer": None}
     assert calls["boss"] == (None, None)
 
 

@@ -162,8 +162,9 @@ def lines(folder: Path, expected: list[str]) -> list[str]:
 
 
 def menus_check(folder: Path, target: Path | None = None) -> tuple[int, str]:
-    """``ivr menus check`` (the function behind it), its exit status and output."""
-    settings = Settings(_env_file=None, menus_dir=folder)
+    """``ivr menus check`` (the function behind it), its exit status and output: the menus
+    alone (no surveys.yaml beside them; the demo's at the repo root names other queues)."""
+    settings = Settings(_env_file=None, menus_dir=folder, surveys_file=folder / "surveys.yaml")
     out = StringIO()
     with redirect_stdout(out):
         code = _menus_check(settings, target)
