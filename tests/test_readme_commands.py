@@ -36,6 +36,12 @@ NOT_RUN = {
     "./run.sh": "creates .venv, installs the package and serves until stopped; this test "
                 "runs its steps (crm demo-data, agents demo, ivr serve) itself",
     "./test.sh": "the whole check suite, this test included",
+    "printf 'correct horse battery\\n' | .venv/bin/ivr agents add dana --name \"דנה לוי\" "
+    "--queues billing --language he --password-stdin":
+        "a pipe into ivr (not one command); tests/test_i18n_agents.py runs agents add "
+        "--language",
+    ".venv/bin/ivr reports queues --by week --from 2026-11-01 --csv > queues.csv":
+        "a redirection into a file; tests/test_reports.py checks the CSV",
 }
 # A line each README command prints (as written; simulate with SPEED added).
 EXPECT = {
@@ -56,6 +62,11 @@ EXPECT = {
         "  🔊 [en-US] Thank you very much. Goodbye.",
     ".venv/bin/ivr followups demo --press 2,5": "survey completed: ",
     ".venv/bin/ivr retention check": "ok: 6 topics, 7 outcomes, 7 leaving reasons",
+    ".venv/bin/ivr reports list": "queues       per queue and day/week: ",
+    ".venv/bin/ivr reports queues --from 2026-12-01 --to 2026-12-07 --lang he":
+        "לפי תור — 2026-12-01 .. 2026-12-07",
+    ".venv/bin/ivr reports agents --from 2026-12-01 --json": "{",
+    ".venv/bin/ivr reports refresh": "rolled up ",
     ".venv/bin/ivr reports leaving --from 2026-01-01":
         "Why customers leave (exit interviews) — 2026-01-01 .. ",
 }
