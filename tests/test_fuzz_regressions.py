@@ -37,12 +37,13 @@ def test_the_wait_loop_of_an_unknown_call_holds_without_a_traceback(
     assert any("wait loop of an unknown call" in rec.getMessage() for rec in caplog.records)
 
 
-@pytest.mark.parametrize("path", ["/agent/transfers/{}", "/agent/transfers/{}/cancel"])
-def test_a_transfer_id_past_the_database_integer_is_refused_not_a_500(
-        app_client: TestClient, people: dict[str, int], path: str) -> None:
+@pytest.mark.parametrize(("method", "path", "who"), [
+    ("GET", "/agent/transfers/{}", "avi"), ("POST", "/agent/transfers/{}/cancel", "avi"),
+    ("POST", "/agent/promises/{}/kept", "avi"),
+    ("GET", "/agent/retention/customers/{}/risk", "boss")])
+def test_an_id_past_the_database_integer_is_refused_not_a_500(
+        app_client: TestClient, people: dict[str, int], method: str, path: str,
+        who: str) -> None:
     """Found by tests/test_fuzz_api.py: an id past SQLite's INTEGER was an OverflowError."""
-    auth = login(app_client, "avi")
-    huge = path.format(2**63 + 1)
-    r = (app_client.get(huge, headers=auth) if path.count("/") == 3
-         else app_client.post(huge, headers=auth))
+    r = app_client.request(method, path.format(2**63 + 1), headers=login(app_client, who))
     assert r.status_code == 422, r.text

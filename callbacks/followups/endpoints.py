@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from starlette.responses import PlainTextResponse, Response
 
 from callbacks.followups.promises import PromiseError
@@ -77,6 +77,8 @@ async def followup_status(request: Request, tw: TwilioRequest) -> Response:
 ROUTES = routes(followup_answer, followup_status)
 
 router = APIRouter(tags=["followups"])
+#: An id as the database stores it (INTEGER): anything else is a 422, not a 500.
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 @router.get("/agent/followups")
@@ -91,7 +93,7 @@ async def board(request: Request, _admin: Annotated[dict[str, Any], Depends(supe
     return await state.db.run(read)
 
 
-async def _kept(request: Request, promise_id: int, by: str) -> dict[str, Any]:
+async def _kept(request: Request, promise_id: RowId, by: str) -> dict[str, Any]:
     service = _service(request)
     state = web(request)
 
@@ -105,7 +107,7 @@ async def _kept(request: Request, promise_id: int, by: str) -> dict[str, Any]:
 
 
 @router.post("/agent/promises/{promise_id}/kept")
-async def agent_kept(request: Request, promise_id: int, agent: Agent) -> dict[str, Any]:
+async def agent_kept(request: Request, promise_id: RowId, agent: Agent) -> dict[str, Any]:
     return await _kept(request, promise_id, f"agent:{agent['username']}")
 
 

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from ivr.agents.endpoints import Agent, supervisor
 from ivr.retention.report import leaving_report
@@ -23,6 +23,8 @@ from ivr.retention.service import RetentionService
 from ivr.services import web
 
 router = APIRouter(prefix="/agent/retention", tags=["retention"])
+#: An id as the database stores it (INTEGER): anything else is a 422, not a 500.
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Supervisor = Annotated[dict[str, Any], Depends(supervisor)]
 
 
@@ -67,7 +69,7 @@ async def report(request: Request, agent: Supervisor,
 
 
 @router.get("/customers/{customer_id}/risk")
-async def customer_risk(request: Request, customer_id: int,
+async def customer_risk(request: Request, customer_id: RowId,
                         agent: Supervisor) -> dict[str, Any]:
     state = web(request)
     service = _service(request)
