@@ -53,6 +53,9 @@ def _menus_check(settings: Settings, target: Path | None, caller_time: bool = Fa
         wanted |= causes
         shown = [p for p in report.problems if p.file in wanted]
         causes = {p.cause for p in shown if p.cause} - wanted
+    leaving = _check_leaving_reasons(settings, parsed, wanted)
+    if leaving:
+        shown = sorted({*shown, *leaving})
     for p in shown:
         print(p)
     errors = sum(p.severity == "error" for p in shown)
@@ -75,6 +78,27 @@ def _menus_check(settings: Settings, target: Path | None, caller_time: bool = Fa
         files = [*files, settings.surveys_file]
     print(f"{len(files)} file(s) checked: {errors} error(s), {warnings} warning(s)")
     return EXIT_USER if errors else EXIT_OK
+
+
+def _check_leaving_reasons(settings: Settings, parsed: list[Any], wanted: set[str],
+                           ) -> list[Any]:
+    """Menu options' leaving reasons against wrapup.yaml's list (the retention feature's
+    file; its own mistakes are `ivr retention check`'s to report: then the defaults)."""
+    from ivr.menu.checks import check_leaving_reasons  # noqa: PLC0415
+    from ivr.retention.config import DEFAULT_LISTS, ListsError, load_lists  # noqa: PLC0415
+
+    menus = {lm.name: lm for f, lm, _ in parsed if lm is not None and str(f) in wanted}
+    if not any(o.leaving_reason for lm in menus.values() for n in lm.menu.nodes.values()
+               for o in getattr(n, "options", {}).values()):
+        return []
+    source, lists = "the built-in lists (no wrap-up lists file)", DEFAULT_LISTS
+    if settings.wrapup_file.exists():
+        try:
+            source, lists = str(settings.wrapup_file), load_lists(settings.wrapup_file)
+        except ListsError:
+            source = (f"the built-in lists ({settings.wrapup_file} has mistakes: "
+                      "`ivr retention check`)")
+    return check_leaving_reasons(menus, [r.code for r in lists.leaving_reasons], source)
 
 
 def _check_surveys(settings: Settings, parsed: list[Any], errors: int, warnings: int,

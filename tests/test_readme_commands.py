@@ -48,9 +48,8 @@ EXPECT = {
     ".venv/bin/ivr simulate":
         "  🔊 [he-IL] שלום, הגעתם לשירות הלקוחות. לעברית הקישו 1. For English, press 2.",
     ".venv/bin/ivr simulate --press 2,1": "  🔊 [en-US] Transferring you to billing.",
-    '.venv/bin/ivr simulate --press "2,say:I want to cancel"':
-        "  🔊 [en-US] We are sorry to hear that. A retention specialist will be with you "
-        "shortly.",
+    '.venv/bin/ivr simulate --press "2,say:I want to cancel,1"':
+        "  🔊 [en-US] Thank you. A retention specialist will be with you shortly.",
     ".venv/bin/ivr simulate --press 1,0 --queue-result bridged":
         "  🔊 [he-IL] מעבירים אתכם לנציג.",
     ".venv/bin/ivr simulate --from +972507745961 --press 2,1 --wait-for-agent 60 "

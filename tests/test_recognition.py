@@ -191,7 +191,7 @@ def test_the_demo_puts_premium_and_leaving_risk_customers_first(demo: MenuBundle
     from ivr.menu.engine import queue_priority
     from ivr.menu.model import QueueNode
 
-    for queue in ("billing", "operator", "retention", "open_incident"):
+    for queue in ("billing", "operator", "retention_queue", "open_incident"):
         node = demo.menus["main"].menu.nodes[queue]
         assert isinstance(node, QueueNode)
         assert queue_priority(node, {"tier": "premium"}) == 10, queue
@@ -277,4 +277,5 @@ def test_an_attribute_like_none_is_an_error_that_lists_what_is_expected() -> Non
     [problem] = _check(text)
     assert problem.startswith("main.yaml:9:27: error: nodes.greet.branches.0.when.attribute: "
                               "unknown caller attribute 'vip'; expected one of: caller, ")
-    assert problem.endswith("birthday_today, holiday_today, holiday_eve, leaving_risk")
+    assert problem.endswith("birthday_today, holiday_today, holiday_eve, leaving_risk, "
+                            "leaving_reason")

@@ -30,10 +30,12 @@ def test_full_call_in_hebrew_reaches_billing(client: TestClient) -> None:
 
 
 def test_full_call_in_english_by_speech_to_retention(client: TestClient) -> None:
-    t = play(client, ["2", "say:I want to cancel my service"])
+    # ...then why (the leaving-reason step: 1, the price; tests/test_ivr_leaving_reason.py).
+    t = play(client, ["2", "say:I want to cancel my service", "1"])
     says = t.says()
     assert says[1].startswith("For billing and payments, press 1.")
     assert "We are sorry to hear that." in says[2]
+    assert says[3] == "Thank you. A retention specialist will be with you shortly."
     enqueue = next(h for h in t.heard if h.kind == "enqueue")
     assert enqueue.text == "retention"
     english = [h for h in t.heard if h.kind == "say" and h.text.startswith("For billing")]
@@ -222,7 +224,7 @@ def test_saying_english_at_the_hebrew_prompt_switches_language(client: TestClien
 
 def test_longest_phrase_wins_go_back_to_the_main_menu(client: TestClient) -> None:
     # Option 1 of the support menu listens for "is back"; "main menu" is longer and wins.
-    t = play(client, ["2", "2", "say:go back to the main menu please", "3"])
+    t = play(client, ["2", "2", "say:go back to the main menu please", "3", "1"])
     assert t.says()[3].startswith("For billing and payments, press 1.")
     assert next(h for h in t.heard if h.kind == "enqueue").text == "retention"
 

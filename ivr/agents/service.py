@@ -726,6 +726,8 @@ class AgentService:
             "call_started_at": full["created_at"].isoformat() if full.get("created_at")
             else None,
             "ivr_path": ivr_path(path),
+            # The leaving reason the caller chose in the IVR (a code of wrapup.yaml's list).
+            "ivr_leaving_reason": attrs.get("leaving_reason"),
             "pending_callbacks": self.callbacks.pending_for(conn, customer_id),
         })
         ctx.update(self.after_call.pop_fields(conn, customer_id, now))

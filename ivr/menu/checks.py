@@ -400,3 +400,23 @@ def check_bundle(menus: Mapping[str, LoadedMenu],
         out.extend(check_menu(lm, menus, unavailable))
     out.extend(check_graph(menus))
     return sorted(set(out))
+
+
+def check_leaving_reasons(menus: Mapping[str, LoadedMenu], codes: list[str],
+                          source: str) -> list[Problem]:
+    """Options that record a leaving reason (``leaving_reason:``) must name a code of the
+    admin's list (``codes``, read from ``source``, wrapup.yaml, by the caller: ivr.retention
+    is above ivr.menu)."""
+    out: list[Problem] = []
+    for lm in menus.values():
+        for name, node in lm.menu.nodes.items():
+            if not isinstance(node, MenuNode):
+                continue
+            for key, opt in node.options.items():
+                if opt.leaving_reason is not None and opt.leaving_reason not in codes:
+                    out.append(_problem(
+                        lm, ("nodes", name, "options", key, "leaving_reason"),
+                        f"{opt.leaving_reason!r} is not a leaving reason of {source}"
+                        f"{_suggest(opt.leaving_reason, codes)}; expected one of: "
+                        f"{', '.join(codes)}"))
+    return sorted(set(out))

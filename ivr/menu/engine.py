@@ -500,9 +500,13 @@ class _Walk:
             self.actions.append(_gather(node, menu, lang, lead))
             return
         option = node.options[key]
-        self.log("input", digits=digits, speech=speech, confidence=ev.confidence, option=key)
+        self.log("input", digits=digits, speech=speech, confidence=ev.confidence, option=key,
+                 leaving_reason=option.leaving_reason)
         if option.language:
             self.state = replace(self.state, language=option.language)
+        if option.leaving_reason:  # the caller's answer to "why do you want to leave?"
+            self.state = replace(self.state, attributes={
+                **self.state.attributes, "leaving_reason": option.leaving_reason})
         self.goto(option.next)
 
 

@@ -41,6 +41,9 @@ NodeName = Annotated[
 MenuName = NodeName
 DtmfKey = Annotated[str, StringConstraints(pattern=r"^[0-9*#]{1,8}$")]
 Url = Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2048)]
+# A leaving reason's code, as wrapup.yaml writes them (``ivr menus check`` holds it to that
+# file's list; the menu language itself does not read it: ivr.retention is above ivr.menu).
+LeavingReasonCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
 
 
@@ -94,6 +97,10 @@ class Option(StrictModel):
     language: LanguageTag | None = Field(
         default=None, description="Switch the call to this language for the rest of the call"
     )
+    leaving_reason: LeavingReasonCode | None = Field(
+        default=None, description="Record this leaving reason (a code of wrapup.yaml's "
+        "leaving_reasons) as the call's attribute 'leaving_reason': the retention agent sees "
+        "it on the screen-pop and in the wrap-up form")
 
 
 class _Node(StrictModel):
@@ -409,6 +416,7 @@ CALLER_ATTRIBUTES = (
     "open_incident_opened_at", "hours_since_last_call", "minutes_since_last_call",
     "repeat_caller", "candidates",
     "birthday_today", "holiday_today", "holiday_eve", "leaving_risk",
+    "leaving_reason",  # the code of the caller's answer to a leaving-reason menu (Option)
 )
 # "{tier}" speaks an attribute; "{open_incident_opened_at:time}" a timestamp as HH:MM in the
 # menu's time zone.

@@ -24,6 +24,12 @@ from ivr.retention.signals import LeavingRisk, leaving_risk
 MAX_TEXT = 500
 
 
+def ivr_leaving_reason(path: list[dict[str, Any]]) -> str | None:
+    """The leaving reason the caller chose in the IVR (the last one on the call's path)."""
+    return next((str(p["leaving_reason"]) for p in reversed(path)
+                 if p.get("leaving_reason")), None)
+
+
 class RetentionService:
     def __init__(self, lists: LiveLists) -> None:
         self.live = lists
@@ -59,8 +65,17 @@ class RetentionService:
     def record(self, conn: Connection, facts: CallFacts, wrap: WrapUp, interaction_id: int,
                now: datetime) -> None:
         """The exit interview of a wrap-up with a leaving reason, with the customer's
-        profile at this moment (in the wrap-up's transaction)."""
+        profile at this moment (in the wrap-up's transaction). A wrap-up without one, of a
+        call whose caller gave a reason in the IVR (a menu option's ``leaving_reason``), records
+        the IVR's answer instead (source ``ivr``, outcome not known yet)."""
         if not wrap.leaving_reason:
+            code = ivr_leaving_reason(facts.ivr_path)
+            if code is not None and self.lists.reason(code) is not None:
+                repository.record_interview(
+                    conn, customer_id=facts.customer_id, call_sid=facts.call_sid,
+                    interaction_id=interaction_id, source="ivr", queue=facts.queue,
+                    agent=facts.agent, reason=code, reason_text=None, stayed=None,
+                    branch=facts.branch, now=now)
             return
         repository.record_interview(
             conn, customer_id=facts.customer_id, call_sid=facts.call_sid,

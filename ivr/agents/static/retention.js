@@ -15,7 +15,9 @@
   const I18N = window.I18N;
   const tr = (key, params) => I18N.t(`retention.ui.${key}`, params);
   const $ = (id) => document.getElementById(id);
-  const ui = { lists: null, loading: null };
+  // ivr: the leaving reason the caller chose in the IVR (the pop's ivr_leaving_reason) of
+  // the call on screen; the wrap-up form starts with it once per call.
+  const ui = { lists: null, loading: null, ivr: { sid: null, code: null, filled: null } };
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -81,12 +83,47 @@
     }
     const select = $("wu-leaving");
     if (!select) return;
-    const picked = select.value || drafted();
+    const fromIvr = ui.ivr.filled !== ui.ivr.sid ? ui.ivr.code : null;
+    const picked = select.value || drafted() || fromIvr || "";
     const none = select.querySelector("option[value='']");
     select.replaceChildren(...[none].filter(Boolean),
       ...lists.leaving_reasons.map((r) => el("option", { value: r.code }, label(r))));
     if ([...select.options].some((o) => o.value === picked)) select.value = picked;
+    if (fromIvr && select.value === fromIvr) ui.ivr.filled = ui.ivr.sid;
     ensureInterview();
+    said();
+    sync();
+  }
+
+  /** What the caller chose in the IVR, under the reason (hidden when nothing). */
+  function said() {
+    const select = $("wu-leaving");
+    if (!select) return;
+    let note = $("wu-ivr-reason");
+    if (!note) {
+      note = el("p", { id: "wu-ivr-reason", class: "hint", hidden: true });
+      select.after(note);
+    }
+    const code = ui.ivr.code;
+    const reason = code && ui.lists ? ui.lists.leaving_reasons.find((r) => r.code === code) : null;
+    note.hidden = !code;
+    note.textContent = code ? tr("ivr_said", { reason: reason ? label(reason) : code }) : "";
+  }
+
+  /** A screen-pop: the IVR's answer shows, and starts the wrap-up form once per call
+   *  (a draft or the agent's own pick wins). */
+  function popped(ctx) {
+    const code = (ctx && typeof ctx.ivr_leaving_reason === "string") ? ctx.ivr_leaving_reason : null;
+    ui.ivr.sid = ctx ? ctx.call_sid : null;
+    ui.ivr.code = code;
+    const select = $("wu-leaving");
+    // The reasons not read yet: render() fills it in when they come.
+    if (select && code && ui.ivr.filled !== ui.ivr.sid
+        && [...select.options].some((o) => o.value === code)) {
+      ui.ivr.filled = ui.ivr.sid;
+      if (!select.value && !drafted()) select.value = code;
+    }
+    said();
     sync();
   }
 
@@ -163,7 +200,13 @@
   };
 
   document.addEventListener("console:me", () => { if (!ui.lists) load(); });
-  document.addEventListener("console:clear", () => { reset(); load(); });
+  document.addEventListener("console:screenpop", (e) => popped(e.detail));
+  document.addEventListener("console:clear", () => {
+    ui.ivr = { sid: null, code: null, filled: null };
+    said();
+    reset();
+    load();
+  });
   document.addEventListener("DOMContentLoaded", () => { load(); });
   if (I18N && I18N.onChange) I18N.onChange(() => { render(); words(); });
 })();
