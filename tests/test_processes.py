@@ -113,7 +113,7 @@ def test_ivr_simulate_plays_a_call_against_a_real_server(database_url: str,
     with server(database_url, menus_dir) as (url, _proc):
         env = {**os.environ, "IVR_TWILIO_AUTH_TOKEN": TOKEN}
         out = subprocess.run(
-            [sys.executable, "-m", "ivr.cli", "simulate", "--url", url, "--press", "2,,3"],
+            [sys.executable, "-m", "ivr.cli", "simulate", "--url", url, "--press", "2,,3,1"],
             env=env, capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
