@@ -4,7 +4,8 @@ The wrap-up's lists are the admin's file, not the page's: a topic the admin adde
 offered, the reasons are the file's (labels included). A customer who chose "cancel my
 service" reaches the retention queue; the agent picks "other", is asked for the customer's
 words before anything is sent, gives them, says the customer stayed, and the exit interview
-is stored as said.
+is stored as said. The next call's caller answers the IVR's "why" (moving): the form starts
+with it, and says the caller chose it in the IVR.
 """
 
 from __future__ import annotations
@@ -125,12 +126,16 @@ def test_the_exit_interview_from_the_admins_lists(
         agent.wait_state("available")
         with httpx.Client(base_url=live_server.url, timeout=10) as http:
             twilio = TwilioDriver(http, live_server.url, TOKEN)
-            again = twilio.start(YOSSI_E164, ["3"])
+            # This time the caller answers the IVR's question: 4, moving.
+            again = twilio.start(YOSSI_E164, ["3", "4"])
             twilio.connect(again)
             agent.wait_pop(again)
-        assert page.input_value("#wu-leaving") == ""
-        assert page.is_hidden("#wu-exit")
+        # The form starts with the IVR's answer (not the last call's "other"), and says so.
+        page.wait_for_function("() => document.getElementById('wu-leaving').value === 'moving'")
+        assert page.text_content("#wu-ivr-reason") == "The caller chose in the IVR: Moving"
+        assert page.is_visible("#wu-ivr-reason") and page.is_visible("#wu-exit")
         assert page.input_value("#wu-leaving-text") == ""
+        assert page.is_checked("#wu-stayed-unknown")
     finally:
         context.close()
     assert agent.dialogs == [] and agent.errors == []
