@@ -39,9 +39,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     StringConstraints,
@@ -53,7 +51,15 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ivr.core.calendar import covers
-from ivr.core.yamlfile import KeyPath, Loaded, YamlError, dotted, load_yaml, read_text
+from ivr.core.yamlfile import (
+    KeyPath,
+    Loaded,
+    StrictConfig,
+    YamlError,
+    dotted,
+    load_yaml,
+    read_text,
+)
 
 DEFAULT_FILE = Path("callbacks.yaml")  # IVR_CALLBACKS_FILE
 DEFAULT_TIER = "default"  # the deadline of callers with no tier, or a tier not listed
@@ -66,24 +72,6 @@ def _refusal(kind: str, text: str) -> PydanticCustomError:
 
 class PolicyError(ValueError):
     """A policy file that cannot be used: ``file:line:col: key.path: what was expected``."""
-
-
-class _Strict(BaseModel):
-    """Unknown keys are refused with the keys that are allowed (typos come first)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_unknown_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            allowed = sorted(cls.model_fields)
-            for key in data:
-                if key not in allowed:
-                    raise PydanticCustomError(
-                        "unknown_key", "unknown key '{key}'; expected one of: {allowed}",
-                        {"key": str(key), "allowed": ", ".join(allowed)})
-        return data
 
 
 # ------------------------------------------------------------------------------ durations
@@ -143,7 +131,7 @@ def _clock_range(value: Any, *, wraps: bool) -> tuple[time, time | None]:
     return start, end
 
 
-class TimeRange(_Strict):
+class TimeRange(StrictConfig):
     """Wall-clock hours of one day, ``[start, end)``; ``end`` None is the next midnight."""
 
     start: time
@@ -160,7 +148,7 @@ def _opening_range(value: Any) -> Any:
 Range = Annotated[TimeRange, BeforeValidator(_opening_range)]
 
 
-class QuietHours(_Strict):
+class QuietHours(StrictConfig):
     """A daily wall-clock span with no calls, in the customer's zone; may cross midnight
     (``21:00-08:00``)."""
 
@@ -180,7 +168,7 @@ def _quiet_range(value: Any) -> Any:
     return {"start": start, "end": end or time(0)}
 
 
-class HolidayCalendar(_Strict):
+class HolidayCalendar(StrictConfig):
     country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
     subdivision: str | None = None
 
@@ -209,7 +197,7 @@ SpecialDay = Annotated[
 ]
 
 
-class BusinessHours(_Strict):
+class BusinessHours(StrictConfig):
     """When the centre works: weekly hours (a day not listed is closed), public holidays
     from the ``holidays`` package (closed all day), special days (win over both)."""
 
@@ -253,7 +241,7 @@ Backoff = Annotated[list[Duration], Field(min_length=1)]
 Quiet = Annotated[QuietHours | None, BeforeValidator(_quiet_range)]
 
 
-class Offer(_Strict):
+class Offer(StrictConfig):
     """When a waiting caller is offered a callback ("press 1 to keep your place")."""
 
     enabled: bool = False
@@ -269,7 +257,7 @@ class Offer(_Strict):
     repeat_every: Duration = timedelta(minutes=1)
 
 
-class Policy(_Strict):
+class Policy(StrictConfig):
     """One queue's callback policy, resolved (the default merged with the queue's keys)."""
 
     business_hours: BusinessHours
@@ -307,7 +295,7 @@ class Policy(_Strict):
 _OVERRIDABLE = tuple(Policy.model_fields)
 
 
-class QueuePolicy(_Strict):
+class QueuePolicy(StrictConfig):
     """A queue's overrides: only the keys it sets. ``quiet_hours: null`` means none."""
 
     business_hours: BusinessHours | None = None
@@ -336,7 +324,7 @@ class QueuePolicy(_Strict):
         return default.model_copy(update=update)
 
 
-class _PolicyFile(_Strict):
+class _PolicyFile(StrictConfig):
     default: Policy
     queues: dict[QueueName, QueuePolicy] = Field(default_factory=dict)
 

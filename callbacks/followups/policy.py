@@ -42,16 +42,15 @@ from callbacks.policy import (
     QueueName,
     _refuse,
     _refused,
-    _Strict,
 )
 from ivr.core.calendar import intervals_from, utc
-from ivr.core.yamlfile import YamlError, load_yaml, read_text
+from ivr.core.yamlfile import StrictConfig, YamlError, load_yaml, read_text
 
 DEFAULT_FILE = Path("followups.yaml")  # IVR_FOLLOWUPS_FILE
 Mode = Literal["survey", "agent"]
 
 
-class Satisfaction(_Strict):
+class Satisfaction(StrictConfig):
     """The satisfaction call after an incident is closed."""
 
     enabled: bool = True
@@ -64,7 +63,7 @@ class Satisfaction(_Strict):
     skip_if_called: bool = True
 
 
-class LowCsat(_Strict):
+class LowCsat(StrictConfig):
     """The follow-up a low survey score opens."""
 
     enabled: bool = True
@@ -73,7 +72,7 @@ class LowCsat(_Strict):
     again_after_followup: bool = True  # also for a low score on a satisfaction call
 
 
-class Dialing(_Strict):
+class Dialing(StrictConfig):
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
     retry_backoff: Backoff = Field(default_factory=lambda: [
         timedelta(minutes=30), timedelta(hours=2)])
@@ -81,7 +80,7 @@ class Dialing(_Strict):
     ring_seconds: Annotated[int, Field(ge=5, le=120)] = 30
 
 
-class Promises(_Strict):
+class Promises(StrictConfig):
     enabled: bool = True
     warn_before: Duration = timedelta(hours=2)
     default_queue: QueueName = "support"
@@ -89,13 +88,13 @@ class Promises(_Strict):
     lookback: Duration = timedelta(days=7)
 
 
-class Sms(_Strict):
+class Sms(StrictConfig):
     callbacks: bool = False
     followups: bool = False
     promises: bool = False
 
 
-class FollowUpPolicy(_Strict):
+class FollowUpPolicy(StrictConfig):
     window: BusinessHours
     satisfaction: Satisfaction = Field(default_factory=Satisfaction)
     low_csat: LowCsat = Field(default_factory=LowCsat)

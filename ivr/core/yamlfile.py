@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic_core import PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.constructor import DuplicateKeyError
@@ -351,3 +353,23 @@ class _Walk:
                 name = key.value if isinstance(key, TaggedScalar) else "?"
                 raise self.refuse_tag(tag, (*path, name), at, at)
         return self.keys(key)
+
+
+class StrictConfig(BaseModel):
+    """The base of a config file's models (callbacks.yaml, surveys.yaml, wrapup.yaml):
+    frozen, and an unknown key is refused with the keys that are allowed (a typo reads
+    ``unknown key 'promt'; expected one of: …`` at its ``file:line:col``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            allowed = sorted(cls.model_fields)
+            for key in data:
+                if key not in allowed:
+                    raise PydanticCustomError(
+                        "unknown_key", "unknown key '{key}'; expected one of: {allowed}",
+                        {"key": str(key), "allowed": ", ".join(allowed)})
+        return data

@@ -19,17 +19,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
-    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from ivr.core.yamlfile import KeyPath, Loaded, YamlError, dotted, load_yaml, read_text
+from ivr.core.yamlfile import (
+    KeyPath,
+    Loaded,
+    StrictConfig,
+    YamlError,
+    dotted,
+    load_yaml,
+    read_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,24 +44,6 @@ OTHER = "other"  # the reason whose free text says what it is
 
 class ListsError(ValueError):
     """A wrap-up lists file that cannot be used: ``file:line:col: key.path: message``."""
-
-
-class _Strict(BaseModel):
-    """Unknown keys are refused with the keys that are allowed."""
-
-    model_config = ConfigDict(frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_unknown_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            allowed = sorted(cls.model_fields)
-            for key in data:
-                if key not in allowed:
-                    raise PydanticCustomError(
-                        "unknown_key", "unknown key '{key}'; expected one of: {allowed}",
-                        {"key": str(key), "allowed": ", ".join(allowed)})
-        return data
 
 
 _CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -91,7 +78,7 @@ Days = Annotated[timedelta, BeforeValidator(_days)]
 Weight = Annotated[int, Field(ge=0, le=100, strict=True)]
 
 
-class Reason(_Strict):
+class Reason(StrictConfig):
     """A leaving reason: its code (stored), its words in the console per language."""
 
     code: Code
@@ -99,7 +86,7 @@ class Reason(_Strict):
     label_he: Label | None = None
 
 
-class Weights(_Strict):
+class Weights(StrictConfig):
     """How much each signal adds to a customer's leaving-risk score."""
 
     status: Weight = 3            # the customer's status is leaving / left
@@ -112,7 +99,7 @@ class Weights(_Strict):
     low_score: Weight = 2         # each call they rated low in the post-call survey
 
 
-class RiskPolicy(_Strict):
+class RiskPolicy(StrictConfig):
     """The leaving-risk signal: signals of the last ``window`` days, weighed; a customer
     whose score reaches ``threshold`` is a leaving-risk customer."""
 
@@ -121,7 +108,7 @@ class RiskPolicy(_Strict):
     weights: Weights = Field(default_factory=Weights)
 
 
-class WrapUpLists(_Strict):
+class WrapUpLists(StrictConfig):
     """What ``wrapup.yaml`` holds."""
 
     topics: list[Entry] = Field(min_length=1, max_length=200)

@@ -34,8 +34,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
@@ -43,7 +41,15 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ivr.core.yamlfile import KeyPath, Loaded, YamlError, dotted, load_yaml, read_text
+from ivr.core.yamlfile import (
+    KeyPath,
+    Loaded,
+    StrictConfig,
+    YamlError,
+    dotted,
+    load_yaml,
+    read_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,30 +69,12 @@ class SurveyError(ValueError):
     """A surveys file that cannot be used: ``file:line:col: key.path: what was expected``."""
 
 
-class _Strict(BaseModel):
-    """Unknown keys are refused with the keys that are allowed."""
-
-    model_config = ConfigDict(frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_unknown_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            allowed = sorted(cls.model_fields)
-            for key in data:
-                if key not in allowed:
-                    raise PydanticCustomError(
-                        "unknown_key", "unknown key '{key}'; expected one of: {allowed}",
-                        {"key": str(key), "allowed": ", ".join(allowed)})
-        return data
-
-
-class Question(_Strict):
+class Question(StrictConfig):
     id: Name
     text: dict[Language, Text] = Field(min_length=1)
 
 
-class Survey(_Strict):
+class Survey(StrictConfig):
     queues: list[QueueName] = Field(default_factory=list)
     intro: dict[Language, Text] = Field(min_length=1)
     questions: list[Question] = Field(min_length=1, max_length=3)
@@ -131,7 +119,7 @@ class Survey(_Strict):
         return DEFAULT_VOICES.get(language)
 
 
-class _SurveysFile(_Strict):
+class _SurveysFile(StrictConfig):
     low_score: int = Field(default=2, ge=1, le=SCALE - 1)
     followup_survey: Name | None = None
     surveys: dict[Name, Survey] = Field(min_length=1)
