@@ -29,8 +29,10 @@ def _free_port() -> int:
 
 
 @contextmanager
-def server(database_url: str, menus_dir: Path, **extra_env: str,
-           ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def server(database_url: str, menus_dir: Path, *, open_files: int | None = None,
+           **extra_env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``ivr serve`` on a free port; ``open_files``: the soft limit on open files it starts
+    with (util-linux's ``prlimit``; the hard limit stays)."""
     port = _free_port()
     env = {**os.environ, "IVR_DATABASE_URL": database_url, "IVR_MENUS_DIR": str(menus_dir),
            "IVR_TWILIO_AUTH_TOKEN": TOKEN, "IVR_WATCH_MENUS": "false",
@@ -38,7 +40,8 @@ def server(database_url: str, menus_dir: Path, **extra_env: str,
     log = menus_dir.parent / f"server-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ivr.cli", "serve", "--port", str(port)],
+            [*([] if open_files is None else ["prlimit", f"--nofile={open_files}:"]),
+             sys.executable, "-m", "ivr.cli", "serve", "--port", str(port)],
             env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -13,6 +13,13 @@ and the connection is closed; a connection that sent nothing is just closed) and
 ``max_header_bytes`` (else 431). Bodies, streaming answers (the console's event stream) and
 the handlers' own time are not bounded here.
 
+Each agent's open console is a connection, so a process holding 1,000 consoles needs more
+than 1,000 file descriptors: past the soft limit on open files (1,024 is a common default:
+systemd's and most shells') uvicorn can accept no more connections — consoles, and the
+webhooks with them. ``serve`` raises the soft limit to the hard one first
+(``raise_open_files_limit``), as the Go runtime and nginx's ``worker_rlimit_nofile`` do; the
+hard limit is the operator's to set (``LimitNOFILE=`` in a systemd unit, ``ulimit -Hn``).
+
 Why this rather than another server or a proxy: it keeps the server every figure in
 ``bench/results.md`` was measured on, costs a timer per request, and holds with or without a
 reverse proxy in front (hypercorn's ``read_timeout`` is re-armed by every byte; granian's
@@ -22,11 +29,16 @@ reverse proxy in front (hypercorn's ``read_timeout`` is re-armed by every byte; 
 from __future__ import annotations
 
 import asyncio
+import logging
+import resource
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
+
+log = logging.getLogger(__name__)
 
 #: Defaults when a uvicorn Config does not carry the settings (``serve`` sets them).
 HEADER_TIMEOUT = 10.0
@@ -108,11 +120,31 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+def raise_open_files_limit() -> tuple[int, int]:
+    """This process's soft limit on open files (``RLIMIT_NOFILE``) raised to its hard limit;
+    the processes it starts inherit it. Returns (before, after)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard
+    if hard == resource.RLIM_INFINITY:  # the kernel refuses an infinite soft limit
+        try:
+            target = int(Path("/proc/sys/fs/nr_open").read_text())
+        except (OSError, ValueError):
+            target = 1024 * 1024
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("open files limit left at %d (hard %d): %s", soft, hard, exc)
+    return soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def serve(app: Any, *, header_timeout: float, max_header_bytes: int = MAX_HEADER_BYTES,
           **options: Any) -> bool:
     """``uvicorn.run`` with ``BoundedHttpToolsProtocol``; the bounds travel on the Config
-    (pickled to each worker process with ``workers`` > 1). False: the server did not
+    (pickled to each worker process with ``workers`` > 1). The soft limit on open files is
+    raised to the hard one first (every console is a connection). False: the server did not
     start."""
+    raise_open_files_limit()
     config = uvicorn.Config(app, http=BoundedHttpToolsProtocol, **options)
     config.header_timeout = header_timeout  # type: ignore[attr-defined]
     config.max_header_bytes = max_header_bytes  # type: ignore[attr-defined]
