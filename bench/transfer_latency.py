@@ -111,6 +111,8 @@ def _app(tmp: Path, conference: bool) -> tuple[Any, Any, Any]:
 
     url = f"sqlite:///{tmp / 'bench.db'}"
     upgrade(url)
+    # conference_calls set either way, never the default: the "dial" arm measures the plain
+    # <Dial><Client> path in this tree (conferences are the default now) against "after".
     settings = Settings(_env_file=None, database_url=url, menus_dir=Path.cwd() / "menus",
                         twilio_auth_token=TOKEN, admin_token="bench-admin",
                         watch_menus=False, route_every_seconds=0,

@@ -48,8 +48,10 @@ def test_routed_caller_is_dequeued_by_rest_and_connected(
     # The wait loop does not release the caller itself in this mode.
     assert ET.fromstring(twilio.wait(sid, 5)).find("Leave") is None
     xml = twilio.redirected(sid, asked["Url"])
-    dial = ET.fromstring(xml).find("Dial")
-    assert dial is not None and (next(iter(dial)).text or "") == "dana.agent"
+    # The caller joins the call's conference and Noa is rung into it.
+    assert ET.fromstring(xml).findtext("Dial/Conference") == f"call-{sid}"
+    assert [(op[1], op[3]["to"]) for op in twilio.conferences.ops if op[0] == "add"] == [
+        (f"call-{sid}", "client:dana.agent")]
     pop = rest_client.get(f"/agent/calls/{sid}/context", headers=noa).json()
     assert pop["customer"]["name"] == "דנה כהן"
 

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, select
 from starlette.testclient import TestClient
 
 from crm_sync.models import customers, incidents
 from crm_sync.models import interactions as interactions_t
-from ivr.agents.models import agent_state_events, agents, queue_entries
+from ivr.agents.models import agent_events, agent_state_events, agents, queue_entries
+from ivr.app import create_app
 from ivr.core.clock import FrozenClock
+from ivr.core.settings import Settings
 from tests.agent_fixtures import DANA, YOSSI, available, login
 from tests.agent_flow import CallLeg, TwilioDriver
 from tests.conftest import TOKEN
@@ -26,6 +30,13 @@ def dial_target(xml: str) -> tuple[str, str]:
     assert dial is not None
     noun = next(iter(dial))
     return noun.tag, (noun.text or "").strip()
+
+
+def agents_rung(twilio: TwilioDriver, sid: str) -> list[str]:
+    """Whom the server rang into the call's conference as its agent (the participants
+    stand-in's ``participants.create``: the ``To`` of each), in order."""
+    return [op[3]["to"] for op in twilio.conferences.ops
+            if op[0] == "add" and op[1] == f"call-{sid}" and op[3]["label"] == "agent"]
 
 
 def test_known_caller_reaches_an_available_agent_with_the_incident_on_screen(
@@ -40,7 +51,9 @@ def test_known_caller_reaches_an_available_agent_with_the_incident_on_screen(
 
     clock.advance(seconds=5)
     xml = twilio.connect(sid)
-    assert dial_target(xml) == ("Client", "dana.agent")
+    # The caller joins the call's conference; Noa's browser is rung into it.
+    assert dial_target(xml) == ("Conference", f"call-{sid}")
+    assert agents_rung(twilio, sid) == ["client:dana.agent"]
     context = app_client.get(f"/agent/calls/{sid}/context", headers=noa).json()
     assert context["customer"]["name"] == "דנה כהן"
     assert context["caller"]["outcome"] == "known"
@@ -62,6 +75,12 @@ def test_known_caller_reaches_an_available_agent_with_the_incident_on_screen(
         "promised_due_at": (clock.now() + timedelta(days=1)).isoformat()})
     assert r.status_code == 201, r.text
     assert r.json()["agent"]["state"] == "available"
+    # Waited from joining the queue to the agent's answer (the participant joining), talked
+    # from it to the conference's end.
+    with app_client.app.state.web.agents.engine.connect() as conn:  # type: ignore[attr-defined]
+        row = conn.execute(select(interactions_t.c.wait_seconds, interactions_t.c.talk_seconds)
+                           .where(interactions_t.c.call_sid == sid)).one()
+    assert tuple(row) == (5, 240)
     again = app_client.post(f"/agent/calls/{sid}/wrapup", headers=noa, json={
         "topic": "x", "outcome": "y", "resolved": True})
     assert again.status_code == 409
@@ -98,6 +117,52 @@ def state_of(engine: Engine, agent_id: int) -> tuple[str, str | None]:
 def entry_of(engine: Engine, sid: str) -> Any:
     with engine.connect() as conn:
         return conn.execute(select(queue_entries).where(queue_entries.c.call_sid == sid)).one()
+
+
+@pytest.fixture
+def dial_client(settings: Settings, clock: FrozenClock) -> Iterator[TestClient]:
+    """The plain ``<Dial><Client>`` to the agent (``IVR_CONFERENCE_CALLS=false``), still
+    supported: pinned here because it is these tests' subject."""
+    plain = settings.model_copy(update={"route_every_seconds": 0, "conference_calls": False})
+    with TestClient(create_app(plain, clock)) as c:
+        yield c
+
+
+def call_events(engine: Engine, agent_id: int) -> list[str]:
+    with engine.connect() as conn:
+        return [p["status"] for p in conn.execute(select(agent_events.c.payload).where(
+            agent_events.c.agent_id == agent_id, agent_events.c.kind == "call")
+            .order_by(agent_events.c.id)).scalars()]
+
+
+def test_on_a_plain_dial_the_agent_s_client_is_dialled_answers_and_hangs_up(
+        dial_client: TestClient, people: dict[str, int], engine: Engine,
+        clock: FrozenClock) -> None:
+    noa = login(dial_client, "dana.agent")
+    available(dial_client, noa)
+    twilio = TwilioDriver(dial_client, "http://testserver", TOKEN)
+    sid = twilio.start(DANA, ["2"])
+    xml = twilio.connect(sid)
+    assert dial_target(xml) == ("Client", "dana.agent")
+    leg = twilio.calls[sid]
+    assert leg.conference is None and twilio.conferences.ops == []  # no participant
+    assert (leg.dial_action or "").startswith("/twilio/agent-dial?a=")
+    assert (leg.leg_callback or "").startswith("/twilio/agent-leg?a=")
+    twilio.agent_answers(sid)
+    assert state_of(engine, people["dana.agent"]) == ("on_call", sid)
+    clock.advance(minutes=3)
+    assert ET.fromstring(twilio.hang_up(sid)).find("Hangup") is not None
+    assert state_of(engine, people["dana.agent"]) == ("wrap_up", sid)
+    assert entry_of(engine, sid).status == "done"
+    assert dial_client.post(f"/agent/calls/{sid}/wrapup", headers=noa, json={
+        "topic": "internet fault", "outcome": "fixed", "resolved": True}).status_code == 201
+    # A leg that is not answered: offline, and the caller back at the head of the queue.
+    again = twilio.start(YOSSI, ["0"])
+    twilio.connect(again)
+    xml = twilio.agent_does_not_answer(again, "busy")
+    assert ET.fromstring(xml).findtext("Enqueue") == "operator"
+    assert state_of(engine, people["dana.agent"]) == ("offline", None)
+    assert call_events(engine, people["dana.agent"])[-1] == "missed"
 
 
 def test_priority_then_longest_wait_decides_who_is_served_first(
@@ -161,8 +226,11 @@ def test_agent_who_does_not_answer_goes_offline_and_the_caller_back_to_the_head(
     available(app_client, avi)
     reserved = {state_of(engine, people[u])[1] for u in ("dana.agent", "avi")}
     assert dana in reserved
-    # Twilio's next wait round releases her again, to whichever agent has her now.
-    assert dial_target(twilio.connect(dana))[0] == "Client"
+    # Twilio's next wait round releases her again, to whichever agent has her now: back on
+    # the call's conference, where that agent is rung in.
+    assert dial_target(twilio.connect(dana)) == ("Conference", f"call-{dana}")
+    now = next(u for u in ("dana.agent", "avi") if state_of(engine, people[u])[1] == dana)
+    assert agents_rung(twilio, dana) == ["client:dana.agent", f"client:{now}"]
 
 
 def test_busy_and_failed_legs_also_requeue(app_client: TestClient, people: dict[str, int],

@@ -78,7 +78,10 @@ def test_the_readme_demo_call_reaches_the_demo_agent(database_url: str,
                   "--dial-status", "completed", "--talk", "0")
         assert sim.returncode == 0, sim.stderr
         assert "  ↪  an agent is free: leaving the queue" in sim.stdout
-        assert "  ☎  dialling client:noa (answer: completed)" in sim.stdout
+        # The caller joins the call's conference (the default), where Noa is rung in; her
+        # participant joining is the answer the simulator plays.
+        sid = sim.stdout.split("(CallSid ", 1)[1].split(")", 1)[0]
+        assert f"  ☎  dialling conference:call-{sid} (answer: completed)" in sim.stdout
         assert "  ☏  the agent answered; talking for 0 s" in sim.stdout
         me = httpx.get(f"{url}/agent/me", headers=auth).json()
-        assert me["state"] == "wrap_up"
+        assert (me["state"], me["current_call_sid"]) == ("wrap_up", sid)

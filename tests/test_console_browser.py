@@ -30,7 +30,7 @@ from crm_sync.models import incidents, interactions
 from ivr.agents.repository import create_agent
 from ivr.core.db import make_engine
 from ivr.core.settings import Settings
-from tests.agent_flow import TwilioDriver
+from tests.agent_flow import TwilioDriver, stand_in_of
 from tests.conftest import TOKEN
 from tests.live_server import LiveServer, RunningClock, live_server
 
@@ -229,7 +229,8 @@ def test_screen_pop_wrap_up_and_the_next_call(live_server: LiveServer, browser: 
             has_text="Available").wait_for()
 
         with httpx.Client(base_url=live_server.url, timeout=10) as http:
-            driver = TwilioDriver(http, live_server.url, TOKEN)
+            driver = TwilioDriver(http, live_server.url, TOKEN,
+                                  conferences=stand_in_of(live_server.app))
 
             # 1. Dana calls about the fault: the pop shows it before the agent says hello.
             # (On hold 20 s: the agent's offer stands for 30 s, IVR_OFFER_TIMEOUT_SECONDS.)

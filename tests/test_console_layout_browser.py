@@ -21,7 +21,7 @@ from crm_sync.wrapup import CallFacts, WrapUp, record_wrap_up
 from ivr.agents.repository import create_agent
 from ivr.core.db import make_engine
 from ivr.core.settings import Settings
-from tests.agent_flow import TwilioDriver
+from tests.agent_flow import TwilioDriver, stand_in_of
 from tests.conftest import TOKEN
 from tests.live_server import LiveServer
 from tests.test_console_browser import (
@@ -174,7 +174,8 @@ def test_layout_at_1366_and_800_px_and_the_supervisor_view(
         agent.wait_state("available")
 
         with httpx.Client(base_url=live_server.url, timeout=10) as http:
-            driver = TwilioDriver(http, live_server.url, TOKEN)
+            driver = TwilioDriver(http, live_server.url, TOKEN,
+                                  conferences=stand_in_of(live_server.app))
             sid, _ = _route(driver, agent, DANA_E164, ["2"], hold=5)
             driver.agent_answers(sid)
             agent.wait_call_status("answered")

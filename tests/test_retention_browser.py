@@ -25,7 +25,7 @@ from ivr.agents.repository import create_agent
 from ivr.core.db import make_engine
 from ivr.core.settings import Settings
 from ivr.retention.models import exit_interviews
-from tests.agent_flow import TwilioDriver
+from tests.agent_flow import TwilioDriver, stand_in_of
 from tests.conftest import ROOT, TOKEN
 from tests.live_server import LiveServer
 from tests.test_console_browser import Console, browser, live_server
@@ -96,7 +96,8 @@ def test_the_exit_interview_from_the_admins_lists(
         page.keyboard.press("Enter")  # Available
         agent.wait_state("available")
         with httpx.Client(base_url=live_server.url, timeout=10) as http:
-            twilio = TwilioDriver(http, live_server.url, TOKEN)
+            twilio = TwilioDriver(http, live_server.url, TOKEN,
+                                  conferences=stand_in_of(live_server.app))
             sid = twilio.start(YOSSI_E164, ["3"])  # "cancel my service": the retention queue
             assert twilio.calls[sid].queue == "retention"
             assert "<Dial" in twilio.connect(sid)
@@ -125,7 +126,8 @@ def test_the_exit_interview_from_the_admins_lists(
         # The next call starts with a blank interview.
         agent.wait_state("available")
         with httpx.Client(base_url=live_server.url, timeout=10) as http:
-            twilio = TwilioDriver(http, live_server.url, TOKEN)
+            twilio = TwilioDriver(http, live_server.url, TOKEN,
+                                  conferences=stand_in_of(live_server.app))
             # This time the caller answers the IVR's question: 4, moving.
             again = twilio.start(YOSSI_E164, ["3", "4"])
             twilio.connect(again)

@@ -84,11 +84,7 @@ def talked(twilio: TwilioDriver, client: TestClient, auth: dict[str, str], numbe
     sid = twilio.start(number, keys)
     twilio.connect(sid)
     twilio.agent_answers(sid)
-    leg = twilio.calls[sid]
-    assert leg.dial_action
-    xml = twilio.post(leg.dial_action, twilio.params(
-        leg, CallStatus=call_status, DialCallStatus="completed",
-        DialCallSid=leg.agent_leg_sid, DialCallDuration="120"))
+    xml = twilio.dial_ends(sid, talked=120, call_status=call_status)
     return sid, follow(twilio, sid, ET.fromstring(xml))
 
 
@@ -381,6 +377,33 @@ def test_with_conference_calls_the_caller_s_conference_end_runs_the_survey(
     row = response_of(engine, call.sid)
     assert (row.agent_id, row.queue, row.score) == (people["dana.agent"],
                                                     "support-open-incidents", 5)
+
+
+def test_on_a_plain_dial_the_agent_dial_action_runs_the_survey(
+        settings: Settings, clock: FrozenClock, surveys_file: Path, people: dict[str, int],
+        engine: Engine) -> None:
+    """Pinned to the plain ``<Dial><Client>`` (``IVR_CONFERENCE_CALLS=false``, still
+    supported): its own ``<Dial action>``, ``/twilio/agent-dial``, runs the survey."""
+    plain = settings.model_copy(update={"route_every_seconds": 0, "conference_calls": False,
+                                        "surveys_file": surveys_file})
+    with TestClient(create_app(plain, clock)) as client:
+        twilio = TwilioDriver(client, "http://testserver", TOKEN)
+        noa = login(client, "dana.agent")
+        sid, root = talked(twilio, client, noa, DANA, ["2"])
+        assert (twilio.calls[sid].dial_action or "").startswith("/twilio/agent-dial?a=")
+        assert spoken(root) == ["שתי שאלות קצרות", "עד כמה הייתם מרוצים?"]
+        assert client.get("/agent/me", headers=noa).json()["state"] == "wrap_up"
+        end = answer(twilio, sid, answer(twilio, sid, root, Digits="4"), Digits="5")
+        assert spoken(end) == ["תודה רבה"] and end.find("Hangup") is not None
+        # A caller who hung up first is not surveyed on this path either.
+        assert client.post(f"/agent/calls/{sid}/wrapup", headers=noa, json={
+            "topic": "t", "outcome": "o", "resolved": True}).status_code == 201
+        gone, after = talked(twilio, client, noa, DANA, ["2"], call_status="completed")
+        assert after.find("Gather") is None and after.find("Hangup") is not None
+    row = response_of(engine, sid)
+    assert (row.agent_id, row.queue, row.score, row.status) == (
+        people["dana.agent"], "support-open-incidents", 4, "completed")
+    assert response_of(engine, gone) is None
 
 
 def test_a_survey_removed_from_the_file_meanwhile_says_goodbye(

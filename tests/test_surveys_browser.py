@@ -15,7 +15,7 @@ from playwright.sync_api import Browser
 
 from ivr.app import create_app
 from ivr.core.settings import Settings
-from tests.agent_flow import TwilioDriver
+from tests.agent_flow import TwilioDriver, stand_in_of
 from tests.conftest import OPEN_TIME, TOKEN
 from tests.live_server import LiveServer, RunningClock, ServerThread
 from tests.test_console_browser import (
@@ -68,7 +68,8 @@ def test_a_live_low_csat_alert_and_the_rating_on_the_next_pop(
         console.wait_state("available", timeout=SLOW)
 
         with httpx.Client(base_url=survey_server.url, timeout=10) as http:
-            twilio = TwilioDriver(http, survey_server.url, TOKEN)
+            twilio = TwilioDriver(http, survey_server.url, TOKEN,
+                                  conferences=stand_in_of(survey_server.app))
             sid = twilio.start(DANA_E164, ["2"])  # support-open-incidents: surveyed
             twilio.connect(sid)
             console.wait_pop(sid, timeout=SLOW)

@@ -158,7 +158,7 @@ class Settings(BaseSettings):
     # list below (name -> E.164 number or sip: URI, as JSON in IVR_TRANSFER_NUMBERS). A
     # transfer written but never confirmed (the process died before Twilio was told) is
     # finished or rolled back by the sweep after transfer_pending_seconds.
-    conference_calls: bool = False
+    conference_calls: bool = True
     transfer_numbers: dict[str, str] = Field(default_factory=dict)
     transfer_pending_seconds: int = Field(default=30, ge=5)
 
