@@ -54,11 +54,13 @@ class CallerDialog:
         live = repo.position(conn, entry.queue, entry.priority, deadline, entry.entered_at,
                              entry.id)
         callbacks_ahead = cbrepo.ahead_in_queue(conn, entry.queue, entry.priority, deadline)
-        free, busy = repo.staffing(conn, entry.queue, now)
+        free, busy = repo.staffing(conn, entry.queue)
         position = live + callbacks_ahead
-        wait = sla.expected_wait(position, busy, repo.recent_handle_times(conn, entry.queue),
-                                 self.policy(entry.queue).fallback_handle_time, free=free)
-        return sla.WaitEstimate(position, free, len(busy), wait)
+        wait = sla.expected_wait_ranked(
+            position, free, busy, lambda rank: repo.handled_for(conn, entry.queue, rank, now),
+            repo.recent_handle_times(conn, entry.queue),
+            self.policy(entry.queue).fallback_handle_time)
+        return sla.WaitEstimate(position, free, busy, wait)
 
     def expected_wait(self, conn: Connection, entry: Any, now: datetime) -> timedelta | None:
         """The caller's expected wait (None: nobody can answer); see ``estimate``."""

@@ -14,7 +14,7 @@ Every instant in is timezone-aware and every instant out is UTC. The caller pass
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo
@@ -151,22 +151,40 @@ def expected_wait(position: int, busy: Sequence[timedelta],
 
     With every agent busy and just started, this is ``ceil(position / agents)`` mean
     handle times."""
+    longest_first = sorted(busy, reverse=True)
+    return expected_wait_ranked(position, free, len(busy), longest_first.__getitem__,
+                                recent_handle_times, fallback_handle_time)
+
+
+def expected_wait_ranked(position: int, free: int, busy: int,
+                         elapsed_at: Callable[[int], timedelta],
+                         recent_handle_times: Sequence[timedelta],
+                         fallback_handle_time: timedelta = timedelta(minutes=5),
+                         ) -> timedelta | None:
+    """``expected_wait`` from the queue's counts and one order statistic, so that the
+    store reads one busy agent, not all of them: ``busy`` agents on a call, and
+    ``elapsed_at(rank)`` how long the call of the busy agent at ``rank`` (0-based) has
+    been handled, in the order of the longest handled first (``elapsed_at`` is asked at
+    most once)."""
     if position <= 0:
         return timedelta(0)
     if position <= free:
         return timedelta(0)
-    if free <= 0 and not busy:
+    if free <= 0 and busy <= 0:
         return None
     mean = mean_handle_time(recent_handle_times, fallback_handle_time)
-    ready = sorted([timedelta(0)] * max(free, 0) + [time_left(e, mean) for e in busy])
     # Each caller ahead holds the agent free soonest for one mean. Every agent is free
     # within one mean (0 <= time_left <= mean), so the agents are taken in the order they
     # are free, round after round: after the ``position - 1`` callers ahead, the caller
     # gets the agent at index ``(position - 1) % n`` of that order, ``(position - 1) // n``
     # means later (the same as simulating the callers one by one, in O(n log n) rather
-    # than O(position x n): tests/test_sla.py compares the two).
-    rounds, index = divmod(position - 1, len(ready))
-    return ready[index] + mean * rounds
+    # than O(position x n): tests/test_sla.py compares the two). The order: the free
+    # agents (0 left), then the busy ones by time left, which falls as the time handled
+    # grows (``time_left``): the longest handled first.
+    free = max(free, 0)
+    rounds, index = divmod(position - 1, free + busy)
+    ready = timedelta(0) if index < free else time_left(elapsed_at(index - free), mean)
+    return ready + mean * rounds
 
 
 class WaitEstimate(NamedTuple):

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, insert, select
 
-from ivr.agents.models import agents, queue_entries
+from ivr.agents import repository as repo
+from ivr.agents.models import agent_calls, agents, queue_entries
 from ivr.core.clock import FrozenClock
 from ivr.core.settings import Settings
 from ivr.services import build_services
@@ -96,3 +97,40 @@ def test_a_repeat_caller_far_back_reaches_their_free_agent(engine: Engine,
                      [_entry(i, "support") for i in range(1, 40)]
                      + [_entry(40, "support", preferred=2)])
     assert _route(engine, database_url) == [("CA000040", 2)]
+
+
+def _offer(i: int, agent_id: int, call_sid: str, answered_min: int | None,
+           ) -> dict[str, object]:
+    return {"id": i, "call_sid": call_sid, "agent_id": agent_id, "queue": "billing",
+            "offered_at": OPEN_TIME - timedelta(minutes=30),
+            "answered_at": None if answered_min is None
+            else OPEN_TIME - timedelta(minutes=answered_min)}
+
+
+def test_staffing_and_the_busy_agent_by_rank_read_in_sql(engine: Engine) -> None:
+    """The wait estimate reads the queue's counts and one busy agent (issue 18 item 2): the
+    same figures the old reading of every signed-in agent gave — queue membership exact
+    (``bill`` is not ``billing``), offline and inactive agents left out, an agent offered
+    their call twice counted once with the latest answer, one still being connected last."""
+    rows = [_agent(1, ["billing"], "available"), _agent(2, ["billing", "support"], "on_call"),
+            _agent(3, ["billing"], "wrap_up"), _agent(4, ["bill"], "on_call"),
+            _agent(5, ["billing"], "offline"), _agent(6, ["support"], "available"),
+            _agent(7, ["billing"], "reserved"), _agent(8, ["billing"], "on_call"),
+            _agent(9, ["billing"], "on_call"), _agent(10, ["billing"], "available")]
+    rows[8]["active"] = False
+    offers = [_offer(1, 2, "CAbusy2", 7), _offer(2, 3, "CAbusy3", 12),
+              _offer(3, 4, "CAbusy4", 30), _offer(4, 8, "CAbusy8", 20),
+              _offer(5, 8, "CAbusy8", 2),  # offered the same call again: the latest answer
+              _offer(6, 7, "CAbusy7", None), _offer(7, 3, "CAold", 50)]
+    with engine.begin() as conn:
+        conn.execute(insert(agents), rows)
+        conn.execute(insert(agent_calls), offers)
+    with engine.connect() as conn:
+        assert repo.staffing(conn, "billing") == (2, 4)  # free 1, 10; busy 2, 3, 7, 8
+        assert repo.staffing(conn, "support") == (1, 1)
+        assert repo.staffing(conn, "sales") == (0, 0)
+        ranks = [repo.handled_for(conn, "billing", k, OPEN_TIME) for k in range(4)]
+    # Longest handled first: agent 3 (12 min), agent 2 (7), agent 8 (2: its latest
+    # answer), agent 7 (being connected: 0).
+    assert ranks == [timedelta(minutes=12), timedelta(minutes=7), timedelta(minutes=2),
+                     timedelta(0)]

@@ -558,6 +558,29 @@ def test_expected_wait_is_the_caller_by_caller_simulation(
         position, busy, handle_times, free)
 
 
+@settings(max_examples=300, deadline=None)
+@given(position=st.integers(-1, 60), free=st.integers(0, 4),
+       busy=st.lists(st.integers(-30, 900).map(lambda s: timedelta(seconds=s)), max_size=6),
+       handle_times=st.lists(st.integers(0, 900).map(lambda s: timedelta(seconds=s)),
+                             max_size=4))
+def test_the_ranked_estimate_asks_for_one_busy_agent_and_agrees(
+        position: int, free: int, busy: list[timedelta],
+        handle_times: list[timedelta]) -> None:
+    """What the store reads for the estimate (issue 18 item 2): the counts and the one busy
+    agent whose call ends when the caller's turn comes, ranked longest handled first."""
+    asked: list[int] = []
+    longest_first = sorted(busy, reverse=True)
+
+    def elapsed_at(rank: int) -> timedelta:
+        asked.append(rank)
+        return longest_first[rank]
+
+    assert sla.expected_wait_ranked(position, free, len(busy), elapsed_at,
+                                    handle_times) == _simulated_wait(
+        position, busy, handle_times, free)
+    assert len(asked) <= 1
+
+
 def test_expected_wait_of_a_long_queue_with_many_agents() -> None:
     """Far more callers than agents, agents at every stage of their calls: many rounds."""
     busy = [timedelta(seconds=(i * 37) % 400) for i in range(60)]

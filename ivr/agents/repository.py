@@ -13,7 +13,20 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import ColumnElement
 
 from crm_sync.models import customers
 from ivr.agents.auth import hash_password, new_token, token_hash
@@ -472,28 +485,42 @@ def staffed(conn: Connection, queue: str) -> int:
     return sum(1 for (qs,) in rows if queue in (qs or ()))
 
 
-def staffing(conn: Connection, queue: str, now: datetime) -> tuple[int, list[timedelta]]:
-    """The agents of ``queue`` signed in: how many are free (available), and for each busy
-    one (reserved, on a call, wrapping up) how long its current call has been handled, from
-    the answer (zero while it is still being connected)."""
+def _serves(conn: Connection, queue: str) -> ColumnElement[bool]:
+    """The agent serves ``queue`` (its JSON list of queues holds it), tested in SQL."""
+    if conn.dialect.name == "postgresql":
+        return cast(agents.c.queues, JSONB).contains([queue])
+    each = func.json_each(agents.c.queues).table_valued("value")
+    return exists().select_from(each).where(each.c.value == queue)
+
+
+def staffing(conn: Connection, queue: str) -> tuple[int, int]:
+    """The agents of ``queue`` signed in: how many are free (available) and how many busy
+    (reserved, on a call, wrapping up). One row, however many agents (issue 18 item 2)."""
+    a = agents.c
+    row = conn.execute(select(func.count().filter(a.state == "available"),
+                              func.count().filter(a.state != "available"))
+                       .where(a.active.is_(True), a.state != "offline",
+                              _serves(conn, queue))).one()
+    return int(row[0]), int(row[1])
+
+
+def handled_for(conn: Connection, queue: str, rank: int, now: datetime) -> timedelta:
+    """How long the call of ``queue``'s busy agent at ``rank`` (0-based) has been handled,
+    from its answer (zero while still being connected), in the order of the longest
+    handled first: the one busy agent ``sla.expected_wait_ranked`` asks about."""
     a, c = agents.c, agent_calls.c
-    rows = conn.execute(
-        select(a.id, a.state, a.queues, c.answered_at)
-        .select_from(agents.outerjoin(agent_calls, (c.agent_id == a.id)
-                                      & (c.call_sid == a.current_call_sid)))
-        .where(a.active.is_(True), a.state != "offline"))
-    free: set[int] = set()
-    answered: dict[int, datetime | None] = {}
-    for r in rows:
-        if queue not in (r.queues or ()):
-            continue
-        if r.state == "available":
-            free.add(r.id)
-        elif r.answered_at is not None:  # an offer of the same call before: the latest
-            answered[r.id] = max(r.answered_at, answered.get(r.id) or r.answered_at)
-        else:
-            answered.setdefault(r.id, None)
-    return len(free), [now - t if t is not None else timedelta(0) for t in answered.values()]
+    # An agent's current call may have been offered to them twice: the latest answer.
+    answered = func.max(c.answered_at).label("answered_at")
+    per_agent = (select(a.id, answered)
+                 .select_from(agents.outerjoin(agent_calls, (c.agent_id == a.id)
+                                               & (c.call_sid == a.current_call_sid)))
+                 .where(a.active.is_(True), a.state.not_in(("offline", "available")),
+                        _serves(conn, queue))
+                 .group_by(a.id).subquery())
+    at = conn.execute(select(per_agent.c.answered_at)
+                      .order_by(per_agent.c.answered_at.asc().nulls_last(), per_agent.c.id)
+                      .offset(max(rank, 0)).limit(1)).scalar()
+    return now - at if at is not None else timedelta(0)
 
 
 def recent_handle_times(conn: Connection, queue: str, limit: int = 20) -> list[timedelta]:
