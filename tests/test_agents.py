@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from crm_sync.models import customers, incidents
 from crm_sync.models import interactions as interactions_t
-from ivr.agents.models import agent_events, agent_state_events, agents, queue_entries
+from ivr.agents.models import agent_calls, agent_events, agent_state_events, agents, queue_entries
 from ivr.app import create_app
 from ivr.core.clock import FrozenClock
 from ivr.core.settings import Settings
@@ -163,6 +163,38 @@ def test_on_a_plain_dial_the_agent_s_client_is_dialled_answers_and_hangs_up(
     assert ET.fromstring(xml).findtext("Enqueue") == "operator"
     assert state_of(engine, people["dana.agent"]) == ("offline", None)
     assert call_events(engine, people["dana.agent"])[-1] == "missed"
+
+
+@pytest.mark.parametrize("status_first", [True, False])
+def test_on_a_plain_dial_a_caller_who_hangs_up_while_the_agent_rings_is_not_requeued(
+        dial_client: TestClient, people: dict[str, int], engine: Engine,
+        status_first: bool) -> None:
+    """The caller hangs up while their <Dial> rings the agent: Twilio ends the agent's leg
+    and requests the Dial action with the caller's CallStatus ``completed`` (the leg's
+    DialCallStatus is not the agent's doing). The agent is available again, not offline
+    for a missed call; the caller's entry stays closed — never back in the queue to be
+    offered to the next agent — whichever of the action and the caller's final status
+    callback comes first."""
+    noa = login(dial_client, "dana.agent")
+    available(dial_client, noa)
+    twilio = TwilioDriver(dial_client, "http://testserver", TOKEN)
+    sid = twilio.start(DANA, ["2"])
+    twilio.connect(sid)
+    leg = twilio.calls[sid]
+    if status_first:
+        twilio.caller_hangs_up(sid)
+    xml = twilio.post(leg.dial_action or "", twilio.params(
+        leg, CallStatus="completed", DialCallStatus="no-answer",
+        DialCallSid=leg.agent_leg_sid))
+    if not status_first:
+        twilio.caller_hangs_up(sid)
+    root = ET.fromstring(xml)
+    assert root.find("Hangup") is not None and root.find("Enqueue") is None
+    assert state_of(engine, people["dana.agent"]) == ("available", None)
+    assert entry_of(engine, sid).status == "abandoned"
+    assert call_events(engine, people["dana.agent"]) == ["ended"]
+    with engine.connect() as conn:
+        assert list(conn.execute(select(agent_calls.c.outcome)).scalars()) == ["canceled"]
 
 
 def test_priority_then_longest_wait_decides_who_is_served_first(

@@ -178,6 +178,64 @@ def test_an_unanswered_agent_leg_brings_the_caller_back_to_the_head_hearing_why(
     assert (entry.status, entry.entered_at) == ("waiting", entered)
 
 
+@pytest.mark.parametrize("status_first", [True, False])
+def test_a_caller_who_hangs_up_while_the_agent_rings_frees_the_agent_and_stops_the_ring(
+        tx_client: TestClient, people: dict[str, int], engine: Engine,
+        status_first: bool) -> None:
+    """Twilio ends a <Dial>ed leg with its caller, not a participant's call: the server
+    removes the agent's ringing participant. The agent missed nothing (available, not
+    offline), and the caller is not put back in the queue — whichever of the caller's
+    final status callback and their conference's <Dial action> comes first."""
+    twilio = TwilioDriver(tx_client, "http://testserver", TOKEN)
+    noa = login(tx_client, "dana.agent")
+    available(tx_client, noa)
+    sid = twilio.start(DANA, ["2"])
+    twilio.connect(sid)
+    leg, callback = twilio.agent_participant(sid) or ("", "")
+    call = twilio.calls[sid]
+    if status_first:
+        twilio.caller_hangs_up(sid)
+    end = ET.fromstring(twilio.post(call.dial_action or "", twilio.params(
+        call, CallStatus="completed", DialCallStatus="completed", DialCallDuration="0")))
+    if not status_first:
+        twilio.caller_hangs_up(sid)
+    assert end.find("Hangup") is not None and end.find("Enqueue") is None
+    assert state_of(engine, people["dana.agent"]) == ("available", None)
+    assert entry_of(engine, sid).status == "abandoned"
+    assert [e["status"] for e in events(engine, people["dana.agent"], "call")] == ["ended"]
+    removed = [op for op in stand_in(tx_client).ops if op[0] == "remove"]
+    assert removed == [("remove", f"call-{sid}", leg, {})]
+    # The removed leg's own status callback comes last: nothing changes.
+    twilio.post(callback, leg_params(twilio, sid, leg, "canceled"))
+    assert state_of(engine, people["dana.agent"]) == ("available", None)
+    assert entry_of(engine, sid).status == "abandoned"
+
+
+def test_a_caller_who_hangs_up_while_twilio_creates_the_agent_s_leg_has_it_removed(
+        settings: Settings, clock: FrozenClock, people: dict[str, int],
+        engine: Engine) -> None:
+    """The caller's final status callback comes while ``participants.create`` is on its
+    way: the server did not know the leg yet when the caller left; it removes it as soon
+    as Twilio answers with it."""
+    class HangsUpMeanwhile(LocalConferences):
+        def add_participant(self, conference: str, **kw: Any) -> str:
+            twilio.caller_hangs_up(sid)
+            return super().add_participant(conference, **kw)
+
+    gateway = HangsUpMeanwhile()
+    on = settings.model_copy(update={"route_every_seconds": 0, "conference_calls": True})
+    with TestClient(create_app(on, clock)) as client:
+        service(client).gateway = gateway
+        twilio = TwilioDriver(client, "http://testserver", TOKEN)
+        available(client, login(client, "dana.agent"))
+        sid = twilio.start(DANA, ["2"])
+        twilio.connect(sid)
+    add, remove = gateway.ops
+    assert (add[0], remove) == ("add", ("remove", f"call-{sid}", add[2], {}))
+    assert state_of(engine, people["dana.agent"]) == ("available", None)
+    assert entry_of(engine, sid).status == "abandoned"
+
+
 def test_hold_and_resume(tx_client: TestClient, people: dict[str, int], engine: Engine,
                          clock: FrozenClock) -> None:
     call = Call(tx_client, people, clock)

@@ -223,6 +223,13 @@ class CallBridge(Protocol):
         """Finish or roll back what a process left half-done (the dispatcher's sweep)."""
         ...
 
+    def caller_gone(self, conn: Connection, offer: Any, now: datetime, out: Outcome,
+                    ) -> None:
+        """The caller hung up while ``offer``'s agent was being rung: stop that ringing
+        (a ``<Dial>``ed leg ends with its caller by itself; a conference's participant
+        does not)."""
+        ...
+
     def agent_label(self, conn: Connection, call_sid: str, agent: str, now: datetime,
                     ) -> str:
         """Who had the call, for its interaction in the history (a transferred call: each
@@ -245,6 +252,10 @@ class DialBridge:
 
     def sweep(self) -> Outcome:
         return Outcome()
+
+    def caller_gone(self, conn: Connection, offer: Any, now: datetime, out: Outcome,
+                    ) -> None:
+        return None  # Twilio ends the <Dial>ed leg with the caller
 
     def agent_label(self, conn: Connection, call_sid: str, agent: str, now: datetime,
                     ) -> str:

@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 
 ANSWERED = {"in-progress", "answered"}
 DIAL_DONE = {"completed", "answered"}
+#: The caller's CallStatus in a ``<Dial action>`` when they hung up (not on the line).
+CALLER_LEFT = {"completed", "canceled"}
 #: Twilio's statuses of a call that is not over yet.
 CALL_LIVE = {"queued", "ringing", "in-progress"}
 #: The most a wait round speaks besides its pause (the hold message or the expected wait,
@@ -588,22 +590,37 @@ class AgentService:
 
     def agent_dial_ended(self, offer_id: int, call_sid: str, dial_status: str,
                          call_status: str = "in-progress") -> Outcome:
-        """The ``<Dial>`` to the agent is over. Talked: the agent wraps up and the caller's
-        call ends. Not answered, busy, failed: the caller goes back to the head of the queue
-        and the agent is set offline (not available) until they say otherwise."""
+        """The ``<Dial>`` to the agent is over (on a conference: the caller's ``<Dial>
+        <Conference>``). Talked: the agent wraps up and the caller's call ends. Not
+        answered, busy, failed: the caller goes back to the head of the queue and the
+        agent is set offline (not available) until they say otherwise. The caller hung up
+        (``call_status`` completed) while the agent's leg rang: nobody missed a call —
+        closed as the caller's final status callback closes it (the agent available
+        again), and never put back in the queue."""
         now = self.clock.now()
         out = Outcome()
+        caller_left = call_status in CALLER_LEFT
         with self.engine.begin() as conn:
             offer = repo.get_offer(conn, offer_id)
             if offer is None or offer.call_sid != call_sid:
-                out.twiml = self._requeue_twiml(conn, call_sid, now, out)
+                out.twiml = (twiml.render([Hangup()], 0) if caller_left
+                             else self._requeue_twiml(conn, call_sid, now, out))
                 return out
-            if offer.ended_at is not None:  # a retried request
+            if offer.ended_at is not None:  # a retried request, or the final status came
                 out.twiml = (self._after_agent(conn, offer, call_status, now)
                              if offer.outcome == "completed"
+                             else twiml.render([Hangup()], 0) if caller_left
                              else self._requeue_twiml(conn, call_sid, now, out))
                 return out
             talked = dial_status in DIAL_DONE and offer.answered_at is not None
+            if not talked and caller_left and offer.answered_at is None:
+                entry = repo.get_entry(conn, call_sid)
+                if entry is not None and self._caller_gone(conn, call_sid, entry.status,
+                                                           now, out):
+                    log.info("the caller hung up while the agent's leg rang call=%s "
+                             "agent=%s", call_sid, offer.agent_id)
+                out.twiml = twiml.render([Hangup()], 0)
+                return out
             if talked:
                 repo.update_offer(conn, offer.id, ended_at=now, outcome="completed")
                 repo.update_entry(conn, call_sid, status="done", ended_at=now, updated_at=now)
@@ -665,6 +682,8 @@ class AgentService:
                 sp.rollback()
                 return False
             if offer is not None:
+                if offer.answered_at is None:  # their leg was still ringing: stop it
+                    self.bridge.caller_gone(conn, offer, now, out)
                 state = "wrap_up" if offer.answered_at is not None else "available"
                 if repo.set_state(conn, offer.agent_id, state, now, reason="caller hung up",
                                   only_call=call_sid):

@@ -114,9 +114,30 @@ class TransferService:
                               "goes back to the head of the queue call=%s", call_sid)
                 return self.first_leg(offer_id, {"CallStatus": "failed"})
             with self.engine.begin() as conn:
-                repo.update_conference(conn, call_sid, self.clock.now(), agent_leg_sid=leg)
+                offer = agents_repo.get_offer(conn, offer_id)
+                conf = repo.conference(conn, call_sid)
+                gone = offer is None or (offer.ended_at is not None
+                                         and offer.answered_at is None)
+                if not gone:
+                    repo.update_conference(conn, call_sid, self.clock.now(),
+                                           agent_leg_sid=leg)
+            if gone and conf is not None:
+                # The caller hung up while Twilio was being asked: nobody removed this leg
+                # (``caller_gone`` did not know it yet); it must not ring on.
+                return self._remove(self._conf_sid(conf), leg)()
             return Outcome()
         return ring
+
+    def caller_gone(self, conn: Connection, offer: Any, now: datetime, out: Outcome,
+                    ) -> None:
+        """The caller hung up while the agent's participant rang (the caller's final status
+        callback, their conference's ``<Dial action>``, or the liveness sweep said so): the
+        participant is removed after the commit. Twilio ends a ``<Dial>``ed leg with its
+        caller, but not a participant's call: the agent's phone would ring on, and an agent
+        who answered would be alone in the conference."""
+        conf = repo.conference(conn, str(offer.call_sid))
+        if conf is not None and conf.agent_leg_sid:
+            out.after.append(self._remove(self._conf_sid(conf), conf.agent_leg_sid))
 
     def pop_fields(self, conn: Connection, call_sid: str, now: datetime) -> dict[str, Any]:
         """The pop's (and the context's) transfer fields. A call on a conference: ``held``,
