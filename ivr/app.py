@@ -42,6 +42,7 @@ from ivr.services import LOCAL_URL, WebState, build_services
 from ivr.surveys import webhooks as survey_webhooks
 from ivr.transfers import endpoints as transfer_endpoints
 from ivr.transfers import webhooks as transfer_webhooks
+from ivr.transfers.gateway import ConferenceGateway
 
 log = logging.getLogger("ivr")
 
@@ -75,9 +76,11 @@ async def _watch_menus(db: Database, registry: MenuRegistry, stop: asyncio.Event
 
 def create_app(settings: Settings, clock: Clock | None = None,
                gateway: Gateway | None = None, dialer: Dialer | None = None,
-               local_url: str = LOCAL_URL) -> FastAPI:
+               local_url: str = LOCAL_URL,
+               conferences: ConferenceGateway | None = None) -> FastAPI:
     """``local_url``: where this server is reached from its own host (the local dialer
-    of the demo posts the callback's webhooks there when IVR_PUBLIC_URL is not set)."""
+    of the demo posts the callback's webhooks there when IVR_PUBLIC_URL is not set).
+    ``conferences``: the conference participants' gateway (default: by the settings)."""
     clock = clock or SystemClock()
     state = WebState(settings, clock, Metrics(DatabaseCollector(
         lambda: state.db_or_none, clock)), SignatureChecker(settings))
@@ -100,7 +103,8 @@ def create_app(settings: Settings, clock: Clock | None = None,
             raise RuntimeError(f"no menus can be served: {report.fatal}")
         try:
             services = build_services(db.engine, settings, clock, menus=registry,
-                                      gateway=gateway, dialer=dialer, local_url=local_url)
+                                      gateway=gateway, dialer=dialer, local_url=local_url,
+                                      conferences=conferences)
         except Exception:
             db.close()
             raise

@@ -35,6 +35,7 @@ from ivr.surveys.policy import LiveSurveys
 from ivr.surveys.ports import NO_FOLLOW_UP
 from ivr.surveys.service import SurveyService
 from ivr.transfers.gateway import ConferenceGateway, LocalConferences, TwilioConferences
+from ivr.transfers.local_party import LocalParty
 from ivr.transfers.service import TransferService
 
 if TYPE_CHECKING:
@@ -65,12 +66,15 @@ def default_gateway(settings: Settings) -> Gateway:
 
 def default_conferences(settings: Settings) -> ConferenceGateway:
     """Conference participants through Twilio's REST API with an account, else the
-    stand-in (the demo, the simulator)."""
+    stand-in (the demo, the simulator), whose called parties answer after
+    IVR_LOCAL_ANSWER_SECONDS with signed status callbacks to this server's own URL (the
+    participants' status callbacks are whole URLs of it)."""
     token = settings.twilio_auth_token.get_secret_value()
     if settings.twilio_account_sid and token:
         return TwilioConferences(settings.twilio_account_sid, token,
                                  api_base_url=settings.twilio_api_base_url)
-    return LocalConferences()
+    ring = settings.local_answer_seconds
+    return LocalConferences(LocalParty(token, ring) if ring is not None and token else None)
 
 
 @dataclass

@@ -123,6 +123,9 @@ def settings(database_url: str, menus_dir: Path) -> Settings:
         admin_token=ADMIN,
         watch_menus=False,
         db_pool_size=4,
+        # Nobody answers the stand-in's transfer legs: the tests post those status
+        # callbacks themselves (tests/test_simulate_transfer.py turns the party on).
+        local_answer_seconds=None,
     )
 
 

@@ -161,6 +161,11 @@ class Settings(BaseSettings):
     conference_calls: bool = True
     transfer_numbers: dict[str, str] = Field(default_factory=dict)
     transfer_pending_seconds: int = Field(default=30, ge=5)
+    # Without an account SID the stand-in's called party (a transfer's second agent or
+    # outside number, a supervisor's monitor) rings this long, then answers with Twilio's
+    # signed status callbacks to this server. None: nobody answers (tests that post those
+    # callbacks themselves).
+    local_answer_seconds: float | None = Field(default=2.0, ge=0)
 
     # Request bodies (ivr.core.limits): refused with 413 over this, by Content-Length before
     # anything is read, or as soon as a streamed body passes it. Every route; Twilio's

@@ -9,7 +9,10 @@
   kept in memory, taking the same arguments Twilio's API takes and refusing what it would
   refuse; a caller is moved through its conference's wait/hold URL, which the stand-in
   caller polls (the way the hold loop's ``<Leave/>`` stands in for the Queue Members REST):
-  ``redirects_by_rest`` is False and the service answers ``<Redirect>`` there.
+  ``redirects_by_rest`` is False and the service answers ``<Redirect>`` there. With a
+  ``LocalParty`` (``ivr.transfers.local_party``) whoever it rings for a transfer or a
+  supervisor answers with Twilio's signed status callbacks; the first agent's own leg
+  (label ``agent``) is the simulated caller's to answer.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ivr.core.twilio_rest import twilio_client
+from ivr.transfers.local_party import LocalParty
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +113,15 @@ class LocalConference:
 class LocalConferences:
     """The stand-in: conferences and participants in memory, every operation logged in
     ``ops`` as ``(operation, conference, call_sid, arguments)``. ``fail``: the next
-    operations of those names raise (a refused or timed-out request)."""
+    operations of those names raise (a refused or timed-out request). ``party``: who
+    answers the participants it rings (none: the tests post their status callbacks)."""
 
     redirects_by_rest = False
+    #: The first agent's participant: answered by the simulated caller, not the party.
+    FIRST_AGENT = "agent"
 
-    def __init__(self) -> None:
+    def __init__(self, party: LocalParty | None = None) -> None:
+        self.party = party
         self.conferences: dict[str, LocalConference] = {}
         self.ops: list[tuple[str, str, str, dict[str, Any]]] = []
         self.fail: dict[str, BaseException] = {}
@@ -149,6 +157,8 @@ class LocalConferences:
                                                       end_conference_on_exit,
                                                   "status_callback": status_callback,
                                                   "muted": muted}))
+        if self.party is not None and label != self.FIRST_AGENT:
+            self.party.ring(sid, to=to, from_=from_, status_callback=status_callback)
         return sid
 
     def update_participant(self, conference_sid: str, call_sid: str, **changes: Any) -> None:
@@ -167,6 +177,8 @@ class LocalConferences:
         self._failing("remove")
         self.conference(conference_sid).participants.pop(call_sid, None)
         self.ops.append(("remove", conference_sid, call_sid, {}))
+        if self.party is not None:
+            self.party.hang_up(call_sid)
 
     def redirect(self, call_sid: str, url: str) -> None:
         self._failing("redirect")

@@ -261,15 +261,34 @@ class TransferService:
 
     def waiting_in_conference(self, call_sid: str) -> str:
         """The caller's conference wait/hold URL: the stand-in delivers a pending redirect
-        here; else the hold music in the caller's language."""
+        here; else the hold music in the caller's language. Without an account SID the
+        stand-in caller also asks while it talks to someone (that is how a redirect reaches
+        it): then a bare ``<Pause>`` of the hold round's length, nothing to hear. Twilio
+        itself asks only before the conference starts and while the caller is held."""
         now = self.clock.now()
         with self.engine.begin() as conn:
             url = repo.take_redirect(conn, call_sid, now)
             call = get_call(conn, call_sid) or {}
+            talking = (url is None and not self.gateway.redirects_by_rest
+                       and self._talking(conn, call_sid))
         if url is not None:
             return tx_twiml.redirect(url)
+        if talking:
+            return tx_twiml.talking(self.settings.hold_poll_seconds)
         return tx_twiml.hold(str(call.get("language") or "he-IL"),
                              self.settings.hold_music_url, self.settings.hold_poll_seconds)
+
+    @staticmethod
+    def _talking(conn: Connection, call_sid: str) -> bool:
+        """The caller is not held and someone has them: an agent who answered, or the
+        outside number a transfer handed them to."""
+        conf = repo.conference(conn, call_sid)
+        if conf is None or conf.held_at is not None:
+            return False
+        if any(o.answered_at is not None for o in repo.open_offers(conn, call_sid)):
+            return True
+        t = repo.last_transfer(conn, call_sid)
+        return t is not None and t.kind == "external" and t.state == "completed"
 
     def back_to_queue(self, call_sid: str, why: str) -> tuple[str, Outcome]:
         """A caller whose transfer failed, back at the head of their queue (their first
@@ -507,16 +526,23 @@ class TransferService:
             raise err from exc
         now = self.clock.now()
         with self.engine.begin() as conn:
-            t = repo.get_transfer(conn, transfer_id)
-            if t.state == "pending":
-                repo.move_transfer(conn, transfer_id, now, state="ringing", leg_sid=leg)
+            # The row is changed first, then read: a status callback of the new leg that
+            # came before Twilio's answer to participants.create (an answer within the
+            # request's round trip) is in it, and nothing changes it while we hold it.
+            if repo.move_transfer(conn, transfer_id, now, only_from=("pending",),
+                                  state="ringing", leg_sid=leg):
                 if kind != "queue":
                     repo.update_conference(conn, call_sid, now, held_at=now)
                     self._hold_event(conn, agent["id"], call_sid, now, now, out)
+                t = repo.get_transfer(conn, transfer_id)
                 if mode == "cold" and kind != "queue":
-                    t = repo.get_transfer(conn, transfer_id)
                     self._release_first(conn, t, now, out)
-                self._event(conn, transfer_id, now, out)
+                if t.answered_at is not None:  # it answered already
+                    self._answered(conn, t, t.leg_sid or leg, now, out)
+                elif t.reason is not None and kind != "queue":  # it failed already
+                    self._not_reached(conn, t, t.reason, now, out)
+                else:
+                    self._event(conn, transfer_id, now, out)
             body = self._body(conn, transfer_id)
         return body, out
 
@@ -567,34 +593,61 @@ class TransferService:
                 if conf is not None:
                     out.after.append(self._remove(self._conf_sid(conf), leg))
                 return out
-            if t.state in ("pending", "ringing") and status in ANSWERED:
-                repo.move_transfer(conn, t.id, now, state="consulting", answered_at=now,
-                                   leg_sid=leg or t.leg_sid)
-                if t.to_offer_id is not None:
-                    agents_repo.update_offer(conn, t.to_offer_id, answered_at=now,
-                                             outcome="answered")
-                    if repo.set_agent(conn, int(t.to_agent_id), "on_call", now, "answered",
-                                      t.call_sid, key=None, only_from=("reserved",)):
-                        self.agents._state_event(conn, int(t.to_agent_id), now, out)
-                    out.published.append((int(t.to_agent_id), agents_repo.add_event(
-                        conn, int(t.to_agent_id), "call",
-                        {"call_sid": t.call_sid, "status": "answered"}, now, t.call_sid)))
-                t = repo.get_transfer(conn, t.id)
-                first = repo.agent_row(conn, int(t.from_agent_id))
-                first_gone = first is None or first.current_call_sid != t.call_sid
-                if t.mode == "cold" or first_gone:
-                    self._complete(conn, t, now, out)
-                else:
-                    self._event(conn, t.id, now, out)
+            reached = status in ANSWERED
+            if t.state == "pending" and (reached or status in NOT_REACHED | {"completed"}):
+                # Before Twilio's answer to participants.create was written (the leg
+                # answered or failed within the request's round trip): noted, and
+                # ``transfer`` goes on from it once it has (the first agent may still hold
+                # the call's key, and a cold transfer has not released them yet).
+                early: dict[str, Any] = ({"answered_at": now} if reached
+                                         else {"reason": self._why_not(t, status)})
+                if repo.move_transfer(conn, t.id, now, only_from=("pending",),
+                                      leg_sid=leg or t.leg_sid, **early):
+                    return out
+                t = repo.get_transfer(conn, t.id)  # ``transfer`` wrote it meanwhile
+            if t.state == "ringing" and reached:
+                self._answered(conn, t, leg or t.leg_sid, now, out)
                 return out
-            if t.state in ("pending", "ringing") and status in NOT_REACHED | {"completed"}:
-                reason = "declined" if status == "busy" and t.kind == "agent" else (
-                    status if status in NOT_REACHED else "no-answer")
-                self._fail(conn, t, reason, now, out)
+            if t.state == "ringing" and status in NOT_REACHED | {"completed"}:
+                self._not_reached(conn, t, self._why_not(t, status), now, out)
                 return out
             if t.state in ("consulting", "joined") and status == "completed":
                 self._fail(conn, t, "hung-up", now, out)
         return out
+
+    @staticmethod
+    def _why_not(t: Any, status: str) -> str:
+        """Why a new leg that never answered failed (``busy`` from an agent: declined)."""
+        if status == "busy" and t.kind == "agent":
+            return "declined"
+        return status if status in NOT_REACHED else "no-answer"
+
+    def _answered(self, conn: Connection, t: Any, leg: str | None, now: datetime,
+                  out: Outcome) -> None:
+        """The new party answered: consulting (warm), or the call is theirs (cold, or the
+        first agent already left)."""
+        repo.move_transfer(conn, t.id, now, state="consulting",
+                           answered_at=t.answered_at or now, leg_sid=leg or t.leg_sid)
+        if t.to_offer_id is not None:
+            agents_repo.update_offer(conn, t.to_offer_id, answered_at=now,
+                                     outcome="answered")
+            if repo.set_agent(conn, int(t.to_agent_id), "on_call", now, "answered",
+                              t.call_sid, key=None, only_from=("reserved",)):
+                self.agents._state_event(conn, int(t.to_agent_id), now, out)
+            out.published.append((int(t.to_agent_id), agents_repo.add_event(
+                conn, int(t.to_agent_id), "call",
+                {"call_sid": t.call_sid, "status": "answered"}, now, t.call_sid)))
+        t = repo.get_transfer(conn, t.id)
+        first = repo.agent_row(conn, int(t.from_agent_id))
+        first_gone = first is None or first.current_call_sid != t.call_sid
+        if t.mode == "cold" or first_gone:
+            self._complete(conn, t, now, out)
+        else:
+            self._event(conn, t.id, now, out)
+
+    def _not_reached(self, conn: Connection, t: Any, reason: str, now: datetime,
+                     out: Outcome) -> None:
+        self._fail(conn, repo.get_transfer(conn, t.id), reason, now, out)
 
     # ------------------------------------------------------------ the first agent's choices
 
@@ -616,6 +669,8 @@ class TransferService:
             conf = repo.conference(conn, t.call_sid)
         assert conf is not None
         conf_sid = self._conf_sid(conf)
+        if action == "cancel":
+            return self._cancel(transfer_id, conf_sid, out)
         try:
             if action == "join":
                 self._hold_caller(conf, t.call_sid, False)
@@ -627,14 +682,10 @@ class TransferService:
                                                     end_conference_on_exit=True)
                 if conf.agent_leg_sid:
                     self.gateway.remove_participant(conf_sid, conf.agent_leg_sid)
-            elif t.leg_sid:
-                self.gateway.remove_participant(conf_sid, t.leg_sid)
         except Exception as exc:
             log.exception("%s refused by Twilio transfer=%s", action, transfer_id)
-            if action != "cancel":
-                raise TransferError(502, f"Twilio did not take the {action}; the transfer "
-                                         "is as before") from exc
-            # A cancel goes on: the caller comes back to the first agent whatever the leg.
+            raise TransferError(502, f"Twilio did not take the {action}; the transfer "
+                                     "is as before") from exc
         now = self.clock.now()
         with self.engine.begin() as conn:
             t = repo.get_transfer(conn, transfer_id)
@@ -646,8 +697,22 @@ class TransferService:
             elif action == "handover" and t.state in ("consulting", "joined"):
                 self._release_first(conn, t, now, out)
                 self._complete(conn, t, now, out, unhold=False)
-            elif action == "cancel" and t.state in repo.OPEN:
+            body = self._body(conn, transfer_id)
+        return body, out
+
+    def _cancel(self, transfer_id: int, conf_sid: str, out: Outcome,
+                ) -> tuple[dict[str, Any], Outcome]:
+        """The cancel is written first, then the new leg is removed (after the commit): the
+        leg's ``completed`` status callback finds the transfer canceled, not a party that
+        hung up during the consult. It goes on whatever Twilio answers: the caller comes
+        back to the first agent."""
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            t = repo.get_transfer(conn, transfer_id)
+            if t.state in repo.OPEN:
                 self._fail(conn, t, "canceled", now, out, state="canceled", drop_leg=False)
+                if t.leg_sid:  # before the caller is taken off hold
+                    out.after.insert(0, self._remove(conf_sid, t.leg_sid))
             body = self._body(conn, transfer_id)
         return body, out
 
@@ -737,7 +802,8 @@ class TransferService:
         repo.move_transfer(conn, t.id, now, only_from=repo.OPEN, state=state,
                            reason=reason if state == "failed" else None,
                            caller_back_to=back, ended_at=now)
-        if conf is not None and drop_leg and t.leg_sid and t.state in ("consulting", "joined"):
+        if conf is not None and drop_leg and t.leg_sid and (
+                t.state in ("consulting", "joined") or t.answered_at is not None):
             out.after.append(self._remove(self._conf_sid(conf), t.leg_sid))
         if back == "first-agent" and conf is not None:
             repo.update_conference(conn, t.call_sid, now, held_at=None)

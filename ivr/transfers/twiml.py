@@ -49,6 +49,13 @@ def hold(language: str, music_url: str | None, pause: int) -> str:
     return twiml.hold(language, None, music_url, pause=pause)
 
 
+def talking(pause: int) -> str:
+    """The stand-in caller's wait-URL round while it talks to someone: nothing to hear."""
+    r = VoiceResponse()
+    r.pause(length=pause)
+    return str(r.to_xml())
+
+
 def redirect(url: str) -> str:
     r = VoiceResponse()
     r.redirect(url, method="POST")
