@@ -19,8 +19,8 @@ fi
 if ! grep -q '^IVR_DEMO_AGENT_PASSWORD=' .env; then
   pw=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(9))')
   printf 'IVR_DEMO_AGENT_PASSWORD=%s\n' "$pw" >> .env
-  echo "demo agents: sign in to the agent console (its address is printed below) as noa" \
-       "(agent) or rivka (supervisor), password $pw (IVR_DEMO_AGENT_PASSWORD in .env)"
+  echo "demo agents: sign in to the agent console (its address is printed below) as noa or" \
+       "avi (agents) or rivka (supervisor), password $pw (IVR_DEMO_AGENT_PASSWORD in .env)"
 fi
 # The demo centre is open at any hour (set false in .env to see its office hours). It takes
 # effect only on SQLite without a Twilio account SID: never in production.

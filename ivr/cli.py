@@ -239,7 +239,32 @@ def _banner(settings: Settings, host: str, port: int) -> None:
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     import httpx  # noqa: PLC0415
 
-    from ivr.simulator.caller import Heard, PhoneCall, TwimlRejected  # noqa: PLC0415
+    from ivr.simulator.agents import AgentRefused  # noqa: PLC0415
+    from ivr.simulator.caller import TwimlRejected  # noqa: PLC0415
+    from ivr.simulator.terminal import simulate  # noqa: PLC0415
+
+    opts = _simulate_options(settings, args)
+    with httpx.Client(base_url=opts.url, timeout=TWILIO_TIMEOUT) as client:
+        try:
+            simulate(opts, client)
+        except TwimlRejected as exc:
+            print(f"error: Twilio would reject the server's answer: {exc}", file=sys.stderr)
+            return EXIT_INTERNAL
+        except AgentRefused as exc:
+            raise UserError(f"the server refused an agent's step: {exc}") from None
+        except httpx.ConnectError:
+            raise UserError(f"no server at {opts.url} — start one with ./run.sh, or pass "
+                            "--url") from None
+        except httpx.HTTPError as exc:
+            raise UserError(f"cannot reach {opts.url}: {exc}") from None
+    return EXIT_OK
+
+
+def _simulate_options(settings: Settings, args: argparse.Namespace) -> Any:
+    """The command line's options, checked, with the defaults ``--as-agent`` implies (the
+    caller waits for the agent, who answers)."""
+    from ivr.simulator.agents import TransferPlan, second_agent  # noqa: PLC0415
+    from ivr.simulator.terminal import Options  # noqa: PLC0415
 
     token = settings.twilio_auth_token.get_secret_value()
     if not token:
@@ -247,74 +272,42 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
                         "Twilio does); use the same value as the server")
     if args.speed <= 0:
         raise UserError("--speed must be positive")
-    url = args.url or f"http://127.0.0.1:{settings.port}"
-    scripted = args.press is not None
-
-    def show(h: Heard) -> None:
-        if h.kind == "say":
-            print(f"  🔊 [{h.attrs.get('language', '')}] {h.text}")
-        elif h.kind == "play":
-            print(f"  ♪ {h.text}")
-        elif h.kind == "pause":
-            print(f"  … ({h.text}s)")
-        elif h.kind == "wait":
-            print(f"  ⏳ {h.text} s in the queue")
-        elif h.kind == "gather":
-            print(f"  ⌨  waiting for input ({h.attrs.get('input', 'dtmf')}, "
-                  f"{h.attrs.get('timeout', '5')}s)")
-        elif h.kind == "enqueue":
-            waiting = (f"waiting up to {args.wait_for_agent:g} s for an agent"
-                       if args.wait_for_agent else f"answer: {args.queue_result}")
-            print(f"  ⏳ queued in '{h.text}' ({waiting})")
-        elif h.kind == "dial":
-            print(f"  ☎  dialling {h.text} (answer: {args.dial_status})")
-        elif h.kind == "leave":
-            print("  ↪  leaving the queue for the callback dialog" if h.text == "callback"
-                  else "  ↪  an agent is free: leaving the queue")
-        elif h.kind == "answered":
-            print(f"  ☏  the agent answered; talking for {args.talk:g} s")
-        elif h.kind in ("hangup", "end"):
-            print("  ✆  call ended")
-
-    def ask(_h: Heard) -> str | None:
+    agent = args.as_agent
+    for flag, value in (("--transfer", args.transfer), ("--second-agent", args.second_agent)):
+        if value and not agent:
+            raise UserError(f"{flag} needs --as-agent (the agent who has the call)")
+    plan = None
+    if args.transfer:
         try:
-            got = input("  keys (Enter = silence, 'say: words', 'q' = hang up) > ").strip()
-        except EOFError:
-            return "hangup"
-        if got == "q":
-            return "hangup"
-        if got.lower().startswith("say:"):
-            return "say:" + got[4:].strip()
-        return got or None
-
-    def script() -> object:
-        for raw in (args.press.split(",") if args.press else []):
-            item = raw.strip()
-            print(f"  > {item or '(silence)'}")
-            yield item or None
-
-    inputs = script() if scripted else ask
-    with httpx.Client(base_url=url, timeout=TWILIO_TIMEOUT) as client:
-        call = PhoneCall(client, url, token, from_number=args.from_number,
-                         to_number=args.to_number, inputs=inputs,  # type: ignore[arg-type]
-                         dial_status=args.dial_status, queue_result=args.queue_result,
-                         on_hear=show, agent_wait=args.wait_for_agent,
-                         talk_seconds=args.talk, accept_callback=args.accept_callback,
-                         speed=args.speed, max_requests=100 + int(args.wait_for_agent))
-        print(f"Calling {url} from {args.from_number} (CallSid {call.call_sid})")
+            plan = TransferPlan.parse(args.transfer, mode=args.transfer_mode,
+                                      after=args.transfer_after, note=args.transfer_note,
+                                      then=args.warm_then)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    elif args.transfer_mode or args.warm_then or args.transfer_note:
+        raise UserError("--transfer-mode, --warm-then and --transfer-note need --transfer")
+    if agent:
         try:
-            call.run()
-        except TwimlRejected as exc:
-            print(f"error: Twilio would reject the server's answer: {exc}", file=sys.stderr)
-            return EXIT_INTERNAL
-        except httpx.ConnectError:
-            raise UserError(f"no server at {url} — start one with ./run.sh, or pass --url"
-                            ) from None
-        except httpx.HTTPError as exc:
-            raise UserError(f"cannot reach {url}: {exc}") from None
-    for note in call.unused_options():
-        print(f"note: {note}")
-    return EXIT_OK
+            second_agent(agent, plan, args.second_agent)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    talk = args.talk if args.talk is not None else (plan.after + 30 if plan else 5)
+    if plan is not None and talk <= plan.after:
+        raise UserError(f"--talk {talk:g} is not longer than --transfer-after "
+                        f"{plan.after:g}: the call would end before the transfer")
+    password = settings.demo_agent_password.get_secret_value()
+    if agent and not password:
+        raise UserError("--as-agent signs the agents in with IVR_DEMO_AGENT_PASSWORD (the "
+                        "demo agents' password, in .env after ./run.sh); it is not set")
+    return Options(
+        url=args.url or f"http://127.0.0.1:{settings.port}", token=token,
+        from_number=args.from_number, to_number=args.to_number, press=args.press,
+        dial_status=args.dial_status or ("completed" if agent else "no-answer"),
+        queue_result=args.queue_result,
+        wait_for_agent=(args.wait_for_agent if args.wait_for_agent is not None
+                        else 60 if agent else 0),
+        talk=talk, accept_callback=args.accept_callback, speed=args.speed, as_agent=agent,
+        second_agent=args.second_agent, plan=plan, password=password)
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -387,22 +380,48 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--to", dest="to_number", default="+97235550100")
     sim.add_argument("--press", help="scripted input, e.g. '1,2' ('' = silence, "
                      "'say:words' = speech); without it you type at the prompt")
-    sim.add_argument("--dial-status", default="no-answer",
-                     choices=["completed", "busy", "no-answer", "failed", "canceled"])
+    sim.add_argument("--dial-status",
+                     choices=["completed", "busy", "no-answer", "failed", "canceled"],
+                     help="how a dialled agent answers (default no-answer; completed with "
+                          "--as-agent)")
     sim.add_argument("--queue-result", default="hangup",
                      choices=["bridged", "hangup", "queue-full", "error", "leave"])
-    sim.add_argument("--wait-for-agent", type=float, default=0, metavar="SECONDS",
+    sim.add_argument("--wait-for-agent", type=float, metavar="SECONDS",
                      help="stay in a queue this long, until an available agent takes the "
-                     "call (use with --dial-status completed: the agent answers)")
+                     "call (use with --dial-status completed: the agent answers; default 0, "
+                     "60 with --as-agent)")
     sim.add_argument("--accept-callback", action="store_true",
                      help="press 1 at the wait loop's callback offer (then --press goes on "
                           "with the callback dialog: 1 confirms the number)")
-    sim.add_argument("--talk", type=float, default=5, metavar="SECONDS",
-                     help="how long an answered agent leg lasts")
+    sim.add_argument("--talk", type=float, metavar="SECONDS",
+                     help="how long an answered agent leg lasts (on a conference: how long "
+                          "the caller stays in it, held or not; default 5, with --transfer "
+                          "30 more than --transfer-after)")
     sim.add_argument("--speed", type=float, default=1, metavar="FACTOR",
                      help="play the call's waiting and talking this many times faster "
                           "(what Twilio would post is unchanged: at 10 a 5 s pause takes "
                           "0.5 s and still counts 5 s of QueueTime)")
+    agents = sim.add_argument_group(
+        "the agents' side", "play the console too (signs in with IVR_DEMO_AGENT_PASSWORD): "
+        "the agent takes the call and, with --transfer, transfers it")
+    agents.add_argument("--as-agent", metavar="USER",
+                        help="this agent signs in, goes available and takes the call")
+    agents.add_argument("--transfer", metavar="KIND:TARGET",
+                        help="queue:NAME, agent:USER or external:NAME (of "
+                             "IVR_TRANSFER_NUMBERS)")
+    agents.add_argument("--transfer-mode", choices=["cold", "warm"],
+                        help="cold (default): hand over at once; warm: talk to them first, "
+                             "the caller on hold")
+    agents.add_argument("--transfer-after", type=float, default=5, metavar="SECONDS",
+                        help="seconds of conversation before the transfer (default 5)")
+    agents.add_argument("--transfer-note", metavar="TEXT",
+                        help="the note the next person's screen-pop shows")
+    agents.add_argument("--warm-then", choices=["handover", "join", "cancel"],
+                        help="once the new party answers a warm transfer: hand over "
+                             "(default), join all three, or cancel (the caller comes back)")
+    agents.add_argument("--second-agent", metavar="USER",
+                        help="sign this agent in too, available once the caller is with the "
+                             "first: takes a queue transfer (agent:USER signs USER in)")
     worker = sub.add_parser("worker", help="background jobs: CRM sync per source, outbox "
                             "delivery (SIGTERM/SIGINT stop it cleanly)")
     worker.add_argument("--once", action="store_true", help="run every job once, then exit")

@@ -60,6 +60,12 @@ EXPECT = {
     "--wait-for-agent 60 --dial-status completed --talk 20":
         "  🔊 [en-US] Thank you very much. Goodbye.",
     ".venv/bin/ivr followups demo --press 2,5": "survey completed: ",
+    ".venv/bin/ivr simulate --from +972507745961 --press 2,1 --talk 40 --as-agent noa "
+    "--transfer queue:retention --second-agent avi --transfer-note \"wants to leave over "
+    "the faults\"": "  👤 Avi Ben-David has the call; the screen-pop says: transferred by ",
+    ".venv/bin/ivr simulate --from +972507745961 --press 2,1 --talk 40 --as-agent noa "
+    "--transfer agent:avi --transfer-mode warm --transfer-note \"wants to leave; can you "
+    "keep her?\"": "  👤 handed over: the caller is now with Avi Ben-David",
     ".venv/bin/ivr retention check": "ok: 6 topics, 7 outcomes, 7 leaving reasons",
     ".venv/bin/ivr reports list": "queues       per queue and day/week: ",
     ".venv/bin/ivr reports queues --from 2026-12-01 --to 2026-12-07 --lang he":
@@ -171,6 +177,24 @@ class Console:
     def state(self) -> str:
         return str(httpx.get(f"{self.url}/agent/me", headers=self.auth).json()["state"])
 
+    def take_what_waits(self, quiet: float = 6.0, within: float = 120.0) -> None:
+        """Available, answer (the local dialer plays the customer) and wrap up whatever
+        waits for Noa — callbacks, follow-ups — until nothing more comes for ``quiet``
+        seconds (longer than a follow-up sweep), then sign out."""
+        self.available()
+        deadline = time.monotonic() + within
+        free_since = time.monotonic()
+        while time.monotonic() - free_since < quiet:
+            assert time.monotonic() < deadline, "Noa never got free"
+            me = httpx.get(f"{self.url}/agent/me", headers=self.auth).json()
+            if me["state"] == "wrap_up":
+                self.wrap_up(me["current_call_sid"])
+            if me["state"] != "available":
+                free_since = time.monotonic()
+            time.sleep(0.1)
+        assert httpx.post(f"{self.url}/agent/logout", headers=self.auth).status_code in (
+            200, 204)
+
 
 def test_every_readme_command_runs(tmp_path: Path) -> None:
     commands = readme_commands((ROOT / "README.md").read_text(encoding="utf-8"))
@@ -218,6 +242,11 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
             # "With Noa signed out …" (after the wrap-up of the call before)
             ".venv/bin/ivr simulate --from +972527654321 --press 2,0,1 --accept-callback":
                 agent_signed_out,
+            # "A callback or follow-up waiting for Noa … take it in the console and wrap it
+            # up first" (Transfers): the callback and the low score's follow-up above.
+            ".venv/bin/ivr simulate --from +972507745961 --press 2,1 --talk 40 --as-agent "
+            "noa --transfer queue:retention --second-agent avi --transfer-note \"wants to "
+            "leave over the faults\"": lambda: Console(url).take_what_waits(),
         }
         for command in commands:
             if command in NOT_RUN:

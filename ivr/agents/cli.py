@@ -52,9 +52,10 @@ def add_parser(sub: Any) -> None:
     _password_args(passwd)
     lst = cmds.add_parser("list", help="agents, their queues and states")
     lst.add_argument("--json", action="store_true")
-    demo = cmds.add_parser("demo", help="the demo's agent 'noa' and supervisor 'rivka' "
-                           "(password: IVR_DEMO_AGENT_PASSWORD)")
-    demo.add_argument("--if-empty", action="store_true", help="only if there are no agents")
+    demo = cmds.add_parser("demo", help="the demo's agents 'noa' and 'avi' and supervisor "
+                           "'rivka', those not there yet (password: IVR_DEMO_AGENT_PASSWORD)")
+    demo.add_argument("--if-empty", action="store_true",
+                      help="only if there are no agents but the demo's")
 
 
 def _password_args(p: argparse.ArgumentParser) -> None:
@@ -150,19 +151,42 @@ def _dispatch(engine: Engine, settings: Settings, args: argparse.Namespace,
                 print(f"{r['username']:<16} {r['role']:<6} {r['state']:<10} "
                       f"{r['reach_kind']}:{r['reach_target']:<20} {', '.join(r['queues'])}")
         return EXIT_OK
-    # demo
+    return _demo(engine, settings, args.if_empty, now)
+
+
+#: The demo's people: Noa answers every queue of the menus; Avi only retention (whom Noa
+#: transfers a caller who wants to leave, README "Transfers": no other demo call, callback
+#: or follow-up waits there, so the transfer is what he takes); Rivka supervises.
+DEMO_AGENTS: tuple[tuple[str, str, str, list[str] | None], ...] = (
+    ("noa", "נועה מזרחי", "agent", None),
+    ("avi", "Avi Ben-David", "agent", ["retention"]),
+    ("rivka", "Rivka (supervisor)", "admin", []))
+
+
+def _demo(engine: Engine, settings: Settings, if_empty: bool, now: Any) -> int:
+    """The demo agents not there yet (a demo database from before Avi gains him);
+    ``if_empty``: nothing when the centre has agents of its own."""
     password = settings.demo_agent_password.get_secret_value()
     if not password:
         raise AgentsUserError("IVR_DEMO_AGENT_PASSWORD is not set")
+    demo = [username for username, *_ in DEMO_AGENTS]
     with engine.begin() as conn:
-        if args.if_empty and conn.execute(select(func.count()).select_from(agents)).scalar():
+        if if_empty and conn.execute(select(func.count()).select_from(agents).where(
+                agents.c.username.not_in(demo))).scalar():
             return EXIT_OK
-        queues = _menu_queues(settings)
-        repo.create_agent(conn, username="noa", name="נועה מזרחי", password=password,
-                          queues=queues, reach_target="noa", now=now)
-        repo.create_agent(conn, username="rivka", name="Rivka (supervisor)",
-                          password=password, role="admin", queues=[], reach_target="rivka",
-                          now=now)
-    print(f"demo agents: noa (queues {', '.join(queues)}) and supervisor rivka; password "
-          "in .env (IVR_DEMO_AGENT_PASSWORD); console at /agent/")
+        there = set(conn.execute(select(agents.c.username).where(
+            agents.c.username.in_(demo))).scalars())
+        everything = _menu_queues(settings)
+        added = []
+        for username, name, role, only in DEMO_AGENTS:
+            if username in there:
+                continue
+            queues = everything if only is None else only
+            repo.create_agent(conn, username=username, name=name, password=password,
+                              role=role, queues=queues, reach_target=username, now=now)
+            added.append(f"{username} (supervisor)" if role == "admin"
+                         else f"{username} (queues {', '.join(queues)})")
+    if added:
+        print(f"demo agents: {'; '.join(added)}; password in .env "
+              "(IVR_DEMO_AGENT_PASSWORD); console at /agent/")
     return EXIT_OK

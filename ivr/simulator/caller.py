@@ -15,6 +15,16 @@ TwiML plays (pauses, the seconds a ``<Gather>`` waits for keys, speech at about
 in seconds of that clock, ``QueuePosition``, ``CurrentQueueSize`` and ``AvgQueueTime`` of
 the simulated calls sharing a ``TwilioQueues``. ``speed`` plays that time faster (at 10 a
 5 s pause takes 0.5 s) without changing what is reported.
+
+On a ``<Dial><Conference>`` (checked as Twilio checks the noun) the caller plays the
+stand-in's contract (no account SID, ``ivr.transfers.gateway.LocalConferences``): the
+conference's status callbacks it subscribed to (the joins — the first agent's participant
+labelled ``agent`` joining is their answer —, the leaves, the end), and every round, on the
+call's clock, a request of the conference's waitUrl: nothing heard while talking, the hold
+music while held (``hold``/``resume``), a ``<Redirect>`` followed out of the conference
+(``moved``). ``during_talk`` is called before each round (the agents' side of ``ivr
+simulate`` acts there). After ``talk_seconds`` the agent who has the call hangs up, the
+conference ends and the ``<Dial action>`` goes on with the caller.
 """
 
 from __future__ import annotations
@@ -47,7 +57,35 @@ VERB_ATTRIBUTES: dict[str, set[str]] = {
     "Leave": set(),
     "Reject": {"reason"},
 }
-DIAL_NOUNS = {"Number", "Sip", "Client", "Queue", "Conference"}
+_AMD = {"machineDetection", "amdStatusCallbackMethod", "amdStatusCallback",
+        "machineDetectionTimeout", "machineDetectionSpeechThreshold",
+        "machineDetectionSpeechEndThreshold", "machineDetectionSilenceTimeout"}
+_CALLBACK = {"statusCallbackEvent", "statusCallback", "statusCallbackMethod"}
+#: The nouns a <Dial> takes and their attributes (the twilio package's TwiML builders).
+NOUN_ATTRIBUTES: dict[str, set[str]] = {
+    "Number": {"sendDigits", "url", "method", "byoc"} | _CALLBACK | _AMD,
+    "Sip": {"username", "password", "url", "method"} | _CALLBACK | _AMD,
+    "Client": {"url", "method"} | _CALLBACK,
+    "Queue": {"url", "method", "reservationSid", "postWorkActivitySid"},
+    "Conference": {"muted", "beep", "startConferenceOnEnter", "endConferenceOnExit",
+                   "waitUrl", "waitMethod", "maxParticipants", "record",
+                   "recordingConfigurationId", "region", "coach", "trim",
+                   "recordingStatusCallback", "recordingStatusCallbackMethod",
+                   "recordingStatusCallbackEvent", "eventCallbackUrl", "jitterBufferSize",
+                   "participantLabel"} | _CALLBACK,
+}
+DIAL_NOUNS = set(NOUN_ATTRIBUTES)
+#: The values Twilio takes for a <Conference>'s attributes (others it refuses).
+CONFERENCE_VALUES: dict[str, set[str]] = {
+    "muted": {"true", "false"}, "startConferenceOnEnter": {"true", "false"},
+    "endConferenceOnExit": {"true", "false"},
+    "beep": {"true", "false", "onEnter", "onExit"},
+    "waitMethod": {"GET", "POST"}, "statusCallbackMethod": {"GET", "POST"},
+}
+CONFERENCE_EVENTS = {"start", "end", "join", "leave", "mute", "hold", "modify", "speaker",
+                     "announcement"}
+#: The verbs a conference's waitUrl and holdUrl TwiML may hold.
+CONFERENCE_WAIT_VERBS = {"Say", "Play", "Pause", "Redirect"}
 GATHER_CHILDREN = {"Say", "Play", "Pause"}
 # How long a waitUrl round takes to play: a <Say> about this many characters a second (a
 # text-to-speech voice at its normal rate), a <Play> of unknown length this many seconds.
@@ -125,7 +163,9 @@ class TwimlRejected(Exception):
 
 @dataclass
 class Heard:
-    kind: str  # say | play | pause | gather | enqueue | dial | hangup | redirect | end
+    # say | play | pause | gather | enqueue | dial | hangup | redirect | end, and on a
+    # conference: answered | hold | resume | moved (a <Redirect> out of it)
+    kind: str
     text: str = ""
     attrs: dict[str, str] = field(default_factory=dict)
 
@@ -156,7 +196,8 @@ class PhoneCall:
                  agent_wait: float = 0.0, talk_seconds: float = 0.0,
                  accept_callback: bool = False,
                  sleep: Callable[[float], None] = time.sleep, speed: float = 1.0,
-                 queues: TwilioQueues | None = None) -> None:
+                 queues: TwilioQueues | None = None,
+                 during_talk: Callable[[str, float], None] | None = None) -> None:
         """``agent_wait``: seconds of the call to stay in a queue's wait loop (requesting
         the waitUrl again as Twilio does) until the server releases the caller for an agent
         with ``<Leave/>``; 0 plays one round and answers the Enqueue action with
@@ -164,7 +205,10 @@ class PhoneCall:
         ``accept_callback``: press 1 at the wait loop's callback offer (a ``<Gather>`` in
         the waitUrl's TwiML); the callback dialog then reads the next scripted inputs.
         ``sleep`` and ``speed``: the call's clock (``CallClock``); ``queues``: Twilio's
-        queues shared with other simulated calls (default: this call's own)."""
+        queues shared with other simulated calls (default: this call's own).
+        ``during_talk(call_sid, seconds)``: called before each round of a conference with
+        the seconds the caller has been in it (the agents' side of ``ivr simulate`` acts
+        there: a transfer after so many seconds)."""
         self.client = client
         self.base = base_url.rstrip("/")
         self.validator = RequestValidator(auth_token)
@@ -190,6 +234,9 @@ class PhoneCall:
         self.callback_left = False  # left the queue for the callback dialog
         self.waited = 0.0  # seconds in queues
         self.wait_said: list[str] = []  # what the wait loops said
+        self.during_talk = during_talk
+        self.held = False  # hearing a conference's hold music
+        self._conference_sequence = 0
 
     # -- Twilio's side of the HTTP exchange
 
@@ -349,28 +396,110 @@ class PhoneCall:
         (as Twilio sends for ``statusCallbackEvent="answered"``), then they talk."""
         for n in nouns:
             callback = n.get("statusCallback")
-            if n.tag == "Conference" and callback and "join" in n.get(
-                    "statusCallbackEvent", ""):
-                # The call's conference: the agent's participant joins it (Twilio's
-                # conference status callback, the participant labelled "agent").
-                name = (n.text or "").strip()
-                self.post(callback, {**base, "CallSid": leg_sid,
-                                     "ConferenceSid": "CF" + uuid.uuid5(
-                                         uuid.NAMESPACE_URL, name).hex,
-                                     "FriendlyName": name, "ParticipantLabel": "agent",
-                                     "StatusCallbackEvent": "participant-join",
-                                     "Muted": "false", "Hold": "false", "Coaching": "false",
-                                     "EndConferenceOnExit": "true",
-                                     "StartConferenceOnEnter": "true",
-                                     "SequenceNumber": "1"})
-                self.hear(Heard("answered", "conference", dict(n.attrib)))
-            elif callback and "answered" in n.get("statusCallbackEvent", ""):
+            if callback and "answered" in n.get("statusCallbackEvent", ""):
                 self.post(callback, {**base, "CallSid": leg_sid, "ParentCallSid": self.call_sid,
                                      "CallStatus": "in-progress", "Direction": "outbound-dial",
                                      "CallbackSource": "call-progress-events"})
                 self.hear(Heard("answered", n.tag.lower(), dict(n.attrib)))
         self.clock.play(self.talk_seconds)
         return self.talk_seconds
+
+    # -- a call on a conference
+
+    def _conference_event(self, conf: ET.Element, base: dict[str, str], event: str,
+                          **fields: str) -> None:
+        """A conference status callback, when the <Conference> asked for its kind
+        (``statusCallbackEvent``: start end join leave hold …)."""
+        callback = conf.get("statusCallback")
+        kind = {"participant-join": "join", "participant-leave": "leave",
+                "conference-start": "start", "conference-end": "end"}[event]
+        if not callback or kind not in conf.get("statusCallbackEvent", "").split():
+            return
+        name = (conf.text or "").strip()
+        self._conference_sequence += 1
+        self.post(callback, {**base, "ConferenceSid": "CF" + uuid.uuid5(
+            uuid.NAMESPACE_URL, name).hex, "FriendlyName": name,
+            "StatusCallbackEvent": event,
+            "SequenceNumber": str(self._conference_sequence), **fields})
+
+    def _participant(self, call_sid: str, label: str | None, *,
+                     ends: bool) -> dict[str, str]:
+        fields = {"CallSid": call_sid, "Muted": "false", "Hold": "false",
+                  "Coaching": "false", "EndConferenceOnExit": str(ends).lower(),
+                  "StartConferenceOnEnter": str(label is not None).lower()}
+        if label:
+            fields["ParticipantLabel"] = label
+        return fields
+
+    def _conference(self, dial: ET.Element, conf: ET.Element, base: dict[str, str],
+                    leg_sid: str) -> tuple[str | None, dict[str, str]]:
+        """The caller in the call's conference, with the agent who answered (their
+        participant, labelled ``agent``, joins it: the answer the server waits for). Every
+        round the caller asks the conference's waitUrl, as the stand-in's caller does:
+        silence while talking, the hold music while held, a ``<Redirect>`` out of the
+        conference (a queue, the head of the queue, ...). After ``talk_seconds`` in it the
+        agent who has the call hangs up: the conference ends and the ``<Dial action>``
+        goes on with the caller."""
+        caller_ends = conf.get("endConferenceOnExit") == "true"
+        self._conference_event(conf, base, "participant-join",
+                               **self._participant(self.call_sid, None, ends=caller_ends))
+        self._conference_event(conf, base, "participant-join",
+                               **self._participant(leg_sid, "agent", ends=True))
+        self._conference_event(conf, base, "conference-start")
+        self.hear(Heard("answered", "conference", dict(conf.attrib)))
+        wait_url = conf.get("waitUrl")
+        start = self.clock.elapsed
+        self.held = False
+        while (talked := self.clock.elapsed - start) < self.talk_seconds:
+            if self.during_talk is not None:
+                self.during_talk(self.call_sid, talked)
+            if not wait_url:
+                self.clock.play(self.talk_seconds - talked)
+                break
+            round_ = self._twiml(self.post(wait_url, dict(base)))
+            for w in round_:
+                self._check(w)
+                if w.tag not in CONFERENCE_WAIT_VERBS:
+                    raise TwimlRejected(f"<{w.tag}> is not allowed in a conference's "
+                                        "waitUrl or holdUrl TwiML")
+                if w.tag == "Redirect":  # the stand-in moves the caller out
+                    url = (w.text or "").strip()
+                    self.hear(Heard("moved", url, dict(w.attrib)))
+                    self._conference_event(
+                        conf, base, "participant-leave",
+                        **self._participant(self.call_sid, None, ends=caller_ends),
+                        ReasonParticipantLeft="participant_updated_via_api",
+                        ParticipantCallStatus="in-progress")
+                    if caller_ends:
+                        self._conference_event(
+                            conf, base, "conference-end", CallSidEndingConference=self.call_sid,
+                            ReasonConferenceEnded="participant-with-end-conference-on-exit-left")
+                    self.held = False
+                    return url, dict(base)
+            audible = any(w.tag in ("Say", "Play") for w in round_)
+            if audible != self.held:
+                self.held = audible
+                self.hear(Heard("hold" if audible else "resume"))
+            if audible:
+                for w in round_:
+                    self._audio(w)
+            seconds = sum(playing_time(w) for w in round_) or 1.0
+            self.clock.play(min(seconds, self.talk_seconds - talked))
+        talked = self.clock.elapsed - start
+        # The talk is over: the agent who has the call hangs up and ends the conference.
+        self._conference_event(conf, base, "participant-leave",
+                               **self._participant(leg_sid, "agent", ends=True),
+                               ReasonParticipantLeft="participant_hung_up",
+                               ParticipantCallStatus="completed")
+        self._conference_event(
+            conf, base, "conference-end", CallSidEndingConference=leg_sid,
+            ReasonConferenceEnded="participant-with-end-conference-on-exit-left")
+        self.held = False
+        action_url = dial.get("action")
+        if action_url is None:
+            return None, {}
+        return action_url, {**base, "DialCallStatus": "completed", "DialCallSid": leg_sid,
+                            "DialCallDuration": str(int(talked))}
 
     def _check(self, el: ET.Element) -> None:
         allowed = VERB_ATTRIBUTES.get(el.tag)
@@ -379,6 +508,31 @@ class PhoneCall:
         unknown = set(el.attrib) - allowed
         if unknown:
             raise TwimlRejected(f"<{el.tag}> has attributes Twilio does not know: {unknown}")
+
+    def _check_noun(self, noun: ET.Element, count: int) -> None:
+        """A <Dial>'s noun as Twilio takes it: a known noun with known attributes; a
+        <Conference> alone in its <Dial>, named, with values Twilio accepts."""
+        allowed = NOUN_ATTRIBUTES.get(noun.tag)
+        if allowed is None:
+            raise TwimlRejected(f"<{noun.tag}> cannot be nested in <Dial>")
+        unknown = set(noun.attrib) - allowed
+        if unknown:
+            raise TwimlRejected(f"<{noun.tag}> has attributes Twilio does not know: "
+                                f"{unknown}")
+        if noun.tag != "Conference":
+            return
+        if count > 1:
+            raise TwimlRejected("a <Conference> must be the only noun of its <Dial>")
+        if not (noun.text or "").strip():
+            raise TwimlRejected("<Conference> without a name")
+        for attr, values in CONFERENCE_VALUES.items():
+            if attr in noun.attrib and noun.get(attr) not in values:
+                raise TwimlRejected(f"<Conference {attr}={noun.get(attr)!r}>: Twilio takes "
+                                    f"{sorted(values)}")
+        events = set(noun.get("statusCallbackEvent", "").split()) - CONFERENCE_EVENTS
+        if events:
+            raise TwimlRejected(f"<Conference statusCallbackEvent>: unknown events "
+                                f"{sorted(events)}")
 
     def _audio(self, el: ET.Element, waiting: bool = False) -> None:
         if el.tag == "Say":
@@ -442,11 +596,13 @@ class PhoneCall:
                 if not nouns and not (el.text or "").strip():
                     raise TwimlRejected("<Dial> with nothing to dial")
                 for n in nouns:
-                    if n.tag not in DIAL_NOUNS:
-                        raise TwimlRejected(f"<{n.tag}> cannot be nested in <Dial>")
+                    self._check_noun(n, len(nouns))
                 target = ", ".join(f"{n.tag.lower()}:{(n.text or '').strip()}" for n in nouns)
                 self.hear(Heard("dial", target or (el.text or "").strip(), dict(el.attrib)))
                 leg_sid = "CA" + uuid.uuid4().hex
+                if nouns and nouns[0].tag == "Conference" \
+                        and self.dial_status in ("completed", "answered"):
+                    return self._conference(el, nouns[0], base, leg_sid)
                 talked = 0.0
                 if self.dial_status in ("completed", "answered"):
                     talked = self._answer_leg(nouns, base, leg_sid)
