@@ -56,7 +56,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -80,7 +80,7 @@ from crm_sync.wrapup import WrapUp  # noqa: E402
 from ivr.agents import repository as agent_repo  # noqa: E402
 from ivr.agents import routing  # noqa: E402
 from ivr.agents.gateway import HoldLoopGateway  # noqa: E402
-from ivr.agents.models import agent_calls, queue_entries  # noqa: E402
+from ivr.agents.models import agent_calls, agents, queue_entries  # noqa: E402
 from ivr.agents.ports import Outcome  # noqa: E402
 from ivr.agents.ports import Reservation as Offer  # noqa: E402
 from ivr.agents.service import AgentService  # noqa: E402
@@ -196,14 +196,16 @@ def ordering(mode: str) -> Iterator[None]:
     original_due = cbrepo.due
 
     def heads(conn: Connection, per_queue: Mapping[str, int],
-              free_agents: Collection[int]) -> list[routing.Waiting]:
+              free_agents: int) -> list[routing.Waiting]:
         rows = original_heads(conn, dict.fromkeys(per_queue, 1_000_000), free_agents)
+        free = set(conn.execute(select(agents.c.id).where(
+            agents.c.state == "available", agents.c.active.is_(True))).scalars())
         out: dict[int, routing.Waiting] = {}
         for queue, n in per_queue.items():
             for w in sorted((r for r in rows if r.queue == queue), key=fifo_key)[:n]:
                 out[w.entry_id] = w
         for w in rows:
-            if w.preferred_agent_id in free_agents:
+            if w.preferred_agent_id in free:
                 out[w.entry_id] = w
         return list(out.values())
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -349,11 +350,11 @@ def any_waiting(conn: Connection) -> bool:
 
 
 def waiting_heads(conn: Connection, per_queue: Mapping[str, int],
-                  free_agents: Collection[int]) -> list[Waiting]:
+                  free_agents: int) -> list[Waiting]:
     """The callers the free agents can take now: the first ``n`` (routing order) of each
-    queue that has ``n`` free agents, and the first callers who prefer one of the free
-    agents. Read through ``ix_queue_entries_routing``: a pass costs what the free agents
-    can take, not the queues' length."""
+    queue that has ``n`` free agents, and the first ``free_agents`` callers who prefer an
+    agent who is free. Read through ``ix_queue_entries_routing``: a pass costs what the
+    free agents can take, not the queues' length."""
     columns = (_QE.id, _QE.call_sid, _QE.queue, _QE.priority, _QE.entered_at,
                _QE.preferred_agent_id, _QE.deadline_at)
     queries = [select(*columns).where(_QE.queue == queue, _QE.status == "waiting")
@@ -361,8 +362,8 @@ def waiting_heads(conn: Connection, per_queue: Mapping[str, int],
                for queue, n in sorted(per_queue.items()) if n > 0]
     if free_agents:
         queries.append(select(*columns).where(_QE.status == "waiting",
-                                              _QE.preferred_agent_id.in_(sorted(free_agents)))
-                       .order_by(*ROUTING_ORDER).limit(len(free_agents)))
+                                              _QE.preferred_agent_id.in_(_free_ids()))
+                       .order_by(*ROUTING_ORDER).limit(free_agents))
     found: dict[int, Waiting] = {}
     for q in queries:
         for r in conn.execute(_locking(conn, q)):
@@ -371,12 +372,50 @@ def waiting_heads(conn: Connection, per_queue: Mapping[str, int],
     return list(found.values())
 
 
-def free_agents(conn: Connection) -> list[Free]:
-    q = (select(agents.c.id, agents.c.queues, agents.c.state_since)
-         .where(agents.c.state == "available", agents.c.active.is_(True))
-         .order_by(agents.c.state_since, agents.c.id))
-    return [Free(r.id, frozenset(r.queues or ()), r.state_since)
-            for r in conn.execute(_locking(conn, q))]
+def _is_free() -> ColumnElement[bool]:
+    return and_(agents.c.state == "available", agents.c.active.is_(True))
+
+
+def _free_ids() -> Any:
+    return select(agents.c.id).where(_is_free()).scalar_subquery()
+
+
+def free_counts(conn: Connection) -> tuple[int, dict[str, int]]:
+    """How many agents are free, and how many of them serve each queue: counted in SQL (two
+    rows' worth, however many agents; nothing is locked)."""
+    total = int(conn.execute(select(func.count()).where(_is_free())).scalar_one())
+    if not total:
+        return 0, {}
+    if conn.dialect.name == "postgresql":
+        each = func.jsonb_array_elements_text(cast(agents.c.queues, JSONB)).table_valued(
+            "value")
+    else:
+        each = func.json_each(agents.c.queues).table_valued("value")
+    rows = conn.execute(select(each.c.value, func.count()).select_from(agents)
+                        .join(each, true()).where(_is_free()).group_by(each.c.value))
+    return total, {str(queue): int(n) for queue, n in rows}
+
+
+def free_candidates(conn: Connection, queues: Collection[str], preferred: Collection[int],
+                    each: int) -> list[Free]:
+    """The free agents a routing pass can offer ``each`` calls of ``queues`` to: the
+    ``each`` longest idle of every queue, and those of ``preferred`` who are free — all
+    ``routing.plan`` would choose among every free agent (a call takes its preferred agent,
+    or the longest idle one of its queue not taken by the calls before it: one of the first
+    ``each``). Locked as they are read (PostgreSQL: rows another router holds are skipped),
+    so a pass holds the few agents it may offer to, not every free agent (with 1,000 free
+    agents it held them all, and every other agent change waited for the pass)."""
+    a = agents.c
+    base = select(a.id, a.queues, a.state_since).where(_is_free())
+    queries = [base.where(_serves(conn, queue)).order_by(a.state_since, a.id).limit(each)
+               for queue in sorted(queues)]
+    if preferred:
+        queries.append(base.where(a.id.in_(sorted(preferred))))
+    found: dict[int, Free] = {}
+    for q in queries:
+        for r in conn.execute(_locking(conn, q)):
+            found[r.id] = Free(r.id, frozenset(r.queues or ()), r.state_since)
+    return list(found.values())
 
 
 def offer(conn: Connection, call: Waiting, agent_id: int, now: datetime) -> int | None:
@@ -479,10 +518,10 @@ def replay_from(conn: Connection, agent_id: int, call_sid: str | None) -> int:
 
 
 def staffed(conn: Connection, queue: str) -> int:
-    """Agents of ``queue`` signed in (any state but offline): the servers of its wait."""
-    rows = conn.execute(select(agents.c.queues).where(agents.c.active.is_(True),
-                                                      agents.c.state != "offline"))
-    return sum(1 for (qs,) in rows if queue in (qs or ()))
+    """Agents of ``queue`` signed in (any state but offline): the servers of its wait.
+    Counted in SQL (``staffing``): every wait round asks, and it read every signed-in
+    agent's queues into Python."""
+    return sum(staffing(conn, queue))
 
 
 def _serves(conn: Connection, queue: str) -> ColumnElement[bool]:

@@ -18,7 +18,6 @@ beside them; kept whole in this stop to keep the concurrent work of issue 15 ver
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -293,27 +292,30 @@ class AgentService:
         published: Published = []
         with self.engine.begin() as conn:
             # Index probes first: with nobody waiting and nothing due, no agent row is read
-            # or locked (the agents' rows were most of a routing pass: issue 4). Then the
-            # free agents (few when a queue is long), and only the callers they can take:
-            # the heads of their queues, so a pass costs the same with 10 or 10,000
-            # callers waiting (issue 18, bench/routing_scale.py). Due callbacks join the
-            # same plan (one ordering: priority, deadline, entry).
+            # or locked (the agents' rows were most of a routing pass: issue 4). Then how
+            # many agents are free for each queue (counted in SQL), and only the callers
+            # they can take: the heads of their queues, so a pass costs the same with 10 or
+            # 10,000 callers waiting (issue 18, bench/routing_scale.py). Due callbacks join
+            # the same plan (one ordering: priority, deadline, entry).
             waiting = repo.any_waiting(conn)
             due = self.callbacks.any_due(conn, now)
             if not waiting and not due:
                 return [], []
-            free_all = repo.free_agents(conn)
-            if not free_all:
+            free_total, per_queue = repo.free_counts(conn)
+            if not free_total:
                 return [], []
-            per_queue = Counter(q for a in free_all for q in a.queues)
-            calls = (repo.waiting_heads(conn, per_queue, {a.agent_id for a in free_all})
-                     if waiting else [])
+            calls = repo.waiting_heads(conn, per_queue, free_total) if waiting else []
             if due:
                 calls = calls + self.callbacks.due_work(conn, now, per_queue)
-            queues = {c.queue for c in calls}
-            preferred = {c.preferred_agent_id for c in calls}
-            free = [a for a in free_all
-                    if a.agent_id in preferred or not a.queues.isdisjoint(queues)]
+            if not calls:
+                return [], []
+            # Only the agents the plan can choose are read (and locked): the first free ones
+            # of each queue concerned, and the callers' preferred agents (issue 18 item 3:
+            # with 1,000 agents free a pass locked them all).
+            free = repo.free_candidates(
+                conn, {c.queue for c in calls},
+                {c.preferred_agent_id for c in calls if c.preferred_agent_id is not None},
+                len(calls))
             out = Outcome()
             for call, agent in plan(calls, free):
                 if call.kind == "callback":
