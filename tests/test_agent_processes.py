@@ -123,7 +123,7 @@ def pop_latency(url: str, menus_dir: Path, processes: int, *, direct_url: str | 
     engine.dispose()
     readers: list[threading.Thread] = []
     with contextlib.ExitStack() as stack:
-        urls = [stack.enter_context(server(url, menus_dir, **env))[0]
+        urls = [stack.enter_context(server(url, menus_dir, open_files=None, **env))[0]
                 for _ in range(processes)]
         latency = check_pop_reaches_console(urls[0], urls[-1], readers)
     for r in readers:
@@ -154,8 +154,8 @@ def two_processes_route_each_call_once(url: str, direct_url: str, menus_dir: Pat
     engine = create_engine(direct_url)
     seed(engine, 20)
     fast = {"IVR_ROUTE_EVERY_SECONDS": "0.05", "IVR_DB_POOL_SIZE": "8", **env}
-    with server(url, menus_dir, **fast) as (a, _pa), \
-            server(url, menus_dir, **fast) as (b, _pb):
+    with server(url, menus_dir, open_files=None, **fast) as (a, _pa), \
+            server(url, menus_dir, open_files=None, **fast) as (b, _pb):
         urls = [a, b]
 
         def call(i: int) -> str:
