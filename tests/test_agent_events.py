@@ -44,3 +44,46 @@ def test_wake_ups_from_another_thread_reach_the_loop() -> None:
         return await asyncio.wait_for(queue.get(), 1)
 
     assert asyncio.run(scenario()) == 42
+
+
+def _counted_stream(bus: EventBus, heartbeats: int) -> int:
+    """How many times a console reads its rows over its first chunk and ``heartbeats``
+    keep-alives, with nothing new to read."""
+    reads = [0]
+
+    async def load(after: int) -> list[tuple[int, str, str]]:
+        reads[0] += 1
+        return []
+
+    async def scenario() -> None:
+        stream = console_stream(bus, load, 7, 0, ["retry: 2000\n\n"], heartbeat=0.02)
+        assert await anext(stream) == "retry: 2000\n\n"
+        for _ in range(heartbeats):
+            assert await anext(stream) == ": keep-alive\n\n"
+        await stream.aclose()
+
+    asyncio.run(scenario())
+    return reads[0]
+
+
+def test_a_console_reads_nothing_at_its_heartbeats_while_notify_wakes_it() -> None:
+    """PostgreSQL with its LISTEN connection up: the wake-ups are relied on, a heartbeat is
+    just the comment (1,000 consoles read 67 times a second otherwise)."""
+    bus = EventBus("postgresql://example.invalid/ivr")  # not started: no connection made
+    bus.listening.set()
+    assert _counted_stream(bus, 4) == 1  # the read when it opened
+
+
+def test_a_console_reads_at_each_heartbeat_without_notify() -> None:
+    """The LISTEN connection down, or SQLite (whose worker process writes events no
+    in-process wake-up announces): each heartbeat reads."""
+    down = EventBus("postgresql://example.invalid/ivr")
+    # When it opened, then after each keep-alive but the fourth (the stream closes there).
+    assert _counted_stream(down, 4) == 4
+
+    async def in_process() -> EventBus:
+        bus = EventBus(None)
+        await bus.start()
+        return bus
+
+    assert _counted_stream(asyncio.run(in_process()), 4) == 4
