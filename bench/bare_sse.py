@@ -9,7 +9,8 @@ the stream writes it as ``id: …\\nevent: screenpop\\ndata: <body>\\n\\n``. ``G
 answers the readiness probe. Served by uvicorn with the settings ``ivr serve`` uses
 (uvicorn.run defaults: uvloop + httptools when installed, one process), so the difference
 to the real screen-pop is the IVR application, its database and (PostgreSQL) the
-LISTEN/NOTIFY hop between processes.
+LISTEN/NOTIFY hop between processes. Like ``ivr serve`` it raises its soft limit on open
+files to the hard one first (bench/consoles.py holds 1,000 streams).
 
     python bench/bare_sse.py --host 127.0.0.1 --port 8101
 """
@@ -26,6 +27,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from ivr.core.server import raise_open_files_limit
 
 DIAL = (
     '<?xml version="1.0" encoding="UTF-8"?><Response><Dial action="/twilio/agent-dial?a=1" '
@@ -96,6 +99,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8101)
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args()
+    raise_open_files_limit()
     # The same call ivr.cli._serve makes for one worker (access log off at "warning").
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
                 access_log=False)

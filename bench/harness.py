@@ -32,6 +32,7 @@ import concurrent.futures as cf
 import contextlib
 import csv
 import fcntl
+import functools
 import json
 import math
 import os
@@ -53,6 +54,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
+from unittest import mock
 
 import httpx
 from sqlalchemy import create_engine, select, text
@@ -70,6 +72,7 @@ from crm_sync.importer import import_file  # noqa: E402
 from crm_sync.mapping import default_mapping  # noqa: E402
 from crm_sync.models import customer_phones, source_records  # noqa: E402
 from crm_sync.phones import normalize  # noqa: E402
+from ivr.agents import auth as agents_auth  # noqa: E402
 from ivr.agents import repository as agents_repo  # noqa: E402
 from ivr.core.db import make_engine  # noqa: E402
 from ivr.core.migrate import upgrade  # noqa: E402
@@ -494,6 +497,19 @@ class CpuMeter:
         accounted elsewhere (e.g. a child process that has exited)."""
         rest = self.busy - sum(self.server) - (self.postgres or 0.0) - sum(self.clients)
         return max(rest - extra, 0.0)
+
+
+def process_memory(pid: int) -> dict[str, int]:
+    """A process's resident memory (``VmRSS``, kB), open file descriptors and the soft limit
+    on them (``Max open files``), from /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    limits = re.search(r"^Max open files\s+(\d+|unlimited)",
+                       Path(f"/proc/{pid}/limits").read_text(), re.M)
+    soft = limits.group(1) if limits else "unlimited"
+    return {"rss_kib": int(rss.group(1)) if rss else 0,
+            "fds": len(os.listdir(f"/proc/{pid}/fd")),
+            "nofile_soft": int(soft) if soft.isdigit() else -1}
 
 
 def noisy(other_share: float) -> bool:
@@ -964,12 +980,19 @@ def load_history(url: str, callers: Sequence[tuple[str, str]], work: Path, tag: 
 # ---------------------------------------------------------------- fixtures: agents
 
 
-def create_agents(url: str, names: Sequence[str], queues: Sequence[str], label: str) -> None:
-    """Agents ``names`` ("<label> <k>"), password AGENT_PASSWORD, serving ``queues``."""
+def create_agents(url: str, names: Sequence[str], queues: Sequence[str], label: str, *,
+                  scrypt_n: int | None = None) -> None:
+    """Agents ``names`` ("<label> <k>"), password AGENT_PASSWORD, serving ``queues``.
+    ``scrypt_n``: their passwords hashed at this scrypt cost instead of the product's
+    (``SCRYPT_N``, about 0.1 s of a core at creation and again at each sign-in: 1,000
+    agents would take minutes to set up where signing in is not what is measured)."""
     engine = create_engine(url)
     now = datetime.now(UTC)
+    hashing = (contextlib.nullcontext() if scrypt_n is None else
+               mock.patch.object(agents_repo, "hash_password",
+                                 functools.partial(agents_auth.hash_password, n=scrypt_n)))
     try:
-        with engine.begin() as conn:
+        with hashing, engine.begin() as conn:
             for k, username in enumerate(names):
                 agents_repo.create_agent(conn, username=username, name=f"{label} {k}",
                                          password=AGENT_PASSWORD, queues=tuple(queues),

@@ -19,6 +19,8 @@ Not a test. Runs, in this order:
 4. PostgreSQL: two ``ivr serve`` processes on one database; the 100 consoles connect to
    process A, every Twilio webhook goes to process B, so each pop crosses processes
    (``NOTIFY`` in B's connect transaction, A's ``LISTEN`` connection wakes the console);
+   bench/consoles.py (1,000 consoles) spreads the consoles and the calls over both
+   (``Options.spread``) and reads the streams in several listener processes;
 5. the bare baseline again (its payload now a pop captured in step 3 or 4).
 
 Each measured run: the agents sign in (``POST /agent/login``), open ``GET /agent/events``
@@ -32,8 +34,11 @@ comes in from a loaded customer's mobile (``POST /twilio/voice``: identification
 benchmark menu sends it straight to a queue), its wait URL is requested (the caller joins
 the routing queue; the router reserves the longest-idle free agent at once), the next wait
 round answers ``<Leave/>``, then **the connect webhook** (the ``<Enqueue>`` action with
-``QueueResult=leave``): it answers ``<Dial>`` to the agent and writes the screen-pop in the
-same transaction. Latency = the listener's clock (CLOCK_MONOTONIC, the same across
+``QueueResult=leave``): it answers ``<Dial>`` — the call's ``<Conference>``, the agent rung
+in by the participants API (the server's stand-in here), or ``<Dial><Client>`` with
+``IVR_CONFERENCE_CALLS=false`` — and writes the screen-pop in the same transaction; the
+agent is the ``<Client>``, or on a conference read from the database after the answer
+(``IvrCalls.agent_of``). Latency = the listener's clock (CLOCK_MONOTONIC, the same across
 processes) when the ``event: screenpop`` line arrives on that agent's stream minus the
 driver's clock just before the connect webhook was sent. Then the agent answers (agent-leg
 callback), the call ends (``<Dial>`` action + final status callback) and the agent posts the
@@ -93,6 +98,7 @@ sys.path.insert(0, str(ROOT))  # tests.agent_flow: the Twilio stand-in the tests
 import harness as h  # noqa: E402  (bench/harness.py: servers, fixtures, CPU, results)
 
 from crm_sync.demo import MAX_STREAM_ROWS  # noqa: E402
+from ivr.core.server import raise_open_files_limit  # noqa: E402
 from tests.agent_flow import TwilioDriver  # noqa: E402
 
 SECTION = "## Screen-pop latency (issue 4)"
@@ -151,15 +157,16 @@ def agent_names(n: int) -> list[str]:
 
 
 def prepare(backend: str, url: str, csv_path: str, count: int, phones: list[str],
-            agents: int, work: str) -> dict[str, Any]:
-    """In a worker process: load the customers, the callers' history and the agents.
-    Returns the load figures and the callers (E.164) usable for calls."""
+            agents: int, work: str, scrypt_n: int | None = None) -> dict[str, Any]:
+    """In a worker process: load the customers, the callers' history and the agents
+    (``scrypt_n``: see ``harness.create_agents``). Returns the load figures and the callers
+    (E.164) usable for calls."""
     load = h.load_customers_csv(backend, url, csv_path, count)
     callers = h.caller_records(url, phones)
     started = time.monotonic()
     load["history"] = h.load_history(url, callers, Path(work), backend)
     load["history"]["seconds"] = time.monotonic() - started
-    h.create_agents(url, agent_names(agents), QUEUES, "Bench Agent")
+    h.create_agents(url, agent_names(agents), QUEUES, "Bench Agent", scrypt_n=scrypt_n)
     return {"load": load, "callers": [p for p, _ in callers]}
 
 
@@ -178,7 +185,9 @@ class Pop:
 
 def listen_main(conn: Connection, base: str, streams: list[tuple[str, dict[str, str]]],
                 cpu: int | None) -> None:
-    """The listener process: one asyncio httpx client holding every agent's SSE stream."""
+    """The listener process: one asyncio httpx client holding every agent's SSE stream (its
+    soft limit on open files raised to the hard one: a stream is a descriptor)."""
+    raise_open_files_limit()
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
     asyncio.run(_listen(conn, base, streams))
@@ -240,8 +249,13 @@ async def _listen(conn: Connection, base: str,
 
 
 class Listener:
+    """A listener process holding ``streams`` (paths under ``base``, or absolute URLs); the
+    pops it hands back carry stream indices from ``first`` on (several listeners share one
+    numbering)."""
+
     def __init__(self, base: str, streams: list[tuple[str, dict[str, str]]],
-                 cpu: int | None) -> None:
+                 cpu: int | None, first: int = 0) -> None:
+        self.first = first
         ctx = mp.get_context("spawn")  # a clean interpreter: no inherited threads or pools
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=listen_main, args=(child, base, streams, cpu),
@@ -267,12 +281,42 @@ class Listener:
             raise h.BenchError("the listener did not hand its pops back within 60 s")
         _what, pops, errors, sample = self.conn.recv()
         self.proc.join(10)
-        return [Pop(**p) for p in pops], errors, sample
+        return ([Pop(**{**p, "stream": p["stream"] + self.first}) for p in pops], errors,
+                sample)
 
     def close(self) -> None:
         if self.proc.is_alive():
             self.proc.kill()
             self.proc.join(5)
+
+
+def start_listeners(base: str, streams: list[tuple[str, dict[str, str]]], processes: int,
+                    cpu: int | None) -> list[Listener]:
+    """``streams`` split into ``processes`` listener processes (contiguous slices), started
+    one after the other; every stream open when this returns."""
+    size = -(-len(streams) // processes)
+    listeners: list[Listener] = []
+    try:
+        for first in range(0, len(streams), size):
+            listeners.append(Listener(base, streams[first:first + size], cpu, first))
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners
+
+
+def finish_listeners(listeners: list[Listener]) -> tuple[list[Pop], list[str], str | None]:
+    """Every listener's pops and errors together (stream indices global); a sample pop."""
+    pops: list[Pop] = []
+    errors: list[str] = []
+    sample: str | None = None
+    for listener in listeners:
+        p, e, s = listener.finish()
+        pops += p
+        errors += e
+        sample = sample or s
+    return pops, errors, sample
 
 
 # ---------------------------------------------------------------- the driver
@@ -299,23 +343,51 @@ _CLIENT = re.compile(r"<Client[^>]*>([^<]+)</Client>")
 
 
 class IvrCalls:
-    """Calls through the real webhooks (``TwilioDriver``) and the agents' API."""
+    """Calls through the real webhooks (``TwilioDriver``) and the agents' API. Call ``i``
+    is served by ``hook_bases[i % len]`` (every webhook of it), its wrap-up posted to
+    ``agent_bases[i % len]``.
 
-    def __init__(self, hook_base: str, agent_base: str, tokens: dict[str, str],
-                 callers: list[str]) -> None:
+    The agent a call reaches: after ``<Dial><Client>`` the client's name; on the call's
+    ``<Conference>`` (the default, ``IVR_CONFERENCE_CALLS``) the server rings the agent in by
+    the participants API, which Twilio tells no one else, so it is read from the database
+    (the call's queue entry) after the connect answer, outside the timed part."""
+
+    def __init__(self, hook_bases: list[str], agent_bases: list[str],
+                 tokens: dict[str, str], callers: list[str], url: str) -> None:
+        # Two connections at most: the PostgreSQL server's max_connections is shared.
+        self.engine = create_engine(url, pool_size=2, max_overflow=0, pool_timeout=60)
         limits = httpx.Limits(max_connections=DRIVER_THREADS * 2)
-        self.hooks = httpx.Client(base_url=hook_base, timeout=10.0, limits=limits)
-        self.api = httpx.Client(base_url=agent_base, timeout=10.0, limits=limits)
-        self.hook_base = hook_base
+        self.hooks = [httpx.Client(base_url=b, timeout=10.0, limits=limits)
+                      for b in hook_bases]
+        self.api = [httpx.Client(base_url=b, timeout=10.0, limits=limits)
+                    for b in agent_bases]
+        self.hook_bases = hook_bases
         self.tokens = tokens
         self.callers = callers
 
     def close(self) -> None:
-        self.hooks.close()
-        self.api.close()
+        for c in [*self.hooks, *self.api]:
+            c.close()
+        self.engine.dispose()
+
+    def agent_of(self, sid: str, xml: str) -> str:
+        m = _CLIENT.search(xml)
+        if m is not None:
+            return m.group(1).strip()
+        if "<Conference" not in xml:
+            raise h.BenchError(f"{sid}: neither <Client> nor <Conference> in the connect "
+                               f"answer: {xml[:300]}")
+        with self.engine.connect() as conn:
+            agent = conn.execute(text(
+                "SELECT a.username FROM queue_entries q JOIN agents a ON a.id = q.agent_id"
+                " WHERE q.call_sid = :sid"), {"sid": sid}).scalar()
+        if agent is None:
+            raise h.BenchError(f"{sid}: on a conference, but no agent holds its entry")
+        return str(agent)
 
     def call(self, i: int) -> Sent:
-        t = TwilioDriver(self.hooks, self.hook_base, h.TOKEN)
+        k = i % len(self.hooks)
+        t = TwilioDriver(self.hooks[k], self.hook_bases[k], h.TOKEN)
         sid = t.start(self.callers[i % len(self.callers)], [])  # voice + first wait round
         rounds = 1
         while "<Leave" not in t.wait(sid, 5):
@@ -326,15 +398,13 @@ class IvrCalls:
         sent = time.monotonic_ns()
         xml = t.leave(sid)  # the connect webhook: <Dial> to the agent, the pop is written
         answered = time.monotonic_ns()
-        m = _CLIENT.search(xml)
-        if m is None:
-            raise h.BenchError(f"{sid}: no <Client> in the connect answer: {xml[:300]}")
-        agent = m.group(1).strip()
+        agent = self.agent_of(sid, xml)
         t.agent_answers(sid)
         t.hang_up(sid, talked=60)
-        r = self.api.post(f"/agent/calls/{sid}/wrapup",
-                          headers={"Authorization": f"Bearer {self.tokens[agent]}"},
-                          json={"topic": "bench", "outcome": "answered", "resolved": True})
+        api = self.api[i % len(self.api)]
+        r = api.post(f"/agent/calls/{sid}/wrapup",
+                     headers={"Authorization": f"Bearer {self.tokens[agent]}"},
+                     json={"topic": "bench", "outcome": "answered", "resolved": True})
         if r.status_code != 201:
             raise h.BenchError(f"{sid}: wrap-up by {agent}: HTTP {r.status_code} "
                                 f"{r.text[:200]}")
@@ -390,7 +460,7 @@ class Parts:
 
     servers: list[h.Server]
     postgres: bool
-    listener: Listener
+    listeners: list[Listener]
     url: str | None = None  # the database (PostgreSQL wait sampling with --profile)
 
 
@@ -474,18 +544,20 @@ def measured_phase(opt: Options, parts: Parts, n: int, rate: float, fn: Callable
     with contextlib.ExitStack() as stack:
         cpu = stack.enter_context(h.CpuMeter([s.pid for s in parts.servers],
                                              postgres=parts.postgres,
-                                             clients=[parts.listener.pid, os.getpid()]))
+                                             clients=[*(li.pid for li in parts.listeners),
+                                                      os.getpid()]))
         for server, out in zip(parts.servers, profile_to or [], strict=False):
             stack.enter_context(h.profiler(server.pid, seconds_guess, out))
         waits: dict[str, Any] = {}
         stack.enter_context(pg_waits(parts.url if opt.profile else None, waits))
         sent, errors, seconds = fixed_rate(n, rate, opt.max_seconds, fn)
-    lis, me = cpu.clients
+    *lis, me = cpu.clients
     return sent, errors, {
         "seconds": seconds, "rate": len(sent) / seconds if seconds else None,
         "server_cpu": [c / seconds for c in cpu.server],
         "postgres_cpu": cpu.postgres / seconds if cpu.postgres is not None else None,
-        "listener_cpu": lis / seconds, "driver_cpu": me / seconds,
+        "listener_cpu": sum(lis) / seconds, "listener_cpu_each": [c / seconds for c in lis],
+        "driver_cpu": me / seconds,
         "other_cpu": cpu.other() / seconds, "loadavg_before": cpu.loadavg_before[0],
         "loadavg_after": cpu.loadavg_after[0], **waits}
 
@@ -522,6 +594,53 @@ class Options:
     work: Path
     pg_admin: str
     pg_pool: int
+    # bench/consoles.py: consoles spread over both PostgreSQL processes (agent k on process
+    # k % 2) and every call's webhooks to one of them in turn, instead of consoles on A and
+    # webhooks to B; the agents' streams read by this many listener processes.
+    spread: bool = False
+    listeners: int = 1
+    idle_seconds: float = 0.0  # server CPU measured this long with the consoles idle
+
+
+MEMORY_SETTLE_SECONDS = 2.0  # after the last stream opened, before its memory is read
+
+
+class MemoryWatch:
+    """Each server's resident memory (``VmRSS``) and open descriptors before the consoles
+    connect, with them connected (``connected``, after a settle), and after the timed calls
+    (``end``); the listeners' too. ``figures``: all of it, and the memory per console of each
+    server that holds consoles (connected − before, over its consoles)."""
+
+    def __init__(self, servers: list[h.Server]) -> None:
+        self.servers = servers
+        self.figures: dict[str, Any] = {"before": self._servers()}
+
+    def _servers(self) -> dict[str, dict[str, int]]:
+        return {s.name: h.process_memory(s.pid) for s in self.servers}
+
+    def connected(self, listeners: list[Listener], consoles: dict[str, int]) -> None:
+        time.sleep(MEMORY_SETTLE_SECONDS)
+        now = self._servers()
+        before = self.figures["before"]
+        self.figures.update(
+            connected=now, consoles=consoles,
+            listeners=[h.process_memory(li.pid) for li in listeners],
+            kib_per_console={name: (now[name]["rss_kib"] - before[name]["rss_kib"]) / n
+                             for name, n in consoles.items() if n})
+
+    def idle(self, seconds: float) -> None:
+        """Each server's CPU (share of a core) over ``seconds`` with the consoles connected
+        and no call (0: not measured)."""
+        if seconds <= 0:
+            return
+        with h.CpuMeter([s.pid for s in self.servers]) as cpu:
+            time.sleep(seconds)
+        self.figures["idle_cpu"] = {s.name: c / cpu.wall
+                                    for s, c in zip(self.servers, cpu.server, strict=True)}
+        self.figures["idle_other_cpu"] = cpu.other() / cpu.wall
+
+    def end(self) -> None:
+        self.figures["end"] = self._servers()
 
 
 def ivr_servers(opt: Options, backend: str, url: str) -> list[h.Server]:
@@ -536,8 +655,10 @@ def ivr_run(opt: Options, backend: str, url: str, callers: list[str]) -> list[di
     """One backend's servers, agents and listener; a timed phase per rate. Returns a result
     per rate."""
     servers = ivr_servers(opt, backend, url)
-    name = (f"ivr, {backend}" + (" (2 processes: consoles on A, webhooks to B)"
-                                 if len(servers) > 1 else " (1 process)"))
+    spread = opt.spread and len(servers) > 1
+    name = f"ivr, {backend}" + (" (1 process)" if len(servers) == 1 else
+                                " (2 processes: consoles and webhooks on both)" if spread else
+                                " (2 processes: consoles on A, webhooks to B)")
     results: list[dict[str, Any]] = []
     shared: dict[str, Any] = {}
     calls_made = 0
@@ -545,26 +666,35 @@ def ivr_run(opt: Options, backend: str, url: str, callers: list[str]) -> list[di
         for s in servers:
             stack.enter_context(s)
         agent_base = servers[0].base
-        hook_base = servers[-1].base
+        console_servers = servers if spread else servers[:1]
         names = agent_names(opt.agents)
         print(f"  {len(names)} agents sign in ...", flush=True)
         tokens = h.login_agents(agent_base, names)
-        streams = [("/agent/events", {"Authorization": f"Bearer {tokens[n]}",
-                                      "Accept": "text/event-stream"}) for n in names]
-        listener = Listener(agent_base, streams, opt.client_cpu)
-        stack.callback(listener.close)
+        streams = [(f"{console_servers[k % len(console_servers)].base}/agent/events",
+                    {"Authorization": f"Bearer {tokens[n]}", "Accept": "text/event-stream"})
+                   for k, n in enumerate(names)]
+        print(f"  {len(streams)} consoles connect ...", flush=True)
+        memory = MemoryWatch(servers)
+        listeners = start_listeners(agent_base, streams, opt.listeners, opt.client_cpu)
+        for listener in listeners:
+            stack.callback(listener.close)
+        memory.connected(listeners, {s.name: len(streams[k::len(console_servers)])
+                                     for k, s in enumerate(console_servers)})
         h.set_agent_states(agent_base, tokens, tokens)
+        memory.idle(opt.idle_seconds)
         stream_of = {n: i for i, n in enumerate(names)}
         rng = random.Random(f"screenpop-callers-{backend}")
         order = rng.sample(callers, min(len(callers),
                                         opt.warmup_calls + opt.calls * len(opt.rates)))
-        calls = IvrCalls(hook_base, agent_base, tokens, order[:opt.warmup_calls])
+        calls = IvrCalls([s.base for s in servers] if spread else [servers[-1].base],
+                         [s.base for s in console_servers], tokens, order[:opt.warmup_calls],
+                         url)
         stack.callback(calls.close)
         print(f"  warm-up: {opt.warmup_calls} calls at {opt.rates[0]:g}/s ...", flush=True)
         w_sent, w_errors, _ = fixed_rate(opt.warmup_calls, opt.rates[0], opt.max_seconds,
                                          calls.call)
         calls_made = len(w_sent)
-        parts = Parts(servers, backend == "postgresql", listener,
+        parts = Parts(servers, backend == "postgresql", listeners,
                       url if backend == "postgresql" else None)
         phases = []
         offset = opt.warmup_calls
@@ -579,9 +709,10 @@ def ivr_run(opt: Options, backend: str, url: str, callers: list[str]) -> list[di
             phases.append((rate, sent, errors, cpu, prof))
             time.sleep(2.0)  # the last calls' wrap-ups, before the next phase starts
         time.sleep(POP_GRACE_SECONDS)
-        pops, stream_errors, sample = listener.finish()
+        memory.end()
+        pops, stream_errors, sample = finish_listeners(listeners)
         shared.update(stream_errors=stream_errors, warmup_errors=w_errors,
-                      warmup_calls=len(w_sent), sample_pop=sample)
+                      warmup_calls=len(w_sent), sample_pop=sample, memory=memory.figures)
         for rate, sent, errors, cpu, prof in phases:
             timed = {s.key for s in sent}
             r = {"name": f"{name}, {rate:g} calls/s", "backend": backend, "rate_asked": rate,
@@ -607,19 +738,24 @@ def bare_run(opt: Options, label: str, payload: dict[str, Any]) -> list[dict[str
         base = stack.enter_context(server).base
         streams = [(f"/events?agent={k}", {"Accept": "text/event-stream"})
                    for k in range(opt.agents)]
-        listener = Listener(base, streams, opt.client_cpu)
-        stack.callback(listener.close)
+        memory = MemoryWatch([server])
+        listeners = start_listeners(base, streams, opt.listeners, opt.client_cpu)
+        for listener in listeners:
+            stack.callback(listener.close)
+        memory.connected(listeners, {server.name: len(streams)})
+        memory.idle(opt.idle_seconds)
         calls = BareCalls(base, opt.agents, payload)
         stack.callback(calls.close)
         fixed_rate(opt.warmup_calls, opt.rates[0], opt.max_seconds, calls.call)
-        parts = Parts([server], False, listener)
+        parts = Parts([server], False, listeners)
         phases = []
         for rate in opt.rates:
             sent, errors, cpu = measured_phase(opt, parts, opt.bare_calls, rate, calls.call,
                                                None)
             phases.append((rate, sent, errors, cpu))
         time.sleep(1.0)
-        pops, stream_errors, _sample = listener.finish()
+        memory.end()
+        pops, stream_errors, _sample = finish_listeners(listeners)
         size = len(json.dumps(payload, ensure_ascii=False).encode())
         for rate, sent, errors, cpu in phases:
             timed = {s.key for s in sent}
@@ -629,7 +765,7 @@ def bare_run(opt: Options, label: str, payload: dict[str, Any]) -> list[dict[str
                 **match(sent, [p for p in pops if p.key in timed],
                         {str(k): k for k in range(opt.agents)}),
                 "cpu": cpu, "errors": errors, "stream_errors": stream_errors,
-                "payload_bytes": size})
+                "payload_bytes": size, "memory": memory.figures})
     return results
 
 
@@ -743,7 +879,13 @@ def markdown(info: dict[str, Any], opt: Options, before: list[dict[str, Any]],
               " the timed calls. Pop − answer: the pop's arrival minus the connect webhook's answer"
               " at the driver (negative: the pop came first). Missing = a call whose `<Dial>`"
               " was answered but whose pop never reached that agent's stream.", "",
-              "| Target | value | result |", "|---|---:|---|"]
+              *targets(runs), "", *notes([*before, *runs, *after]), ""]
+    return "\n".join(lines)
+
+
+def targets(runs: list[dict[str, Any]]) -> list[str]:
+    """The targets table: pop p99, errors and missing pops of each IVR run."""
+    lines = ["| Target | value | result |", "|---|---:|---|"]
     for r in runs:
         ok = passed(r)
         lines.append(f"| {r['backend']} {r['rate_asked']:g}/s pop p99 < {TARGET_P99_MS:g} ms "
@@ -753,18 +895,25 @@ def markdown(info: dict[str, Any], opt: Options, before: list[dict[str, Any]],
                      f"| {'PASS' if ok['errors'] else 'MISSED'} |")
         lines.append(f"| {r['backend']} {r['rate_asked']:g}/s pops missing 0 | {r['missing']} "
                      f"| {'PASS' if ok['missing'] else 'MISSED'} |")
-    lines.append("")
+    return lines
+
+
+def notes(runs: list[dict[str, Any]]) -> list[str]:
+    """A line per IVR run (its database check, pops' contents, duplicates) and the noise
+    warnings of every run."""
+    lines = []
     for r in runs:
+        if "db_check" not in r:
+            continue
         lines.append(
             f"- {r['name']}: database check {r['db_check']['text']}; pops with a customer"
             f" {r['with_customer']:,}/{r['pops']:,}, with an open incident"
             f" {r['with_open_incident']:,}; pop before the connect answer reached the driver"
             f" {r['pop_before_http_answer']:,}/{r['pops']:,}; wait rounds before `<Leave/>`"
             f" at most {r['max_wait_rounds']}; duplicates {r['duplicates']}.")
-    for note in noise([*before, *runs, *after]):
+    for note in noise(runs):
         lines.append(f"- **Noise:** {note}.")
-    lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def print_summary(runs: list[dict[str, Any]]) -> None:
@@ -802,20 +951,75 @@ def print_profiles(run: dict[str, Any]) -> None:
             print(f"  {share:5.1f}%  {fn}")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description="Benchmark the agent screen-pop latency.")
-    parser.add_argument("--customers", type=int, default=1_000_000)
+def measure(opt: Options, backends: list[str], scrypt_n: int | None = None,
+            ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]],
+                       list[dict[str, Any]], list[dict[str, Any]]]:
+    """The whole benchmark in ``opt.work``: the databases prepared, the bare baseline, each
+    backend's IVR runs, the bare baseline again. Returns (machine info, the customer loads,
+    bare before, IVR runs, bare after)."""
+    needed = opt.calls * len(opt.rates) + opt.warmup_calls
+    with contextlib.ExitStack() as dbs:
+        info = h.machine_info()
+        print(f"{info['date']}: {info['nproc']} CPU {info['cpu']}, load "
+              f"{os.getloadavg()[0]:.2f}", flush=True)
+        work = opt.work
+        h.write_menu(work, MENU_YAML)
+        print(f"writing {opt.customers:,} customers to a CSV ...", flush=True)
+        customers = h.write_customers(opt.customers, work)
+        rng = random.Random("screenpop-phones")
+        phones = rng.sample(customers.phones, min(len(customers.phones), needed * 2))
+        urls = {}
+        for backend in backends:
+            if backend == "sqlite":
+                urls[backend] = f"sqlite:///{work / 'screenpop.db'}"
+            else:
+                urls[backend] = dbs.enter_context(h.pg_database(opt.pg_admin, PG_DB))
+        print(f"preparing {', '.join(backends)} at once ...", flush=True)
+        with cf.ProcessPoolExecutor(len(backends), mp_context=mp.get_context("fork")) \
+                as pool:
+            futures = {b: pool.submit(prepare, b, urls[b], str(customers.csv),
+                                      opt.customers, phones, opt.agents, str(work), scrypt_n)
+                       for b in backends}
+            prepared = {b: f.result() for b, f in futures.items()}
+        loads = {b: p["load"] for b, p in prepared.items()}
+        for b, p in prepared.items():
+            if len(p["callers"]) < needed:
+                raise h.BenchError(f"{b}: only {len(p['callers'])} usable callers")
+        with h.pinned_here(opt.client_cpu):
+            print("bare SSE baseline ...", flush=True)
+            before = bare_run(opt, "before", synthetic_payload(DEFAULT_POP_BYTES))
+            runs: list[dict[str, Any]] = []
+            sample: str | None = None
+            for backend in backends:
+                print(f"ivr serve on {backend} ...", flush=True)
+                for run in ivr_run(opt, backend, urls[backend],
+                                   prepared[backend]["callers"]):
+                    sample = run.pop("sample_pop") or sample
+                    runs.append(run)
+                    print(f"  {run['name']}: pop p50 {_ms(run['pop_ms']['p50'])} ms,"
+                          f" p99 {_ms(run['pop_ms']['p99'])} ms", flush=True)
+            print("bare SSE baseline again ...", flush=True)
+            payload = json.loads(sample) if sample else synthetic_payload(DEFAULT_POP_BYTES)
+            after = bare_run(opt, "after", payload)
+    return info, loads, before, runs, after
+
+
+def add_options(parser: argparse.ArgumentParser, *, customers: int, rates: str,
+                agents: int, backends: str) -> None:
+    """The options of a screen-pop run (this script's and bench/consoles.py's), with the
+    defaults given."""
+    parser.add_argument("--customers", type=int, default=customers)
     parser.add_argument("--calls", type=int, default=1000,
                         help="timed calls per backend and rate")
     parser.add_argument("--warmup-calls", type=int, default=100)
-    parser.add_argument("--rates", default="5,20",
+    parser.add_argument("--rates", default=rates,
                         help="calls started per second, one timed phase each (comma list)")
     parser.add_argument("--bare-calls", type=int, default=500,
                         help="timed requests of the bare baseline per rate")
-    parser.add_argument("--agents", type=int, default=100)
+    parser.add_argument("--agents", type=int, default=agents)
     parser.add_argument("--max-seconds", type=float, default=300.0,
                         help="no call is started later than this in a run")
-    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--backends", default=backends)
     parser.add_argument("--pg-admin-url", default=os.environ.get("IVR_BENCH_PG_URL",
                                                                  h.PG_ADMIN_URL))
     parser.add_argument("--pg-pool", type=int, default=8,
@@ -827,7 +1031,12 @@ def main() -> int:
                         help="py-spy record --gil the servers during the timed calls "
                              "(perturbs the figures; results.md is then left alone)")
     h.add_results_options(parser)
-    args = parser.parse_args()
+
+
+def checked_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                    ) -> tuple[list[str], list[float]]:
+    """The backends and rates of ``add_options``' arguments; a usage error if they, the
+    customers, calls or agents do not fit."""
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     try:
         rates = [float(r) for r in args.rates.split(",") if r.strip()]
@@ -837,66 +1046,32 @@ def main() -> int:
         parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
     if not 1_000 <= args.customers <= MAX_STREAM_ROWS:
         parser.error(f"--customers must be within 1,000..{MAX_STREAM_ROWS:,}")
-    needed = args.calls * len(rates) + args.warmup_calls
-    if needed > args.customers // 2:
+    if args.calls * len(rates) + args.warmup_calls > args.customers // 2:
         parser.error("--customers must be at least twice --calls + --warmup-calls "
                      "(every call comes from a distinct loaded customer)")
     if not 1 <= args.agents <= 1000 or not rates or min(rates) <= 0:
         parser.error("--agents within 1..1000, --rates > 0")
+    return backends, rates
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Benchmark the agent screen-pop latency.")
+    add_options(parser, customers=1_000_000, rates="5,20", agents=100,
+                backends="sqlite,postgresql")
+    args = parser.parse_args()
+    backends, rates = checked_options(parser, args)
 
     pin = h.can_pin(args.no_pin)
-    with h.exclusive("screenpop"), contextlib.ExitStack() as dbs:
+    with h.exclusive("screenpop"):
         if args.profile and shutil.which("py-spy") is None:
             raise h.BenchError("--profile needs py-spy: pip install py-spy")
-        info = h.machine_info()
-        print(f"{info['date']}: {info['nproc']} CPU {info['cpu']}, load "
-              f"{os.getloadavg()[0]:.2f}", flush=True)
         with tempfile.TemporaryDirectory(prefix="ivr-screenpop-") as tmp:
-            work = Path(tmp)
             opt = Options(args.customers, args.calls, args.warmup_calls, rates,
                           args.bare_calls, args.agents, args.max_seconds, 0 if pin else None,
-                          1 if pin else None, args.profile, work, args.pg_admin_url,
+                          1 if pin else None, args.profile, Path(tmp), args.pg_admin_url,
                           args.pg_pool)
-            h.write_menu(work, MENU_YAML)
-            print(f"writing {args.customers:,} customers to a CSV ...", flush=True)
-            customers = h.write_customers(args.customers, work)
-            rng = random.Random("screenpop-phones")
-            phones = rng.sample(customers.phones, min(len(customers.phones), needed * 2))
-            urls = {}
-            for backend in backends:
-                if backend == "sqlite":
-                    urls[backend] = f"sqlite:///{work / 'screenpop.db'}"
-                else:
-                    urls[backend] = dbs.enter_context(h.pg_database(args.pg_admin_url,
-                                                                    PG_DB))
-            print(f"preparing {', '.join(backends)} at once ...", flush=True)
-            with cf.ProcessPoolExecutor(len(backends), mp_context=mp.get_context("fork")) \
-                    as pool:
-                futures = {b: pool.submit(prepare, b, urls[b], str(customers.csv),
-                                          args.customers, phones, args.agents, str(work))
-                           for b in backends}
-                prepared = {b: f.result() for b, f in futures.items()}
-            loads = {b: p["load"] for b, p in prepared.items()}
-            for b, p in prepared.items():
-                if len(p["callers"]) < needed:
-                    raise h.BenchError(f"{b}: only {len(p['callers'])} usable callers")
-            with h.pinned_here(opt.client_cpu):
-                print("bare SSE baseline ...", flush=True)
-                before = bare_run(opt, "before", synthetic_payload(DEFAULT_POP_BYTES))
-                runs: list[dict[str, Any]] = []
-                sample: str | None = None
-                for backend in backends:
-                    print(f"ivr serve on {backend} ...", flush=True)
-                    for run in ivr_run(opt, backend, urls[backend],
-                                       prepared[backend]["callers"]):
-                        sample = run.pop("sample_pop") or sample
-                        runs.append(run)
-                        print(f"  {run['name']}: pop p50 {_ms(run['pop_ms']['p50'])} ms,"
-                              f" p99 {_ms(run['pop_ms']['p99'])} ms", flush=True)
-                print("bare SSE baseline again ...", flush=True)
-                payload = json.loads(sample) if sample else synthetic_payload(DEFAULT_POP_BYTES)
-                after = bare_run(opt, "after", payload)
-                bares = [*before, *after]
+            info, loads, before, runs, after = measure(opt, backends)
+        bares = [*before, *after]
         print_summary([*before, *runs, *after])
         for r in runs:
             print_profiles(r)
