@@ -25,9 +25,14 @@ read its docstring for what a call is and what the latency is), with:
 * the agents' passwords hashed at a cheap scrypt cost (``harness.create_agents``): 1,000
   sign-ins at the product's cost would take minutes of setup, and sign-in is not measured.
 
-The servers are pinned to CPU 0, the listeners and the driver to CPU 1 (``--no-pin``: not).
-The machine's load average (1, 5, 15 min) is recorded at the start and end of the whole run,
-and the 1-minute one before and after each timed phase.
+Nothing is pinned by default: bench/screenpop.py pins the servers to CPU 0 and its clients to
+CPU 1, which leaves the two PostgreSQL processes one core between them — at 1,000 consoles
+and 10 calls/s they needed 0.7–0.9 of it, and any other work landing there stalled them
+(``--pin`` does it all the same). The machine's load average (1, 5, 15 min) is recorded at
+the start and end of the whole run, and the 1-minute one before and after each timed phase;
+other work's CPU is sampled every second (``harness.NoiseSampler``), and the latency is
+given again for the calls made in seconds when other work used less than a quarter of a
+core ("quiet seconds").
 
     .venv/bin/python bench/consoles.py                          # the figures in results.md
     .venv/bin/python bench/consoles.py --backends postgresql --calls 300   # quicker
@@ -56,6 +61,7 @@ import screenpop as sp  # bench/screenpop.py: the flow, the listener, the driver
 SECTION = "## Consoles: 1,000 agents connected (issue 18 item 3)"
 SCRYPT_N = 16  # the bench agents' password hashes (the product's is 16,384)
 LOADED = 2.5  # a 1-minute load average above this (2 cores): figures taken under load
+QUIET = 0.25  # other work's share of a core under which a second counts as quiet
 BUSY_LISTENER = 0.7  # a listener process above this share of a core may be the bottleneck
 
 
@@ -90,6 +96,23 @@ def memory_table(runs: list[dict[str, Any]]) -> list[str]:
             lines.append(f"| {label} | listener {k + 1} (client) | – | – "
                          f"| {_mib(li['rss_kib'])} | – | – | {li['fds']:,} "
                          f"| {li['nofile_soft']:,} | – |")
+    return lines
+
+
+def quiet_table(runs: list[dict[str, Any]]) -> list[str]:
+    """The pop latency of the calls made in quiet seconds (other work under ``QUIET`` of a
+    core) and in the others."""
+    lines = [f"| Run | quiet seconds (other < {QUIET:.0%}): pops, p50 / p99 ms "
+             "| busy seconds: pops, p50 / p99 ms |", "|---|---:|---:|"]
+    for r in runs:
+        pairs = list(zip(r["latencies_ms"], r.get("other_cpu_by_call") or [], strict=False))
+        quiet = [ms for ms, other in pairs if other is not None and other < QUIET]
+        busy = [ms for ms, other in pairs if other is None or other >= QUIET]
+        cells = []
+        for part in (quiet, busy):
+            s = sp.summary(part)
+            cells.append(f"{len(part):,}, {sp._ms(s['p50'])} / {sp._ms(s['p99'])}")
+        lines.append(f"| {r['name']} | {cells[0]} | {cells[1]} |")
     return lines
 
 
@@ -144,9 +167,12 @@ def markdown(info: dict[str, Any], opt: sp.Options, command: str,
         f" ({', '.join(f'{r:g}' for r in opt.rates)} calls/s), each a whole call (voice,"
         " wait rounds, connect, agent leg, hang-up, wrap-up). The streams are read by"
         f" {opt.listeners} listener processes ({-(-opt.agents // opt.listeners):,} streams"
-        " each, asyncio + httpx), the calls driven by 32 threads of this process; servers"
-        f" pinned to CPU {opt.server_cpu}, listeners and driver to CPU {opt.client_cpu},"
-        f" PostgreSQL not pinned. {opt.customers:,} customers loaded;"
+        " each, asyncio + httpx), the calls driven by 32 threads of this process; "
+        + (f"servers pinned to CPU {opt.server_cpu}, listeners and driver to CPU"
+           f" {opt.client_cpu}, PostgreSQL not pinned." if opt.server_cpu is not None else
+           "nothing pinned (two server processes on one core would have one core between"
+           " them).")
+        + f" {opt.customers:,} customers loaded;"
         f" `IVR_DB_POOL_SIZE={opt.pg_pool}` per PostgreSQL process;"
         " `IVR_ROUTE_EVERY_SECONDS=1`. Baseline, in the same run: the same listeners and"
         f" driver against bench/bare_sse.py holding the same {opt.agents:,} streams (before"
@@ -156,6 +182,9 @@ def markdown(info: dict[str, Any], opt: sp.Options, command: str,
         "CPU columns: share of one core during the timed calls (server: each process; client:"
         " listeners + driver); \"other\" is the rest of the machine. Pop − answer: the pop's"
         " arrival minus the connect answer's at the driver.", "",
+        "The same pops split by what other work on the machine used in the second each call"
+        " was made (sampled every second):", "",
+        *quiet_table(every), "",
         "**Memory per connected console** (VmRSS before the consoles connected, and 2 s after"
         " the last of them opened; per console = the difference over the consoles the"
         " process holds). Last column: the server's CPU (share of a core) over"
@@ -190,6 +219,10 @@ def main() -> int:
                              " no call (two of the consoles' 15 s heartbeats)")
     parser.add_argument("--server-nofile", type=int, default=1024,
                         help="the soft limit on open files the servers are started with")
+    parser.set_defaults(no_pin=True)
+    parser.add_argument("--pin", dest="no_pin", action="store_false",
+                        help="servers on CPU 0, listeners and driver on CPU 1 (as"
+                             " bench/screenpop.py); default: nothing pinned")
     args = parser.parse_args()
     backends, rates = sp.checked_options(parser, args)
     if args.listeners < 1:
@@ -217,7 +250,7 @@ def main() -> int:
     for r in runs:
         sp.print_profiles(r)
     print()
-    for line in [*memory_table(every), "", *client_table(every)]:
+    for line in [*quiet_table(every), "", *memory_table(every), "", *client_table(every)]:
         print(line)
     raw = h.write_raw("consoles", {
         "machine": info, "command": command, "load": [load_start, load_end],

@@ -499,6 +499,48 @@ class CpuMeter:
         return max(rest - extra, 0.0)
 
 
+class NoiseSampler:
+    """What other work on the machine used, second by second, during a ``with`` block: every
+    ``every`` seconds a thread measures (``CpuMeter``) the machine's busy time less that of
+    ``pids`` (and of PostgreSQL, with ``postgres``). ``samples``: [(CLOCK_MONOTONIC at the
+    end of the interval, in seconds; other work's share of one core over it)] — to tell the
+    calls that met a busy machine from those that did not (``CpuMeter`` averages the run)."""
+
+    def __init__(self, pids: Sequence[int], *, postgres: bool = False,
+                 every: float = 1.0) -> None:
+        self.pids = list(pids)
+        self.postgres = postgres
+        self.every = every
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with CpuMeter(self.pids, postgres=self.postgres) as meter:
+                self._stop.wait(self.every)
+            if meter.wall > 0:
+                self.samples.append((time.monotonic(), meter.other() / meter.wall))
+
+    def __enter__(self) -> NoiseSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, _t: type[BaseException] | None, _e: BaseException | None,
+                 _tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def share_at(self, t: float) -> float | None:
+        """Other work's share over the interval holding monotonic time ``t``."""
+        start = None
+        for end, share in self.samples:
+            if (start is None or t >= start) and t <= end:
+                return share
+            start = end
+        return None
+
+
 def process_memory(pid: int) -> dict[str, int]:
     """A process's resident memory (``VmRSS``, kB), open file descriptors and the soft limit
     on them (``Max open files``), from /proc."""

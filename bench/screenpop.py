@@ -331,6 +331,7 @@ class Sent:
     answered_ns: int
     late_ms: float  # how late the call started against its slot in the schedule
     wait_rounds: int = 0
+    other_cpu: float | None = None  # other work's share of a core in the call's second
 
 
 def fixed_rate(n: int, rate: float, max_seconds: float, fn: Callable[[int], Sent],
@@ -507,6 +508,7 @@ def match(sent: list[Sent], pops: list[Pop], stream_of: dict[str, int]) -> dict[
     for p in pops:
         by_key[p.key].append(p)
     lat: list[float] = []
+    other: list[float | None] = []  # other work's CPU in each call's second (as ``lat``)
     http: list[float] = []
     after: list[float] = []  # pop arrival minus the connect answer's (negative: before)
     missing = wrong = duplicates = before_answer = 0
@@ -523,12 +525,14 @@ def match(sent: list[Sent], pops: list[Pop], stream_of: dict[str, int]) -> dict[
         if p.stream != stream_of.get(s.agent):
             wrong += 1
         lat.append((p.at_ns - s.sent_ns) / 1e6)
+        other.append(s.other_cpu)
         after.append((p.at_ns - s.answered_ns) / 1e6)
         before_answer += p.at_ns < s.answered_ns
         with_customer += p.customer
         with_incident += p.open_incidents > 0
         sizes.append(p.size)
     return {"pop_ms": summary(lat), "connect_http_ms": summary(http), "latencies_ms": lat,
+            "other_cpu_by_call": other,
             "pop_after_answer_ms": summary(after),
             "calls": len(sent), "pops": len(lat), "missing": missing, "wrong_agent": wrong,
             "duplicates": duplicates, "pop_before_http_answer": before_answer,
@@ -550,8 +554,14 @@ def measured_phase(opt: Options, parts: Parts, n: int, rate: float, fn: Callable
             stack.enter_context(h.profiler(server.pid, seconds_guess, out))
         waits: dict[str, Any] = {}
         stack.enter_context(pg_waits(parts.url if opt.profile else None, waits))
+        noise = stack.enter_context(h.NoiseSampler(
+            [*(s.pid for s in parts.servers), *(li.pid for li in parts.listeners),
+             os.getpid()], postgres=parts.postgres))
         sent, errors, seconds = fixed_rate(n, rate, opt.max_seconds, fn)
     *lis, me = cpu.clients
+    # Other work's share of a core during each call's second (None: outside the samples).
+    for s in sent:
+        s.other_cpu = noise.share_at(s.sent_ns / 1e9)
     return sent, errors, {
         "seconds": seconds, "rate": len(sent) / seconds if seconds else None,
         "server_cpu": [c / seconds for c in cpu.server],
