@@ -99,6 +99,21 @@ def memory_table(runs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def figures_table(runs: list[dict[str, Any]]) -> list[str]:
+    """The headline: pop p50 / p95 / p99 of each run, and the server memory per console."""
+    lines = ["| Run | pop p50 ms | p95 | p99 | target p99 < 100 ms | memory per console KiB "
+             "(each server process) |", "|---|---:|---:|---:|---|---|"]
+    for r in runs:
+        p = r["pop_ms"]
+        per = (r.get("memory") or {}).get("kib_per_console") or {}
+        target = ("–" if r["backend"] == "bare" else
+                  "PASS" if all(sp.passed(r).values()) else "MISSED")
+        lines.append(f"| {r['name']} | {sp._ms(p['p50'])} | {sp._ms(p.get('p95'))} "
+                     f"| {sp._ms(p['p99'])} | {target} "
+                     f"| {', '.join(f'{v:.1f}' for v in per.values()) or '–'} |")
+    return lines
+
+
 def quiet_table(runs: list[dict[str, Any]]) -> list[str]:
     """The pop latency of the calls made in quiet seconds (other work under ``QUIET`` of a
     core) and in the others."""
@@ -178,6 +193,7 @@ def markdown(info: dict[str, Any], opt: sp.Options, command: str,
         f" driver against bench/bare_sse.py holding the same {opt.agents:,} streams (before"
         " the IVR runs with a synthetic pop-sized payload, after them with a captured pop).",
         "",
+        *figures_table(every), "",
         *sp.table(every), "",
         "CPU columns: share of one core during the timed calls (server: each process; client:"
         " listeners + driver); \"other\" is the rest of the machine. Pop − answer: the pop's"
@@ -250,7 +266,8 @@ def main() -> int:
     for r in runs:
         sp.print_profiles(r)
     print()
-    for line in [*quiet_table(every), "", *memory_table(every), "", *client_table(every)]:
+    for line in [*figures_table(every), "", *quiet_table(every), "", *memory_table(every), "",
+                 *client_table(every)]:
         print(line)
     raw = h.write_raw("consoles", {
         "machine": info, "command": command, "load": [load_start, load_end],
