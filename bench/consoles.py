@@ -211,8 +211,9 @@ def markdown(info: dict[str, Any], opt: sp.Options, command: str,
         f"Open files: the servers were started with a soft limit of {server_nofile:,} (a"
         " common default); the column shows the limit each process ran with. A process"
         " holding its consoles needs a descriptor each (the column before it).", "",
-        "**The load generator's CPU** (share of one core during the timed calls; the"
-        " listeners and the driver share CPU 1):", "",
+        "**The load generator's CPU** (share of one core during the timed calls"
+        + (f"; the listeners and the driver share CPU {opt.client_cpu}):"
+           if opt.client_cpu is not None else "):"), "",
         *client_table(every), "",
         *sp.targets(runs), "",
         *sp.notes(every),
