@@ -39,6 +39,7 @@ from ivr.transfers.models import transfers
 from ivr.transfers.service import TransferService
 from tests.agent_fixtures import DANA, YOSSI
 from tests.conftest import OPEN_TIME, ROOT, TOKEN
+from tests.test_callback_processes import OPEN_ALL_WEEK
 from tests.test_processes import always_open, server
 
 PASSWORD = "simulated-agents-pw"
@@ -456,11 +457,16 @@ def test_the_readme_s_cold_and_warm_commands(database_url: str, menus_dir: Path,
     Avi takes, a warm one to Avi handed over."""
 
     always_open(menus_dir)
+    # The queues' hours open at every hour too: on the real clock, after 20:00 in
+    # Jerusalem the cold transfer to a closed retention queue is (rightly) offered a
+    # callback instead of Avi — the test ran green by day only.
+    policy = tmp_path / "callbacks.yaml"
+    policy.write_text(OPEN_ALL_WEEK, encoding="utf-8")
     env = {"IVR_DATABASE_URL": database_url, "IVR_MENUS_DIR": str(menus_dir),
            "IVR_TWILIO_AUTH_TOKEN": TOKEN, "IVR_DEMO_AGENT_PASSWORD": PASSWORD,
            "IVR_CONFERENCE_CALLS": "true", "IVR_LOCAL_ANSWER_SECONDS": "0",
-           "IVR_CRM_DIR": str(tmp_path / "crm"), "IVR_CALLBACKS_FILE":
-           str(ROOT / "callbacks.yaml"), "IVR_SURVEYS_FILE": str(ROOT / "surveys.yaml")}
+           "IVR_CRM_DIR": str(tmp_path / "crm"), "IVR_CALLBACKS_FILE": str(policy),
+           "IVR_SURVEYS_FILE": str(ROOT / "surveys.yaml")}
 
     def ivr(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "ivr.cli", *argv],
