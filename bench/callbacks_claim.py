@@ -233,18 +233,18 @@ def pk_lookups(engine: Engine, n: int, rows: int, seed: int) -> list[float]:
     return times
 
 
-def pk_updates(engine: Engine, n: int, rows: int, seed: int) -> list[float]:
+def pk_update_once(engine: Engine, rid: int) -> float:
     """A write transaction's floor: one row's ``updated_at`` by primary key, committed (the
-    commit waits for the WAL flush, as the claim's does)."""
+    commit waits for the WAL flush, as the claim's does); seconds."""
+    t0 = time.perf_counter()
+    with engine.begin() as conn:
+        conn.execute(R.update().where(R.c.id == rid).values(updated_at=NOW))
+    return time.perf_counter() - t0
+
+
+def pk_updates(engine: Engine, n: int, rows: int, seed: int) -> list[float]:
     rnd = random.Random(seed)
-    times = []
-    for _ in range(n):
-        rid = rnd.randint(1, rows)
-        t0 = time.perf_counter()
-        with engine.begin() as conn:
-            conn.execute(R.update().where(R.c.id == rid).values(updated_at=NOW))
-        times.append(time.perf_counter() - t0)
-    return times
+    return [pk_update_once(engine, rnd.randint(1, rows)) for _ in range(n)]
 
 
 def claim_once(engine: Engine, queues: tuple[str, ...] | None, owner: str,
@@ -278,11 +278,7 @@ def paired(engine: Engine, n: int, rows: int, owner: str) -> dict[str, Any]:
     bare: list[float] = []
     claimed: list[float] = []
     for i in range(n):
-        rid = rnd.randint(1, rows)
-        t0 = time.perf_counter()
-        with engine.begin() as conn:
-            conn.execute(R.update().where(R.c.id == rid).values(updated_at=NOW))
-        bare.append(time.perf_counter() - t0)
+        bare.append(pk_update_once(engine, rnd.randint(1, rows)))
         seconds, got_id, got = claim_once(engine, ONE_QUEUE, owner, 1 + i % 20)
         assert got_id is not None and got, "nothing due to claim"
         claimed.append(seconds)
