@@ -131,6 +131,7 @@ sys.path.insert(0, str(ROOT))
 import harness as h  # noqa: E402  (bench/harness.py: servers, fixtures, CPU, results)
 
 from crm_sync.demo import MAX_STREAM_ROWS  # noqa: E402
+from tests.callback_flow import OPEN_ALL_WEEK  # noqa: E402
 
 SECTION = "## Load: mixed traffic, {date} (issue 6)"
 # A set-up's ceiling (issue 18 item 1): the highest offered rate whose timed requests have a
@@ -271,31 +272,11 @@ nodes:
 """
 
 
-# Callbacks on (their SLA clock and the worker's dispatcher, as a centre runs them) but no
-# offer in the wait loop: the callers of this mix never ask for one.
-CALLBACKS_YAML = """\
-default:
-  business_hours:
-    timezone: Asia/Jerusalem
-    weekly:
-{days}
-  quiet_hours: "23:00-06:00"
-  deadline: {{premium: 15m, business: 1h, standard: 2h, default: 2h}}
-  scheduled_horizon: 7d
-  max_attempts: 3
-  retry_backoff: [2m, 10m, 30m]
-  warn_at: 0.8
-  fallback_handle_time: 5m
-  scheduled_window: 30m
-  offer:
-    enabled: false
-    threshold: 2m
-    closing_within: 30m
-    scheduled: true
-    hours: ["00:00-24:00"]
-    repeat_every: 1m
-""".format(days="\n".join(f'      {d}: ["00:00-24:00"]'
-                          for d in ("sun", "mon", "tue", "wed", "thu", "fri", "sat")))
+# Callbacks on (their SLA clock and the worker's dispatcher, as a centre runs them), open at
+# every hour, but no offer in the wait loop: the callers of this mix never ask for one.
+CALLBACKS_YAML = OPEN_ALL_WEEK.replace("  offer:\n    enabled: true\n",
+                                      "  offer:\n    enabled: false\n")
+assert CALLBACKS_YAML != OPEN_ALL_WEEK
 
 
 # ---------------------------------------------------------------- the bare baseline server

@@ -12,6 +12,31 @@ from datetime import datetime
 
 from tests.agent_flow import QUEUE_SID, TwilioDriver
 
+OPEN_ALL_WEEK = """\
+# callbacks.yaml for tests on the real clock: open at every hour, no holidays, no quiet
+# hours; otherwise the repository's policy.
+default:
+  business_hours:
+    timezone: Asia/Jerusalem
+    weekly:
+{days}
+  deadline: {{premium: 15m, business: 1h, standard: 2h, default: 2h}}
+  scheduled_horizon: 7d
+  max_attempts: 3
+  retry_backoff: [2m, 10m, 30m]
+  warn_at: 0.8
+  fallback_handle_time: 5m
+  scheduled_window: 30m
+  offer:
+    enabled: true
+    threshold: 2m
+    closing_within: 30m
+    scheduled: true
+    hours: ["00:00-24:00"]
+    repeat_every: 1m
+""".format(days="\n".join(f'      {d}: ["00:00-24:00"]'
+                          for d in ("sun", "mon", "tue", "wed", "thu", "fri", "sat")))
+
 
 @dataclass
 class Placed:

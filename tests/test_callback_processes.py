@@ -50,7 +50,7 @@ from ivr.agents import repository as repo
 from ivr.agents.models import agent_calls, agents
 from ivr.core.clock import SystemClock
 from tests.agent_flow import TwilioDriver
-from tests.callback_flow import CallbackDriver, Placed
+from tests.callback_flow import OPEN_ALL_WEEK, CallbackDriver, Placed
 from tests.live_server import ServerThread
 from tests.test_processes import always_open
 from tests.twilio_standin import ACCOUNT_SID, AUTH_TOKEN, TwilioStandIn
@@ -68,30 +68,6 @@ START = 90.0  # a process starting (imports, migrations, menus)
 SLOW = 30.0  # a step across processes
 T = TypeVar("T")
 
-OPEN_ALL_WEEK = """\
-# callbacks.yaml for tests on the real clock: open at every hour, no holidays, no quiet
-# hours; otherwise the repository's policy.
-default:
-  business_hours:
-    timezone: Asia/Jerusalem
-    weekly:
-{days}
-  deadline: {{premium: 15m, business: 1h, standard: 2h, default: 2h}}
-  scheduled_horizon: 7d
-  max_attempts: 3
-  retry_backoff: [2m, 10m, 30m]
-  warn_at: 0.8
-  fallback_handle_time: 5m
-  scheduled_window: 30m
-  offer:
-    enabled: true
-    threshold: 2m
-    closing_within: 30m
-    scheduled: true
-    hours: ["00:00-24:00"]
-    repeat_every: 1m
-""".format(days="\n".join(f'      {d}: ["00:00-24:00"]'
-                          for d in ("sun", "mon", "tue", "wed", "thu", "fri", "sat")))
 
 
 # ------------------------------------------------------------------ plumbing

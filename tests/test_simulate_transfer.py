@@ -38,8 +38,8 @@ from ivr.transfers.local_party import LocalParty
 from ivr.transfers.models import transfers
 from ivr.transfers.service import TransferService
 from tests.agent_fixtures import DANA, YOSSI
+from tests.callback_flow import OPEN_ALL_WEEK
 from tests.conftest import OPEN_TIME, ROOT, TOKEN
-from tests.test_callback_processes import OPEN_ALL_WEEK
 from tests.test_processes import always_open, server
 
 PASSWORD = "simulated-agents-pw"
