@@ -372,16 +372,16 @@ def waiting_heads(conn: Connection, per_queue: Mapping[str, int],
     return list(found.values())
 
 
-def _read_all(conn: Connection, queries: Sequence[Any]) -> list[Any]:
-    """The rows of several (locking) reads. On PostgreSQL in one round trip: each read a
-    subquery of one ``UNION ALL`` (``FOR UPDATE SKIP LOCKED`` is allowed in a subquery, not
-    on a union); a routing pass read the heads of each queue and its free agents one
-    statement at a time, with five queues ten round trips of a pass's twenty-five (issue
-    18). SQLite has no round trip to save and runs the union slower (bench/routing_scale.py:
-    +7–24% a pass), so it keeps one statement per read."""
+def _read_all(conn: Connection, queries: Sequence[Any]) -> Sequence[Any]:
+    """The rows of several (locking) reads in one round trip: each read a subquery of one
+    ``UNION ALL`` (PostgreSQL allows ``FOR UPDATE SKIP LOCKED`` in a subquery, not on a
+    union). A routing pass read the heads of each queue and its free agents one statement
+    at a time: with five queues, ten round trips of a pass's twenty-five (issue 18)."""
+    if not queries:
+        return []
     locked = [_locking(conn, q) for q in queries]
-    if conn.dialect.name != "postgresql" or len(locked) < 2:
-        return [r for q in locked for r in conn.execute(q)]
+    if len(locked) == 1:
+        return list(conn.execute(locked[0]))
     return list(conn.execute(union_all(*[select(*q.subquery().c) for q in locked])))
 
 
