@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, insert, select
+from sqlalchemy import Engine, create_engine, insert, select
 
 from ivr.agents import repository as repo
 from ivr.agents.models import agent_calls, agents, queue_entries
@@ -134,32 +134,3 @@ def test_staffing_and_the_busy_agent_by_rank_read_in_sql(engine: Engine) -> None
     # answer), agent 7 (being connected: 0).
     assert ranks == [timedelta(minutes=12), timedelta(minutes=7), timedelta(minutes=2),
                      timedelta(0)]
-
-
-def test_a_pass_reads_the_heads_and_the_free_agents_of_every_queue_at_once(
-        engine: Engine, database_url: str) -> None:
-    """Five queues, each with a free agent and a caller, and a caller who prefers an agent:
-    the pass reads the callers in one statement and the agents in one (each queue's read a
-    subquery, locked as before), not a statement per queue — a round trip each, from a
-    thread that must take the GIL back (issue 18 item 1: ten of a pass's twenty-five). The
-    offers are the ones the per-queue reads gave."""
-    queues = ["billing", "retention", "sales", "support", "tech"]
-    with engine.begin() as conn:
-        conn.execute(insert(agents), [_agent(i + 1, [q], "available")
-                                      for i, q in enumerate(queues)]
-                     + [_agent(6, ["sales"], "available")])
-        conn.execute(insert(queue_entries), [_entry(i + 1, q) for i, q in enumerate(queues)]
-                     + [_entry(6, "support", preferred=6)])
-    statements: list[str] = []
-    event.listen(engine, "before_cursor_execute",
-                 lambda _c, _cur, statement, *_rest: statements.append(statement))
-    offered = _route(engine, database_url)
-    assert offered == [("CA000001", 1), ("CA000002", 2), ("CA000003", 3), ("CA000004", 4),
-                       ("CA000005", 5), ("CA000006", 6)]
-    heads = [s for s in statements if "FROM queue_entries" in s and "ORDER BY" in s]
-    candidates = [s for s in statements if "agents.state_since" in s and "ORDER BY" in s]
-    assert len(heads) == 1 and heads[0].count("UNION ALL") == len(queues)  # + preferred
-    assert len(candidates) == 1 and candidates[0].count("UNION ALL") == len(queues)
-    if engine.dialect.name == "postgresql":  # the rows stay locked as they are read
-        assert heads[0].count("FOR UPDATE SKIP LOCKED") == len(queues) + 1
-        assert candidates[0].count("FOR UPDATE SKIP LOCKED") == len(queues) + 1

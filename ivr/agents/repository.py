@@ -24,7 +24,6 @@ from sqlalchemy import (
     select,
     text,
     true,
-    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -366,23 +365,11 @@ def waiting_heads(conn: Connection, per_queue: Mapping[str, int],
                                               _QE.preferred_agent_id.in_(_free_ids()))
                        .order_by(*ROUTING_ORDER).limit(free_agents))
     found: dict[int, Waiting] = {}
-    for r in _read_all(conn, queries):
-        found[r.id] = Waiting(r.id, r.call_sid, r.queue, r.priority, r.entered_at,
-                              r.preferred_agent_id, r.deadline_at)
+    for q in queries:
+        for r in conn.execute(_locking(conn, q)):
+            found[r.id] = Waiting(r.id, r.call_sid, r.queue, r.priority, r.entered_at,
+                                  r.preferred_agent_id, r.deadline_at)
     return list(found.values())
-
-
-def _read_all(conn: Connection, queries: Sequence[Any]) -> Sequence[Any]:
-    """The rows of several (locking) reads in one round trip: each read a subquery of one
-    ``UNION ALL`` (PostgreSQL allows ``FOR UPDATE SKIP LOCKED`` in a subquery, not on a
-    union). A routing pass read the heads of each queue and its free agents one statement
-    at a time: with five queues, ten round trips of a pass's twenty-five (issue 18)."""
-    if not queries:
-        return []
-    locked = [_locking(conn, q) for q in queries]
-    if len(locked) == 1:
-        return list(conn.execute(locked[0]))
-    return list(conn.execute(union_all(*[select(*q.subquery().c) for q in locked])))
 
 
 def _is_free() -> ColumnElement[bool]:
@@ -425,8 +412,9 @@ def free_candidates(conn: Connection, queues: Collection[str], preferred: Collec
     if preferred:
         queries.append(base.where(a.id.in_(sorted(preferred))))
     found: dict[int, Free] = {}
-    for r in _read_all(conn, queries):
-        found[r.id] = Free(r.id, frozenset(r.queues or ()), r.state_since)
+    for q in queries:
+        for r in conn.execute(_locking(conn, q)):
+            found[r.id] = Free(r.id, frozenset(r.queues or ()), r.state_since)
     return list(found.values())
 
 
