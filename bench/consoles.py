@@ -165,8 +165,7 @@ def markdown(info: dict[str, Any], opt: sp.Options, command: str,
         f"Run {info['date']} with `{command}` (git {info['git']}).", "",
         f"Machine: {info['nproc']} CPU ({info['cpu']}), {info['ram_gib']} GiB RAM, "
         f"Python {info['python']}, Linux {info['kernel']}; uvicorn {info['uvicorn']}, "
-        f"Starlette {info['starlette']}, SQLAlchemy {info['sqlalchemy']}. The 2 cores are"
-        " shared with other work (other sessions' tests).", "",
+        f"Starlette {info['starlette']}, SQLAlchemy {info['sqlalchemy']}.", "",
         f"Load average (1, 5, 15 min): {start} at the start of the run, {end} at its end; per"
         " timed phase in the table's last column (1 min, before → after). "
         + (f"**Taken under load** (above {LOADED:g} during: {'; '.join(under)})."

@@ -69,7 +69,6 @@ SLOW = 30.0  # a step across processes
 T = TypeVar("T")
 
 
-
 # ------------------------------------------------------------------ plumbing
 
 
