@@ -1,7 +1,8 @@
 """What the fuzz tests found in this stop, pinned as plain cases (they found each only by
 chance): a control character in a policy key broke the one-line ``file:line:col:`` refusal,
 and the wait loop of a call whose ``/voice`` was refused logged a traceback; and later
-stops: an id past the database's INTEGER was a 500."""
+stops: an id past the database's INTEGER was a 500 (on PostgreSQL too: 2**31 is past its
+INTEGER, and the integration's promise route took any int)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from starlette.testclient import TestClient
 
 from callbacks.policy import PolicyError, load_policies
 from tests.agent_fixtures import login
+from tests.conftest import ADMIN
 from tests.twilio import call_params, new_sid, signed_post
 
 
@@ -46,4 +48,14 @@ def test_an_id_past_the_database_integer_is_refused_not_a_500(
         who: str) -> None:
     """Found by tests/test_fuzz_api.py: an id past SQLite's INTEGER was an OverflowError."""
     r = app_client.request(method, path.format(2**63 + 1), headers=login(app_client, who))
+    assert r.status_code == 422, r.text
+
+
+@pytest.mark.parametrize("promise_id", [2**31, 2**63 + 1, 0])
+def test_an_integration_s_promise_id_past_the_integer_is_refused_not_a_500(
+        app_client: TestClient, promise_id: int) -> None:
+    """Found by tests/test_fuzz_api.py on PostgreSQL: ``POST /api/promises/2147483648/kept``
+    reached the database (integer out of range), where the agent's route refused it."""
+    r = app_client.post(f"/api/promises/{promise_id}/kept",
+                        headers={"Authorization": f"Bearer {ADMIN}"})
     assert r.status_code == 422, r.text

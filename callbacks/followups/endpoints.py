@@ -113,5 +113,5 @@ async def agent_kept(request: Request, promise_id: RowId, agent: Agent) -> dict[
 
 @router.post("/api/promises/{promise_id}/kept",
              dependencies=[Depends(require_integration)])
-async def api_kept(request: Request, promise_id: int) -> dict[str, Any]:
+async def api_kept(request: Request, promise_id: RowId) -> dict[str, Any]:
     return await _kept(request, promise_id, "api")
