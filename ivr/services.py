@@ -12,6 +12,8 @@ menu step's async pool, metrics, the signature checker); route handlers reach it
 from __future__ import annotations
 
 import asyncio
+import logging
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,12 +42,15 @@ from ivr.transfers.service import TransferService
 
 if TYPE_CHECKING:
     from starlette.requests import Request
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
     from ivr.agents.dispatch import RoutingLoop
     from ivr.agents.events import EventBus
     from ivr.core.db import Database
     from ivr.core.signatures import SignatureChecker
     from ivr.observability.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 #: Where a server is reached from its own host when IVR_PUBLIC_URL is not set (the demo's
 #: local dialer posts the callback's webhooks there); as a default, its port is IVR_PORT's.
@@ -243,12 +248,59 @@ class WebState:
 
     async def after_commit(self, out: Outcome) -> None:
         """Wake the consoles of what a use case published; make its requests to Twilio (in
-        a thread: never on the event loop); route again if it may match."""
+        a thread: never on the event loop); route again if it may match: inside a request,
+        once its answer is sent (``RouteAfterAnswer``), else now."""
         self.events.published(out.published)
         for work in out.after:
             await self.after_commit(await asyncio.to_thread(work))
         if out.reroute:
-            await self.routing.route_now()
+            asked = _route_after_answer.get()
+            if asked is not None:
+                asked.append(True)
+            else:
+                await self.routing.route_now()
+
+
+#: Set by ``RouteAfterAnswer`` while it serves a request: the routing passes the request's
+#: changes ask for, run once its answer is sent.
+_route_after_answer: ContextVar[list[bool] | None] = ContextVar("ivr_route_after_answer",
+                                                                default=None)
+
+
+class RouteAfterAnswer:
+    """ASGI middleware: a request whose change may make a match (a caller joined a queue, a
+    call or a wrap-up ended, an agent went available) is answered first and routed after
+    (issue 18 item 1). Twilio's status callbacks and the consoles' requests no longer wait
+    for a routing pass (and for the pass another request started before it): with several
+    processes on PostgreSQL those waits were most of their latency. What an answer says
+    never depended on the pass (TwiML and JSON are built from the use case's own commit);
+    the pass's offers reach the consoles as events, as they always did. The pass runs in the
+    same ASGI call, after the answer's last byte is sent: a test client (which waits for the
+    whole call) sees it done, and a server's next request on the connection is not held."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        asked: list[bool] = []
+        token = _route_after_answer.set(asked)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _route_after_answer.reset(token)
+        if asked:
+            await self._route(scope)
+
+    async def _route(self, scope: Scope) -> None:
+        try:
+            state: WebState = scope["app"].state.web
+            await state.routing.route_now()
+        except Exception:
+            # The answer is sent; the sweep (IVR_ROUTE_EVERY_SECONDS) routes what this missed.
+            log.exception("routing after an answer failed; the next pass or sweep retries")
 
 
 @dataclass

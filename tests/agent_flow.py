@@ -15,6 +15,7 @@ or the REST redirect), and the end of the conversation is the ``<Dial action>``
 
 from __future__ import annotations
 
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -83,6 +84,10 @@ class TwilioDriver:
         #: on an in-process app (a TestClient's) when not given.
         self.conferences = (conferences if conferences is not None
                             else stand_in_of(getattr(client, "app", None)))
+        #: Seconds of further wait rounds before a caller counts as not released
+        #: (``connect``): none in process, where a request's routing pass has run when its
+        #: answer returns; a real server routes after the answer is sent.
+        self.patience = 0.0 if getattr(client, "app", None) is not None else 5.0
 
     # -- plumbing
 
@@ -156,13 +161,23 @@ class TwilioDriver:
         leg.last_twiml = xml
         return xml
 
-    def connect(self, sid: str) -> str:
+    def connect(self, sid: str, *, patience: float | None = None) -> str:
         """The routed caller is released by the wait loop (``<Leave/>``) and Twilio requests
-        the Enqueue action: the answer dials the agent (the screen-pop is pushed now)."""
-        xml = self.wait(sid, 5)
-        if ET.fromstring(xml).find("Leave") is None:
-            raise AssertionError(f"the caller was not released for an agent: {xml}")
-        return self.leave(sid)
+        the Enqueue action: the answer dials the agent (the screen-pop is pushed now).
+
+        In process (a test client) the routing pass a request asks for has run when its
+        answer returns, so one round must release the caller. A real server routes after
+        the answer is sent: ``patience`` seconds of further rounds (Twilio's loop comes back
+        after each pause; here every 20 ms) before the caller counts as not released
+        (default: the driver's, by its client)."""
+        deadline = time.monotonic() + (self.patience if patience is None else patience)
+        while True:
+            xml = self.wait(sid, 5)
+            if ET.fromstring(xml).find("Leave") is not None:
+                return self.leave(sid)
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"the caller was not released for an agent: {xml}")
+            time.sleep(0.02)
 
     def leave(self, sid: str) -> str:
         leg = self.calls[sid]

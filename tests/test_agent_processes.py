@@ -102,7 +102,7 @@ def check_pop_reaches_console(console_url: str, webhook_url: str,
         twilio = TwilioDriver(client, webhook_url, TOKEN)
         sid = twilio.start("050-123-4567", ["2"])
         sent = time.monotonic()
-        twilio.connect(sid)
+        twilio.connect(sid)  # a real server: a few rounds if the pass is still running
     at, pop = next_event(events, "screenpop")
     stop.set()
     readers.append(reader)

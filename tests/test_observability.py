@@ -248,8 +248,8 @@ def test_json_lines_carry_the_call_sid(ops: TestClient, people: dict[str, int],
     assert "call_sid" not in outside
     assert set(outside) == {"time", "level", "logger", "message"}
     assert outside["time"].endswith("+00:00")
-    # Logged by the routing service inside the wait webhook (a database thread on
-    # PostgreSQL): the CallSid comes from the request's context, not from the message.
+    # Logged by the routing pass the wait webhook asked for, run after its answer (on
+    # PostgreSQL in a database thread): the record carries the offered call's CallSid.
     offered = next(r for r in records if r["message"].startswith("call offered to agent"))
     assert offered["call_sid"] == sid
     assert (offered["level"], offered["logger"]) == ("INFO", "ivr.agents.service")

@@ -340,8 +340,10 @@ class AgentService:
             published.extend(out.published)
         for o in offers:
             if o.placed is None:  # a callback's claim is logged by the callback service
+                # The offered call's CallSid on the record: the pass runs after the answer
+                # of the request that asked for it, outside that request's context.
                 log.info("call offered to agent call=%s agent=%s offer=%s", o.call_sid,
-                         o.agent_id, o.offer_id)
+                         o.agent_id, o.offer_id, extra={"call_sid": o.call_sid})
         return offers, published
 
     def needs_delivery(self, offers: list[Reservation]) -> bool:
