@@ -158,7 +158,7 @@ def create_app(settings: Settings, clock: Clock | None = None,
     # No route, the Twilio ones included, reads a body over its limit.
     app.add_middleware(BodyLimit, limits=limits_for(settings))
     # Outermost (added last): the routing a request asks for runs after its answer is sent.
-    app.add_middleware(RouteAfterAnswer)
+    app.add_middleware(RouteAfterAnswer, state=state)
     app.include_router(menu_endpoints.router)
     app.include_router(crm_endpoints.router)
     app.include_router(agent_endpoints.router)

@@ -278,8 +278,9 @@ class RouteAfterAnswer:
     same ASGI call, after the answer's last byte is sent: a test client (which waits for the
     whole call) sees it done, and a server's next request on the connection is not held."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, state: WebState) -> None:
         self.app = app
+        self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -292,12 +293,11 @@ class RouteAfterAnswer:
         finally:
             _route_after_answer.reset(token)
         if asked:
-            await self._route(scope)
+            await self._route()
 
-    async def _route(self, scope: Scope) -> None:
+    async def _route(self) -> None:
         try:
-            state: WebState = scope["app"].state.web
-            await state.routing.route_now()
+            await self.state.routing.route_now()
         except Exception:
             # The answer is sent; the sweep (IVR_ROUTE_EVERY_SECONDS) routes what this missed.
             log.exception("routing after an answer failed; the next pass or sweep retries")

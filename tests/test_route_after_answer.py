@@ -5,6 +5,7 @@ worker, a sweep) a pass runs at once, as before."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -56,14 +57,27 @@ class Recorder:
         routing.route_now = route_now  # type: ignore[method-assign]
 
 
-@pytest.fixture
-def recorded(settings: Settings, clock: FrozenClock) -> Iterator[tuple[TestClient, Recorder]]:
-    quiet = settings.model_copy(update={"route_every_seconds": 0})
-    app = create_app(quiet, clock)
+@contextlib.contextmanager
+def _recorded_app(settings: Settings, clock: FrozenClock, *, fail: bool = False,
+                  ) -> Iterator[tuple[TestClient, Recorder]]:
+    """The app (no routing sweep) behind a ``Recorder`` that watches its routing passes."""
+    app = create_app(settings.model_copy(update={"route_every_seconds": 0}), clock)
     recorder = Recorder(app)
     with TestClient(recorder) as c:
-        recorder.watch(app.state.web)
+        recorder.watch(app.state.web, fail)
         yield c, recorder
+
+
+@pytest.fixture
+def recorded(settings: Settings, clock: FrozenClock) -> Iterator[tuple[TestClient, Recorder]]:
+    with _recorded_app(settings, clock) as r:
+        yield r
+
+
+def _caller_waiting(client: TestClient) -> tuple[dict[str, str], str]:
+    """Avi signed in (not available yet) and Dana's call waiting in the support queue."""
+    auth = login(client, "avi")
+    return auth, TwilioDriver(client, "http://testserver", TOKEN).start(DANA, ["2"])
 
 
 def _status(engine: Engine, sid: str) -> Any:
@@ -76,8 +90,7 @@ def test_a_console_request_is_answered_before_the_pass_it_asks_for(
         recorded: tuple[TestClient, Recorder], people: dict[str, int],
         engine: Engine) -> None:
     client, recorder = recorded
-    auth = login(client, "avi")
-    sid = TwilioDriver(client, "http://testserver", TOKEN).start(DANA, ["2"])
+    auth, sid = _caller_waiting(client)
     assert _status(engine, sid) == "waiting"  # nobody free yet
     recorder.log.clear()
     me = available(client, auth)
@@ -105,21 +118,16 @@ def test_the_wait_loop_answers_before_the_pass_its_caller_asks_for(
 def test_a_failed_pass_after_the_answer_is_logged_and_the_answer_stands(
         settings: Settings, clock: FrozenClock, people: dict[str, int], engine: Engine,
         caplog: pytest.LogCaptureFixture) -> None:
-    quiet = settings.model_copy(update={"route_every_seconds": 0})
-    app = create_app(quiet, clock)
-    recorder = Recorder(app)
-    with TestClient(recorder) as client:
-        recorder.watch(app.state.web, fail=True)
-        auth = login(client, "avi")
-        sid = TwilioDriver(client, "http://testserver", TOKEN).start(DANA, ["2"])
+    with _recorded_app(settings, clock, fail=True) as (client, recorder):
+        auth, sid = _caller_waiting(client)
         with caplog.at_level(logging.ERROR, logger="ivr.services"):
             me = available(client, auth)
         assert me["state"] == "available"
         assert any("routing after an answer failed" in r.getMessage() for r in caplog.records)
         assert _status(engine, sid) == "waiting"
         # The next pass (here the sweep's) offers the call.
-        assert client.portal is not None
-        client.portal.call(app.state.web.routing.dispatcher.route)
+        assert recorder.state is not None and client.portal is not None
+        client.portal.call(recorder.state.routing.dispatcher.route)
         assert _status(engine, sid) == "offered"
 
 
@@ -127,8 +135,7 @@ def test_outside_a_request_the_pass_runs_at_once(
         recorded: tuple[TestClient, Recorder], people: dict[str, int],
         engine: Engine) -> None:
     client, recorder = recorded
-    auth = login(client, "avi")
-    sid = TwilioDriver(client, "http://testserver", TOKEN).start(DANA, ["2"])
+    auth, sid = _caller_waiting(client)
     available(client, auth)  # routes after its answer: offered
     assert _status(engine, sid) == "offered"
     recorder.log.clear()
