@@ -186,14 +186,16 @@ def fifo_key(w: routing.Waiting) -> tuple[datetime, str, int]:
 
 @contextmanager
 def ordering(mode: str) -> Iterator[None]:
-    """``edf``: the product as it is. ``fifo``: the plan's order key and the candidate reads
-    by join time only (in this process, for the comparison run)."""
+    """``edf``: the product as it is. ``fifo``: the plan's order key, the candidate reads and
+    the claim of a queue's next callback by join time only (in this process, for the
+    comparison run)."""
     if mode == "edf":
         yield
         return
     original_key = routing.order_key
     original_heads = agent_repo.waiting_heads
     original_due = cbrepo.due
+    original_claim_next = cbrepo.claim_next
 
     def heads(conn: Connection, per_queue: Mapping[str, int],
               free_agents: int) -> list[routing.Waiting]:
@@ -213,15 +215,26 @@ def ordering(mode: str) -> Iterator[None]:
         rows = original_due(conn, now, queues, 1_000_000)
         return sorted(rows, key=lambda r: (r.entered_at, "callback", r.id))[:limit]
 
+    def claim_next(conn: Connection, queue: str, now: datetime, owner: str,
+                   lease_until: datetime, agent_id: int) -> Any:
+        for r in due(conn, now, (queue,), 1):
+            if cbrepo.update_request(conn, r.id, only_status=("pending",), status="dialing",
+                                     lease_owner=owner, lease_until=lease_until,
+                                     agent_id=agent_id, updated_at=now):
+                return cbrepo.get(conn, r.id)
+        return None
+
     routing.order_key = fifo_key  # type: ignore[assignment]
     agent_repo.waiting_heads = heads
     cbrepo.due = due
+    cbrepo.claim_next = claim_next
     try:
         yield
     finally:
         routing.order_key = original_key
         agent_repo.waiting_heads = original_heads
         cbrepo.due = original_due
+        cbrepo.claim_next = original_claim_next
 
 
 # ---------------------------------------------------------------------- Twilio's side

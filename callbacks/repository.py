@@ -1,6 +1,7 @@
 """Queries on the callback tables. Every state change is conditional on the state it was
-read in (``WHERE status = …``), so two processes cannot both act on one request; claims read
-with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite has one writer at a time)."""
+read in (``WHERE status = …``), so two processes cannot both act on one request; a claim
+finds and takes its row in one statement, skipping rows another process holds (``FOR UPDATE
+SKIP LOCKED`` on PostgreSQL; SQLite has one writer at a time)."""
 
 from __future__ import annotations
 
@@ -97,30 +98,27 @@ def add_event(conn: Connection, request_id: int, kind: str, at: datetime,
                .scalar_one())
 
 
-# The claim's two statements, built once per (dialect, filtered by queue): building a Core
+# The dispatcher's statements, built once (the claim once per dialect): building a Core
 # statement and its cache key on every call cost more than PostgreSQL's execution of it
 # (bench/results.md, "Callbacks").
-_DUE: dict[tuple[str, bool], Select[Any]] = {}
-_CLAIM = (update(R).where(R.c.id == bindparam("b_id"), R.c.status == "pending")
-          .values(status="dialing", lease_owner=bindparam("b_owner"),
-                  lease_until=bindparam("b_lease", type_=R.c.lease_until.type),
-                  agent_id=bindparam("b_agent"),
-                  updated_at=bindparam("b_now", type_=R.c.updated_at.type)))
+_DUE: dict[bool, Select[Any]] = {}
+_CLAIM_NEXT: dict[str, Any] = {}
 
 
-def _due_statement(conn: Connection, filtered: bool) -> Select[Any]:
-    key = (conn.dialect.name, filtered)
-    stmt = _DUE.get(key)
+def _dispatch_order(stmt: Select[Any]) -> Select[Any]:
+    """Due pending requests in dispatch order: what ``ix_callback_requests_claim`` holds."""
+    return (stmt.where(R.c.status == "pending",
+                       R.c.due_at <= bindparam("b_now", type_=R.c.due_at.type))
+            .order_by(R.c.priority.desc(), R.c.deadline_at, R.c.entered_at, R.c.id))
+
+
+def _due_statement(filtered: bool) -> Select[Any]:
+    stmt = _DUE.get(filtered)
     if stmt is None:
-        stmt = (select(R).where(R.c.status == "pending",
-                                R.c.due_at <= bindparam("b_now", type_=R.c.due_at.type))
-                .order_by(R.c.priority.desc(), R.c.deadline_at, R.c.entered_at, R.c.id)
-                .limit(bindparam("b_limit", type_=Integer)))
+        stmt = _dispatch_order(select(R)).limit(bindparam("b_limit", type_=Integer))
         if filtered:
             stmt = stmt.where(R.c.queue.in_(bindparam("b_queues", expanding=True)))
-        if _skip_locked(conn):
-            stmt = stmt.with_for_update(skip_locked=True, of=R)
-        _DUE[key] = stmt
+        _DUE[filtered] = stmt
     return stmt
 
 
@@ -128,7 +126,8 @@ def due(conn: Connection, now: datetime, queues: Iterable[str] | None, limit: in
         ) -> list[Row[Any]]:
     """Pending requests that may be dialled now, in dispatch order (priority, then
     deadline, then the time the caller first joined the queue); of the given queues, or of
-    all with None."""
+    all with None. A read, no lock: what the router weighs against the waiting callers.
+    Taking one is ``claim_next``'s."""
     if limit <= 0:
         return []
     params: dict[str, Any] = {"b_now": now, "b_limit": limit}
@@ -136,7 +135,7 @@ def due(conn: Connection, now: datetime, queues: Iterable[str] | None, limit: in
         params["b_queues"] = sorted(set(queues))
         if not params["b_queues"]:
             return []
-    return list(conn.execute(_due_statement(conn, queues is not None), params))
+    return list(conn.execute(_due_statement(queues is not None), params))
 
 
 def any_due(conn: Connection, now: datetime) -> bool:
@@ -145,12 +144,32 @@ def any_due(conn: Connection, now: datetime) -> bool:
                         .limit(1)).first() is not None
 
 
-def claim(conn: Connection, request_id: int, owner: str, lease_until: datetime,
-          agent_id: int, now: datetime) -> bool:
-    """pending → dialing, with the lease; False if another process took it first."""
-    return bool(conn.execute(_CLAIM, {"b_id": request_id, "b_owner": owner,
-                                      "b_lease": lease_until, "b_agent": agent_id,
-                                      "b_now": now}).rowcount)
+def _claim_next_statement(conn: Connection) -> Any:
+    stmt = _CLAIM_NEXT.get(conn.dialect.name)
+    if stmt is None:
+        head = _dispatch_order(select(R.c.id).where(R.c.queue == bindparam("b_queue"))
+                               ).limit(1)
+        if _skip_locked(conn):
+            head = head.with_for_update(skip_locked=True)
+        stmt = (update(R).where(R.c.id == head.scalar_subquery(), R.c.status == "pending")
+                .values(status="dialing", lease_owner=bindparam("b_owner"),
+                        lease_until=bindparam("b_lease", type_=R.c.lease_until.type),
+                        agent_id=bindparam("b_agent"),
+                        updated_at=bindparam("b_now", type_=R.c.updated_at.type))
+                .returning(*R.c))
+        _CLAIM_NEXT[conn.dialect.name] = stmt
+    return stmt
+
+
+def claim_next(conn: Connection, queue: str, now: datetime, owner: str,
+               lease_until: datetime, agent_id: int) -> Row[Any] | None:
+    """The queue's next due request (dispatch order), pending → dialing with the lease, in
+    one statement: the head is found on the claim index and taken where it stands, rows
+    another process is claiming are skipped. Its row as claimed; None when nothing of the
+    queue is due (or all of it is being claimed elsewhere)."""
+    return conn.execute(_claim_next_statement(conn), {
+        "b_queue": queue, "b_now": now, "b_owner": owner, "b_lease": lease_until,
+        "b_agent": agent_id}).first()
 
 
 def release(conn: Connection, request_id: int, now: datetime, *, due_at: datetime,

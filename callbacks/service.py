@@ -124,35 +124,31 @@ class CallbackService(CallerDialog):
 
     def claim(self, conn: Connection, item: Waiting, agent_id: int, now: datetime,
               out: Outcome) -> PlacedCall | None:
-        """Reserve the agent and the request together (a savepoint), record the attempt,
-        push the screen-pop. None: the agent or the request went elsewhere, or now is no
-        time to call (the request is moved to its next callable instant)."""
-        req = cbrepo.get(conn, item.entry_id)
-        if req is None or req.status != "pending":
-            return None
-        policy = self.policy(req.queue)
-        zone = ZoneInfo(req.timezone) if req.timezone else None
-        if not sla.callable_at(now, policy, zone):
-            cbrepo.update_request(conn, req.id, only_status=("pending",),
-                                  due_at=sla.next_callable(now, policy, zone), updated_at=now)
-            return None
+        """Reserve the agent and the next due request of the item's queue together (a
+        savepoint), record the attempt, push the screen-pop. The request is taken where it
+        stands at the head of the queue (``claim_next``: one statement): the item the plan
+        chose, unless another process has just taken that one, and then the next in
+        dispatch order. None: nothing of the queue is due any more, the agent went
+        elsewhere, or now is no time to call (the request is moved to its next callable
+        instant)."""
+        lease = now + timedelta(seconds=self.settings.callback_lease_seconds)
         with conn.begin_nested() as sp:
-            attempt_no = cbrepo.attempt_count(conn, req.id) + 1
-            lease = now + timedelta(seconds=self.settings.callback_lease_seconds)
-            if not cbrepo.claim(conn, req.id, self.owner, lease, agent_id, now):
-                sp.rollback()
+            req = cbrepo.claim_next(conn, item.queue, now, self.owner, lease, agent_id)
+            if req is None:
                 return None
-            attempt_id = cbrepo.new_attempt(conn, {
-                "request_id": req.id, "attempt_no": attempt_no, "agent_id": agent_id,
-                "claimed_by": self.owner, "claimed_at": now})
-            key = agent_key(attempt_id)
-            offer_id = repo.offer_agent(conn, agent_id, key, req.queue, now)
-            if offer_id is None:
+            policy = self.policy(req.queue)
+            zone = ZoneInfo(req.timezone) if req.timezone else None
+            later = None if sla.callable_at(now, policy, zone) else sla.next_callable(
+                now, policy, zone)
+            attempt = None if later else self._new_attempt(conn, req, agent_id, now)
+            if attempt is None:
                 sp.rollback()
-                return None
-            cbrepo.update_attempt(conn, attempt_id, agent_key=key, offer_id=offer_id)
-            cbrepo.add_event(conn, req.id, "attempt", now, {"attempt": attempt_no,
-                                                            "agent_id": agent_id})
+        if later is not None:  # pending again (the savepoint undid the claim), due later
+            cbrepo.update_request(conn, req.id, only_status=("pending",), due_at=later,
+                                  updated_at=now)
+        if attempt is None:
+            return None
+        attempt_id, key, offer_id = attempt
         out.published.append((agent_id, repo.add_event(
             conn, agent_id, "state", repo.me(conn, agent_id) or {}, now)))
         context = self.context(conn, key, now)
@@ -163,6 +159,23 @@ class CallbackService(CallerDialog):
                  agent_id)
         from_number = self.settings.callback_caller_id or _to_number(conn, req.call_sid) or ""
         return PlacedCall(attempt_id, req.id, req.phone, from_number)
+
+    def _new_attempt(self, conn: Connection, req: Any, agent_id: int, now: datetime,
+                     ) -> tuple[int, str, int] | None:
+        """The claimed request's attempt and the agent's offer: (attempt id, agent key,
+        offer id); None when the agent went elsewhere."""
+        attempt_no = cbrepo.attempt_count(conn, req.id) + 1
+        attempt_id = cbrepo.new_attempt(conn, {
+            "request_id": req.id, "attempt_no": attempt_no, "agent_id": agent_id,
+            "claimed_by": self.owner, "claimed_at": now})
+        key = agent_key(attempt_id)
+        offer_id = repo.offer_agent(conn, agent_id, key, req.queue, now)
+        if offer_id is None:
+            return None
+        cbrepo.update_attempt(conn, attempt_id, agent_key=key, offer_id=offer_id)
+        cbrepo.add_event(conn, req.id, "attempt", now, {"attempt": attempt_no,
+                                                        "agent_id": agent_id})
+        return attempt_id, key, offer_id
 
     def dial(self, dials: list[PlacedCall], out: Outcome) -> None:
         """Place the claimed calls (after the claim's commit). Twilio refusing one (4xx)

@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, event, select, text
 
 from callbacks import repository as cbrepo
 from callbacks.models import callback_attempts, callback_requests
+from ivr.agents import repository as agent_repo
 from ivr.agents import routing
 from ivr.agents.gateway import HoldLoopGateway
+from ivr.agents.ports import Outcome
 from ivr.agents.routing import Free, Waiting, plan
 from ivr.core.clock import FrozenClock
 from ivr.core.db import make_engine
@@ -143,6 +145,146 @@ def test_the_claim_read_returns_due_requests_by_deadline(database_url: str) -> N
         engine.dispose()
     assert got == list(reversed(ids))
     assert first == [ids[-1]]
+
+
+def _statements(engine: Any) -> list[str]:
+    """The statements ``engine`` sends from now on (a list that grows)."""
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, *_a: sent.append(statement))
+    return sent
+
+
+def test_a_claim_takes_its_queues_head_in_one_statement(database_url: str) -> None:
+    """``claim_next`` finds the queue's next due request and takes it (pending → dialing,
+    with the lease) in one statement, in dispatch order; another queue's requests and those
+    not yet due stay where they are."""
+    engine = create_engine(database_url)
+    now = T0 + timedelta(hours=1)
+    lease = now + timedelta(minutes=1)
+    try:
+        with engine.begin() as conn:
+            ids = [_request(conn, n, T0 + timedelta(minutes=10 * n),
+                            T0 + timedelta(minutes=100 - 20 * n)) for n in range(3)]
+            later = _request(conn, 3, T0, T0 + timedelta(minutes=1))
+            cbrepo.update_request(conn, later, due_at=now + timedelta(minutes=5))
+            other = _request(conn, 4, T0, T0 + timedelta(minutes=1))
+            cbrepo.update_request(conn, other, queue="billing")
+        sent = _statements(engine)
+        got = []
+        for agent in (7, 8, 9, 10):
+            with engine.begin() as conn:
+                before = len(sent)
+                row = cbrepo.claim_next(conn, "support", now, "owner-a", lease, agent)
+                assert len(sent) - before == 1
+                got.append(None if row is None else (row.id, row.status, row.lease_owner,
+                                                     row.agent_id))
+        with engine.connect() as conn:
+            left = dict(conn.execute(select(callback_requests.c.id,
+                                            callback_requests.c.status)).all())
+    finally:
+        engine.dispose()
+    assert got == [(i, "dialing", "owner-a", a) for i, a in zip(reversed(ids), (7, 8, 9),
+                                                                  strict=True)] + [None]
+    assert left == {**dict.fromkeys(ids, "dialing"), later: "pending", other: "pending"}
+
+
+def test_a_claim_skips_the_head_another_process_is_claiming(pg_url: str) -> None:
+    """Two dispatchers at once: the second does not wait for the first's row, it takes the
+    next one (FOR UPDATE SKIP LOCKED); no request is claimed twice."""
+    engine = create_engine(pg_url)
+    now = T0 + timedelta(hours=1)
+    lease = now + timedelta(minutes=1)
+    try:
+        with engine.begin() as conn:
+            first, second = (_request(conn, n, T0 + timedelta(minutes=n),
+                                      T0 + timedelta(minutes=30 + n)) for n in range(2))
+        with engine.connect() as a, engine.connect() as b:
+            # A claim that waited for the other's row would fail here, not hang.
+            b.execute(text("SET lock_timeout = '2s'"))
+            row_a = cbrepo.claim_next(a, "support", now, "owner-a", lease, 1)
+            row_b = cbrepo.claim_next(b, "support", now, "owner-b", lease, 2)
+            assert row_a is not None and row_b is not None
+            assert (row_a.id, row_b.id) == (first, second)
+            assert cbrepo.claim_next(b, "support", now, "owner-b", lease, 3) is None
+            a.commit()
+            b.commit()
+        with engine.connect() as conn:
+            owners = dict(conn.execute(select(callback_requests.c.id,
+                                              callback_requests.c.lease_owner)).all())
+    finally:
+        engine.dispose()
+    assert owners == {first: "owner-a", second: "owner-b"}
+
+
+def _dispatcher(url: str) -> tuple[Any, Any, FrozenClock]:
+    """The worker's callback service (a frozen clock at 09:00 Jerusalem, Monday), and its
+    engine."""
+    clock = FrozenClock(T0 + timedelta(hours=1))
+    engine = make_engine(url, pool_size=2)
+    service = callback_services(engine, sim_settings(url, 60.0), clock,
+                                gateway=HoldLoopGateway(), dialer=SimDialer(clock))
+    assert service is not None and service.callbacks is not None
+    return service.callbacks, engine, clock
+
+
+def _available_agent(conn: Any, now: datetime) -> int:
+    agent = agent_repo.create_agent(conn, username="noa", name="Noa", password="pw-noa-1234",
+                                    queues=["support"], now=now)
+    assert agent_repo.set_state(conn, agent, "available", now)
+    return agent
+
+
+def test_the_router_claims_the_next_callback_when_its_planned_one_was_taken(
+        database_url: str) -> None:
+    """The router read the queue's head and planned it for its agent; another process
+    claimed that one before it: the agent gets the next request of the queue, not nothing."""
+    callbacks, engine, clock = _dispatcher(database_url)
+    now = clock.now()
+    try:
+        with engine.begin() as conn:
+            head, nxt = (_request(conn, n, T0 + timedelta(minutes=n),
+                                  T0 + timedelta(minutes=30 + n)) for n in range(2))
+            agent = _available_agent(conn, now)
+        with engine.begin() as conn:
+            [planned] = callbacks.due_work(conn, now, {"support": 1})
+        assert planned.entry_id == head
+        with engine.begin() as conn:  # the other dispatcher
+            assert cbrepo.claim_next(conn, "support", now, "other", now, 99) is not None
+        out = Outcome()
+        with engine.begin() as conn:
+            placed = callbacks.claim(conn, planned, agent, now, out)
+            state = agent_repo.me(conn, agent)
+            pops = [kind for event_id, kind, _data in agent_repo.events_after(conn, agent, 0)
+                    if (agent, event_id) in out.published]
+    finally:
+        engine.dispose()
+    assert placed is not None and placed.request_id == nxt
+    assert state is not None and state["state"] == "reserved"
+    assert pops == ["state", "screenpop"]
+
+
+def test_a_claim_the_agent_cannot_take_is_undone(database_url: str) -> None:
+    """The agent went elsewhere between the plan and the claim: the request is pending
+    again, with no lease and no attempt, for the next pass."""
+    callbacks, engine, clock = _dispatcher(database_url)
+    now = clock.now()
+    try:
+        with engine.begin() as conn:
+            rid = _request(conn, 0, T0, T0 + timedelta(minutes=30))
+            agent = _available_agent(conn, now)
+            agent_repo.set_state(conn, agent, "busy", now)
+            [planned] = callbacks.due_work(conn, now, {"support": 1})
+            placed = callbacks.claim(conn, planned, agent, now, Outcome())
+        with engine.connect() as conn:
+            req = cbrepo.get(conn, rid)
+            attempts = conn.execute(select(callback_attempts)).all()
+    finally:
+        engine.dispose()
+    assert placed is None
+    assert req is not None and (req.status, req.lease_owner, req.agent_id) == (
+        "pending", None, None)
+    assert attempts == []
 
 
 def _claim_order(url: str, mode: str) -> tuple[list[tuple[str, datetime, datetime]],

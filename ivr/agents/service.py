@@ -323,10 +323,12 @@ class AgentService:
                     # one that does (the order is kept: no later call takes the agent).
                     if not self.settings.dispatch_callbacks:
                         continue
+                    # The queue's next due callback is taken (one statement): the one
+                    # planned, or the next if another router has just taken that one.
                     placed = self.callbacks.claim(conn, call, agent.agent_id, now, out)
                     if placed is not None:
-                        offers.append(Reservation(0, call.call_sid, None, agent.agent_id,
-                                                  placed))
+                        offers.append(Reservation(0, f"callback:{placed.request_id}", None,
+                                                  agent.agent_id, placed))
                     continue
                 offer_id = repo.offer(conn, call, agent.agent_id, now)
                 if offer_id is None:
