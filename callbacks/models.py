@@ -78,8 +78,9 @@ class CallbackRequest(Base):
     )
 
 
-# The dispatcher's claim (repository.due, one read per queue with a free agent): a queue's
-# pending rows in dispatch order, ``priority`` descending. With ``priority`` ascending
+# The dispatcher's read and claim (repository.due, one read per queue with a free agent;
+# repository.claim_next, the queue's head): a queue's pending rows in dispatch order,
+# ``priority`` descending. With ``priority`` ascending
 # PostgreSQL cannot walk the index for ``ORDER BY priority DESC, deadline_at`` (a backward
 # scan gives ``deadline_at DESC`` too), and under ``FOR UPDATE SKIP LOCKED`` it sorted every
 # due row per claim (6.2 s at 1,000,000 pending rows); in this order the claim reads the head
