@@ -177,16 +177,17 @@ def test_a_claim_takes_its_queues_head_in_one_statement(database_url: str) -> No
                 before = len(sent)
                 row = cbrepo.claim_next(conn, "support", now, "owner-a", lease, agent)
                 assert len(sent) - before == 1
-                got.append(None if row is None else (row.id, row.status, row.lease_owner,
-                                                     row.agent_id))
+                got.append(None if row is None else (row.id, row.queue, row.phone))
         with engine.connect() as conn:
-            left = dict(conn.execute(select(callback_requests.c.id,
-                                            callback_requests.c.status)).all())
+            left = {r.id: (r.status, r.lease_owner, r.agent_id) for r in conn.execute(
+                select(callback_requests))}
     finally:
         engine.dispose()
-    assert got == [(i, "dialing", "owner-a", a) for i, a in zip(reversed(ids), (7, 8, 9),
-                                                                  strict=True)] + [None]
-    assert left == {**dict.fromkeys(ids, "dialing"), later: "pending", other: "pending"}
+    claimed = list(reversed(ids))
+    assert got == [(i, "support", f"+97252{ids.index(i):07d}") for i in claimed] + [None]
+    assert left == {**{i: ("dialing", "owner-a", a)
+                       for i, a in zip(claimed, (7, 8, 9), strict=True)},
+                    later: ("pending", None, None), other: ("pending", None, None)}
 
 
 def test_a_claim_skips_the_head_another_process_is_claiming(pg_url: str) -> None:
