@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
 
+import psycopg
+from sqlalchemy import create_engine, event
+
+from ivr.agents import repository as repo
 from ivr.agents.events import EventBus, console_stream
 
 
@@ -87,3 +94,50 @@ def test_a_console_reads_at_each_heartbeat_without_notify() -> None:
         return bus
 
     assert _counted_stream(asyncio.run(in_process()), 4) == 4
+
+
+def test_an_event_is_one_statement_and_its_notify_comes_with_the_commit(
+        database_url: str) -> None:
+    """``add_event`` stores the row (and, on PostgreSQL, queues its NOTIFY) in one
+    statement; other processes hear ``<agent>:<event>`` when the change commits, and nothing
+    for a change rolled back."""
+    engine = create_engine(database_url)
+    now = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    sent: list[str] = []
+    listener = None
+    try:
+        with engine.begin() as conn:
+            agent = repo.create_agent(conn, username="noa", name="Noa", password="pw-noa-1234",
+                                      now=now)
+        if engine.dialect.name == "postgresql":
+            listener = psycopg.connect(
+                engine.url.set(drivername="postgresql").render_as_string(
+                    hide_password=False), autocommit=True)
+            listener.execute(f"LISTEN {repo.NOTIFY_CHANNEL}")
+        event.listen(engine, "before_cursor_execute",
+                     lambda _c, _cur, statement, *_a: sent.append(statement))
+        with engine.connect() as conn:
+            repo.add_event(conn, agent, "state", {"state": "gone"}, now)
+            conn.rollback()
+            event_id = repo.add_event(conn, agent, "screenpop", {"call": "CA1"}, now, "CA1")
+            assert len(sent) == 2  # one statement each
+            heard_before = _notifications(listener)
+            conn.commit()
+            rows = repo.events_after(conn, agent, 0)
+        heard = _notifications(listener)
+    finally:
+        if listener is not None:
+            listener.close()
+        engine.dispose()
+    assert [(i, kind, json.loads(data)) for i, kind, data in rows] == [
+        (event_id, "screenpop", {"call": "CA1"})]
+    if listener is not None:
+        assert heard_before == []
+        assert heard == [f"{agent}:{event_id}"]
+
+
+def _notifications(listener: psycopg.Connection[Any] | None) -> list[str]:
+    """What the LISTEN connection has received so far (waiting up to half a second)."""
+    if listener is None:
+        return []
+    return [n.payload for n in listener.notifies(timeout=0.5, stop_after=1)]

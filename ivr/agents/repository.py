@@ -22,7 +22,6 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    text,
     true,
     update,
 )
@@ -196,15 +195,17 @@ def set_state(conn: Connection, agent_id: int, state: str, now: datetime, *,
 def add_event(conn: Connection, agent_id: int, kind: str, payload: dict[str, Any],
               now: datetime, call_sid: str | None = None) -> int:
     """Store an event for an agent's console. On PostgreSQL a NOTIFY in the same transaction
-    tells every server process (delivered at commit, never for a rolled-back change)."""
-    result = conn.execute(insert(agent_events).values(agent_id=agent_id, kind=kind,
-                                                      call_sid=call_sid, payload=payload,
-                                                      created_at=now))
-    event_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_notify(:channel, :payload)"),
-                     {"channel": NOTIFY_CHANNEL, "payload": f"{agent_id}:{event_id}"})
-    return event_id
+    tells every server process (delivered at commit, never for a rolled-back change); the
+    row and the NOTIFY are one statement (``INSERT … RETURNING`` in a CTE, ``pg_notify`` of
+    its id): one round trip per event, not two."""
+    row = insert(agent_events).values(agent_id=agent_id, kind=kind, call_sid=call_sid,
+                                      payload=payload, created_at=now)
+    if conn.dialect.name != "postgresql":
+        result = conn.execute(row)
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+    new = row.returning(agent_events.c.id).cte("new_event")
+    return int(conn.execute(select(new.c.id, func.pg_notify(
+        NOTIFY_CHANNEL, func.concat(str(agent_id), ":", new.c.id)))).scalar_one())
 
 
 def events_after(conn: Connection, agent_id: int, after: int, limit: int = 100,
