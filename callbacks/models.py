@@ -89,7 +89,7 @@ class CallbackRequest(Base):
 Index("ix_callback_requests_claim", CallbackRequest.queue, CallbackRequest.priority.desc(),
       CallbackRequest.deadline_at, CallbackRequest.entered_at, CallbackRequest.id,
       postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'"))
-# "Is any callback due?" (repository.any_due): the router's first, cheap question.
+# "Is any callback due?" (repository.due_probe): part of the router's first, cheap question.
 Index("ix_callback_requests_pending_due", CallbackRequest.due_at,
       postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'"))
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    exists,
     func,
     insert,
     or_,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
 
 from callbacks.models import OPEN, callback_attempts, callback_events, callback_requests
 
@@ -141,10 +143,10 @@ def due(conn: Connection, now: datetime, queues: Iterable[str] | None, limit: in
     return list(conn.execute(_due_statement(queues is not None), params))
 
 
-def any_due(conn: Connection, now: datetime) -> bool:
-    """Whether any pending request may be dialled now (an index probe)."""
-    return conn.execute(select(R.c.id).where(R.c.status == "pending", R.c.due_at <= now)
-                        .limit(1)).first() is not None
+def due_probe(now: datetime) -> ColumnElement[bool]:
+    """Whether any pending request may be dialled now, as an SQL expression (an index probe
+    on ``ix_callback_requests_pending_due``) the router asks with its own probes."""
+    return exists(select(R.c.id).where(R.c.status == "pending", R.c.due_at <= now))
 
 
 def _claim_next_statement(conn: Connection) -> Any:

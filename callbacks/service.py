@@ -42,6 +42,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import Connection, Engine, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from callbacks import repository as cbrepo
 from callbacks import sla
@@ -119,8 +120,8 @@ class CallbackService(CallerDialog):
                                    r.entered_at, None, r.deadline_at, "callback"))
         return out
 
-    def any_due(self, conn: Connection, now: datetime) -> bool:
-        return cbrepo.any_due(conn, now)
+    def due_probe(self, now: datetime) -> ColumnElement[bool]:
+        return cbrepo.due_probe(now)
 
     def claim(self, conn: Connection, item: Waiting, agent_id: int, now: datetime,
               out: Outcome) -> PlacedCall | None:

@@ -9,8 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, insert, select
+from sqlalchemy import Engine, create_engine, event, insert, select
 
+from callbacks import repository as cbrepo
 from ivr.agents import repository as repo
 from ivr.agents.models import agent_calls, agents, queue_entries
 from ivr.core.clock import FrozenClock
@@ -134,3 +135,41 @@ def test_staffing_and_the_busy_agent_by_rank_read_in_sql(engine: Engine) -> None
     # answer), agent 7 (being connected: 0).
     assert ranks == [timedelta(minutes=12), timedelta(minutes=7), timedelta(minutes=2),
                      timedelta(0)]
+
+
+def _statements(engine: Engine) -> list[str]:
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, *_a: sent.append(statement))
+    return sent
+
+
+def test_a_pass_asks_its_first_question_in_one_statement(engine: Engine,
+                                                         database_url: str) -> None:
+    """Anyone waiting, any callback due, how many agents free: one statement. A pass with
+    nothing to do (nobody waiting, or nobody free) ends there; a due callback is seen."""
+    with engine.begin() as conn:
+        conn.execute(insert(agents), [_agent(1, ["support"], "available")])
+    sent = _statements(engine)
+    assert _route(engine, database_url) == []
+    assert len(sent) == 1  # nobody waiting, nothing due
+    with engine.begin() as conn:
+        conn.execute(agents.update().values(state="on_call", current_call_sid="CAbusy1"))
+        conn.execute(insert(queue_entries), [_entry(1, "support")])
+    sent.clear()
+    assert _route(engine, database_url) == []
+    assert len(sent) == 1  # a caller waits, nobody is free
+    with engine.begin() as conn:
+        assert repo.probe(conn, cbrepo.due_probe(OPEN_TIME)) == (True, False, 0)
+        cbrepo.create(conn, {
+            "queue": "support", "phone": "+972521234567", "caller_number": "+972521234567",
+            "call_sid": None, "customer_id": None, "tier": "standard", "language": "he-IL",
+            "priority": 0, "entered_at": OPEN_TIME, "requested_at": OPEN_TIME,
+            "kind": "asap", "scheduled_for": None, "deadline_at": OPEN_TIME,
+            "warn_at": OPEN_TIME, "due_at": OPEN_TIME, "status": "pending",
+            "open_key": cbrepo.open_key("support", None, "+972521234567"), "attempts": 0,
+            "max_attempts": 3, "updated_at": OPEN_TIME})
+        conn.execute(agents.update().values(state="available", current_call_sid=None))
+        assert repo.probe(conn, cbrepo.due_probe(OPEN_TIME)) == (True, True, 1)
+        assert repo.probe(conn, cbrepo.due_probe(OPEN_TIME - timedelta(seconds=1))) == (
+            True, False, 1)

@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy import false
+
 if TYPE_CHECKING:
     from sqlalchemy import Connection
+    from sqlalchemy.sql.elements import ColumnElement
 
     from crm_sync.wrapup import CallFacts, WrapUp
     from ivr.agents.events import Published
@@ -67,7 +70,10 @@ class QueueWork(Protocol):
     def hold(self, conn: Connection, entry: Any, language: str, params: dict[str, str],
              pause: int, now: datetime) -> str | None: ...
 
-    def any_due(self, conn: Connection, now: datetime) -> bool: ...
+    def due_probe(self, now: datetime) -> ColumnElement[bool]:
+        """Whether any callback is due now, as an SQL expression: the router asks it in
+        one statement with its own probes."""
+        ...
 
     def due_work(self, conn: Connection, now: datetime,
                  free_per_queue: Mapping[str, int]) -> list[Waiting]: ...
@@ -103,8 +109,8 @@ class NoQueueWork:
              pause: int, now: datetime) -> str | None:
         return None
 
-    def any_due(self, conn: Connection, now: datetime) -> bool:
-        return False
+    def due_probe(self, now: datetime) -> ColumnElement[bool]:
+        return false()
 
     def due_work(self, conn: Connection, now: datetime,
                  free_per_queue: Mapping[str, int]) -> list[Waiting]:

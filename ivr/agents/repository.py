@@ -344,10 +344,14 @@ ROUTING_ORDER = (_QE.priority.desc(), func.coalesce(_QE.deadline_at, _QE.entered
                  _QE.entered_at, _QE.id)
 
 
-def any_waiting(conn: Connection) -> bool:
-    """Whether any caller waits for an agent (an index probe)."""
-    return conn.execute(select(_QE.id).where(_QE.status == "waiting").limit(1)
-                        ).first() is not None
+def probe(conn: Connection, due: ColumnElement[bool]) -> tuple[bool, bool, int]:
+    """A routing pass's first question, in one statement: whether any caller waits for an
+    agent (an index probe), whether ``due`` (the callbacks' probe) holds, and how many
+    agents are free (nothing is locked)."""
+    waiting = exists(select(_QE.id).where(_QE.status == "waiting"))
+    free = select(func.count()).select_from(agents).where(_is_free()).scalar_subquery()
+    row = conn.execute(select(waiting, due, free)).one()
+    return bool(row[0]), bool(row[1]), int(row[2])
 
 
 def waiting_heads(conn: Connection, per_queue: Mapping[str, int],
@@ -381,12 +385,9 @@ def _free_ids() -> Any:
     return select(agents.c.id).where(_is_free()).scalar_subquery()
 
 
-def free_counts(conn: Connection) -> tuple[int, dict[str, int]]:
-    """How many agents are free, and how many of them serve each queue: counted in SQL (two
-    rows' worth, however many agents; nothing is locked)."""
-    total = int(conn.execute(select(func.count()).where(_is_free())).scalar_one())
-    if not total:
-        return 0, {}
+def free_per_queue(conn: Connection) -> dict[str, int]:
+    """How many free agents serve each queue: counted in SQL (a row per queue, however many
+    agents; nothing is locked)."""
     if conn.dialect.name == "postgresql":
         each = func.jsonb_array_elements_text(cast(agents.c.queues, JSONB)).table_valued(
             "value")
@@ -394,7 +395,7 @@ def free_counts(conn: Connection) -> tuple[int, dict[str, int]]:
         each = func.json_each(agents.c.queues).table_valued("value")
     rows = conn.execute(select(each.c.value, func.count()).select_from(agents)
                         .join(each, true()).where(_is_free()).group_by(each.c.value))
-    return total, {str(queue): int(n) for queue, n in rows}
+    return {str(queue): int(n) for queue, n in rows}
 
 
 def free_candidates(conn: Connection, queues: Collection[str], preferred: Collection[int],

@@ -291,19 +291,17 @@ class AgentService:
         offers: list[Reservation] = []
         published: Published = []
         with self.engine.begin() as conn:
-            # Index probes first: with nobody waiting and nothing due, no agent row is read
+            # Index probes first, in one statement (anyone waiting, any callback due, how
+            # many agents free): with nobody waiting and nothing due, no agent row is read
             # or locked (the agents' rows were most of a routing pass: issue 4). Then how
             # many agents are free for each queue (counted in SQL), and only the callers
             # they can take: the heads of their queues, so a pass costs the same with 10 or
             # 10,000 callers waiting (issue 18, bench/routing_scale.py). Due callbacks join
             # the same plan (one ordering: priority, deadline, entry).
-            waiting = repo.any_waiting(conn)
-            due = self.callbacks.any_due(conn, now)
-            if not waiting and not due:
+            waiting, due, free_total = repo.probe(conn, self.callbacks.due_probe(now))
+            if not (waiting or due) or not free_total:
                 return [], []
-            free_total, per_queue = repo.free_counts(conn)
-            if not free_total:
-                return [], []
+            per_queue = repo.free_per_queue(conn)
             calls = repo.waiting_heads(conn, per_queue, free_total) if waiting else []
             if due:
                 calls = calls + self.callbacks.due_work(conn, now, per_queue)
