@@ -143,10 +143,10 @@ def due(conn: Connection, now: datetime, queues: Iterable[str] | None, limit: in
     return list(conn.execute(_due_statement(queues is not None), params))
 
 
-def due_probe(now: datetime) -> ColumnElement[bool]:
-    """Whether any pending request may be dialled now, as an SQL expression (an index probe
-    on ``ix_callback_requests_pending_due``) the router asks with its own probes."""
-    return exists(select(R.c.id).where(R.c.status == "pending", R.c.due_at <= now))
+#: Whether any pending request may be dialled at ``b_now``, as an SQL expression (an index
+#: probe on ``ix_callback_requests_pending_due``) the router asks with its own probes.
+DUE_PROBE: ColumnElement[bool] = exists(select(R.c.id).where(
+    R.c.status == "pending", R.c.due_at <= bindparam("b_now", type_=R.c.due_at.type)))
 
 
 def _claim_next_statement(conn: Connection) -> Any:

@@ -120,8 +120,8 @@ class CallbackService(CallerDialog):
                                    r.entered_at, None, r.deadline_at, "callback"))
         return out
 
-    def due_probe(self, now: datetime) -> ColumnElement[bool]:
-        return cbrepo.due_probe(now)
+    def due_probe(self) -> ColumnElement[bool]:
+        return cbrepo.DUE_PROBE
 
     def claim(self, conn: Connection, item: Waiting, agent_id: int, now: datetime,
               out: Outcome) -> PlacedCall | None:

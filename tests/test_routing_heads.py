@@ -159,8 +159,9 @@ def test_a_pass_asks_its_first_question_in_one_statement(engine: Engine,
     sent.clear()
     assert _route(engine, database_url) == []
     assert len(sent) == 1  # a caller waits, nobody is free
+    probe = repo.probe_statement(cbrepo.DUE_PROBE)
     with engine.begin() as conn:
-        assert repo.probe(conn, cbrepo.due_probe(OPEN_TIME)) == (True, False, 0)
+        assert repo.probe(conn, probe, OPEN_TIME) == (True, False, 0)
         cbrepo.create(conn, {
             "queue": "support", "phone": "+972521234567", "caller_number": "+972521234567",
             "call_sid": None, "customer_id": None, "tier": "standard", "language": "he-IL",
@@ -170,6 +171,6 @@ def test_a_pass_asks_its_first_question_in_one_statement(engine: Engine,
             "open_key": cbrepo.open_key("support", None, "+972521234567"), "attempts": 0,
             "max_attempts": 3, "updated_at": OPEN_TIME})
         conn.execute(agents.update().values(state="available", current_call_sid=None))
-        assert repo.probe(conn, cbrepo.due_probe(OPEN_TIME)) == (True, True, 1)
-        assert repo.probe(conn, cbrepo.due_probe(OPEN_TIME - timedelta(seconds=1))) == (
+        assert repo.probe(conn, probe, OPEN_TIME) == (True, True, 1)
+        assert repo.probe(conn, probe, OPEN_TIME - timedelta(seconds=1)) == (
             True, False, 1)

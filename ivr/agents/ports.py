@@ -70,9 +70,9 @@ class QueueWork(Protocol):
     def hold(self, conn: Connection, entry: Any, language: str, params: dict[str, str],
              pause: int, now: datetime) -> str | None: ...
 
-    def due_probe(self, now: datetime) -> ColumnElement[bool]:
-        """Whether any callback is due now, as an SQL expression: the router asks it in
-        one statement with its own probes."""
+    def due_probe(self) -> ColumnElement[bool]:
+        """Whether any callback is due at the bound ``b_now``, as an SQL expression: the
+        router asks it in one statement with its own probes (built once)."""
         ...
 
     def due_work(self, conn: Connection, now: datetime,
@@ -109,7 +109,7 @@ class NoQueueWork:
              pause: int, now: datetime) -> str | None:
         return None
 
-    def due_probe(self, now: datetime) -> ColumnElement[bool]:
+    def due_probe(self) -> ColumnElement[bool]:
         return false()
 
     def due_work(self, conn: Connection, now: datetime,

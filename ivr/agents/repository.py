@@ -15,7 +15,9 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Select,
     and_,
+    bindparam,
     cast,
     delete,
     exists,
@@ -192,20 +194,27 @@ def set_state(conn: Connection, agent_id: int, state: str, now: datetime, *,
 # ---------------------------------------------------------------- console events
 
 
+# A console event's row, and on PostgreSQL the row and its NOTIFY in one statement
+# (``INSERT … RETURNING`` in a CTE, ``pg_notify`` of the new id): built once, as building
+# them cost more per event than PostgreSQL's execution of them.
+_EVENT = insert(agent_events).values(
+    agent_id=bindparam("b_agent"), kind=bindparam("b_kind"), call_sid=bindparam("b_call"),
+    payload=bindparam("b_payload", type_=agent_events.c.payload.type),
+    created_at=bindparam("b_now", type_=agent_events.c.created_at.type),
+).returning(agent_events.c.id, agent_events.c.agent_id)
+_NEW_EVENT = _EVENT.cte("new_event")
+_EVENT_NOTIFIED = select(_NEW_EVENT.c.id, func.pg_notify(
+    NOTIFY_CHANNEL, func.concat(_NEW_EVENT.c.agent_id, ":", _NEW_EVENT.c.id)))
+
+
 def add_event(conn: Connection, agent_id: int, kind: str, payload: dict[str, Any],
               now: datetime, call_sid: str | None = None) -> int:
-    """Store an event for an agent's console. On PostgreSQL a NOTIFY in the same transaction
-    tells every server process (delivered at commit, never for a rolled-back change); the
-    row and the NOTIFY are one statement (``INSERT … RETURNING`` in a CTE, ``pg_notify`` of
-    its id): one round trip per event, not two."""
-    row = insert(agent_events).values(agent_id=agent_id, kind=kind, call_sid=call_sid,
-                                      payload=payload, created_at=now)
-    if conn.dialect.name != "postgresql":
-        result = conn.execute(row)
-        return int(result.inserted_primary_key[0])  # type: ignore[index]
-    new = row.returning(agent_events.c.id).cte("new_event")
-    return int(conn.execute(select(new.c.id, func.pg_notify(
-        NOTIFY_CHANNEL, func.concat(str(agent_id), ":", new.c.id)))).scalar_one())
+    """Store an event for an agent's console, in one statement. On PostgreSQL a NOTIFY in
+    the same transaction tells every server process (delivered at commit, never for a
+    rolled-back change)."""
+    stmt = _EVENT_NOTIFIED if conn.dialect.name == "postgresql" else _EVENT
+    return int(conn.execute(stmt, {"b_agent": agent_id, "b_kind": kind, "b_call": call_sid,
+                                   "b_payload": payload, "b_now": now}).scalar_one())
 
 
 def events_after(conn: Connection, agent_id: int, after: int, limit: int = 100,
@@ -344,13 +353,18 @@ ROUTING_ORDER = (_QE.priority.desc(), func.coalesce(_QE.deadline_at, _QE.entered
                  _QE.entered_at, _QE.id)
 
 
-def probe(conn: Connection, due: ColumnElement[bool]) -> tuple[bool, bool, int]:
-    """A routing pass's first question, in one statement: whether any caller waits for an
-    agent (an index probe), whether ``due`` (the callbacks' probe) holds, and how many
-    agents are free (nothing is locked)."""
+def probe_statement(due: ColumnElement[bool]) -> Select[Any]:
+    """A routing pass's first question as one statement (built once per service): whether
+    any caller waits for an agent (an index probe), whether ``due`` (the callbacks' probe,
+    at ``b_now``) holds, and how many agents are free (nothing is locked)."""
     waiting = exists(select(_QE.id).where(_QE.status == "waiting"))
     free = select(func.count()).select_from(agents).where(_is_free()).scalar_subquery()
-    row = conn.execute(select(waiting, due, free)).one()
+    return select(waiting, due, free)
+
+
+def probe(conn: Connection, statement: Select[Any], now: datetime) -> tuple[bool, bool, int]:
+    """(anyone waiting, any callback due, agents free): ``probe_statement``'s answer."""
+    row = conn.execute(statement, {"b_now": now}).one()
     return bool(row[0]), bool(row[1]), int(row[2])
 
 

@@ -105,6 +105,8 @@ class AgentService:
         self.gateway = gateway
         #: The callbacks feature plugged into the queue (``ivr.agents.ports``).
         self.callbacks = callbacks
+        #: A routing pass's first question, with the callbacks' due probe (built once).
+        self._probe = repo.probe_statement(callbacks.due_probe())
         #: What a caller hears after the agent hangs up (the post-call survey).
         self.after_call = after_call
         #: The wrap-up's lists, exit interview and the pop's leaving risk (retention).
@@ -298,7 +300,7 @@ class AgentService:
             # they can take: the heads of their queues, so a pass costs the same with 10 or
             # 10,000 callers waiting (issue 18, bench/routing_scale.py). Due callbacks join
             # the same plan (one ordering: priority, deadline, entry).
-            waiting, due, free_total = repo.probe(conn, self.callbacks.due_probe(now))
+            waiting, due, free_total = repo.probe(conn, self._probe, now)
             if not (waiting or due) or not free_total:
                 return [], []
             per_queue = repo.free_per_queue(conn)
