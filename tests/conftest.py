@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
@@ -40,6 +40,14 @@ OPEN_TIME = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 # emptied between tests without a list to keep up to date.
 LIST_TABLES = text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
                    "AND tablename <> 'alembic_version' ORDER BY tablename")
+
+
+def statements_sent(engine: Engine) -> list[str]:
+    """The statements ``engine`` sends from now on (a list that grows)."""
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, *_a: sent.append(statement))
+    return sent
 
 
 def truncate_all(url: str) -> None:

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine
 
 from ivr.agents import repository as repo
 from ivr.agents.events import EventBus, console_stream
+from tests.conftest import statements_sent
 
 
 def test_stream_replays_after_the_last_id_then_follows_live_events() -> None:
@@ -103,7 +104,6 @@ def test_an_event_is_one_statement_and_its_notify_comes_with_the_commit(
     for a change rolled back."""
     engine = create_engine(database_url)
     now = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
-    sent: list[str] = []
     listener = None
     try:
         with engine.begin() as conn:
@@ -114,8 +114,7 @@ def test_an_event_is_one_statement_and_its_notify_comes_with_the_commit(
                 engine.url.set(drivername="postgresql").render_as_string(
                     hide_password=False), autocommit=True)
             listener.execute(f"LISTEN {repo.NOTIFY_CHANNEL}")
-        event.listen(engine, "before_cursor_execute",
-                     lambda _c, _cur, statement, *_a: sent.append(statement))
+        sent = statements_sent(engine)
         with engine.connect() as conn:
             repo.add_event(conn, agent, "state", {"state": "gone"}, now)
             conn.rollback()

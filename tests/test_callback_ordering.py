@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import create_engine, select, text
 
 from callbacks import repository as cbrepo
 from callbacks.models import callback_attempts, callback_requests
@@ -32,7 +32,7 @@ from ivr.agents.routing import Free, Waiting, plan
 from ivr.core.clock import FrozenClock
 from ivr.core.db import make_engine
 from ivr.services import callback_services
-from tests.conftest import truncate_all
+from tests.conftest import statements_sent, truncate_all
 
 # The simulation is the benchmark's (bench/callbacks_day.py), imported as the benches import
 # each other (bench/ is a folder of scripts, not a package).
@@ -147,14 +147,6 @@ def test_the_claim_read_returns_due_requests_by_deadline(database_url: str) -> N
     assert first == [ids[-1]]
 
 
-def _statements(engine: Any) -> list[str]:
-    """The statements ``engine`` sends from now on (a list that grows)."""
-    sent: list[str] = []
-    event.listen(engine, "before_cursor_execute",
-                 lambda _c, _cur, statement, *_a: sent.append(statement))
-    return sent
-
-
 def test_a_claim_takes_its_queues_head_in_one_statement(database_url: str) -> None:
     """``claim_next`` finds the queue's next due request and takes it (pending → dialing,
     with the lease) in one statement, in dispatch order; another queue's requests and those
@@ -170,7 +162,7 @@ def test_a_claim_takes_its_queues_head_in_one_statement(database_url: str) -> No
             cbrepo.update_request(conn, later, due_at=now + timedelta(minutes=5))
             other = _request(conn, 4, T0, T0 + timedelta(minutes=1))
             cbrepo.update_request(conn, other, queue="billing")
-        sent = _statements(engine)
+        sent = statements_sent(engine)
         got = []
         for agent in (7, 8, 9, 10):
             with engine.begin() as conn:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, insert, select
+from sqlalchemy import Engine, create_engine, insert, select
 
 from callbacks import repository as cbrepo
 from ivr.agents import repository as repo
@@ -17,7 +17,7 @@ from ivr.agents.models import agent_calls, agents, queue_entries
 from ivr.core.clock import FrozenClock
 from ivr.core.settings import Settings
 from ivr.services import build_services
-from tests.conftest import OPEN_TIME
+from tests.conftest import OPEN_TIME, statements_sent
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,20 +137,13 @@ def test_staffing_and_the_busy_agent_by_rank_read_in_sql(engine: Engine) -> None
                      timedelta(0)]
 
 
-def _statements(engine: Engine) -> list[str]:
-    sent: list[str] = []
-    event.listen(engine, "before_cursor_execute",
-                 lambda _c, _cur, statement, *_a: sent.append(statement))
-    return sent
-
-
 def test_a_pass_asks_its_first_question_in_one_statement(engine: Engine,
                                                          database_url: str) -> None:
     """Anyone waiting, any callback due, how many agents free: one statement. A pass with
     nothing to do (nobody waiting, or nobody free) ends there; a due callback is seen."""
     with engine.begin() as conn:
         conn.execute(insert(agents), [_agent(1, ["support"], "available")])
-    sent = _statements(engine)
+    sent = statements_sent(engine)
     assert _route(engine, database_url) == []
     assert len(sent) == 1  # nobody waiting, nothing due
     with engine.begin() as conn:
