@@ -3,8 +3,9 @@ reservations delivered after its commit (REST dequeues, callback dials).
 
 Servers run it from ``ivr.agents.tasks.RoutingLoop`` (right after changes and on a sweep);
 ``ivr worker`` runs ``run_once`` as the callbacks job. Database work goes through
-``run_db`` (``Database.run`` in a server: inline on SQLite, a pool thread on PostgreSQL),
-network work through ``run_io`` (a thread: never on the event loop).
+``run_db`` (``Database.run`` in a server: on the event loop, its PostgreSQL round trips
+handed to the loop; a thread in ``ivr worker``), network work through ``run_io`` (a thread:
+never on the event loop).
 """
 
 from __future__ import annotations

@@ -3,8 +3,13 @@
 One ``Database`` per process, created from the settings in the app's lifespan (or by the CLI),
 never at import time. Database work from async handlers goes through ``Database.run``:
 
-* PostgreSQL: a thread per pooled connection (``db_pool_size``), so the pool never churns and
-  the event loop never waits on a socket.
+* PostgreSQL: on the event loop too, in a greenlet (SQLAlchemy's ``greenlet_spawn``): the use
+  case's sync code runs on the loop's thread, and each round trip's wait is handed to the
+  loop (``LoopConnection``), so other requests go on meanwhile. Up to ``db_pool_size`` use
+  cases at once, each on a connection of its own (``LoopQueuePool`` never blocks the loop).
+  Until issue 18 this was a thread per pooled connection: eight database threads and the
+  loop took the GIL from one another at every round trip, and that was the agent side's
+  tail under load (bench/results.md, "Use cases on the event loop").
 * SQLite: inline, on the event loop. SQLite is an in-process library with one writer at a
   time; a menu step's read and write take a few hundred microseconds. Handing them to a
   thread costs more than that: two CPU-bound threads contend for the GIL, and each hand-off
@@ -18,22 +23,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import functools
+import logging
 import select
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import psycopg
+from psycopg import waiting
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.pool import NullPool, QueuePool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, QueuePool
 from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util import await_, greenlet_spawn
+from sqlalchemy.util import queue as sqla_queue
+from sqlalchemy.util.concurrency import in_greenlet
 
 from ivr.core.settings import Settings
 
@@ -91,6 +99,50 @@ STEP_POOL_RECONNECT_S = 2.0
 STEP_STATEMENT_TIMEOUT_MS = 3000  # a menu step's statement (a lock held by a stuck session)
 
 
+class LoopConnection(psycopg.Connection[Any]):
+    """A psycopg connection that waits for the server the way its caller can afford. In a
+    thread, or any plain code (the worker, the CLI, tests), it blocks, as psycopg does.
+    Inside ``Database.run`` (a greenlet on the event loop, SQLAlchemy's ``greenlet_spawn``)
+    each wait goes to the loop, through psycopg's own asyncio wait: the use case's sync
+    SQLAlchemy code runs on the loop's thread, and no thread takes the GIL back for every
+    round trip."""
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        if in_greenlet():
+            return await_(waiting.wait_async(gen, self.pgconn.socket, interval=interval,
+                                             timeout=timeout))
+        return super().wait(gen, interval, timeout)
+
+
+def _connect_pg(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    """The pool's new PostgreSQL connections are ``LoopConnection``s. psycopg connects with
+    a blocking wait: asked from the loop (a connection recycled or renewed at checkout), the
+    connect runs in a thread."""
+    if in_greenlet():
+        return await_(asyncio.to_thread(LoopConnection.connect, *cargs, **cparams))
+    return LoopConnection.connect(*cargs, **cparams)
+
+
+class LoopQueuePool(QueuePool):
+    """A ``QueuePool`` that never blocks the event loop. On the loop, an idle connection is
+    taken at once; otherwise the checkout (a new connection, SQLAlchemy's first-connect set
+    up under its thread lock, or a wait for a connection to come back) happens in a thread
+    while the loop goes on."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        if not in_greenlet():
+            return super()._do_get()
+        try:
+            return self._pool.get(False)
+        except sqla_queue.Empty:
+            return await_(asyncio.to_thread(QueuePool._do_get, self))
+
+
+# The pool's own log lines (disposed, recreating) stay at WARNING, as SQLAlchemy keeps those
+# of its pools (its logger is named after the pool's class).
+logging.getLogger(f"{__name__}.{LoopQueuePool.__name__}").setLevel(logging.WARNING)
+
+
 def make_engine(url: str, pool_size: int = 16, busy_timeout_ms: int = 30000,
                 *, sqlite_autocheckpoint: bool = True,
                 direct_url: str | None = None) -> Engine:
@@ -135,10 +187,12 @@ def make_engine(url: str, pool_size: int = 16, busy_timeout_ms: int = 30000,
         pool_size=pool_size,
         max_overflow=pool_size // 2,
         pool_recycle=1800,
+        poolclass=LoopQueuePool,
         connect_args=pg_connect_args(pooled=direct_url is not None),
     )
     if direct_url is not None:
         _DIRECT[engine] = direct_url
+    event.listen(engine, "do_connect", _connect_pg)
 
     @event.listens_for(engine, "checkout")
     def _checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
@@ -237,23 +291,29 @@ class Database:
         self.direct_url = settings.direct_database_url
         self.async_pool_size = settings.db_pool_size
         self.busy_timeout_ms = settings.sqlite_busy_timeout_ms
-        self._executor = (None if settings.is_sqlite else
-                          ThreadPoolExecutor(max_workers=settings.db_pool_size,
-                                             thread_name_prefix="db"))
+        self._inline = settings.is_sqlite
+        # Use cases at once on the loop (PostgreSQL): as many as the pool keeps connections;
+        # its overflow is for the threads that also use it (Twilio work writing its outcome).
+        self._slots_size = settings.db_pool_size
+        self._slots: asyncio.Semaphore | None = None
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run database work: in a pool thread (PostgreSQL) or inline (SQLite)."""
-        if self._executor is None:
+        """Run database work on the event loop: inline (SQLite), or in a greenlet whose
+        waits for PostgreSQL go to the loop (``LoopConnection``). The work is shielded: a
+        request that goes away does not cut a transaction in the middle of a round trip."""
+        if self._inline:
             return fn(*args)
-        loop = asyncio.get_running_loop()
-        ctx = contextvars.copy_context()
-        return await loop.run_in_executor(
-            self._executor, functools.partial(ctx.run, fn, *args)
-        )
+        return await asyncio.shield(asyncio.ensure_future(self._on_loop(fn, args)))
+
+    async def _on_loop(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._slots_size)
+        async with self._slots:
+            return await greenlet_spawn(fn, *args)
 
     async def open_async_pool(self) -> Any:
         """psycopg's async pool for the menu-step hot path (PostgreSQL only)."""
@@ -312,6 +372,4 @@ class Database:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
         self.engine.dispose()

@@ -15,8 +15,8 @@ class Settings(BaseSettings):
 
     # Storage. SQLite file by default; PostgreSQL (postgresql+psycopg://...) in production.
     database_url: str = "sqlite:///ivr.db"
-    # Connections kept open per process (PostgreSQL). Sized to the expected concurrency:
-    # a pool smaller than the concurrent requests churns connections.
+    # Connections kept open per process (PostgreSQL), and as many use cases at once on the
+    # event loop (``Database.run``); the menu steps' pool has as many again.
     db_pool_size: int = Field(default=16, ge=1, le=256)
     # How long a SQLite write waits for another process's lock before giving up.
     sqlite_busy_timeout_ms: int = Field(default=2000, ge=0)
