@@ -92,8 +92,7 @@ def test_threads_and_plain_code_on_the_same_engine_still_block(pg_db: Database) 
     assert asyncio.run(main()) == [42, 42, 42, 42]
 
 
-def test_a_request_that_goes_away_does_not_cut_its_transaction(pg_db: Database,
-                                                                pg_url: str) -> None:
+def test_a_request_that_goes_away_does_not_cut_its_transaction(pg_db: Database) -> None:
     """The caller of ``run`` is cancelled in the middle of the use case's round trips: the
     use case still finishes and commits (as a thread's work did), and the connection goes
     back to the pool clean."""

@@ -291,11 +291,9 @@ class Database:
         self.direct_url = settings.direct_database_url
         self.async_pool_size = settings.db_pool_size
         self.busy_timeout_ms = settings.sqlite_busy_timeout_ms
-        self._inline = settings.is_sqlite
         # Use cases at once on the loop (PostgreSQL): as many as the pool keeps connections;
         # its overflow is for the threads that also use it (Twilio work writing its outcome).
-        self._slots_size = settings.db_pool_size
-        self._slots: asyncio.Semaphore | None = None
+        self._slots = asyncio.Semaphore(settings.db_pool_size)
 
     @property
     def is_sqlite(self) -> bool:
@@ -305,13 +303,11 @@ class Database:
         """Run database work on the event loop: inline (SQLite), or in a greenlet whose
         waits for PostgreSQL go to the loop (``LoopConnection``). The work is shielded: a
         request that goes away does not cut a transaction in the middle of a round trip."""
-        if self._inline:
+        if self.is_sqlite:
             return fn(*args)
         return await asyncio.shield(asyncio.ensure_future(self._on_loop(fn, args)))
 
     async def _on_loop(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self._slots_size)
         async with self._slots:
             return await greenlet_spawn(fn, *args)
 
