@@ -9,9 +9,11 @@ import asyncio
 import itertools
 import threading
 import time
+from importlib.metadata import requires
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
 from sqlalchemy import text
 
 from ivr.core.db import Database, LoopConnection
@@ -191,3 +193,10 @@ def test_a_failing_statement_on_the_loop_raises_and_leaves_the_pool_usable(
         return await pg_db.run(good)
 
     assert asyncio.run(main()) == 7
+
+
+def test_greenlet_comes_with_the_product_not_only_with_the_dev_tools() -> None:
+    """``Database.run`` needs greenlet on PostgreSQL; a production install (no dev extra,
+    where Playwright brought it) gets it through SQLAlchemy's ``asyncio`` extra."""
+    runtime = [Requirement(r) for r in requires("ivr-router") or [] if "extra ==" not in r]
+    assert any(r.name == "sqlalchemy" and "asyncio" in r.extras for r in runtime), runtime
