@@ -140,6 +140,7 @@ def create_app(settings: Settings, clock: Clock | None = None,
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await bus.stop()
+            await db.drain()  # use cases whose requests went away finish first
             if step_pool is not None:
                 await step_pool.close()
             state.stop()

@@ -114,12 +114,45 @@ class LoopConnection(psycopg.Connection[Any]):
         return super().wait(gen, interval, timeout)
 
 
+T = TypeVar("T")
+
+
+def _in_thread(fn: Callable[[], T], release: Callable[[T], object]) -> T:
+    """From a greenlet on the loop: run ``fn`` in a thread and wait for it on the loop. If the
+    wait is cancelled (a server shutting down cancels what is left), what ``fn`` made (a
+    connection, a pool checkout) is given back with ``release`` once it exists, instead of
+    being dropped: a dropped connection stays open until the collector finds it, and a
+    dropped checkout holds a place of the pool for ever."""
+    lock = threading.Lock()
+    state: dict[str, Any] = {"abandoned": False}
+
+    def work() -> T:
+        made = fn()
+        with lock:
+            if not state["abandoned"]:
+                state["made"] = made
+                return made
+        release(made)
+        return made
+
+    try:
+        return await_(asyncio.to_thread(work))
+    except BaseException:
+        with lock:
+            state["abandoned"] = True
+            made = state.pop("made", None)
+        if made is not None:  # made, but the result never reached this greenlet
+            release(made)
+        raise
+
+
 def _connect_pg(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
     """The pool's new PostgreSQL connections are ``LoopConnection``s. psycopg connects with
     a blocking wait: asked from the loop (a connection recycled or renewed at checkout), the
     connect runs in a thread."""
     if in_greenlet():
-        return await_(asyncio.to_thread(LoopConnection.connect, *cargs, **cparams))
+        return _in_thread(lambda: LoopConnection.connect(*cargs, **cparams),
+                          release=LoopConnection.close)
     return LoopConnection.connect(*cargs, **cparams)
 
 
@@ -135,7 +168,7 @@ class LoopQueuePool(QueuePool):
         try:
             return self._pool.get(False)
         except sqla_queue.Empty:
-            return await_(asyncio.to_thread(QueuePool._do_get, self))
+            return _in_thread(lambda: QueuePool._do_get(self), release=self._do_return_conn)
 
 
 # The pool's own log lines (disposed, recreating) stay at WARNING, as SQLAlchemy keeps those
@@ -258,8 +291,6 @@ def _went_away(conn: Any) -> bool:
         return True
 
 
-T = TypeVar("T")
-
 
 class _TimedStepPool:
     """The step pool behind PgBouncer: each transaction starts with ``SET LOCAL
@@ -294,6 +325,7 @@ class Database:
         # Use cases at once on the loop (PostgreSQL): as many as the pool keeps connections;
         # its overflow is for the threads that also use it (Twilio work writing its outcome).
         self._slots = asyncio.Semaphore(settings.db_pool_size)
+        self._running: set[asyncio.Future[Any]] = set()  # use cases in flight (PostgreSQL)
 
     @property
     def is_sqlite(self) -> bool:
@@ -305,7 +337,17 @@ class Database:
         request that goes away does not cut a transaction in the middle of a round trip."""
         if self.is_sqlite:
             return fn(*args)
-        return await asyncio.shield(asyncio.ensure_future(self._on_loop(fn, args)))
+        work = asyncio.ensure_future(self._on_loop(fn, args))
+        self._running.add(work)
+        work.add_done_callback(self._running.discard)
+        return await asyncio.shield(work)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait (up to ``timeout``) for the use cases still in flight: those whose callers
+        went away go on to their commit or rollback (``run``). A server shutting down calls
+        this before closing the pool, so none is cut between two round trips."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout)
 
     async def _on_loop(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         async with self._slots:
