@@ -33,6 +33,28 @@ def pg_db(pg_url: str) -> Any:
     db.close()
 
 
+@pytest.fixture
+def probe_table(pg_url: str) -> Any:
+    """A table ``loop_probe (n int)`` for the use cases that write, and a plain engine to
+    read it with; dropped afterwards."""
+    probe = create_engine(pg_url)
+    with probe.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS loop_probe"))
+        conn.execute(text("CREATE TABLE loop_probe (n int)"))
+    yield probe
+    with probe.begin() as conn:
+        conn.execute(text("DROP TABLE loop_probe"))
+    probe.dispose()
+
+
+def _write_two_rows(engine: Any, pause_s: float) -> None:
+    """A use case with a wait between its two writes, for its caller to go away in."""
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO loop_probe VALUES (1)"))
+        conn.execute(text(f"SELECT pg_sleep({pause_s})"))
+        conn.execute(text("INSERT INTO loop_probe VALUES (2)"))
+
+
 def test_use_cases_run_on_the_loop_thread_and_overlap_their_waits(pg_db: Database) -> None:
     """Three use cases that each wait 0.3 s on the server finish together, all on the loop's
     thread: the waits went to the loop, not to threads (with threads they ran elsewhere; on
@@ -100,22 +122,14 @@ def test_threads_and_plain_code_on_the_same_engine_still_block(pg_db: Database) 
     assert asyncio.run(main()) == [42, 42, 42, 42]
 
 
-def test_a_request_that_goes_away_does_not_cut_its_transaction(pg_db: Database) -> None:
+def test_a_request_that_goes_away_does_not_cut_its_transaction(
+        pg_db: Database, probe_table: Any) -> None:
     """The caller of ``run`` is cancelled in the middle of the use case's round trips: the
     use case still finishes and commits (as a thread's work did), and the connection goes
     back to the pool clean."""
-    with pg_db.engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS loop_probe"))
-        conn.execute(text("CREATE TABLE loop_probe (n int)"))
-
-    def write() -> None:
-        with pg_db.engine.begin() as conn:
-            conn.execute(text("INSERT INTO loop_probe VALUES (1)"))
-            conn.execute(text("SELECT pg_sleep(0.3)"))
-            conn.execute(text("INSERT INTO loop_probe VALUES (2)"))
 
     async def main() -> None:
-        task = asyncio.create_task(pg_db.run(write))
+        task = asyncio.create_task(pg_db.run(_write_two_rows, pg_db.engine, 0.3))
         await asyncio.sleep(0.1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -124,11 +138,7 @@ def test_a_request_that_goes_away_does_not_cut_its_transaction(pg_db: Database) 
         n = await pg_db.run(lambda: _count(pg_db))
         assert n == 2
 
-    try:
-        asyncio.run(main())
-    finally:
-        with pg_db.engine.begin() as conn:
-            conn.execute(text("DROP TABLE loop_probe"))
+    asyncio.run(main())
 
 
 def test_what_a_thread_makes_after_its_wait_was_cancelled_is_given_back() -> None:
@@ -186,7 +196,7 @@ def test_what_a_thread_made_but_never_delivered_is_given_back() -> None:
 
 
 def test_a_server_shutting_down_lets_its_use_cases_in_flight_finish(
-        pg_url: str, menus_dir: Path) -> None:
+        pg_url: str, menus_dir: Path, probe_table: Any) -> None:
     """A request goes away in the middle of its use case, then the server shuts down: the
     use case (shielded from its request) commits before the lifespan closes the pool, and
     no connection is left to the collector. Without ``Database.drain`` the pool was closed
@@ -195,38 +205,21 @@ def test_a_server_shutting_down_lets_its_use_cases_in_flight_finish(
                         twilio_auth_token=TOKEN, admin_token=ADMIN, watch_menus=False,
                         db_pool_size=4)
     app = create_app(settings, FrozenClock(OPEN_TIME))
-    probe = create_engine(pg_url)
-    with probe.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS loop_probe"))
-        conn.execute(text("CREATE TABLE loop_probe (n int)"))
 
     async def main() -> None:
         async with app.router.lifespan_context(app):
             db: Database = app.state.web.db
-
-            def write() -> None:
-                with db.engine.begin() as conn:
-                    conn.execute(text("INSERT INTO loop_probe VALUES (1)"))
-                    conn.execute(text("SELECT pg_sleep(0.4)"))
-                    conn.execute(text("INSERT INTO loop_probe VALUES (2)"))
-
-            request = asyncio.create_task(db.run(write))
+            request = asyncio.create_task(db.run(_write_two_rows, db.engine, 0.4))
             await asyncio.sleep(0.1)
             request.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await request
 
-    try:
-        asyncio.run(main())
-        gc.collect()  # a connection left open would warn here (warnings are errors)
-        with probe.connect() as conn:
-            rows = conn.execute(text("SELECT n FROM loop_probe ORDER BY n")).scalars().all()
-        assert rows == [1, 2]
-    finally:
-        with probe.begin() as conn:
-            conn.execute(text("DROP TABLE loop_probe"))
-        probe.dispose()
-
+    asyncio.run(main())
+    gc.collect()  # a connection left open would warn here (warnings are errors)
+    with probe_table.connect() as conn:
+        rows = conn.execute(text("SELECT n FROM loop_probe ORDER BY n")).scalars().all()
+    assert rows == [1, 2]
 
 def _count(db: Database) -> int:
     with db.engine.connect() as conn:

@@ -124,25 +124,25 @@ def _in_thread(fn: Callable[[], T], release: Callable[[T], object]) -> T:
     being dropped: a dropped connection stays open until the collector finds it, and a
     dropped checkout holds a place of the pool for ever."""
     lock = threading.Lock()
-    state: dict[str, Any] = {"abandoned": False}
+    abandoned = False
+    made: list[T] = []  # what fn made, once its result is on its way to this greenlet
 
     def work() -> T:
-        made = fn()
+        result = fn()
         with lock:
-            if not state["abandoned"]:
-                state["made"] = made
-                return made
-        release(made)
-        return made
+            if not abandoned:
+                made.append(result)
+                return result
+        release(result)
+        return result
 
     try:
         return await_(asyncio.to_thread(work))
     except BaseException:
         with lock:
-            state["abandoned"] = True
-            made = state.pop("made", None)
-        if made is not None:  # made, but the result never reached this greenlet
-            release(made)
+            abandoned = True
+        for result in made:  # made, but the result never reached this greenlet
+            release(result)
         raise
 
 
@@ -289,7 +289,6 @@ def _went_away(conn: Any) -> bool:
         return bool(poller.poll(0))
     except Exception:
         return True
-
 
 
 class _TimedStepPool:
