@@ -38,7 +38,7 @@ from ivr.observability import endpoints as observability_endpoints
 from ivr.observability.metrics import DatabaseCollector, Metrics, redactor
 from ivr.reports import endpoints as report_endpoints
 from ivr.retention import endpoints as retention_endpoints
-from ivr.services import LOCAL_URL, RouteAfterAnswer, WebState, build_services
+from ivr.services import LOCAL_URL, AfterAnswer, WebState, build_services
 from ivr.surveys import webhooks as survey_webhooks
 from ivr.transfers import endpoints as transfer_endpoints
 from ivr.transfers import webhooks as transfer_webhooks
@@ -158,8 +158,9 @@ def create_app(settings: Settings, clock: Clock | None = None,
     app.add_middleware(ProxyHeaders, trusted=TrustedProxies(settings.trusted_proxies))
     # No route, the Twilio ones included, reads a body over its limit.
     app.add_middleware(BodyLimit, limits=limits_for(settings))
-    # Outermost (added last): the routing a request asks for runs after its answer is sent.
-    app.add_middleware(RouteAfterAnswer, state=state)
+    # Outermost (added last): what a request sets off (requests to Twilio, the routing pass)
+    # runs after its answer is sent.
+    app.add_middleware(AfterAnswer, state=state)
     app.include_router(menu_endpoints.router)
     app.include_router(crm_endpoints.router)
     app.include_router(agent_endpoints.router)

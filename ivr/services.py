@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
@@ -247,36 +247,54 @@ class WebState:
         return self._live.step_pool
 
     async def after_commit(self, out: Outcome) -> None:
-        """Wake the consoles of what a use case published; make its requests to Twilio (in
-        a thread: never on the event loop); route again if it may match: inside a request,
-        once its answer is sent (``RouteAfterAnswer``), else now."""
+        """Wake the consoles of what a use case published; then its follow-up: requests to
+        Twilio (in a thread: never on the event loop), the use cases that record what they
+        answered (on the database, as every use case runs), and a routing pass if it may
+        match. Inside a request the follow-up waits until the answer is sent
+        (``AfterAnswer``); outside one (a sweep, a test) it runs now."""
         self.events.published(out.published)
+        later = _after_answer.get()
+        if later is not None:
+            later.outcomes.append(out)
+            return
+        await self.follow_up(out)
+
+    async def follow_up(self, out: Outcome) -> None:
+        """``out``'s network work, then its database work (each result followed up in
+        turn), then the routing pass it asks for."""
         for work in out.after:
             await self.after_commit(await asyncio.to_thread(work))
+        for use_case in out.then:
+            await self.after_commit(await self.db.run(use_case))
         if out.reroute:
-            asked = _route_after_answer.get()
-            if asked is not None:
-                asked.append(True)
-            else:
-                await self.routing.route_now()
+            await self.routing.route_now()
 
 
-#: Set by ``RouteAfterAnswer`` while it serves a request: the routing passes the request's
-#: changes ask for, run once its answer is sent.
-_route_after_answer: ContextVar[list[bool] | None] = ContextVar("ivr_route_after_answer",
-                                                                default=None)
+@dataclass
+class _Later:
+    """What a request's use cases left for after its answer: their outcomes to follow up
+    (in order), gathered by ``WebState.after_commit``."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
 
 
-class RouteAfterAnswer:
-    """ASGI middleware: a request whose change may make a match (a caller joined a queue, a
-    call or a wrap-up ended, an agent went available) is answered first and routed after
-    (issue 18 item 1). Twilio's status callbacks and the consoles' requests no longer wait
-    for a routing pass (and for the pass another request started before it): with several
-    processes on PostgreSQL those waits were most of their latency. What an answer says
-    never depended on the pass (TwiML and JSON are built from the use case's own commit);
-    the pass's offers reach the consoles as events, as they always did. The pass runs in the
-    same ASGI call, after the answer's last byte is sent: a test client (which waits for the
-    whole call) sees it done, and a server's next request on the connection is not held."""
+#: Set by ``AfterAnswer`` while it serves a request.
+_after_answer: ContextVar[_Later | None] = ContextVar("ivr_after_answer", default=None)
+
+
+class AfterAnswer:
+    """ASGI middleware: what a request's change sets off is done once its answer is sent
+    (issue 18 item 1): the requests to Twilio (ringing an agent into the caller's
+    conference, removing a leg), the use cases that record their answers, and a routing
+    pass when the change may make a match (a caller joined a queue, a call or a wrap-up
+    ended, an agent went available). Twilio's webhooks and the consoles' requests no longer
+    wait for Twilio's REST API, nor for a routing pass (and for the pass another request
+    started before it): with several processes on PostgreSQL those waits were most of their
+    latency. What an answer says never depended on them (TwiML and JSON are built from the
+    use case's own commit); their results reach the consoles as events, as they always did.
+    It all runs in the same ASGI call, after the answer's last byte is sent: a test client
+    (which waits for the whole call) sees it done, and a server's next request on the
+    connection is not held. The routing passes asked for run as one, after the rest."""
 
     def __init__(self, app: ASGIApp, state: WebState) -> None:
         self.app = app
@@ -286,14 +304,33 @@ class RouteAfterAnswer:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        asked: list[bool] = []
-        token = _route_after_answer.set(asked)
+        later = _Later()
+        token = _after_answer.set(later)
         try:
             await self.app(scope, receive, send)
         finally:
-            _route_after_answer.reset(token)
-        if asked:
-            await self._route()
+            try:
+                route = await self._follow_up(later)
+            finally:
+                _after_answer.reset(token)
+            if route:
+                await self._route()
+
+    async def _follow_up(self, later: _Later) -> bool:
+        """Each outcome's network and database work (what they set off joins the list);
+        whether any asked for a routing pass."""
+        route = False
+        while later.outcomes:
+            out = later.outcomes.pop(0)
+            route = route or out.reroute
+            try:
+                await self.state.follow_up(replace(out, reroute=False))
+            except Exception:
+                # The answer is sent; each piece of work handles what it can fail on, the
+                # sweep takes back what is left (an offer never connected, a leg never
+                # noted). One failure does not keep the others from running.
+                log.exception("work after an answer failed")
+        return route
 
     async def _route(self) -> None:
         try:

@@ -58,16 +58,22 @@ class Dispatcher:
             out = await self.run_db(self.agents.close_silent, verdicts)
             self.publish(out.published)
         # Transfers never confirmed (a process died in between): rolled back (issue 16).
-        out = await self.run_db(self.agents.bridge.sweep)
-        self.publish(out.published)
-        for work in out.after:
-            self.publish((await self.run_io(work)).published)
+        await self._follow(await self.run_db(self.agents.bridge.sweep))
         timers_on = (self.agents.settings.dispatch_callbacks if self.timers is None
                      else self.timers)
         if timers_on:
             timers = Outcome()
             await self.run_db(self.agents.callbacks.sweep, timers)
             self.publish(timers.published)
+
+    async def _follow(self, out: Outcome) -> None:
+        """Publish what ``out`` changed; do its requests to Twilio, then its use cases (and
+        theirs in turn)."""
+        self.publish(out.published)
+        for work in out.after:
+            await self._follow(await self.run_io(work))
+        for use_case in out.then:
+            await self._follow(await self.run_db(use_case))
 
     async def route(self) -> None:
         """Match waiting calls (and due callbacks) with free agents until nothing more

@@ -35,8 +35,13 @@ class Outcome:
     published: Published = field(default_factory=list)
     reroute: bool = False
     #: Network work to do after the commit, in a thread (requests to Twilio's REST API);
-    #: each returns what it changed in turn.
+    #: each returns what it changed in turn. A request's is done once its answer is sent.
     after: list[Callable[[], Outcome]] = field(default_factory=list)
+    #: Database work that follows (what a request to Twilio answered, to record): use cases
+    #: run as every use case runs (``Database.run``: on the event loop), never in the thread
+    #: of the network work, where each round trip would take the interpreter's lock back from
+    #: the loop.
+    then: list[Callable[[], Outcome]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection
@@ -112,21 +113,26 @@ class TransferService:
             except Exception:
                 log.exception("the agent could not be rung into the conference; the caller "
                               "goes back to the head of the queue call=%s", call_sid)
-                return self.first_leg(offer_id, {"CallStatus": "failed"})
-            with self.engine.begin() as conn:
-                offer = agents_repo.get_offer(conn, offer_id)
-                conf = repo.conference(conn, call_sid)
-                gone = offer is None or (offer.ended_at is not None
-                                         and offer.answered_at is None)
-                if not gone:
-                    repo.update_conference(conn, call_sid, self.clock.now(),
-                                           agent_leg_sid=leg)
-            if gone and conf is not None:
-                # The caller hung up while Twilio was being asked: nobody removed this leg
-                # (``caller_gone`` did not know it yet); it must not ring on.
-                return self._remove(self._conf_sid(conf), leg)()
-            return Outcome()
+                return Outcome(then=[partial(self.first_leg, offer_id,
+                                             {"CallStatus": "failed"})])
+            return Outcome(then=[partial(self._rung, call_sid, offer_id, leg)])
         return ring
+
+    def _rung(self, call_sid: str, offer_id: int, leg: str) -> Outcome:
+        """The agent's participant is ringing: its leg is noted on the conference, unless
+        the caller hung up while Twilio was being asked (``caller_gone`` did not know the leg
+        yet, so nobody removed it): then it is removed, and must not ring on."""
+        out = Outcome()
+        with self.engine.begin() as conn:
+            offer = agents_repo.get_offer(conn, offer_id)
+            conf = repo.conference(conn, call_sid)
+            gone = offer is None or (offer.ended_at is not None
+                                     and offer.answered_at is None)
+            if not gone:
+                repo.update_conference(conn, call_sid, self.clock.now(), agent_leg_sid=leg)
+        if gone and conf is not None:
+            out.after.append(self._remove(self._conf_sid(conf), leg))
+        return out
 
     def caller_gone(self, conn: Connection, offer: Any, now: datetime, out: Outcome,
                     ) -> None:

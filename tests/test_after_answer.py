@@ -1,10 +1,14 @@
-"""A request that asks for a routing pass is answered first, routed after (issue 18 item 1):
-Twilio's status callbacks, the queue's wait loop and the consoles' requests do not wait for
-a pass (nor for the pass another request started before theirs). Outside a request (the
-worker, a sweep) a pass runs at once, as before."""
+"""What a request sets off runs once its answer is sent (issue 18 item 1): a request that
+asks for a routing pass is answered first, routed after (Twilio's status callbacks, the
+queue's wait loop and the consoles' requests do not wait for a pass, nor for the pass
+another request started before theirs), and the caller's connect is answered before the
+agent is rung into their conference through Twilio's REST API, whose answer is recorded on
+the event loop, not in the REST thread. Outside a request (the worker, a sweep) a pass
+runs at once, as before."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
@@ -21,6 +25,9 @@ from ivr.app import create_app
 from ivr.core.clock import FrozenClock
 from ivr.core.settings import Settings
 from ivr.services import WebState
+from ivr.transfers.gateway import LocalConferences
+from ivr.transfers.models import call_conferences
+from ivr.transfers.service import TransferService
 from tests.agent_fixtures import DANA, available, login
 from tests.agent_flow import TwilioDriver
 from tests.conftest import TOKEN
@@ -59,9 +66,10 @@ class Recorder:
 
 @contextlib.contextmanager
 def _recorded_app(settings: Settings, clock: FrozenClock, *, fail: bool = False,
-                  ) -> Iterator[tuple[TestClient, Recorder]]:
-    """The app (no routing sweep) behind a ``Recorder`` that watches its routing passes."""
-    app = create_app(settings.model_copy(update={"route_every_seconds": 0}), clock)
+                  **more: Any) -> Iterator[tuple[TestClient, Recorder]]:
+    """The app (no routing sweep; ``more`` settings) behind a ``Recorder`` that watches its
+    routing passes."""
+    app = create_app(settings.model_copy(update={"route_every_seconds": 0, **more}), clock)
     recorder = Recorder(app)
     with TestClient(recorder) as c:
         recorder.watch(app.state.web, fail)
@@ -142,3 +150,82 @@ def test_outside_a_request_the_pass_runs_at_once(
     assert recorder.state is not None and client.portal is not None
     client.portal.call(recorder.state.after_commit, Outcome(reroute=True))
     assert recorder.log == [("routing", "")]
+
+
+class RecordedConferences(LocalConferences):
+    """The participants stand-in noting, in the recorder's list, when an agent is rung."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def add_participant(self, conference: str, **kw: Any) -> str:
+        self.recorder.log.append(("ring", conference))
+        return super().add_participant(conference, **kw)
+
+
+@contextlib.contextmanager
+def _conference_app(settings: Settings, clock: FrozenClock,
+                    ) -> Iterator[tuple[TestClient, Recorder, TransferService]]:
+    """Calls on conferences; the agent rung into them through the recording stand-in."""
+    with _recorded_app(settings, clock, conference_calls=True,
+                       public_url="http://testserver") as (client, recorder):
+        assert recorder.state is not None
+        transfers = recorder.state.services.transfers
+        assert isinstance(transfers, TransferService)
+        transfers.gateway = RecordedConferences(recorder)
+        yield client, recorder, transfers
+
+
+def _agent_leg(engine: Engine, sid: str) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(call_conferences.c.agent_leg_sid)
+                            .where(call_conferences.c.call_sid == sid)).scalar_one()
+
+
+def test_the_connect_is_answered_before_the_agent_is_rung_and_the_leg_noted_on_the_loop(
+        settings: Settings, clock: FrozenClock, people: dict[str, int], engine: Engine,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with _conference_app(settings, clock) as (client, recorder, transfers):
+        noted = transfers._rung
+        where: list[str] = []
+
+        def rung(*args: Any) -> Outcome:
+            try:  # on the event loop's thread (Database.run), not in the REST call's
+                asyncio.get_running_loop()
+                where.append("loop")
+            except RuntimeError:
+                where.append("thread")
+            return noted(*args)
+
+        monkeypatch.setattr(transfers, "_rung", rung)
+        available(client, login(client, "dana.agent"))
+        twilio = TwilioDriver(client, "http://testserver", TOKEN)
+        sid = twilio.start(DANA, ["2"])
+        recorder.log.clear()
+        dial = twilio.connect(sid)
+    assert f">call-{sid}</Conference>" in dial
+    # The caller hears the conference before Twilio is asked to ring the agent into it.
+    rang = recorder.log.index(("ring", f"call-{sid}"))
+    assert recorder.log[rang - 1] == ("answered", "/twilio/queue")  # the <Enqueue action>
+    assert where == ["loop"]
+    assert _agent_leg(engine, sid) is not None
+
+
+def test_a_follow_up_that_fails_after_the_answer_is_logged_and_the_answer_stands(
+        settings: Settings, clock: FrozenClock, people: dict[str, int], engine: Engine,
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    with _conference_app(settings, clock) as (client, recorder, transfers):
+        def broken(*_args: Any) -> Outcome:
+            raise RuntimeError("the database went away")
+
+        monkeypatch.setattr(transfers, "_rung", broken)
+        available(client, login(client, "dana.agent"))
+        twilio = TwilioDriver(client, "http://testserver", TOKEN)
+        sid = twilio.start(DANA, ["2"])
+        with caplog.at_level(logging.ERROR, logger="ivr.services"):
+            dial = twilio.connect(sid)
+    assert f">call-{sid}</Conference>" in dial
+    assert ("ring", f"call-{sid}") in recorder.log
+    assert any("work after an answer failed" in r.getMessage() for r in caplog.records)
+    assert _agent_leg(engine, sid) is None  # the offer's timeout takes it back (the sweep)
