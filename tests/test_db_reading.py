@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, literal, select
 from starlette.testclient import TestClient
 
 from ivr.agents import repository as repo
@@ -43,16 +43,16 @@ def transactions(engine: Engine) -> list[bool]:
 def test_a_read_alone_runs_outside_a_transaction(engine: Engine) -> None:
     seen = transactions(engine)
     with reading(engine) as conn:
-        assert conn.execute(select(1)).scalar_one() == 1
-        assert conn.execute(select(2)).scalar_one() == 2
+        assert conn.execute(select(literal(1))).scalar_one() == 1
+        assert conn.execute(select(literal(2))).scalar_one() == 2
     assert seen == [False, False]
     # What it saves on PostgreSQL: a plain connection reads inside a transaction.
     with engine.connect() as conn:
-        conn.execute(select(1))
+        conn.execute(select(literal(1)))
     assert seen[2] is (engine.dialect.name == "postgresql")
     # The connection goes back to the pool as it came: the next one is transactional.
     with engine.begin() as conn:
-        conn.execute(select(1))
+        conn.execute(select(literal(1)))
     assert seen[3] is (engine.dialect.name == "postgresql")
 
 
