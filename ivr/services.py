@@ -247,11 +247,11 @@ class WebState:
         return self._live.step_pool
 
     async def after_commit(self, out: Outcome) -> None:
-        """Wake the consoles of what a use case published; then its follow-up: requests to
-        Twilio (in a thread: never on the event loop), the use cases that record what they
-        answered (on the database, as every use case runs), and a routing pass if it may
-        match. Inside a request the follow-up waits until the answer is sent
-        (``AfterAnswer``); outside one (a sweep, a test) it runs now."""
+        """Wake the consoles of what a use case published; then its follow-up: the use cases
+        it leaves for after its commit (on the database, as every use case runs), requests to
+        Twilio (in a thread: never on the event loop) and a routing pass if it may match.
+        Inside a request the follow-up waits until the answer is sent (``AfterAnswer``);
+        outside one (a sweep, a test) it runs now."""
         self.events.published(out.published)
         later = _after_answer.get()
         if later is not None:
@@ -260,12 +260,12 @@ class WebState:
         await self.follow_up(out)
 
     async def follow_up(self, out: Outcome) -> None:
-        """``out``'s network work, then its database work (each result followed up in
-        turn), then the routing pass it asks for."""
-        for work in out.after:
-            await self.after_commit(await asyncio.to_thread(work))
+        """``out``'s use cases, then its network work (each result followed up in turn),
+        then the routing pass it asks for."""
         for use_case in out.then:
             await self.after_commit(await self.db.run(use_case))
+        for work in out.after:
+            await self.after_commit(await asyncio.to_thread(work))
         if out.reroute:
             await self.routing.route_now()
 
@@ -284,9 +284,10 @@ _after_answer: ContextVar[_Later | None] = ContextVar("ivr_after_answer", defaul
 
 class AfterAnswer:
     """ASGI middleware: what a request's change sets off is done once its answer is sent
-    (issue 18 item 1): the requests to Twilio (ringing an agent into the caller's
-    conference, removing a leg), the use cases that record their answers, and a routing
-    pass when the change may make a match (a caller joined a queue, a call or a wrap-up
+    (issue 18 item 1): the use cases it leaves for after its commit (the screen-pop of a
+    caller being connected), the requests to Twilio (ringing an agent into the caller's
+    conference, removing a leg), the use cases that record what Twilio answered, and a
+    routing pass when the change may make a match (a caller joined a queue, a call or a wrap-up
     ended, an agent went available). Twilio's webhooks and the consoles' requests no longer
     wait for Twilio's REST API, nor for a routing pass (and for the pass another request
     started before it): with several processes on PostgreSQL those waits were most of their

@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import Engine, select
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ivr.agents.models import queue_entries
+from ivr.agents.dispatch import Dispatcher
+from ivr.agents.models import agent_events, queue_entries
 from ivr.agents.ports import Outcome
+from ivr.agents.service import AgentService
 from ivr.app import create_app
 from ivr.core.clock import FrozenClock
 from ivr.core.settings import Settings
@@ -199,17 +201,33 @@ def test_the_connect_is_answered_before_the_agent_is_rung_and_the_leg_noted_on_t
             return noted(*args)
 
         monkeypatch.setattr(transfers, "_rung", rung)
+        assert recorder.state is not None
+        agents = recorder.state.agents
+        pop = agents._pop
+
+        def popped(offer_id: int) -> Outcome:
+            recorder.log.append(("pop", ""))
+            return pop(offer_id)
+
+        monkeypatch.setattr(agents, "_pop", popped)
         available(client, login(client, "dana.agent"))
         twilio = TwilioDriver(client, "http://testserver", TOKEN)
         sid = twilio.start(DANA, ["2"])
         recorder.log.clear()
         dial = twilio.connect(sid)
     assert f">call-{sid}</Conference>" in dial
-    # The caller hears the conference before Twilio is asked to ring the agent into it.
+    # The caller hears the conference before the screen-pop is built, and the pop is on
+    # the console before Twilio is asked to ring the agent into the conference.
     rang = recorder.log.index(("ring", f"call-{sid}"))
-    assert recorder.log[rang - 1] == ("answered", "/twilio/queue")  # the <Enqueue action>
+    assert recorder.log[rang - 2:rang] == [("answered", "/twilio/queue"),  # <Enqueue action>
+                                           ("pop", "")]
     assert where == ["loop"]
     assert _agent_leg(engine, sid) is not None
+    with engine.connect() as conn:
+        pops = conn.execute(select(agent_events.c.payload).where(
+            agent_events.c.agent_id == people["dana.agent"],
+            agent_events.c.kind == "screenpop")).scalars().all()
+    assert [(p["call_sid"], p["status"]) for p in pops] == [(sid, "ringing")]
 
 
 def test_a_follow_up_that_fails_after_the_answer_is_logged_and_the_answer_stands(
@@ -229,3 +247,38 @@ def test_a_follow_up_that_fails_after_the_answer_is_logged_and_the_answer_stands
     assert ("ring", f"call-{sid}") in recorder.log
     assert any("work after an answer failed" in r.getMessage() for r in caplog.records)
     assert _agent_leg(engine, sid) is None  # the offer's timeout takes it back (the sweep)
+
+
+def test_the_worker_follows_an_outcome_as_a_request_does() -> None:
+    """The worker's sweep follows up what its use cases return in the same order as
+    ``AfterAnswer``: an outcome's use cases (on the database), then its requests to Twilio
+    (in a thread), each result followed up in turn."""
+    ran: list[tuple[str, str]] = []
+
+    async def run_db(fn: Callable[[], Outcome]) -> Outcome:
+        ran.append(("database", fn.__name__))
+        return fn()
+
+    async def run_io(fn: Callable[[], Outcome]) -> Outcome:
+        ran.append(("twilio", fn.__name__))
+        return fn()
+
+    def pop() -> Outcome:
+        return Outcome(published=[(1, 10)])
+
+    def remove() -> Outcome:
+        return Outcome(published=[(1, 12)])
+
+    def record() -> Outcome:
+        return Outcome(published=[(1, 11)], after=[remove])
+
+    def ring() -> Outcome:
+        return Outcome(then=[record])
+
+    published: list[tuple[int, int]] = []
+    dispatcher = Dispatcher(cast(AgentService, None), run_db=run_db, run_io=run_io,
+                            publish=published.extend)
+    asyncio.run(dispatcher._follow(Outcome(then=[pop], after=[ring])))
+    assert ran == [("database", "pop"), ("twilio", "ring"), ("database", "record"),
+                   ("twilio", "remove")]
+    assert published == [(1, 10), (1, 11), (1, 12)]

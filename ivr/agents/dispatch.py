@@ -67,13 +67,13 @@ class Dispatcher:
             self.publish(timers.published)
 
     async def _follow(self, out: Outcome) -> None:
-        """Publish what ``out`` changed; do its requests to Twilio, then its use cases (and
-        theirs in turn)."""
+        """Publish what ``out`` changed; run its use cases, then its requests to Twilio (and
+        what they set off in turn)."""
         self.publish(out.published)
-        for work in out.after:
-            await self._follow(await self.run_io(work))
         for use_case in out.then:
             await self._follow(await self.run_db(use_case))
+        for work in out.after:
+            await self._follow(await self.run_io(work))
 
     async def route(self) -> None:
         """Match waiting calls (and due callbacks) with free agents until nothing more
