@@ -284,8 +284,7 @@ _after_answer: ContextVar[_Later | None] = ContextVar("ivr_after_answer", defaul
 
 class AfterAnswer:
     """ASGI middleware: what a request's change sets off is done once its answer is sent
-    (issue 18 item 1): the use cases it leaves for after its commit (the screen-pop of a
-    caller being connected), the requests to Twilio (ringing an agent into the caller's
+    (issue 18 item 1): the requests to Twilio (ringing an agent into the caller's
     conference, removing a leg), the use cases that record what Twilio answered, and a
     routing pass when the change may make a match (a caller joined a queue, a call or a wrap-up
     ended, an agent went available). Twilio's webhooks and the consoles' requests no longer

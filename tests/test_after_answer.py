@@ -43,12 +43,15 @@ class Recorder:
         self.app = app
         self.log: list[tuple[str, str]] = []
         self.state: WebState | None = None
+        #: Called with the path as each answer's last byte is sent.
+        self.on_answer: Callable[[str], None] = lambda _path: None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def sending(message: Message) -> None:
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body"):
                 self.log.append(("answered", scope["path"]))
+                self.on_answer(scope["path"])
 
         await self.app(scope, receive, sending)
 
@@ -179,6 +182,13 @@ def _conference_app(settings: Settings, clock: FrozenClock,
         yield client, recorder, transfers
 
 
+def _pops(engine: Engine, agent_id: int) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(agent_events.c.payload).where(
+            agent_events.c.agent_id == agent_id,
+            agent_events.c.kind == "screenpop")).scalars())
+
+
 def _agent_leg(engine: Engine, sid: str) -> Any:
     with engine.connect() as conn:
         return conn.execute(select(call_conferences.c.agent_leg_sid)
@@ -201,32 +211,25 @@ def test_the_connect_is_answered_before_the_agent_is_rung_and_the_leg_noted_on_t
             return noted(*args)
 
         monkeypatch.setattr(transfers, "_rung", rung)
-        assert recorder.state is not None
-        agents = recorder.state.agents
-        pop = agents._pop
-
-        def popped(offer_id: int) -> Outcome:
-            recorder.log.append(("pop", ""))
-            return pop(offer_id)
-
-        monkeypatch.setattr(agents, "_pop", popped)
         available(client, login(client, "dana.agent"))
         twilio = TwilioDriver(client, "http://testserver", TOKEN)
         sid = twilio.start(DANA, ["2"])
+        pops_at_answer: list[int] = []
+        recorder.on_answer = lambda path: pops_at_answer.extend(
+            [len(_pops(engine, people["dana.agent"]))] if path == "/twilio/queue" else [])
         recorder.log.clear()
         dial = twilio.connect(sid)
     assert f">call-{sid}</Conference>" in dial
-    # The caller hears the conference before the screen-pop is built, and the pop is on
-    # the console before Twilio is asked to ring the agent into the conference.
+    # The caller hears the conference before Twilio is asked to ring the agent into it;
+    # the screen-pop was written with the connect, before its answer.
     rang = recorder.log.index(("ring", f"call-{sid}"))
-    assert recorder.log[rang - 2:rang] == [("answered", "/twilio/queue"),  # <Enqueue action>
-                                           ("pop", "")]
+    assert recorder.log[rang - 1] == ("answered", "/twilio/queue")  # the <Enqueue action>
     assert where == ["loop"]
     assert _agent_leg(engine, sid) is not None
-    with engine.connect() as conn:
-        pops = conn.execute(select(agent_events.c.payload).where(
-            agent_events.c.agent_id == people["dana.agent"],
-            agent_events.c.kind == "screenpop")).scalars().all()
+    # The pop was committed before the answer: a console reads its events by id, and a
+    # pop written later could commit after a later event of the agent had been read.
+    assert pops_at_answer == [1]
+    pops = _pops(engine, people["dana.agent"])
     assert [(p["call_sid"], p["status"]) for p in pops] == [(sid, "ringing")]
 
 
@@ -252,7 +255,7 @@ def test_a_follow_up_that_fails_after_the_answer_is_logged_and_the_answer_stands
 def test_the_worker_follows_an_outcome_as_a_request_does() -> None:
     """The worker's sweep follows up what its use cases return in the same order as
     ``AfterAnswer``: an outcome's use cases (on the database), then its requests to Twilio
-    (in a thread), each result followed up in turn."""
+    (in a thread), each result followed up in turn (here: a removal after a ring)."""
     ran: list[tuple[str, str]] = []
 
     async def run_db(fn: Callable[[], Outcome]) -> Outcome:

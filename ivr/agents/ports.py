@@ -37,11 +37,11 @@ class Outcome:
     #: Network work to do after the commit, in a thread (requests to Twilio's REST API);
     #: each returns what it changed in turn. A request's is done once its answer is sent.
     after: list[Callable[[], Outcome]] = field(default_factory=list)
-    #: Use cases to run after the commit, before the network work: what the answer need not
-    #: wait for (the screen-pop), or what a request to Twilio answered (returned by that
-    #: work). They run as every use case runs (``Database.run``: on the event loop), never
-    #: in the thread of the network work, where each round trip would take the
-    #: interpreter's lock back from the loop.
+    #: Use cases to run after the commit, before the network work: what a request to
+    #: Twilio answered, to record (returned by that work). They run as every use case runs
+    #: (``Database.run``: on the event loop), never in the thread of the network work, where
+    #: each round trip would take the interpreter's lock back from the loop. (Not for
+    #: console events a request could write itself: see ``AgentService._dial``.)
     then: list[Callable[[], Outcome]] = field(default_factory=list)
 
 

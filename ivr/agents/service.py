@@ -21,7 +21,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
@@ -528,37 +527,26 @@ class AgentService:
         return out
 
     def _dial(self, conn: Connection, offer: Any, now: datetime, out: Outcome) -> None:
-        """Connect the caller of a live offer: ``<Dial>``, and the screen-pop (once), built
-        after the commit: the caller's answer does not wait for the pop's dozen reads (a
-        request's follow-up runs after its answer is sent), and the pop is written before
-        the agent is rung into a conference (the follow-up's network work comes last)."""
+        """Connect the caller of a live offer: the screen-pop (once), then ``<Dial>``. The
+        pop is written in this transaction, before the answer: an agent's events are read
+        by id (``console_stream``), and a pop written later, in a transaction of its own,
+        could commit after a later event of the same agent had been read (a pop lost: seen
+        in bench/consoles.py, bench/results.md)."""
         agent = repo.me(conn, offer.agent_id)
         assert agent is not None
         if offer.connected_at is None:
             repo.update_offer(conn, offer.id, connected_at=now)
             repo.update_entry(conn, offer.call_sid, connected_at=now, updated_at=now,
                               last_seen_at=now)
-            out.then.append(partial(self._pop, int(offer.id)))
+            context = self.build_context(conn, offer.call_sid, now, offer)
+            context["offer_id"] = offer.id
+            # The pop itself says "ringing" (status): no separate call event.
+            out.published.append((offer.agent_id, repo.add_event(
+                conn, offer.agent_id, "screenpop", context, now, offer.call_sid)))
         out.twiml = self.bridge.connect(conn, offer, agent, offer.connected_at is None, now,
                                         out) or connect_twiml(
             offer.id, agent["reach_kind"], agent["reach_target"],
             self.settings.agent_ring_timeout)
-
-    def _pop(self, offer_id: int) -> Outcome:
-        """The screen-pop of a connected offer, to its agent's console. The pop itself says
-        "ringing" (or what the offer has come to since: answered, ended): no separate call
-        event."""
-        now = self.clock.now()
-        out = Outcome()
-        with self.engine.begin() as conn:
-            offer = repo.get_offer(conn, offer_id)
-            if offer is None:
-                return out
-            context = self.build_context(conn, offer.call_sid, now, offer)
-            context["offer_id"] = offer.id
-            out.published.append((offer.agent_id, repo.add_event(
-                conn, offer.agent_id, "screenpop", context, now, offer.call_sid)))
-        return out
 
     def _requeue_twiml(self, conn: Connection, call_sid: str, now: datetime,
                        out: Outcome) -> str:
