@@ -203,15 +203,20 @@ class TwilioDriver:
     def agent_participant(self, sid: str) -> tuple[str, str] | None:
         """The agent's participant the server rang into the call's conference (its CallSid
         and status callback), as the stand-in recorded ``participants.create``; None when
-        the driver cannot see the stand-in (a server in another process)."""
+        the driver cannot see the stand-in (a server in another process). A server rings
+        once the connect's answer is sent: a live one gets the driver's ``patience``."""
         leg = self.calls[sid]
         if self.conferences is None or leg.conference is None:
             return None
-        adds = [op for op in list(self.conferences.ops) if op[0] == "add"
-                and op[1] == leg.conference and op[3]["label"] == "agent"]
-        if not adds:
-            raise AssertionError(f"no agent participant created for {leg.conference}")
-        return adds[-1][2], adds[-1][3]["status_callback"]
+        deadline = time.monotonic() + self.patience
+        while True:
+            adds = [op for op in list(self.conferences.ops) if op[0] == "add"
+                    and op[1] == leg.conference and op[3]["label"] == "agent"]
+            if adds:
+                return adds[-1][2], adds[-1][3]["status_callback"]
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"no agent participant created for {leg.conference}")
+            time.sleep(0.01)
 
     def agent_answers(self, sid: str) -> str:
         """The agent answers: their leg's ``answered`` status callback after a ``<Dial>``;

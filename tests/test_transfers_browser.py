@@ -99,9 +99,11 @@ class Caller:
         self.sid = self.twilio.start(DANA, ["2"])  # support-open-incidents
 
     def connects(self) -> None:
-        """Released to the agent (the pop is pushed): the caller joins the conference."""
+        """Released to the agent (the pop is pushed): the caller joins the conference, and
+        the agent is rung into it (the server asks once the connect's answer is sent)."""
         xml = self.twilio.connect(self.sid)
         assert ET.fromstring(xml).findtext("Dial/Conference") == f"call-{self.sid}", xml
+        assert self.twilio.agent_participant(self.sid) is not None
 
     def agent_answers(self) -> None:
         """The agent's leg joins the conference."""
@@ -176,7 +178,8 @@ def test_warm_transfer_cancel_hand_over_and_cold_to_a_queue(
         noa.wait_state("available")
 
         with httpx.Client(base_url=tx_server.url, timeout=10) as http:
-            caller = Caller(tx_server, TwilioDriver(http, tx_server.url, TOKEN))
+            caller = Caller(tx_server, TwilioDriver(http, tx_server.url, TOKEN,
+                                               conferences=stand_in(tx_server)))
             caller.calls()
             caller.connects()
             noa.wait_pop(caller.sid)
