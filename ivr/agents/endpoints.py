@@ -25,7 +25,6 @@ from ivr.agents.auth import HashingBusy
 from ivr.agents.events import console_stream
 from ivr.agents.ports import Outcome
 from ivr.agents.service import AgentError, AgentService, SignIn
-from ivr.core.db import reading
 from ivr.core.http import UNPROCESSABLE
 from ivr.services import web
 
@@ -227,7 +226,7 @@ async def events(request: Request, agent: Agent) -> StreamingResponse:
     last = request.headers.get("last-event-id", "")
 
     def start() -> int:
-        with reading(db.engine) as conn:
+        with db.engine.connect() as conn:
             if last.isdigit():
                 return int(last)
             return repo.replay_from(conn, agent_id, agent["current_call_sid"])
@@ -235,7 +234,7 @@ async def events(request: Request, agent: Agent) -> StreamingResponse:
     after = await db.run(start)
 
     def load_sync(after_id: int) -> list[tuple[int, str, str]]:
-        with reading(db.engine) as conn:
+        with db.engine.connect() as conn:
             return repo.events_after(conn, agent_id, after_id)
 
     async def load(after_id: int) -> list[tuple[int, str, str]]:
