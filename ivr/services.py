@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
@@ -253,9 +253,11 @@ class WebState:
         Inside a request the follow-up waits until the answer is sent (``AfterAnswer``);
         outside one (a sweep, a test) it runs now."""
         self.events.published(out.published)
+        if not (out.then or out.after or out.reroute):
+            return
         later = _after_answer.get()
         if later is not None:
-            later.outcomes.append(out)
+            later.append(out)
             return
         await self.follow_up(out)
 
@@ -270,16 +272,10 @@ class WebState:
             await self.routing.route_now()
 
 
-@dataclass
-class _Later:
-    """What a request's use cases left for after its answer: their outcomes to follow up
-    (in order), gathered by ``WebState.after_commit``."""
-
-    outcomes: list[Outcome] = field(default_factory=list)
-
-
-#: Set by ``AfterAnswer`` while it serves a request.
-_after_answer: ContextVar[_Later | None] = ContextVar("ivr_after_answer", default=None)
+#: Set by ``AfterAnswer`` while it serves a request: the outcomes its use cases left to
+#: follow up once the answer is sent, in order (gathered by ``WebState.after_commit``).
+_after_answer: ContextVar[list[Outcome] | None] = ContextVar("ivr_after_answer",
+                                                            default=None)
 
 
 class AfterAnswer:
@@ -304,7 +300,7 @@ class AfterAnswer:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        later = _Later()
+        later: list[Outcome] = []
         token = _after_answer.set(later)
         try:
             await self.app(scope, receive, send)
@@ -316,12 +312,12 @@ class AfterAnswer:
             if route:
                 await self._route()
 
-    async def _follow_up(self, later: _Later) -> bool:
+    async def _follow_up(self, later: list[Outcome]) -> bool:
         """Each outcome's network and database work (what they set off joins the list);
         whether any asked for a routing pass."""
         route = False
-        while later.outcomes:
-            out = later.outcomes.pop(0)
+        while later:
+            out = later.pop(0)
             route = route or out.reroute
             try:
                 await self.state.follow_up(replace(out, reroute=False))

@@ -292,14 +292,14 @@ class AgentService:
         now = self.clock.now()
         offers: list[Reservation] = []
         published: Published = []
-        # Index probes first, in one statement (anyone waiting, any callback due, how many
-        # agents free): with nobody waiting and nothing due, no agent row is read or locked
-        # (the agents' rows were most of a routing pass: issue 4). Then how many agents are
-        # free for each queue (counted in SQL), and only the callers they can take: the
-        # heads of their queues, so a pass costs the same with 10 or 10,000 callers waiting
-        # (issue 18, bench/routing_scale.py). Due callbacks join the same plan (one
-        # ordering: priority, deadline, entry).
         with self.engine.begin() as conn:
+            # Index probes first, in one statement (anyone waiting, any callback due, how
+            # many agents free): with nobody waiting and nothing due, no agent row is read
+            # or locked (the agents' rows were most of a routing pass: issue 4). Then how
+            # many agents are free for each queue (counted in SQL), and only the callers
+            # they can take: the heads of their queues, so a pass costs the same with 10 or
+            # 10,000 callers waiting (issue 18, bench/routing_scale.py). Due callbacks join
+            # the same plan (one ordering: priority, deadline, entry).
             waiting, due, free_total = repo.probe(conn, self._probe, now)
             if not (waiting or due) or not free_total:
                 return [], []
