@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import random
+
 import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crm_sync.phones import _normalize_fast, _normalize_slow, is_withheld, mask, normalize
+from crm_sync.phones import (
+    _normalize_fast,
+    _normalize_slow,
+    _valid,
+    _validity,
+    is_withheld,
+    mask,
+    normalize,
+)
 
 
 @pytest.mark.parametrize("raw", [
@@ -213,3 +223,51 @@ def test_odd_input_still_takes_the_general_path(monkeypatch: pytest.MonkeyPatch)
     assert normalize("tel: 050-123-4567").e164 == "+972501234567"
     assert normalize("12345").reason == "too short for a phone number: '12345'"
     assert calls
+
+
+# The fast path's validity test must be is_valid_number's, for every country code.
+
+COUNTRY_CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+
+
+def _examples() -> list[phonenumbers.PhoneNumber]:
+    """Every region's example number of every type: valid numbers of each kind."""
+    found = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in vars(phonenumbers.PhoneNumberType).values():
+            if isinstance(kind, int):
+                number = phonenumbers.example_number_for_type(region, kind)
+                if number is not None and not number.italian_leading_zero:
+                    found.append(number)
+    return found
+
+
+def test_validity_agrees_with_is_valid_number_on_every_example_number() -> None:
+    examples = _examples()
+    assert len(examples) > 1000
+    for number in examples:
+        assert _valid(number) == phonenumbers.is_valid_number(number), number
+        # one digit more, one less, the last one changed: mostly invalid numbers
+        nsn = str(number.national_number)
+        for other in (nsn + "7", nsn[:-1], nsn[:-1] + str((int(nsn[-1]) + 5) % 10)):
+            if other and other[0] != "0":
+                changed = phonenumbers.PhoneNumber(country_code=number.country_code,
+                                                   national_number=int(other))
+                assert _valid(changed) == phonenumbers.is_valid_number(changed), changed
+
+
+def test_validity_agrees_with_is_valid_number_for_any_digits() -> None:
+    rng = random.Random(18)
+    for code in COUNTRY_CODES:
+        for size in range(2, 18):
+            for _ in range(6):
+                number = phonenumbers.PhoneNumber(
+                    country_code=code, national_number=rng.randrange(10 ** (size - 1), 10**size))
+                assert _valid(number) == phonenumbers.is_valid_number(number), number
+
+
+def test_validity_of_a_code_of_several_regions_is_is_valid_number_s() -> None:
+    assert _validity(1) is None and _validity(44) is None  # NANPA; GB, GG, IM, JE
+    assert _validity(972) is not None
+    us = phonenumbers.parse("+1 415 555 2671")
+    assert _valid(us) is phonenumbers.is_valid_number(us) is True
