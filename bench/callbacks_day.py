@@ -198,8 +198,9 @@ def ordering(mode: str) -> Iterator[None]:
     original_claim_next = cbrepo.claim_next
 
     def heads(conn: Connection, per_queue: Mapping[str, int],
-              free_agents: int) -> list[routing.Waiting]:
-        rows = original_heads(conn, dict.fromkeys(per_queue, 1_000_000), free_agents)
+              free_agents: int, *, lock: bool = True) -> list[routing.Waiting]:
+        rows = original_heads(conn, dict.fromkeys(per_queue, 1_000_000), free_agents,
+                              lock=lock)
         free = set(conn.execute(select(agents.c.id).where(
             agents.c.state == "available", agents.c.active.is_(True))).scalars())
         out: dict[int, routing.Waiting] = {}
@@ -478,7 +479,7 @@ class Sim:
         self.service.callbacks.sweep(Outcome())
         self.service.expire_offers()
         for _ in range(10):
-            offers, _published = self.service.route()
+            offers = self.service.route().offers
             self.routes += 1
             if not offers:
                 return

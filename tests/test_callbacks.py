@@ -567,7 +567,7 @@ def test_a_crashed_claim_is_taken_over_after_the_lease_and_dialled_once(
     service = client.app.state.web.agents  # type: ignore[attr-defined]
     with engine.begin() as conn:
         conn.execute(update(agents).values(state="available"))
-    offers, _ = service.route()  # claimed, then the process "dies" before dialling
+    offers = service.route().offers  # claimed, then the process "dies" before dialling
     assert len(offers) == 1 and dialer.placed == []
     clock.advance(seconds=30)
     from ivr.agents.ports import Outcome
@@ -579,7 +579,7 @@ def test_a_crashed_claim_is_taken_over_after_the_lease_and_dialled_once(
     assert [a.outcome for a in attempts(engine)] == ["lost"]
     req = requests(engine)[0]
     assert (req.status, req.attempts) == ("pending", 0)
-    offers, _ = service.route()
+    offers = service.route().offers
     service.deliver(offers)
     assert len(dialer.placed) == 1
 

@@ -51,7 +51,7 @@ def _route(engine: Engine, database_url: str) -> list[tuple[str, int]]:
                         callbacks_file=ROOT / "callbacks.yaml", twilio_auth_token="t",
                         watch_menus=False)
     service = build_services(engine, settings, FrozenClock(OPEN_TIME)).agents
-    offers, _ = service.route()
+    offers = service.route().offers
     return sorted((o.call_sid, o.agent_id) for o in offers)
 
 

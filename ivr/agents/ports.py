@@ -67,6 +67,18 @@ class Reservation:
     placed: PlacedCall | None = None
 
 
+@dataclass
+class RoutingPass:
+    """What one routing pass did: its reservations, the events it wrote, and whether it
+    found a match it could not make because another transaction held a row of it
+    (PostgreSQL ``SKIP LOCKED``: the caller's own wait round, an agent's request): the
+    router then tries again soon rather than at the next sweep."""
+
+    offers: list[Reservation]
+    published: Published
+    contended: bool = False
+
+
 class QueueWork(Protocol):
     """The callbacks feature as the queue sees it (``callbacks.service.CallbackService``)."""
 

@@ -341,10 +341,10 @@ def reservations(conn: Connection) -> list[Any]:
         .where(a.state.in_(("reserved", "on_call")), a.current_call_sid.is_not(None))))
 
 
-def _locking(conn: Connection, query: Any) -> Any:
+def _locking(conn: Connection, query: Any, lock: bool = True) -> Any:
     # PostgreSQL: rows another router is deciding on are skipped, not waited for.
-    return query.with_for_update(skip_locked=True) if conn.dialect.name == "postgresql" \
-        else query
+    return query.with_for_update(skip_locked=True) \
+        if lock and conn.dialect.name == "postgresql" else query
 
 
 _QE = queue_entries.c
@@ -369,11 +369,12 @@ def probe(conn: Connection, statement: Select[Any], now: datetime) -> tuple[bool
 
 
 def waiting_heads(conn: Connection, per_queue: Mapping[str, int],
-                  free_agents: int) -> list[Waiting]:
+                  free_agents: int, *, lock: bool = True) -> list[Waiting]:
     """The callers the free agents can take now: the first ``n`` (routing order) of each
     queue that has ``n`` free agents, and the first ``free_agents`` callers who prefer an
     agent who is free. Read through ``ix_queue_entries_routing``: a pass costs what the
-    free agents can take, not the queues' length."""
+    free agents can take, not the queues' length. ``lock=False``: read, lock nothing and
+    skip nothing (what a pass would have found, had nobody held a row)."""
     columns = (_QE.id, _QE.call_sid, _QE.queue, _QE.priority, _QE.entered_at,
                _QE.preferred_agent_id, _QE.deadline_at)
     queries = [select(*columns).where(_QE.queue == queue, _QE.status == "waiting")
@@ -385,7 +386,7 @@ def waiting_heads(conn: Connection, per_queue: Mapping[str, int],
                        .order_by(*ROUTING_ORDER).limit(free_agents))
     found: dict[int, Waiting] = {}
     for q in queries:
-        for r in conn.execute(_locking(conn, q)):
+        for r in conn.execute(_locking(conn, q, lock)):
             found[r.id] = Waiting(r.id, r.call_sid, r.queue, r.priority, r.entered_at,
                                   r.preferred_agent_id, r.deadline_at)
     return list(found.values())
@@ -413,7 +414,7 @@ def free_per_queue(conn: Connection) -> dict[str, int]:
 
 
 def free_candidates(conn: Connection, queues: Collection[str], preferred: Collection[int],
-                    each: int) -> list[Free]:
+                    each: int, *, lock: bool = True) -> list[Free]:
     """The free agents a routing pass can offer ``each`` calls of ``queues`` to: the
     ``each`` longest idle of every queue, and those of ``preferred`` who are free — all
     ``routing.plan`` would choose among every free agent (a call takes its preferred agent,
@@ -429,7 +430,7 @@ def free_candidates(conn: Connection, queues: Collection[str], preferred: Collec
         queries.append(base.where(a.id.in_(sorted(preferred))))
     found: dict[int, Free] = {}
     for q in queries:
-        for r in conn.execute(_locking(conn, q)):
+        for r in conn.execute(_locking(conn, q, lock)):
             found[r.id] = Free(r.id, frozenset(r.queues or ()), r.state_since)
     return list(found.values())
 

@@ -18,7 +18,7 @@ beside them; kept whole in this stop to keep the concurrent work of issue 15 ver
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,6 +45,7 @@ from ivr.agents.ports import (
     Outcome,
     QueueWork,
     Reservation,
+    RoutingPass,
     WrapUpCheck,
 )
 from ivr.agents.routing import plan
@@ -285,10 +286,13 @@ class AgentService:
 
     # ------------------------------------------------------------ routing
 
-    def route(self) -> tuple[list[Reservation], Published]:
+    def route(self) -> RoutingPass:
         """Offer waiting calls to free agents (``routing.plan``). Safe to run in several
         processes at once: rows another router holds are skipped (PostgreSQL SKIP LOCKED),
-        and an offer changes a call and an agent only from the states it read."""
+        and an offer changes a call and an agent only from the states it read. A pass that
+        offers nothing while a match was there, held by another transaction (a caller's
+        own wait round holds its entry; an agent's request, its row), says so
+        (``contended``): the router tries again in a moment, not at the next sweep."""
         now = self.clock.now()
         offers: list[Reservation] = []
         published: Published = []
@@ -302,22 +306,29 @@ class AgentService:
             # the same plan (one ordering: priority, deadline, entry).
             waiting, due, free_total = repo.probe(conn, self._probe, now)
             if not (waiting or due) or not free_total:
-                return [], []
+                return RoutingPass([], [])
             per_queue = repo.free_per_queue(conn)
             calls = repo.waiting_heads(conn, per_queue, free_total) if waiting else []
             if due:
                 calls = calls + self.callbacks.due_work(conn, now, per_queue)
             if not calls:
-                return [], []
+                return RoutingPass([], [], waiting and self._held(
+                    conn, lambda: bool(repo.waiting_heads(conn, per_queue, free_total,
+                                                          lock=False))))
             # Only the agents the plan can choose are read (and locked): the first free ones
             # of each queue concerned, and the callers' preferred agents (issue 18 item 3:
             # with 1,000 agents free a pass locked them all).
-            free = repo.free_candidates(
-                conn, {c.queue for c in calls},
-                {c.preferred_agent_id for c in calls if c.preferred_agent_id is not None},
-                len(calls))
+            queues = {c.queue for c in calls}
+            preferred = {c.preferred_agent_id for c in calls
+                         if c.preferred_agent_id is not None}
+            free = repo.free_candidates(conn, queues, preferred, len(calls))
+            pairs = plan(calls, free)
+            if not pairs:
+                return RoutingPass([], [], self._held(conn, lambda: bool(plan(
+                    calls, repo.free_candidates(conn, queues, preferred, len(calls),
+                                                lock=False)))))
             out = Outcome()
-            for call, agent in plan(calls, free):
+            for call, agent in pairs:
                 if call.kind == "callback":
                     # A process that does not dispatch callbacks leaves the agent free for
                     # one that does (the order is kept: no later call takes the agent).
@@ -346,7 +357,15 @@ class AgentService:
                 # of the request that asked for it, outside that request's context.
                 log.info("call offered to agent call=%s agent=%s offer=%s", o.call_sid,
                          o.agent_id, o.offer_id, extra={"call_sid": o.call_sid})
-        return offers, published
+        return RoutingPass(offers, published)
+
+    @staticmethod
+    def _held(conn: Connection, unlocked_match: Callable[[], bool]) -> bool:
+        """Whether a pass that found nothing to offer would have found a match reading
+        without locks: then another transaction held a row of it (PostgreSQL; SQLite skips
+        nothing). Read only when a pass comes up empty with callers waiting and agents
+        free."""
+        return conn.dialect.name == "postgresql" and unlocked_match()
 
     def needs_delivery(self, offers: list[Reservation]) -> bool:
         """Whether ``deliver`` has anything to do: a callback to dial, or callers to dequeue
