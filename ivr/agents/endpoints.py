@@ -25,6 +25,7 @@ from ivr.agents.auth import HashingBusy
 from ivr.agents.events import console_stream
 from ivr.agents.ports import Outcome
 from ivr.agents.service import AgentError, AgentService, SignIn
+from ivr.core.db import reading
 from ivr.core.http import UNPROCESSABLE
 from ivr.services import web
 
@@ -226,7 +227,7 @@ async def events(request: Request, agent: Agent) -> StreamingResponse:
     last = request.headers.get("last-event-id", "")
 
     def start() -> int:
-        with db.engine.connect() as conn:
+        with reading(db.engine) as conn:
             if last.isdigit():
                 return int(last)
             return repo.replay_from(conn, agent_id, agent["current_call_sid"])
@@ -234,7 +235,7 @@ async def events(request: Request, agent: Agent) -> StreamingResponse:
     after = await db.run(start)
 
     def load_sync(after_id: int) -> list[tuple[int, str, str]]:
-        with db.engine.connect() as conn:
+        with reading(db.engine) as conn:
             return repo.events_after(conn, agent_id, after_id)
 
     async def load(after_id: int) -> list[tuple[int, str, str]]:

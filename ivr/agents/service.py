@@ -53,6 +53,7 @@ from ivr.agents.twiml import connect_twiml
 from ivr.calls import twiml
 from ivr.calls.repository import calls, get_call
 from ivr.core.clock import Clock
+from ivr.core.db import reading
 from ivr.core.settings import Settings
 from ivr.core.twilio_rest import uncertain
 from ivr.menu.engine import Enqueue, Hangup, queue_priority
@@ -163,7 +164,7 @@ class AgentService:
         return token, me
 
     def session(self, token: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return repo.session_agent(conn, token, self.clock.now())
 
     def logout(self, token: str, agent_id: int) -> Outcome:
@@ -296,17 +297,19 @@ class AgentService:
         now = self.clock.now()
         offers: list[Reservation] = []
         published: Published = []
-        with self.engine.begin() as conn:
-            # Index probes first, in one statement (anyone waiting, any callback due, how
-            # many agents free): with nobody waiting and nothing due, no agent row is read
-            # or locked (the agents' rows were most of a routing pass: issue 4). Then how
-            # many agents are free for each queue (counted in SQL), and only the callers
-            # they can take: the heads of their queues, so a pass costs the same with 10 or
-            # 10,000 callers waiting (issue 18, bench/routing_scale.py). Due callbacks join
-            # the same plan (one ordering: priority, deadline, entry).
+        # Index probes first, in one statement (anyone waiting, any callback due, how many
+        # agents free), read alone (no transaction around it: most passes end here): with
+        # nobody waiting and nothing due, no agent row is read or locked (the agents' rows
+        # were most of a routing pass: issue 4). Then, in the pass's transaction, how many
+        # agents are free for each queue (counted in SQL), and only the callers they can
+        # take: the heads of their queues, so a pass costs the same with 10 or 10,000
+        # callers waiting (issue 18, bench/routing_scale.py). Due callbacks join the same
+        # plan (one ordering: priority, deadline, entry).
+        with reading(self.engine) as conn:
             waiting, due, free_total = repo.probe(conn, self._probe, now)
-            if not (waiting or due) or not free_total:
-                return RoutingPass([], [])
+        if not (waiting or due) or not free_total:
+            return RoutingPass([], [])
+        with self.engine.begin() as conn:
             per_queue = repo.free_per_queue(conn)
             calls = repo.waiting_heads(conn, per_queue, free_total) if waiting else []
             if due:
