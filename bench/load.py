@@ -121,7 +121,7 @@ import aiohttp
 import defusedxml.ElementTree as DET
 import httpx
 import uvloop
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, select, text
 from twilio.request_validator import RequestValidator
 
 HERE = Path(__file__).resolve().parent
@@ -131,6 +131,7 @@ sys.path.insert(0, str(ROOT))
 import harness as h  # noqa: E402  (bench/harness.py: servers, fixtures, CPU, results)
 
 from crm_sync.demo import MAX_STREAM_ROWS  # noqa: E402
+from ivr.agents.models import agent_calls, queue_entries  # noqa: E402
 from tests.callback_flow import OPEN_ALL_WEEK  # noqa: E402
 
 SECTION = "## Load: mixed traffic, {date} (issue 6)"
@@ -885,6 +886,39 @@ def reset_state(url: str) -> dict[str, int]:
     return left
 
 
+def last_offer_id(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(agent_calls.c.id), 0)))
+                       .scalar_one())
+    finally:
+        engine.dispose()
+
+
+def offer_delays(url: str, after_id: int) -> dict[str, Any]:
+    """How long the run's callers waited between joining the queue and their first offer
+    (the server's clock, ms): a routing pass right after the join when an agent is free;
+    a pass that skipped the caller's entry (held by its wait round) used to leave it to the
+    sweep, a second later. Agents all busy make waits of their own (the p99 then)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            first = (select(agent_calls.c.call_sid, func.min(agent_calls.c.offered_at)
+                            .label("offered_at"))
+                     .where(agent_calls.c.id > after_id, agent_calls.c.call_sid.like("CA%"))
+                     .group_by(agent_calls.c.call_sid).subquery())
+            rows = conn.execute(select(queue_entries.c.entered_at, first.c.offered_at)
+                                .join(first, first.c.call_sid == queue_entries.c.call_sid)
+                                ).all()
+    finally:
+        engine.dispose()
+    ms = [1e3 * max(0.0, (o - e).total_seconds()) for e, o in rows
+          if e is not None and o is not None]
+    return {"n": len(ms), **h.summary(ms),
+            "over_500ms": sum(1 for x in ms if x > 500)}
+
+
 def db_check(url: str) -> dict[str, Any]:
     """After a run (servers stopped, every agent signed out): nothing in flight."""
     left = in_flight(url)
@@ -1019,6 +1053,7 @@ def ivr_run(opt: Options, setup: str, url: str, plan: Plan, agents: list[str],
     reset = reset_state(url)
     if any(reset.values()):
         print(f"  reset what the run before left: {reset}", flush=True)
+    offers_before = last_offer_id(url)
     with contextlib.ExitStack() as stack:
         for s in servers:
             stack.enter_context(s)
@@ -1041,6 +1076,7 @@ def ivr_run(opt: Options, setup: str, url: str, plan: Plan, agents: list[str],
     dump(gen, f"load-{setup}-{plan.rate:g}")
     result["server_log"] = {s.name: s.warnings for s in servers}
     result["db_check"] = db_check(url)
+    result["offer_delay"] = offer_delays(url, offers_before)
     result["agents"] = len(agents)
     result["reset_before"] = reset
     return result, gen.reqs
@@ -1217,7 +1253,8 @@ def markdown(info: dict[str, Any], opt: Options, runs: list[dict[str, Any]],
                          f" {r['routed'] - r['pops_missing']:,}/{r['routed']:,} routed calls"
                          f" (wrong agent {r['pops_wrong_agent']}); generator sent late"
                          f" p99 {_ms(r['send_late_ms']['p99'])} ms; p99 per 10 s of the"
-                         f" window: {', '.join(f'{x:g}' for x in r['p99_per_10s'])} ms.")
+                         f" window: {', '.join(f'{x:g}' for x in r['p99_per_10s'])} ms;"
+                         f" {_offer_delay(r)}.")
         else:
             lines.append(f"- {r['name']}: p99 per 10 s of the window: "
                          f"{', '.join(f'{x:g}' for x in r['p99_per_10s'])} ms.")
@@ -1243,6 +1280,14 @@ def _error_kind(error: str) -> str:
     return f"{kind}: {what}"
 
 
+def _offer_delay(r: dict[str, Any]) -> str:
+    d = r.get("offer_delay")
+    if not d or not d["n"]:
+        return "no offers"
+    return (f"queue join to first offer p50 / p99 / max {_ms(d['p50'])} / {_ms(d['p99'])} /"
+            f" {_ms(d['max'])} ms over {d['n']:,} calls ({d['over_500ms']} over 500 ms)")
+
+
 def print_summary(runs: list[dict[str, Any]]) -> None:
     print()
     for line in [*summary_table(runs), "", *kind_table(runs)]:
@@ -1254,7 +1299,7 @@ def print_summary(runs: list[dict[str, Any]]) -> None:
             print(f"  {r['name']}: database {r['db_check']['text']}; pops missing "
                   f"{r['pops_missing']}/{r['routed']}, wrong agent {r['pops_wrong_agent']};"
                   f" sent late p99 {_ms(r['send_late_ms']['p99'])} ms,"
-                  f" max {_ms(r['send_late_ms']['max'])} ms")
+                  f" max {_ms(r['send_late_ms']['max'])} ms; {_offer_delay(r)}")
         print(f"  {r['name']}: p99 per 10 s {r['p99_per_10s']}")
         for name, counts in (r.get("server_log") or {}).items():
             if counts:
