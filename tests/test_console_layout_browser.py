@@ -125,12 +125,21 @@ def _check_layout(page: Page, where: str) -> None:
     assert problems == [], f"{where}: {problems}"
 
 
-def _one_line(page: Page, selector: str, text: str) -> None:
-    cells = page.locator(selector).get_by_text(text, exact=True)
-    assert cells.count() >= 1, f"no {text!r} in {selector}"
-    for i in range(cells.count()):
-        lines = cells.nth(i).evaluate(LINES)
-        assert lines == 1, f"{text!r} in {selector} takes {lines} lines"
+def _one_line(page: Page, selector: str, text: str, patience: float = 3.0) -> None:
+    """Every cell of ``selector`` showing ``text`` takes one line. Read again for up to
+    ``patience`` seconds while it does not: a board that re-renders (the supervisor's, on
+    every event) can be caught with a row not laid out yet (0 lines; seen once in the full
+    suite), and a wrapped line must stay wrapped to fail."""
+    deadline = time.monotonic() + patience
+    while True:
+        cells = page.locator(selector).get_by_text(text, exact=True)
+        lines = [cells.nth(i).evaluate(LINES) for i in range(cells.count())]
+        if (lines and all(n == 1 for n in lines)) or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(100)
+    assert lines, f"no {text!r} in {selector}"
+    for n in lines:
+        assert n == 1, f"{text!r} in {selector} takes {n} lines"
 
 
 def _shots(consoles: dict[str, Console], tmp_path: Path, width: int) -> None:
