@@ -114,7 +114,7 @@ def child(url: str, repeat: int, code: Path) -> dict[str, Any]:
                     conn.exec_driver_sql("ANALYZE")
 
             def nobody_free() -> None:
-                offers = service.route().offers
+                offers = _offers(service.route())
                 assert not offers, offers
 
             def free_one(agent_id: int = agent_id) -> None:
@@ -123,7 +123,7 @@ def child(url: str, repeat: int, code: Path) -> dict[str, Any]:
                         state="available", current_call_sid=None, state_since=NOW))
 
             def one_offer() -> None:
-                offers = service.route().offers
+                offers = _offers(service.route())
                 assert len(offers) == 1, offers
 
             def undo(agent_id: int = agent_id) -> None:
@@ -149,6 +149,12 @@ def child(url: str, repeat: int, code: Path) -> dict[str, Any]:
             out[f"{n_waiting}/{n_agents}"] = figures
     engine.dispose()
     return out
+
+
+def _offers(done: Any) -> list[Any]:
+    """A pass's reservations: ``RoutingPass.offers``, or the first of the pair that
+    ``route()`` returned before it (a ``--source`` checkout of older code)."""
+    return list(done.offers if hasattr(done, "offers") else done[0])
 
 
 def timed(fn: Callable[[], None], repeat: int, *, before: Callable[[], None] | None = None,
