@@ -313,12 +313,14 @@ def _valid(number: phonenumbers.PhoneNumber) -> bool:
     if tests is None:
         return phonenumbers.is_valid_number(number)
     nsn = str(number.national_number)
-    size = len(nsn)
-    (lengths, pattern), descs = tests
-    if (lengths and size not in lengths) or pattern.fullmatch(nsn) is None:
-        return False
-    return any((not lengths or size in lengths) and pattern.fullmatch(nsn) is not None
-               for lengths, pattern in descs)
+    general, types = tests
+    return _matches(nsn, general) and any(_matches(nsn, desc) for desc in types)
+
+
+def _matches(nsn: str, desc: _Desc) -> bool:
+    """_is_number_matching_desc: a possible length (when any are given) and the pattern."""
+    lengths, pattern = desc
+    return (not lengths or len(nsn) in lengths) and pattern.fullmatch(nsn) is not None
 
 
 def _possible(number: phonenumbers.PhoneNumber) -> bool:

@@ -341,10 +341,15 @@ def reservations(conn: Connection) -> list[Any]:
         .where(a.state.in_(("reserved", "on_call")), a.current_call_sid.is_not(None))))
 
 
+def skips_locked(conn: Connection) -> bool:
+    """Whether a routing pass's locked reads skip rows another transaction holds
+    (PostgreSQL); SQLite has one writer at a time and skips nothing."""
+    return conn.dialect.name == "postgresql"
+
+
 def _locking(conn: Connection, query: Any, lock: bool = True) -> Any:
     # PostgreSQL: rows another router is deciding on are skipped, not waited for.
-    return query.with_for_update(skip_locked=True) \
-        if lock and conn.dialect.name == "postgresql" else query
+    return query.with_for_update(skip_locked=True) if lock and skips_locked(conn) else query
 
 
 _QE = queue_entries.c

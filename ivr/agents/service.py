@@ -18,7 +18,7 @@ beside them; kept whole in this stop to keep the concurrent work of issue 15 ver
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -314,10 +314,11 @@ class AgentService:
             calls = repo.waiting_heads(conn, per_queue, free_total) if waiting else []
             if due:
                 calls = calls + self.callbacks.due_work(conn, now, per_queue)
+            # A pass that comes up empty while someone waits and an agent is free reads
+            # again without locks: a match there was skipped, held by another transaction.
             if not calls:
-                return RoutingPass([], [], waiting and self._held(
-                    conn, lambda: bool(repo.waiting_heads(conn, per_queue, free_total,
-                                                          lock=False))))
+                return RoutingPass([], [], waiting and repo.skips_locked(conn) and bool(
+                    repo.waiting_heads(conn, per_queue, free_total, lock=False)))
             # Only the agents the plan can choose are read (and locked): the first free ones
             # of each queue concerned, and the callers' preferred agents (issue 18 item 3:
             # with 1,000 agents free a pass locked them all).
@@ -327,9 +328,9 @@ class AgentService:
             free = repo.free_candidates(conn, queues, preferred, len(calls))
             pairs = plan(calls, free)
             if not pairs:
-                return RoutingPass([], [], self._held(conn, lambda: bool(plan(
+                return RoutingPass([], [], repo.skips_locked(conn) and bool(plan(
                     calls, repo.free_candidates(conn, queues, preferred, len(calls),
-                                                lock=False)))))
+                                                lock=False))))
             out = Outcome()
             for call, agent in pairs:
                 if call.kind == "callback":
@@ -361,14 +362,6 @@ class AgentService:
                 log.info("call offered to agent call=%s agent=%s offer=%s", o.call_sid,
                          o.agent_id, o.offer_id, extra={"call_sid": o.call_sid})
         return RoutingPass(offers, published)
-
-    @staticmethod
-    def _held(conn: Connection, unlocked_match: Callable[[], bool]) -> bool:
-        """Whether a pass that found nothing to offer would have found a match reading
-        without locks: then another transaction held a row of it (PostgreSQL; SQLite skips
-        nothing). Read only when a pass comes up empty with callers waiting and agents
-        free."""
-        return conn.dialect.name == "postgresql" and unlocked_match()
 
     def needs_delivery(self, offers: list[Reservation]) -> bool:
         """Whether ``deliver`` has anything to do: a callback to dial, or callers to dequeue
