@@ -197,8 +197,11 @@ class CallService:
     async def continue_call_async(self, pool: Any, sid: str, at_step: int, event: Event,
                                   fp: str) -> Answer:
         """The same on psycopg's async pool: PostgreSQL round trips on the event loop, no
-        threads (thread hand-offs were the p99 of a step on PostgreSQL)."""
-        async with pool.connection() as aconn:  # commits on leaving, rolls back on error
+        threads (thread hand-offs were the p99 of a step on PostgreSQL). The pool's
+        connections are in autocommit (``Database.open_async_pool``): the read and the
+        conditional write are a round trip each, the write taking effect only if the step is
+        still the one read."""
+        async with pool.connection() as aconn:
             row = await self.steps.aload(aconn, sid)
             digits = self._account_typed(row, at_step, event)
             if digits is not None:  # rare: a caller typing an account number

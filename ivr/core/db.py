@@ -386,9 +386,15 @@ class Database:
 
         # Through a transaction-pooling PgBouncer a startup option would be refused and a
         # session SET would leak to other clients: the timeout is set per transaction.
+        # Straight to PostgreSQL, the connections are in autocommit: a step is its read and
+        # its conditional write (``StepStore``: ``WHERE step = expected``, which is what makes
+        # a concurrent retry lose), two round trips where BEGIN and COMMIT made four; the
+        # transaction around them locked nothing and added no check. Behind PgBouncer the
+        # step keeps its transaction, which carries the timeout.
         kwargs = pg_connect_args(pooled=self.pooled)
         if not self.pooled:
             kwargs["options"] = f"-c statement_timeout={STEP_STATEMENT_TIMEOUT_MS}"
+            kwargs["autocommit"] = True
         pool = AsyncConnectionPool(conninfo, kwargs=kwargs, min_size=self.async_pool_size,
                                    max_size=self.async_pool_size, open=False, check=alive,
                                    timeout=STEP_POOL_WAIT_S,
