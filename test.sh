@@ -34,5 +34,5 @@ echo "== ivr menus check"
 # servers and browsers start once): the suite's wall time stays within ~20 minutes on two
 # cores. IVR_TEST_WORKERS=0 runs it in this one process.
 echo "== pytest (databases: ${IVR_TEST_DATABASES:-sqlite,postgresql}, workers: ${IVR_TEST_WORKERS:-2})"
-.venv/bin/python -m pytest -n "${IVR_TEST_WORKERS:-2}" --dist loadfile \
+.venv/bin/python -m pytest -n "${IVR_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder \
   --cov=ivr --cov=crm_sync --cov=callbacks --cov-report=term:skip-covered --cov-fail-under=90 "$@"
