@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, event, text
@@ -63,9 +65,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow files first (``SLOW_FILES``), then files by number of tests; a file's tests
     keep their order (the sort is stable and a file's tests share their key)."""
     rank = {name: i for i, name in enumerate(SLOW_FILES)}
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[item.path.name] = counts.get(item.path.name, 0) + 1
+    counts = Counter(item.path.name for item in items)
     items.sort(key=lambda item: (rank.get(item.path.name, len(rank)),
                                  -counts[item.path.name], item.path.name))
 
@@ -149,20 +149,25 @@ def clock() -> FrozenClock:
     return FrozenClock(OPEN_TIME)
 
 
-@pytest.fixture
-def settings(database_url: str, menus_dir: Path) -> Settings:
-    return Settings(
-        _env_file=None,
-        database_url=database_url,
-        menus_dir=menus_dir,
-        twilio_auth_token=TOKEN,
-        admin_token=ADMIN,
-        watch_menus=False,
-        db_pool_size=4,
+def settings_for(database_url: str, menus_dir: Path, **more: Any) -> Settings:
+    """The tests' settings for one database (``more`` overrides any of them)."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "menus_dir": menus_dir,
+        "twilio_auth_token": TOKEN,
+        "admin_token": ADMIN,
+        "watch_menus": False,
+        "db_pool_size": 4,
         # Nobody answers the stand-in's transfer legs: the tests post those status
         # callbacks themselves (tests/test_simulate_transfer.py turns the party on).
-        local_answer_seconds=None,
-    )
+        "local_answer_seconds": None,
+    }
+    return Settings(_env_file=None, **{**values, **more})
+
+
+@pytest.fixture
+def settings(database_url: str, menus_dir: Path) -> Settings:
+    return settings_for(database_url, menus_dir)
 
 
 @pytest.fixture

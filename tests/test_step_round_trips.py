@@ -35,8 +35,7 @@ def test_a_postgresql_step_reads_outside_a_transaction(
     """After the step's read the pooled connection is idle, not inside a transaction: no
     BEGIN went before the read, and no COMMIT follows the write."""
     from ivr.app import create_app
-    from ivr.core.settings import Settings
-    from tests.conftest import ADMIN, TOKEN
+    from tests.conftest import settings_for
 
     statuses: list[TransactionStatus] = []
     read = StepStore.aload
@@ -47,10 +46,8 @@ def test_a_postgresql_step_reads_outside_a_transaction(
         return row
 
     monkeypatch.setattr(StepStore, "aload", spying)
-    settings = Settings(_env_file=None, database_url=pg_url, menus_dir=menus_dir,
-                        twilio_auth_token=TOKEN, admin_token=ADMIN, watch_menus=False,
-                        db_pool_size=2, local_answer_seconds=None)
-    with TestClient(create_app(settings, clock)) as client:
+    with TestClient(create_app(settings_for(pg_url, menus_dir, db_pool_size=2),
+                               clock)) as client:
         sid = new_sid()
         signed_post(client, "/twilio/voice", call_params(sid, "ringing"))
         answer = signed_post(client, "/twilio/gather?s=1", call_params(sid, Digits="2"))
