@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from ivr.core import yamlfile
 from ivr.core.yamlfile import Positions, YamlError, load_yaml, read_text
 
 
@@ -197,3 +198,40 @@ def test_files_that_cannot_be_read(tmp_path: Path) -> None:
         read_text(tmp_path / "nowhere.yaml", "shown.yaml")
     assert str(err.value) == "shown.yaml:1:1: cannot read: No such file or directory"
     assert (err.value.kind, err.value.problem) == ("unreadable", "No such file or directory")
+
+
+def test_a_text_read_again_the_same_way_is_not_parsed_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[str] = []
+    parse = yamlfile._parse
+
+    def counting(text: str, *args: Any) -> Any:
+        parsed.append(text)
+        return parse(text, *args)
+
+    monkeypatch.setattr(yamlfile, "_parse", counting)
+    text = "greeting: hello  # read twice\nsteps: [1, 2]\n"
+    first = load_yaml(text, "menus/twice.yaml")
+    again = load_yaml(text, "menus/twice.yaml")
+    assert parsed == [text]
+    assert again.data == first.data == {"greeting": "hello", "steps": [1, 2]}
+    assert again.positions == first.positions
+    # Each caller has an answer of its own: changing one changes no later one.
+    again.data["steps"].append(3)
+    again.positions.values.clear()
+    third = load_yaml(text, "menus/twice.yaml")
+    assert third.data == {"greeting": "hello", "steps": [1, 2]}
+    assert third.positions.of(("steps", 1)) == (2, 12)
+    assert parsed == [text]
+    # Another file name, another way of reading keys, or changed text: parsed again.
+    load_yaml(text, "menus/other.yaml")
+    load_yaml(text, "menus/twice.yaml", keys=str)
+    load_yaml(text + "more: 1\n", "menus/twice.yaml")
+    assert len(parsed) == 4
+
+
+def test_a_refused_text_is_refused_each_time_it_is_read() -> None:
+    text = "a: 1\na: 2\n"
+    for _ in range(2):
+        with pytest.raises(YamlError, match="duplicate key 'a'"):
+            load_yaml(text, "menus/dup.yaml")
