@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 from starlette.testclient import TestClient
 
 from ivr.app import create_app
@@ -78,14 +79,72 @@ def statements_sent(engine: Engine) -> list[str]:
     return sent
 
 
+# A table with more rows than this is emptied by TRUNCATE (``DELETE`` is row by row); below
+# it, ``DELETE`` is the cheaper way: TRUNCATE gives each of 40 tables and their indexes new
+# files, 180-440 ms a test on a 2-core host, against a few ms for deleting a few rows.
+DELETE_UP_TO = 1000
+# Tables ordered so that a table comes before every table it references, read once a database.
+_DELETE_ORDER: dict[str, list[str]] = {}
+_FOREIGN_KEYS = text(
+    "SELECT c.conrelid::regclass::text, c.confrelid::regclass::text FROM pg_constraint c "
+    "JOIN pg_namespace n ON n.oid = c.connamespace "
+    "WHERE c.contype = 'f' AND n.nspname = 'public' AND c.conrelid <> c.confrelid")
+_RESTART_SEQUENCES = text(
+    "SELECT setval(format('%I.%I', schemaname, sequencename)::regclass, start_value, false) "
+    "FROM pg_sequences WHERE schemaname = 'public'")
+
+
+def _delete_order(conn: Connection) -> list[str]:
+    """Every table, each before the tables it references (so deleting in this order never
+    breaks a foreign key)."""
+    tables = list(conn.execute(LIST_TABLES).scalars())
+    references: dict[str, set[str]] = {name: set() for name in tables}
+    for referencing, referenced in conn.execute(_FOREIGN_KEYS):
+        references.setdefault(referencing.strip('"'), set()).add(referenced.strip('"'))
+    referenced_by: dict[str, set[str]] = {name: set() for name in tables}
+    for name, targets in references.items():
+        for target in targets:
+            referenced_by.setdefault(target, set()).add(name)
+    order: list[str] = []
+    ready = sorted(name for name in tables if not referenced_by[name])
+    remaining = {name: set(referenced_by[name]) for name in tables}
+    while ready:
+        name = ready.pop()
+        order.append(name)
+        for target in references.get(name, ()):
+            remaining[target].discard(name)
+            if not remaining[target] and target not in order and target not in ready:
+                ready.append(target)
+    if len(order) != len(tables):
+        raise AssertionError(f"foreign keys in a cycle among {sorted(set(tables) - set(order))}")
+    return order
+
+
 def truncate_all(url: str) -> None:
-    """Empty every table of a PostgreSQL test database (identities restarted)."""
-    engine = create_engine(url)
+    """Empty every table of a PostgreSQL test database and restart its sequences, as
+    ``TRUNCATE … RESTART IDENTITY`` of them all would: the tables that hold rows are emptied
+    by ``DELETE`` (each before the tables it references), or by that TRUNCATE when one holds
+    more than ``DELETE_UP_TO`` rows."""
+    engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.begin() as conn:
-            names = [f'"{name}"' for name in conn.execute(LIST_TABLES).scalars()]
-            if names:
-                conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY"))
+            if url not in _DELETE_ORDER:
+                _DELETE_ORDER[url] = _delete_order(conn)
+            order = _DELETE_ORDER[url]
+            if not order:
+                return
+            # Table names are the database's own (pg_tables), not input.
+            counts = conn.execute(text("SELECT " + ", ".join(  # noqa: S608
+                f'(SELECT count(*) FROM (SELECT 1 FROM "{name}" LIMIT {DELETE_UP_TO + 1}) s)'  # noqa: S608
+                for name in order))).one()
+            if max(counts) > DELETE_UP_TO:
+                names = ", ".join(f'"{name}"' for name in order)
+                conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
+                return
+            for name, count in zip(order, counts, strict=True):
+                if count:
+                    conn.execute(text(f'DELETE FROM "{name}"'))  # noqa: S608
+            conn.execute(_RESTART_SEQUENCES)
     finally:
         engine.dispose()
 
