@@ -150,8 +150,8 @@ def _scalar(node: Any) -> Any:
 
 # Documents read before, by their text and how they were read: a file read again unchanged
 # (a reload after a save that changed another file, a second process's services, each
-# test's app) is not parsed again. Parsing is ruamel's pure-Python composer, about 20 ms for
-# the demo's main menu on a quiet 2-core host; a copy of the answer costs about 0.3 ms.
+# test's app) is not parsed again. Parsing is ruamel's pure-Python composer: 40 ms for the
+# demo's main menu on a quiet 2-core host, where a copy of the answer takes 0.2 ms.
 # Only documents that load are kept, and only the last ``_KEPT``.
 _KEPT = 32
 _read: OrderedDict[tuple[str, str, Callable[[Any], Any], str], Loaded] = OrderedDict()
