@@ -121,10 +121,18 @@ _SET_COLUMNS = ("menu_version", "menu", "node", "language", "no_input_count", "i
                 "ended", "attributes", "path", "step", "last_fingerprint", "last_response",
                 "updated_at")
 _JSON = {"attributes", "path"}
+_KEPT_COLUMNS = tuple(c for c in _HOT_COLUMNS
+                      if c not in ("status", "last_response", "last_fingerprint"))
 
 
 class StepStore:
-    """Read and write one call's state on a raw DBAPI connection (sqlite3 or psycopg)."""
+    """Read and write one call's state on a raw DBAPI connection (sqlite3 or psycopg).
+
+    Two conditional writes: ``save`` takes effect only if the call is still at the step
+    read (another answer of the same step may have come first); given ``unchanged``, also
+    only if its ``status`` and ``ended`` are still those, for a write planned from the
+    state this process wrote last rather than from a read (``record_status`` changes those
+    two without a step)."""
 
     def __init__(self, dialect: str) -> None:
         if dialect not in ("sqlite", "postgresql"):
@@ -137,12 +145,17 @@ class StepStore:
             self._select = f"SELECT {cols} FROM calls WHERE call_sid = :sid"  # noqa: S608
             self._update = (f"UPDATE calls SET {sets} "  # noqa: S608
                             "WHERE call_sid = :sid AND step = :expected")
+            self._update_unchanged = (self._update + " AND status IS :expected_status "
+                                      "AND ended = :expected_ended")
         else:
             sets = ", ".join(f"{c} = %({c})s::json" if c in _JSON else f"{c} = %({c})s"
                              for c in _SET_COLUMNS)
             self._select = f"SELECT {cols} FROM calls WHERE call_sid = %(sid)s"  # noqa: S608
             self._update = (f"UPDATE calls SET {sets} "  # noqa: S608
                             "WHERE call_sid = %(sid)s AND step = %(expected)s")
+            self._update_unchanged = (
+                self._update + " AND status IS NOT DISTINCT FROM %(expected_status)s "
+                "AND ended = %(expected_ended)s")
 
     def load(self, raw: Any, call_sid: str) -> dict[str, Any] | None:
         cur = raw.cursor()
@@ -168,23 +181,55 @@ class StepStore:
         cur = await aconn.execute(self._select, {"sid": call_sid})
         return self._row(await cur.fetchone())
 
-    async def asave(self, aconn: Any, call_sid: str, expected_step: int,
-                    values: Mapping[str, Any]) -> bool:
-        cur = await aconn.execute(self._update, self._params(call_sid, expected_step, values))
+    async def asave(self, aconn: Any, params: Mapping[str, Any],
+                    unchanged: Mapping[str, Any] | None = None) -> bool:
+        """``save`` on psycopg's async connection."""
+        statement, bound = self._statement(params, unchanged)
+        cur = await aconn.execute(statement, bound)
         return bool(cur.rowcount == 1)
 
-    def save(self, raw: Any, call_sid: str, expected_step: int,
-             values: Mapping[str, Any]) -> bool:
-        params = self._params(call_sid, expected_step, values)
+    def save(self, raw: Any, params: Mapping[str, Any],
+             unchanged: Mapping[str, Any] | None = None) -> bool:
+        """Write a step's ``params`` (``params``) if the call is still at the step they
+        expect (and, given ``unchanged``, still has its ``status`` and ``ended``); False
+        when it wrote nothing."""
+        statement, bound = self._statement(params, unchanged)
         cur = raw.cursor()
         try:
-            cur.execute(self._update, params)
+            cur.execute(statement, bound)
             return bool(cur.rowcount == 1)
         finally:
             cur.close()
 
-    def _params(self, call_sid: str, expected_step: int,
-                values: Mapping[str, Any]) -> dict[str, Any]:
+    def _statement(self, params: Mapping[str, Any], unchanged: Mapping[str, Any] | None,
+                   ) -> tuple[str, Mapping[str, Any]]:
+        if unchanged is None:
+            return self._update, params
+        return self._update_unchanged, {**params, "expected_status": unchanged["status"],
+                                        "expected_ended": bool(unchanged["ended"])}
+
+    def kept(self, params: Mapping[str, Any], status: str | None) -> dict[str, Any]:
+        """What ``recall`` needs to give back the row ``load`` would read once ``params``
+        were written over a row with this ``status``, for planning the call's next step:
+        scalars and the JSON text (no container the garbage collector would walk), without
+        ``last_response`` and ``last_fingerprint``, which only a repeated step reads."""
+        kept = {c: params[c] for c in _KEPT_COLUMNS}
+        kept["ended"] = bool(kept["ended"])
+        kept["status"] = status
+        return kept
+
+    @staticmethod
+    def recall(kept: Mapping[str, Any]) -> dict[str, Any]:
+        """The row ``load`` would read, from ``kept`` (less what only a repeat reads)."""
+        row = dict(kept)
+        row["attributes"] = json.loads(row["attributes"])
+        row["path"] = json.loads(row["path"])
+        return row
+
+    def params(self, call_sid: str, expected_step: int,
+               values: Mapping[str, Any]) -> dict[str, Any]:
+        """The write's bound values: ``values`` (the new state) where ``call_sid`` is at
+        ``expected_step``."""
         params = {c: values[c] for c in _SET_COLUMNS}
         params["attributes"] = json.dumps(params["attributes"], ensure_ascii=False)
         params["path"] = json.dumps(params["path"], ensure_ascii=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +42,12 @@ from ivr.menu.registry import MenuRegistry
 log = logging.getLogger(__name__)
 
 FINAL_STATUSES = {"completed", "busy", "failed", "no-answer", "canceled"}
+# Live calls whose last written state a process keeps for their next step
+# (``CallService._remember``): a process answering 1,700 steps a second, each call's next
+# step some seconds after the one before, has thousands of calls in its menus at once (the
+# benchmark's pool, about 12,000). A call forgotten is read again. About 2.8 KB a call in
+# the demo's menus after two steps (its path grows a step at a time): 16,384 calls, ~45 MB.
+WRITTEN_KEPT = 16_384
 
 #: A port: more facts about an identified customer for the menu, read in the call's
 #: transaction (connection, customer id, now) -> attributes. ``ivr/services.py`` plugs the
@@ -104,6 +111,11 @@ class CallService:
         self.registry = registry
         self.clock = clock
         self.steps = repo.StepStore(engine.dialect.name)
+        # Each live call's state as this process last wrote it (``_remember``): its next
+        # step is planned from it without reading the call again, and written only if the
+        # row still holds it (``StepStore.save`` with ``unchanged``); else it is read.
+        self._written: dict[str, dict[str, Any]] = {}
+        self._written_lock = threading.Lock()
 
     # -- helpers
 
@@ -163,12 +175,13 @@ class CallService:
                           direction=_column(params.get("Direction"), 32),
                           status=_column(params.get("CallStatus"), 32) or "ringing",
                           created_at=now)
-            if repo.insert_call(conn, values):
-                if match.outcome == "known":  # the customer's history shows this call
-                    record_inbound_call(conn, match.customer_ids[0], sid, values["to_number"],
-                                        now)
-                return Answer(xml, caller_outcome=match.outcome)
-            row = repo.get_call(conn, sid)
+            inserted = repo.insert_call(conn, values)
+            if inserted and match.outcome == "known":  # the customer's history shows it
+                record_inbound_call(conn, match.customer_ids[0], sid, values["to_number"], now)
+            row = None if inserted else repo.get_call(conn, sid)
+        if inserted:
+            self._remember(sid, self.steps.params(sid, 0, values), values)
+            return Answer(xml, caller_outcome=match.outcome)
         # The CallSid exists: Twilio retried the request (or redirected to the voice URL).
         assert row is not None
         log.info("voice webhook repeated; answering as before call=%s", sid)
@@ -176,23 +189,35 @@ class CallService:
 
     def continue_call(self, sid: str, at_step: int, event: Event, fp: str) -> Answer:
         """A call's next step on a pooled DBAPI connection (SQLite, or PostgreSQL in a
-        thread)."""
+        thread). Planned from the state this process wrote last when it is the step asked
+        for (no read); read from the database when it is not, or when the row has changed
+        since (another process, a status callback)."""
         raw = self.engine.raw_connection()
+        row: dict[str, Any] | None = None
+        lost = False
         try:
-            row = self.steps.load(raw, sid)
-            digits = self._account_typed(row, at_step, event)
-            if digits is not None:
-                event = AccountEntered(digits, self._look_up_account(
-                    sid, digits, row["menu_version"] if row else None))
-            answer, values = self._plan(row, sid, at_step, event, fp)
-            saved = values is None or self.steps.save(raw, sid, at_step, values)
+            written = self._recall(sid, at_step)
+            answer: Answer | None = None
+            if written is not None:
+                event = self._with_account(sid, written, at_step, event)
+                answer, params = self._plan_params(written, sid, at_step, event, fp)
+                if params is None or not self.steps.save(raw, params, written):
+                    answer = None
+            if answer is None:
+                row = self.steps.load(raw, sid)
+                event = self._with_account(sid, row, at_step, event)
+                answer, params = self._plan_params(row, sid, at_step, event, fp)
+                lost = params is not None and not self.steps.save(raw, params)
             raw.commit()
         except BaseException:
             raw.rollback()
             raise
         finally:
             raw.close()
-        return answer if saved else self._lost_race(sid, at_step)
+        if lost:
+            return self._lost_race(sid, at_step)
+        self._remember(sid, params, row or written)
+        return answer
 
     async def continue_call_async(self, pool: Any, sid: str, at_step: int, event: Event,
                                   fp: str) -> Answer:
@@ -200,17 +225,77 @@ class CallService:
         threads (thread hand-offs were the p99 of a step on PostgreSQL). The pool's
         connections are in autocommit (``Database.open_async_pool``): the read and the
         conditional write are a round trip each, the write taking effect only if the step is
-        still the one read."""
+        still the one read; planned from the state written last, the write is the step's
+        only round trip."""
+        row: dict[str, Any] | None = None
+        lost = False
         async with pool.connection() as aconn:
-            row = await self.steps.aload(aconn, sid)
-            digits = self._account_typed(row, at_step, event)
-            if digits is not None:  # rare: a caller typing an account number
-                match = await asyncio.to_thread(self._look_up_account, sid, digits,
-                                                row["menu_version"] if row else None)
-                event = AccountEntered(digits, match)
-            answer, values = self._plan(row, sid, at_step, event, fp)
-            saved = values is None or await self.steps.asave(aconn, sid, at_step, values)
-        return answer if saved else self._lost_race(sid, at_step)
+            written = self._recall(sid, at_step)
+            answer: Answer | None = None
+            if written is not None:
+                event = await self._with_account_async(sid, written, at_step, event)
+                answer, params = self._plan_params(written, sid, at_step, event, fp)
+                if params is None or not await self.steps.asave(aconn, params, written):
+                    answer = None
+            if answer is None:
+                row = await self.steps.aload(aconn, sid)
+                event = await self._with_account_async(sid, row, at_step, event)
+                answer, params = self._plan_params(row, sid, at_step, event, fp)
+                lost = params is not None and not await self.steps.asave(aconn, params)
+        if lost:
+            return self._lost_race(sid, at_step)
+        self._remember(sid, params, row or written)
+        return answer
+
+    def _recall(self, sid: str, at_step: int) -> dict[str, Any] | None:
+        """The call's state as this process wrote it last, if that is step ``at_step``;
+        taken out (a step planned from it writes the next one, or reads the call)."""
+        with self._written_lock:
+            kept = self._written.pop(sid, None)
+        if kept is None or kept["step"] != at_step:
+            return None
+        return self.steps.recall(kept)
+
+    def _remember(self, sid: str, params: Mapping[str, Any] | None,
+                  before: Mapping[str, Any] | None) -> None:
+        """Keep what was just written for the call's next step (the last ``WRITTEN_KEPT``
+        calls, the oldest forgotten first)."""
+        if params is None or before is None or params["ended"]:
+            return
+        kept = self.steps.kept(params, before["status"])
+        with self._written_lock:
+            self._written[sid] = kept
+            if len(self._written) > WRITTEN_KEPT:
+                del self._written[next(iter(self._written))]
+
+    def _plan_params(self, row: dict[str, Any] | None, sid: str, at_step: int, event: Event,
+                     fp: str) -> tuple[Answer, dict[str, Any] | None]:
+        """``_plan``, with the state to write as the step's write's bound values."""
+        answer, values = self._plan(row, sid, at_step, event, fp)
+        return answer, None if values is None else self.steps.params(sid, at_step, values)
+
+    def _forget(self, sid: str) -> None:
+        with self._written_lock:
+            self._written.pop(sid, None)
+
+    def _with_account(self, sid: str, row: dict[str, Any] | None, at_step: int,
+                      event: Event) -> Event:
+        """The event, with the customer found when it is an account number typed at an
+        identify node (looked up before the engine runs: the engine does no I/O)."""
+        digits = self._account_typed(row, at_step, event)
+        if digits is None:
+            return event
+        return AccountEntered(digits, self._look_up_account(
+            sid, digits, row["menu_version"] if row else None))
+
+    async def _with_account_async(self, sid: str, row: dict[str, Any] | None, at_step: int,
+                                  event: Event) -> Event:
+        digits = self._account_typed(row, at_step, event)
+        if digits is None:  # nearly always: a caller typing an account number is rare
+            return event
+        match = await asyncio.to_thread(self._look_up_account, sid, digits,
+                                        row["menu_version"] if row else None)
+        return AccountEntered(digits, match)
 
     def _account_typed(self, row: dict[str, Any] | None, at_step: int,
                        event: Event) -> str | None:
@@ -276,6 +361,7 @@ class CallService:
         status = _column(params.get("CallStatus", "unknown"), 32) or ""
         duration = _count(params.get("CallDuration"))
         final = status in FINAL_STATUSES
+        self._forget(sid)  # its status changes: its next step reads the call
         with self.engine.begin() as conn:
             first_time = repo.record_status(
                 conn, sid, status, _count(params.get("SequenceNumber")) or 0, params,
