@@ -48,6 +48,14 @@ SCRIPTED = "משה <img src=x onerror=alert(1)>"
 SCRIPTED_E164 = "+972521112233"
 AGENT_NAME = "רינה לוי"
 POP_BUDGET = 1.0  # seconds from the connecting webhook to the pop on screen
+# The first pop of a server just started does once what later pops find done (SQLAlchemy
+# compiles each statement of the routing pass, the offer and the pop once per process; the
+# live server runs in the test process, under coverage): 127-245 ms with nothing else
+# running, 164-374 ms beside two busy cores, and 1.11 and 1.46 s in two full-suite runs of
+# seven on a 2-core host where the suite's other worker ran at the same time. The calls
+# after it keep the 1 s budget, which a pop waiting for a console's heartbeat read (every
+# 15 s, when no NOTIFY is relied on) fails.
+FIRST_POP_BUDGET = 2.5
 
 
 def _need_chromium() -> None:
@@ -236,7 +244,7 @@ def test_screen_pop_wrap_up_and_the_next_call(live_server: LiveServer, browser: 
             # (On hold 20 s: the agent's offer stands for 30 s, IVR_OFFER_TIMEOUT_SECONDS.)
             first, latency = _route(driver, console, DANA_E164, ["2"], hold=20)
             print(f"\nscreen-pop latency (first call): {latency * 1000:.0f} ms")
-            assert latency < POP_BUDGET, f"the pop took {latency:.3f} s"
+            assert latency < FIRST_POP_BUDGET, f"the pop took {latency:.3f} s"
             assert console.text("#caller-name") == DANA
             direction = page.eval_on_selector(
                 "#caller-name", "e => [e.getAttribute('dir'), getComputedStyle(e).direction]")
