@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from starlette.testclient import TestClient
@@ -85,10 +85,6 @@ def statements_sent(engine: Engine) -> list[str]:
 DELETE_UP_TO = 1000
 # Tables ordered so that a table comes before every table it references, read once a database.
 _DELETE_ORDER: dict[str, list[str]] = {}
-_FOREIGN_KEYS = text(
-    "SELECT c.conrelid::regclass::text, c.confrelid::regclass::text FROM pg_constraint c "
-    "JOIN pg_namespace n ON n.oid = c.connamespace "
-    "WHERE c.contype = 'f' AND n.nspname = 'public' AND c.conrelid <> c.confrelid")
 _RESTART_SEQUENCES = text(
     "SELECT setval(format('%I.%I', schemaname, sequencename)::regclass, start_value, false) "
     "FROM pg_sequences WHERE schemaname = 'public'")
@@ -96,28 +92,10 @@ _RESTART_SEQUENCES = text(
 
 def _delete_order(conn: Connection) -> list[str]:
     """Every table, each before the tables it references (so deleting in this order never
-    breaks a foreign key)."""
-    tables = list(conn.execute(LIST_TABLES).scalars())
-    references: dict[str, set[str]] = {name: set() for name in tables}
-    for referencing, referenced in conn.execute(_FOREIGN_KEYS):
-        references.setdefault(referencing.strip('"'), set()).add(referenced.strip('"'))
-    referenced_by: dict[str, set[str]] = {name: set() for name in tables}
-    for name, targets in references.items():
-        for target in targets:
-            referenced_by.setdefault(target, set()).add(name)
-    order: list[str] = []
-    ready = sorted(name for name in tables if not referenced_by[name])
-    remaining = {name: set(referenced_by[name]) for name in tables}
-    while ready:
-        name = ready.pop()
-        order.append(name)
-        for target in references.get(name, ()):
-            remaining[target].discard(name)
-            if not remaining[target] and target not in order and target not in ready:
-                ready.append(target)
-    if len(order) != len(tables):
-        raise AssertionError(f"foreign keys in a cycle among {sorted(set(tables) - set(order))}")
-    return order
+    breaks a foreign key): SQLAlchemy's dependency order of the reflected tables, reversed."""
+    tables = MetaData()
+    tables.reflect(bind=conn)
+    return [t.name for t in reversed(tables.sorted_tables) if t.name != "alembic_version"]
 
 
 def truncate_all(url: str) -> None:

@@ -23,16 +23,26 @@ from ivr.calls.repository import StepStore
 from tests.twilio import call_params, new_sid, signed_post
 
 
-def _step_row(database_url: str, sid: str) -> tuple[int, str]:
+def _call_state(database_url: str, sid: str) -> tuple[int, str, bool, str]:
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
-            step, response = conn.execute(text(
-                "SELECT step, last_response FROM calls WHERE call_sid = :s"),
+            step, response, ended, status = conn.execute(text(
+                "SELECT step, last_response, ended, status FROM calls WHERE call_sid = :s"),
                 {"s": sid}).one()
     finally:
         engine.dispose()
-    return int(step), str(response)
+    return int(step), str(response), bool(ended), str(status)
+
+
+def _write(database_url: str, statement: str, params: dict[str, Any]) -> None:
+    """A change to the calls table committed from outside the app (another process)."""
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(statement), params)
+    finally:
+        engine.dispose()
 
 
 def test_a_postgresql_step_reads_outside_a_transaction(
@@ -60,7 +70,7 @@ def test_a_postgresql_step_reads_outside_a_transaction(
         answer = signed_post(client, "/twilio/gather?s=1", call_params(sid, Digits="2"))
     assert "/twilio/gather?s=2" in answer.text
     assert statuses == [TransactionStatus.IDLE]
-    assert _step_row(pg_url, sid)[0] == 2
+    assert _call_state(pg_url, sid)[0] == 2
 
 
 def test_a_step_answered_elsewhere_between_its_read_and_its_write_loses(
@@ -73,13 +83,8 @@ def test_a_step_answered_elsewhere_between_its_read_and_its_write_loses(
     elsewhere = "<Response><Say>answered elsewhere</Say></Response>"
 
     def commit_the_other_answer() -> None:
-        engine = create_engine(database_url)
-        try:
-            with engine.begin() as conn:
-                conn.execute(text("UPDATE calls SET step = step + 1, last_response = :r "
-                                  "WHERE call_sid = :s"), {"r": elsewhere, "s": sid})
-        finally:
-            engine.dispose()
+        _write(database_url, "UPDATE calls SET step = step + 1, last_response = :r "
+               "WHERE call_sid = :s", {"r": elsewhere, "s": sid})
 
     sync_save, async_save = StepStore.save, StepStore.asave
 
@@ -96,7 +101,7 @@ def test_a_step_answered_elsewhere_between_its_read_and_its_write_loses(
     answer = signed_post(client, "/twilio/gather?s=1", call_params(sid, Digits="2"))
     assert answer.status_code == 200
     assert answer.text == elsewhere
-    assert _step_row(database_url, sid) == (2, elsewhere)
+    assert _call_state(database_url, sid)[:2] == (2, elsewhere)
 
 
 def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -115,18 +120,6 @@ def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(StepStore, "load", counting)
     monkeypatch.setattr(StepStore, "aload", acounting)
     return reads
-
-
-def _call_state(database_url: str, sid: str) -> tuple[int, str, bool, str]:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            step, response, ended, status = conn.execute(text(
-                "SELECT step, last_response, ended, status FROM calls WHERE call_sid = :s"),
-                {"s": sid}).one()
-    finally:
-        engine.dispose()
-    return int(step), str(response), bool(ended), str(status)
 
 
 def test_a_process_takes_the_next_step_from_what_it_wrote_without_reading(
@@ -159,13 +152,8 @@ def test_a_status_written_elsewhere_makes_the_step_read_the_call(
     reads = _count_reads(monkeypatch)
     sid = new_sid()
     signed_post(client, "/twilio/voice", call_params(sid, "ringing"))
-    engine = create_engine(database_url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text("UPDATE calls SET status = 'completed', ended = :t "
-                              "WHERE call_sid = :s"), {"t": True, "s": sid})
-    finally:
-        engine.dispose()
+    _write(database_url, "UPDATE calls SET status = 'completed', ended = :t "
+           "WHERE call_sid = :s", {"t": True, "s": sid})
     answer = signed_post(client, "/twilio/gather?s=1", call_params(sid, Digits="2"))
     assert answer.status_code == 200
     assert reads == [sid]
