@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import perf_counter
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -54,15 +54,48 @@ class Refused(Exception):
         self.status, self.detail = status, detail
 
 
+def form_fields(text: str, *, keep_blank_values: bool = False) -> dict[str, str]:
+    """``dict(urllib.parse.parse_qsl(text, keep_blank_values=...))``, the same answer for
+    every text (tests/test_webhook_form.py checks it against ``parse_qsl``), at half its
+    cost: a name or value with nothing escaped (most of Twilio's: SIDs, statuses, digits)
+    is taken as it is, and only one with ``%`` or ``+`` goes through ``unquote_plus``,
+    which is what ``parse_qsl`` does to each. On the menu step, ``parse_qsl`` was 14% of
+    the time the server held the GIL (bench/results.md)."""
+    fields: dict[str, str] = {}
+    for pair in text.split("&"):
+        if not pair:
+            continue
+        name, eq, value = pair.partition("=")
+        if not eq and not keep_blank_values:
+            continue
+        if not value and not keep_blank_values:
+            continue
+        if "%" in name or "+" in name:
+            name = unquote_plus(name)
+        if "%" in value or "+" in value:
+            value = unquote_plus(value)
+        fields[name] = value
+    return fields
+
+
+def _without_nul(fields: dict[str, str], text: str) -> dict[str, str]:
+    """``fields`` without NUL characters; only a text that holds one (as itself or ``%00``)
+    can give one, so the others are returned as they are, unscanned."""
+    if "\0" not in text and "%00" not in text:
+        return fields
+    return {k: v.replace("\0", "") for k, v in fields.items()}
+
+
 async def twilio_request(request: Request) -> TwilioRequest:
     """The form of a Twilio request, verified against its signature."""
     body = await request.body()
     if len(body) > MAX_BODY:
         raise Refused(413, "request body too large")
     try:
-        params = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise Refused(400, "form body is not UTF-8") from None
+    params = form_fields(text, keep_blank_values=True)
     checker: SignatureChecker = web(request).signatures
     scope = request.scope
     query = scope.get("query_string", b"").decode("latin-1")
@@ -71,14 +104,11 @@ async def twilio_request(request: Request) -> TwilioRequest:
     if not checker.verify(url, params, request.headers):
         log.warning("refused webhook with a bad or missing signature path=%s", scope["path"])
         raise Refused(403, "invalid Twilio signature")
-    qs = dict(parse_qsl(query))
+    qs = form_fields(query)
     fp = fingerprint(scope["path"], query, params)
     # Verified as sent; from here on without NULs, which no column (PostgreSQL text) holds
     # and no Twilio value contains.
-    if any("\0" in v for v in params.values()) or any("\0" in v for v in qs.values()):
-        params = {k: v.replace("\0", "") for k, v in params.items()}
-        qs = {k: v.replace("\0", "") for k, v in qs.items()}
-    return TwilioRequest(params, qs, fp)
+    return TwilioRequest(_without_nul(params, text), _without_nul(qs, query), fp)
 
 
 Handler = Callable[[Request, TwilioRequest], Awaitable[Response]]
