@@ -143,8 +143,10 @@ def serve(app: Any, *, header_timeout: float, max_header_bytes: int = MAX_HEADER
     """``uvicorn.run`` with ``BoundedHttpToolsProtocol``; the bounds travel on the Config
     (pickled to each worker process with ``workers`` > 1). The soft limit on open files is
     raised to the hard one first (every console is a connection). False: the server did not
-    start."""
+    start. Responses carry no ``server: uvicorn`` header: it tells an attacker which server
+    to aim at and costs every response a header (the ``date`` header stays, as HTTP asks)."""
     raise_open_files_limit()
+    options.setdefault("server_header", False)
     config = uvicorn.Config(app, http=BoundedHttpToolsProtocol, **options)
     config.header_timeout = header_timeout  # type: ignore[attr-defined]
     config.max_header_bytes = max_header_bytes  # type: ignore[attr-defined]
