@@ -85,9 +85,15 @@ class CallbackRequest(Base):
 # scan gives ``deadline_at DESC`` too), and under ``FOR UPDATE SKIP LOCKED`` it sorted every
 # due row per claim (6.2 s at 1,000,000 pending rows); in this order the claim reads the head
 # of its queue's part of the index (bench/results.md). ``queue`` leads, so a queue swamped
-# with due callbacks and no free agent never stands in front of another queue's.
+# with due callbacks and no free agent never stands in front of another queue's. ``due_at``
+# comes last: it changes no order (``id`` is unique before it), but ``due_at <= now`` is
+# then checked on the index entry, so the requests not yet due that rank before the due
+# ones (a scheduled callback's deadline is 30 minutes after its time) are passed over in
+# the index. Read from the table, they were 634 rows and 680 buffers a claim after 6,400
+# claims of the benchmark's 1,000,000 (1.15 ms; 0.17 ms with 45 buffers in the index).
 Index("ix_callback_requests_claim", CallbackRequest.queue, CallbackRequest.priority.desc(),
       CallbackRequest.deadline_at, CallbackRequest.entered_at, CallbackRequest.id,
+      CallbackRequest.due_at,
       postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'"))
 # "Is any callback due?" (repository.due_probe): part of the router's first, cheap question.
 Index("ix_callback_requests_pending_due", CallbackRequest.due_at,
