@@ -25,8 +25,8 @@ def _claim_index(columns: list) -> None:
 def upgrade() -> None:
     # The same order with ``due_at`` last: a claim passes over the requests not yet due in
     # the index instead of reading each from the table (callbacks/models.py). Built in the
-    # migration's transaction: writes to callback_requests wait while it builds (about a
-    # second for 1,000,000 pending requests on PostgreSQL).
+    # migration's transaction: writes to callback_requests wait while it builds (1.9-2.8 s
+    # for 1,000,000 pending requests on PostgreSQL, bench/results.md).
     op.drop_index('ix_callback_requests_claim', table_name='callback_requests')
     _claim_index([*_OLD, 'due_at'])
 
