@@ -6,9 +6,10 @@ apology and the safe queue), never an HTTP 500 that would make the phone play Tw
 
 These are plain Starlette routes, not FastAPI ones: they take no JSON and need no OpenAPI
 schema, and FastAPI's dependency machinery cost more than the whole database step
-(measured with cProfile). ``TwilioFastPath`` sends ``/twilio/*`` to them past FastAPI's
-layers. The routes themselves live with their features: ``ivr.calls.endpoints`` (the
-menu), ``ivr.agents.webhooks`` (the queue and the agent leg), ``callbacks.endpoints``.
+(measured with cProfile). ``ivr.app.IvrApp`` sends ``/twilio/*`` to them
+(``TwilioRoutes``) before FastAPI's layers. The routes themselves live with their features:
+``ivr.calls.endpoints`` (the menu), ``ivr.agents.webhooks`` (the queue and the agent leg),
+``callbacks.endpoints``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, Router
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from ivr.calls import twiml
 from ivr.calls.service import fingerprint
@@ -166,24 +167,39 @@ def routes(*handlers: Handler) -> list[Route]:
                   methods=["POST"]) for h in handlers]
 
 
-class TwilioFastPath:
-    """ASGI middleware that sends ``/twilio/*`` straight to the Twilio routes, past FastAPI's
-    exception and exit-stack layers (the handlers answer TwiML for every failure themselves).
-    The routes stay registered on the app too, so route listings are complete."""
+def is_twilio(scope: Scope) -> bool:
+    """A request for one of Twilio's webhooks (``/twilio/*``)."""
+    return bool(scope["type"] == "http" and scope["path"].startswith("/twilio/"))
 
-    def __init__(self, app: ASGIApp, routes: list[Route]) -> None:
-        self.app = app
+
+class TwilioRoutes:
+    """The Twilio routes as an ASGI app of their own, which ``ivr.app.IvrApp`` calls for
+    ``/twilio/*`` before FastAPI's layers (its error, telemetry, body-limit, exception and
+    exit-stack middlewares: the handlers answer TwiML for every failure themselves, and the
+    product's own body limit and proxy handling wrap this app as they wrap FastAPI). A path
+    is found by a dict look-up, not by trying each route's pattern in turn. The routes stay
+    registered on the app too, so route listings are complete."""
+
+    def __init__(self, routes: list[Route]) -> None:
         self.router = Router(routes=routes)
+        # Routes without path parameters, by path: what the router would find, as it would
+        # leave it in the scope.
+        self.by_path = {route.path: route for route in routes if not route.param_convertors}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/twilio/"):
-            try:
-                await self.router(scope, receive, send)
-            except HTTPException as exc:
-                # The router's own answers, 404 (no such route) and 405 (with Allow), which
-                # it raises for FastAPI's exception layer, skipped here: answered as they
-                # are, not left to become a 500 with a traceback. Handlers never raise it.
-                await PlainTextResponse(exc.detail, exc.status_code,
-                                        headers=exc.headers)(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+        route = self.by_path.get(scope["path"]) if not scope.get("root_path") else None
+        if route is not None and route.methods and scope["method"] in route.methods:
+            scope["router"] = self.router
+            scope["route"] = route
+            scope["endpoint"] = route.endpoint
+            scope["path_params"] = {}
+            await route.handle(scope, receive, send)
+            return
+        try:
+            await self.router(scope, receive, send)
+        except HTTPException as exc:
+            # The router's own answers, 404 (no such route) and 405 (with Allow), which it
+            # raises for FastAPI's exception layer, not called here: answered as they are,
+            # not left to become a 500 with a traceback. Handlers never raise it.
+            await PlainTextResponse(exc.detail, exc.status_code,
+                                    headers=exc.headers)(scope, receive, send)
