@@ -90,7 +90,7 @@ class CallbackRequest(Base):
 # then checked on the index entry, so the requests not yet due that rank before the due
 # ones (a scheduled callback's deadline is 30 minutes after its time) are passed over in
 # the index. Read from the table, they were 979 rows and 1,084 buffers a claim after the
-# benchmark's 8,400 claims among 1,000,000 (0.6-1.8 ms; now none, 118 buffers, 0.17-0.45 ms).
+# benchmark's 8,400 claims among 1,000,000 (0.5-1.8 ms; now none, 118 buffers, 0.17-0.45 ms).
 Index("ix_callback_requests_claim", CallbackRequest.queue, CallbackRequest.priority.desc(),
       CallbackRequest.deadline_at, CallbackRequest.entered_at, CallbackRequest.id,
       CallbackRequest.due_at,
