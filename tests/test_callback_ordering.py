@@ -236,7 +236,7 @@ def _pending(n: int, queue: str, *, due: datetime, deadline: datetime) -> dict[s
             "kind": "asap" if due <= T0 else "scheduled",
             "scheduled_for": None if due <= T0 else due, "deadline_at": deadline,
             "warn_at": deadline, "due_at": due, "status": "pending",
-            "open_key": f"{queue}|phone:{phone}", "attempts": 0, "max_attempts": 3,
+            "open_key": cbrepo.open_key(queue, None, phone), "attempts": 0, "max_attempts": 3,
             "updated_at": T0}
 
 

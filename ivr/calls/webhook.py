@@ -66,10 +66,8 @@ def form_fields(text: str, *, keep_blank_values: bool = False) -> dict[str, str]
     for pair in text.split("&"):
         if not pair:
             continue
-        name, eq, value = pair.partition("=")
-        if not eq and not keep_blank_values:
-            continue
-        if not value and not keep_blank_values:
+        name, _, value = pair.partition("=")
+        if not value and not keep_blank_values:  # "a=" and "a" alike
             continue
         if "%" in name or "+" in name:
             name = unquote_plus(name)
